@@ -109,7 +109,7 @@ class _Source:
                 data = p.read_bytes()
         except SceneFormatError:
             raise
-        except KeyError:
+        except (KeyError, FileNotFoundError):
             raise SceneFormatError(self.path, f"missing {name}") from None
         except (OSError, zipfile.BadZipFile, EOFError, ValueError, RuntimeError) as e:
             # zlib.error is not an OSError; it is raised as zipfile errors or zlib.error
@@ -287,7 +287,7 @@ def _codebook(values: np.ndarray, size: int = 256, iters: int = 6) -> tuple[np.n
     v = values.reshape(-1).astype(np.float64)
     if v.size == 0:
         return np.zeros(size), np.zeros(values.shape, np.uint8)
-    cb = np.quantile(v, (np.arange(size) + 0.5) / size)
+    cb = np.quantile(v, np.linspace(0.0, 1.0, size))  # extremes included: tails stay exact
     for _ in range(iters):
         cb = np.unique(cb)
         edges = (cb[1:] + cb[:-1]) / 2
