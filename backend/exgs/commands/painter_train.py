@@ -1,0 +1,105 @@
+"""``exgs painter-train``: build cached training pairs from scenes and train GaussPainter.
+
+Example (the command that produced the shipped default weights is in
+backend/exgs/painter/weights/MODEL_CARD.md)::
+
+    exgs painter-train --scenes playbot_lod2,playbot_lod4,garden,proc:0-40 \\
+        --val-scenes playbot_lod3,proc:1000-1003 --cache /work/cache/painter \\
+        --out /work/cache/painter-run --steps 3000 --minutes 55
+
+Re-running the same command resumes: cached pairs are reused, training continues from
+``OUT/checkpoint.pt``. The weights (diffusers layout) are written to ``OUT/painter/`` at every
+checkpoint; use them with ``--painter OUT/painter``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+
+def register(sub) -> None:
+    p = sub.add_parser("painter-train", help="train the GaussPainter restorer (pairs cached on disk)")
+    p.add_argument("--scenes", default="playbot_lod2,playbot_lod4,garden,proc:0-40",
+                   help="training scenes: playbot_lodN, garden, proc:A-B (procedural seeds), "
+                        "or .ply paths; comma-separated")
+    p.add_argument("--val-scenes", default="playbot_lod3,proc:1000-1003",
+                   help="held-out scenes for validation (never trained on)")
+    p.add_argument("--scenes-dir", default="/work/shared/scenes",
+                   help="directory with playbot_lodN.ply and garden_sfm_points.npz")
+    p.add_argument("--cache", required=True, help="pair cache directory (npz files)")
+    p.add_argument("--out", required=True, help="run directory: checkpoint.pt, painter/ weights")
+    p.add_argument("--views", type=int, default=8, help="views per training scene")
+    p.add_argument("--val-views", type=int, default=4, help="views per validation scene")
+    p.add_argument("--size", type=int, default=192, help="render size in pixels (square)")
+    p.add_argument("--keeps-per-view", type=int, default=3, help="pruned renders per view")
+    p.add_argument("--prune", choices=["auto", "ugc", "simple"], default="auto",
+                   help="pruning: exgs.ugc when available (auto), or opacity×area score")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--minutes", type=float, default=0.0, help="wall-time budget (0 = none)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--checkpoint-minutes", type=float, default=3.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--vae-width", type=int, default=16)
+    p.add_argument("--latent-channels", type=int, default=8)
+    p.add_argument("--no-mask", action="store_true", help="ablation: no mask/alpha input or gate")
+    p.add_argument("--no-latent-loss", action="store_true", help="ablation: w_lat = 0")
+    p.add_argument("--data-only", action="store_true", help="build the pair cache, do not train")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from ..errors import UsageError
+    from ..painter.data import (PairSampler, PairSpec, build_scene_pairs, load_pairs,
+                                parse_scene_specs, ugc_available)
+
+    if args.size % 8 or args.crop % 8 or args.crop > args.size:
+        raise UsageError("--size and --crop must be multiples of 8 with crop ≤ size")
+    train_specs = parse_scene_specs([args.scenes])
+    val_specs = parse_scene_specs([args.val_scenes]) if args.val_scenes else []
+    overlap = set(train_specs) & set(val_specs)
+    if overlap:
+        raise UsageError(f"scenes both trained on and held out: {', '.join(sorted(overlap))}")
+    prune = args.prune if args.prune != "auto" else ("ugc" if ugc_available() else "simple")
+    ps = PairSpec(views=args.views, size=args.size, keeps_per_view=args.keeps_per_view,
+                  prune=prune, seed=args.seed)
+    vs = PairSpec(views=args.val_views, size=args.size, keeps_per_view=3, prune=prune,
+                  seed=args.seed + 1, keep_range=(0.01, 0.10))
+    t0 = time.time()
+    files, vfiles = [], []
+    for spec in tqdm(train_specs, desc="pairs (train)"):
+        files += build_scene_pairs(spec, f"{args.cache}/{prune}", ps, args.scenes_dir)
+    for spec in tqdm(val_specs, desc="pairs (held out)"):
+        vfiles += build_scene_pairs(spec, f"{args.cache}/{prune}-val", vs, args.scenes_dir)
+    t_data = time.time() - t0
+    print(f"pairs: {len(files)} train views, {len(vfiles)} held-out views "
+          f"(pruning: {prune}; {t_data / 60:.1f} min)")
+    if args.data_only:
+        return 0
+    from ..painter.model import PainterConfig, PainterNet
+    from ..painter.train import TrainConfig, train
+
+    cfg = PainterConfig(vae_width=args.vae_width, latent_channels=args.latent_channels,
+                        use_mask=not args.no_mask)
+    tc = TrainConfig(steps=args.steps, minutes=args.minutes, batch=args.batch, crop=args.crop,
+                     lr=args.lr, w_lat=0.0 if args.no_latent_loss else 1.0, seed=args.seed,
+                     checkpoint_minutes=args.checkpoint_minutes, threads=args.threads)
+    import torch
+
+    torch.manual_seed(args.seed)
+    net = PainterNet(cfg)
+    sampler = PairSampler(load_pairs(files))
+    val = load_pairs(vfiles) if vfiles else None
+    meta = {"scenes": train_specs, "val_scenes": val_specs, "views": args.views,
+            "size": args.size, "keeps_per_view": args.keeps_per_view, "prune": prune,
+            "data_minutes": round(t_data / 60, 2)}
+    info = train(net, sampler, tc, args.out, val_pairs=val, meta=meta)
+    print(json.dumps({"steps": info["step"], "minutes": round(info["minutes"], 1),
+                      "val": info.get("val")}, indent=2))
+    print(f"weights: {args.out}/painter")
+    return 0

@@ -1,0 +1,294 @@
+"""Training pairs for GaussPainter: (render of a pruned scene, render of the full scene).
+
+A *pair file* ``<cache>/<scene>/<view>.npz`` holds one view of one scene:
+
+==============  ================  =============================================================
+key             shape / dtype     meaning
+==============  ================  =============================================================
+``clean_rgb``   [H,W,3] float16   full-scene render, display sRGB over black (premultiplied)
+``clean_alpha`` [H,W]   float16   its alpha (1 − transmittance)
+``deg_rgb``     [K,H,W,3] f16     renders of the same view after pruning to ``keeps[k]``
+``deg_alpha``   [K,H,W] float16
+``keeps``       [K] float32       kept fraction of Gaussians (0.005 … 0.3)
+==============  ================  =============================================================
+
+Renders use :func:`exgs.render.render` (black background; other backgrounds are composited at
+training time from rgb + alpha, so one cache serves every background colour). Pruning uses
+``exgs.ugc.compress(scene, keep=f).scene`` when that module is importable (``prune="auto"``),
+otherwise a simple opacity × projected-area score (``prune="simple"``).
+
+Scene specs (``--scenes``): ``playbot_lod2`` / ``playbot_lod3`` / ``playbot_lod4`` (PLY files in
+the scenes directory), ``garden`` (the SfM points of garden_sfm_points.npz turned into isotropic
+Gaussians) and ``proc:A-B`` (procedural scenes with seeds A..B-1, see
+:mod:`exgs.painter.procedural`). All randomness is seeded from (seed, scene, view).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+from ..scene import GaussianScene, logit, rgb_to_sh_dc
+
+DEFAULT_SCENES_DIR = "/work/shared/scenes"
+
+
+# ------------------------------------------------------------------------------ scenes
+def garden_scene(npz_path: str | os.PathLike, opacity: float = 0.9) -> GaussianScene:
+    """SfM points → isotropic Gaussians: σ = ½ · mean distance to the 3 nearest neighbours."""
+    import torch
+
+    d = np.load(npz_path)
+    pts = np.asarray(d["means3d"], np.float32)
+    cols = np.asarray(d["colors"], np.float32) / 255.0
+    p = torch.from_numpy(pts)
+    nn_d = torch.empty(len(pts))
+    for i in range(0, len(pts), 2048):
+        dist = torch.cdist(p[i:i + 2048], p)
+        nn_d[i:i + 2048] = dist.topk(4, largest=False).values[:, 1:].mean(1)
+    sig = np.clip(0.5 * nn_d.numpy(), 1e-4, np.quantile(nn_d.numpy(), 0.98))
+    n = len(pts)
+    return GaussianScene(pts, np.tile([1.0, 0, 0, 0], (n, 1)),
+                         np.log(np.repeat(sig[:, None], 3, 1)), logit(np.full(n, opacity)),
+                         rgb_to_sh_dc(cols)[:, None, :])
+
+
+def garden_cameras(npz_path):
+    from ..cameras import Camera
+
+    d = np.load(npz_path)
+    w, h = int(d["width"]), int(d["height"])
+    cams = []
+    for i in range(len(d["viewmats"])):
+        K = d["Ks"][i]
+        cams.append(Camera(w, h, float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]),
+                           np.asarray(d["viewmats"][i], np.float64), name=f"garden_{i}"))
+    return cams
+
+
+def parse_scene_specs(specs: list[str]) -> list[str]:
+    """Expand ``proc:A-B`` into ``proc:A`` … ``proc:B-1``; validate names."""
+    out = []
+    for s in specs:
+        for part in s.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if part.startswith("proc:"):
+                rng = part[5:]
+                if "-" in rng:
+                    a, b = (int(x) for x in rng.split("-"))
+                    out += [f"proc:{k}" for k in range(a, b)]
+                else:
+                    out.append(f"proc:{int(rng)}")
+            elif part in ("garden", "playbot_lod2", "playbot_lod3", "playbot_lod4") \
+                    or part.endswith(".ply"):
+                out.append(part)
+            else:
+                raise UsageError(f"unknown training scene {part!r} (use playbot_lodN, garden, "
+                                 "proc:A-B or a .ply path)")
+    return out
+
+
+def load_scene(spec: str, scenes_dir: str | os.PathLike = DEFAULT_SCENES_DIR) -> GaussianScene:
+    from .procedural import random_procedural_scene
+
+    if spec.startswith("proc:"):
+        return random_procedural_scene(int(spec[5:]))
+    if spec == "garden":
+        return garden_scene(Path(scenes_dir) / "garden_sfm_points.npz")
+    from ..io import read_scene
+
+    path = Path(spec) if spec.endswith(".ply") else Path(scenes_dir) / f"{spec}.ply"
+    return read_scene(path)
+
+
+def _seed(*parts) -> int:
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
+
+
+def random_views(scene: GaussianScene, spec: str, count: int, size: int, seed: int,
+                 scenes_dir=DEFAULT_SCENES_DIR) -> list:
+    """``count`` varied cameras of ``size``×``size`` px: orbit distance 0.35–1.5, fov 30–80°,
+    elevation −10–65°, up = −y; for the garden, its real cameras with random zoom and shift."""
+    from ..cameras import Camera, orbit_for_scene
+
+    rng = np.random.default_rng(_seed(seed, spec, "views"))
+    cams = []
+    if spec == "garden":
+        real = garden_cameras(Path(scenes_dir) / "garden_sfm_points.npz")
+        for i in range(count):
+            c = real[i % len(real)]
+            zoom = rng.uniform(1.0, 2.5) * size / min(c.width, c.height)
+            cx = c.cx * zoom + rng.uniform(-0.3, 0.3) * c.width * zoom
+            cy = c.cy * zoom + rng.uniform(-0.2, 0.2) * c.height * zoom
+            cams.append(Camera(size, size, c.fx * zoom, c.fy * zoom,
+                               cx - (c.width * zoom - size) / 2, cy - (c.height * zoom - size) / 2,
+                               c.world_to_camera, name=f"v{i}"))
+        return cams
+    for i in range(count):
+        el = rng.uniform(-10, 65)
+        cams += orbit_for_scene(scene, 1, size, size, up="-y", distance=rng.uniform(0.35, 1.5),
+                                fov_x_deg=rng.uniform(30, 80), seed=int(rng.integers(1 << 30)),
+                                elevation_deg=(el, el), azimuth_offset_deg=rng.uniform(0, 360))
+    return cams
+
+
+# ------------------------------------------------------------------------------ pruning
+def simple_prune(scene: GaussianScene, keep: float) -> GaussianScene:
+    """Keep the ``keep`` fraction of Gaussians with the largest opacity × σ-area score."""
+    from ..scene import sigmoid
+
+    n = len(scene)
+    k = max(1, int(round(keep * n)))
+    s = np.exp(scene.log_scales.astype(np.float64))
+    vol = np.prod(s, 1) ** (2.0 / 3.0)
+    score = sigmoid(scene.opacity_logits) * vol
+    idx = np.sort(np.argsort(-score)[:k])
+    return scene.subset(idx) if hasattr(scene, "subset") else GaussianScene(
+        scene.means[idx], scene.quats[idx], scene.log_scales[idx], scene.opacity_logits[idx],
+        scene.sh[idx])
+
+
+def ugc_available() -> bool:
+    try:
+        from .. import ugc  # noqa: F401
+
+        return hasattr(ugc, "compress")
+    except Exception:
+        return False
+
+
+def prune(scene: GaussianScene, keep: float, method: str = "auto") -> GaussianScene:
+    """Pruned (and, with UGC, amplified) scene keeping ``keep`` ∈ (0, 1] of the Gaussians."""
+    if keep >= 1.0:
+        return scene
+    if method == "auto":
+        method = "ugc" if ugc_available() else "simple"
+    if method == "ugc":
+        from .. import ugc
+
+        return ugc.compress(scene, keep=keep).scene
+    return simple_prune(scene, keep)
+
+
+# ------------------------------------------------------------------------------ pair cache
+@dataclass
+class PairSpec:
+    views: int = 8  #: views per scene
+    size: int = 192  #: render size (square)
+    keeps_per_view: int = 3  #: pruned renders per view
+    keep_range: tuple = (0.005, 0.30)
+    prune: str = "auto"
+    seed: int = 0
+
+
+def scene_keeps(spec: str, ps: PairSpec) -> list[float]:
+    """Kept fractions used for a scene: log-uniform, stratified, deterministic."""
+    rng = np.random.default_rng(_seed(ps.seed, spec, "keeps"))
+    lo, hi = (math.log(x) for x in ps.keep_range)
+    k = ps.keeps_per_view
+    u = (np.arange(k) + rng.uniform(0, 1, k)) / k
+    return [float(math.exp(lo + (hi - lo) * x)) for x in u]
+
+
+def build_scene_pairs(spec: str, cache_dir: str | os.PathLike, ps: PairSpec,
+                      scenes_dir=DEFAULT_SCENES_DIR, log=print) -> list[Path]:
+    """Render and cache every pair of one scene (skips views already cached). Returns files."""
+    from ..fsutil import atomic_path
+    from ..render import render
+
+    out_dir = Path(cache_dir) / spec.replace(":", "_").replace("/", "_")
+    files = [out_dir / f"v{i:03d}.npz" for i in range(ps.views)]
+    if all(f.exists() for f in files):
+        return files
+    scene = load_scene(spec, scenes_dir)
+    cams = random_views(scene, spec, ps.views, ps.size, ps.seed, scenes_dir)
+    keeps = scene_keeps(spec, ps)
+    pruned = [prune(scene, k, ps.prune) for k in keeps]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f, cam in zip(files, cams):
+        if f.exists():
+            continue
+        r = render(scene, cam, device="cpu")
+        degs = [render(p, cam, device="cpu") for p in pruned]
+        with atomic_path(f) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, clean_rgb=r.rgb.astype(np.float16),
+                         clean_alpha=r.alpha.astype(np.float16),
+                         deg_rgb=np.stack([d.rgb for d in degs]).astype(np.float16),
+                         deg_alpha=np.stack([d.alpha for d in degs]).astype(np.float16),
+                         keeps=np.asarray(keeps, np.float32))
+    return files
+
+
+def load_pairs(files) -> list[dict]:
+    out = []
+    for f in files:
+        with np.load(f) as d:
+            out.append({k: d[k] for k in d.files})
+    return out
+
+
+# ------------------------------------------------------------------------------ sampling
+class PairSampler:
+    """Random training crops with augmentation from cached pairs.
+
+    ``sample(rng, batch, crop)`` → (deg_rgb, deg_alpha, clean_rgb) float32 arrays
+    [B,crop,crop,3], [B,crop,crop], [B,crop,crop,3]. Augmentations: random crop, horizontal
+    flip, 90° rotation (p = 0.15), colour matrix near identity + channel permutation + gain
+    (applied to premultiplied colour, so rgb/alpha stay consistent), a random background
+    colour composited with each render's own alpha (p = ``p_background``), and identity pairs
+    (degraded = clean, p = ``p_identity``) that teach the gate to leave complete renders alone.
+    """
+
+    def __init__(self, pairs: list[dict], p_identity: float = 0.1, p_background: float = 0.3):
+        self.pairs = pairs
+        self.p_identity = p_identity
+        self.p_background = p_background
+
+    def sample(self, rng: np.random.Generator, batch: int, crop: int):
+        xs, als, ys = [], [], []
+        for _ in range(batch):
+            p = self.pairs[rng.integers(len(self.pairs))]
+            H, W = p["clean_alpha"].shape
+            c = min(crop, H, W)
+            y0, x0 = rng.integers(0, H - c + 1), rng.integers(0, W - c + 1)
+            sl = (slice(y0, y0 + c), slice(x0, x0 + c))
+            cr = p["clean_rgb"][sl].astype(np.float32)
+            ca = p["clean_alpha"][sl].astype(np.float32)
+            if rng.uniform() < self.p_identity:
+                dr, da = cr.copy(), ca.copy()
+            else:
+                k = rng.integers(len(p["keeps"]))
+                dr = p["deg_rgb"][k][sl].astype(np.float32)
+                da = p["deg_alpha"][k][sl].astype(np.float32)
+            # colour augmentation on premultiplied colour (linear → consistent with alpha)
+            if rng.uniform() < 0.7:
+                M = np.eye(3)[rng.permutation(3)] if rng.uniform() < 0.5 else np.eye(3)
+                M = M + rng.normal(0, 0.08, (3, 3))
+                M = M * rng.uniform(0.7, 1.3)
+                cr, dr = cr @ M.T.astype(np.float32), dr @ M.T.astype(np.float32)
+            if rng.uniform() < self.p_background:
+                bg = rng.uniform(0, 1, 3).astype(np.float32) * (rng.uniform() < 0.8)
+                cr = cr + (1 - ca[..., None]) * bg
+                dr = dr + (1 - da[..., None]) * bg
+            st = np.concatenate([dr, da[..., None], cr], -1)
+            if rng.uniform() < 0.5:
+                st = st[:, ::-1]
+            if rng.uniform() < 0.15:
+                st = np.rot90(st, int(rng.integers(1, 4)))
+            st = np.clip(st, 0.0, 1.0)
+            if c < crop:  # pad small renders with black/empty
+                st = np.pad(st, ((0, crop - c), (0, crop - c), (0, 0)))
+            xs.append(st[..., :3])
+            als.append(st[..., 3])
+            ys.append(st[..., 4:])
+        return (np.ascontiguousarray(np.stack(xs)), np.ascontiguousarray(np.stack(als)),
+                np.ascontiguousarray(np.stack(ys)))

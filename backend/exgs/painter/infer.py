@@ -1,0 +1,169 @@
+"""GaussPainter inference: load weights (diffusers layout), restore frames of any size by
+overlapping tiles blended with smooth weights.
+
+Weights directory layout (what ``exgs painter-train`` writes, and what ``--painter DIR``
+accepts)::
+
+    DIR/painter.json                      PainterConfig (+ training metadata)
+    DIR/vae/config.json                   diffusers AutoencoderTiny
+    DIR/vae/diffusion_pytorch_model.safetensors
+    DIR/unet/config.json                  diffusers UNet2DModel
+    DIR/unet/diffusion_pytorch_model.safetensors
+
+Tiling: a frame is cut into ``tile``×``tile`` tiles overlapping by ``overlap`` pixels (edge
+tiles are shifted inwards, so every tile is full size when the frame is larger than a tile;
+smaller frames are padded by edge replication to a multiple of 8). Each tile's output is
+weighted by a separable raised-cosine ramp over the overlap (1 in the interior, → 0 at an inner
+tile edge, 1 at a frame edge) and the weighted sum is normalised, so there are no seams.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ExgsError
+from .model import LATENT_SCALE, PainterConfig, PainterNet
+
+MIN_SIZE = 64  #: frames are padded to at least this many pixels per side
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights"
+
+
+def load_net(path: str | os.PathLike | None = None, device: str = "cpu") -> PainterNet:
+    """PainterNet from a weights directory (default: the shipped weights)."""
+    from diffusers import AutoencoderTiny, UNet2DModel
+
+    d = Path(path) if path is not None else DEFAULT_WEIGHTS
+    cfg_file = d / "painter.json"
+    if not d.is_dir():
+        raise ExgsError(f"{d}: painter weights directory not found")
+    for need in (cfg_file, d / "vae" / "config.json", d / "unet" / "config.json"):
+        if not need.is_file():
+            raise ExgsError(f"{d}: not a painter weights directory (missing "
+                            f"{need.relative_to(d)}; expected painter.json, vae/, unet/)")
+    try:
+        cfg = PainterConfig.from_dict(json.loads(cfg_file.read_text()))
+        import logging
+
+        logging.getLogger("diffusers").setLevel(logging.ERROR)
+        vae = AutoencoderTiny.from_pretrained(d / "vae")
+        unet = UNet2DModel.from_pretrained(d / "unet")
+    except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError) as e:
+        raise ExgsError(f"{d}: cannot load painter weights: {' '.join(str(e).split())[:300]}") from None
+    net = PainterNet(cfg, vae=vae, unet=unet)
+    return net.to(device).eval()
+
+
+def _ramp(n: int, overlap: int, left_edge: bool, right_edge: bool) -> np.ndarray:
+    """[n] blend weights: raised cosine over ``overlap`` px at inner edges, 1 at frame edges."""
+    w = np.ones(n, np.float32)
+    if overlap > 0:
+        t = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+        r = 0.5 - 0.5 * np.cos(np.pi * t)
+        if not left_edge:
+            w[:overlap] = r
+        if not right_edge:
+            w[n - overlap:] = r[::-1]
+    return np.maximum(w, 1e-4)
+
+
+def _starts(size: int, tile: int, overlap: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    stride = tile - overlap
+    n = math.ceil((size - overlap) / stride)
+    s = [min(i * stride, size - tile) for i in range(n)]
+    return sorted(set(s))
+
+
+class Painter:
+    """Restores renders of pruned scenes. Not thread-safe (one torch module)."""
+
+    def __init__(self, net: PainterNet, device: str = "cpu", path: str | None = None):
+        self.net = net.eval()
+        self.device = device
+        self.path = path
+        self.tile = int(net.cfg.tile)
+        self.overlap = int(net.cfg.overlap)
+
+    @property
+    def config(self) -> PainterConfig:
+        return self.net.cfg
+
+    # ----------------------------------------------------------------------- core
+    @torch.no_grad()
+    def _run(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """[B,h,w,3], [B,h,w] with h, w multiples of 8 → [B,h,w,3]."""
+        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))).to(self.device)
+        a = torch.from_numpy(np.ascontiguousarray(alpha[:, None])).to(self.device)
+        return self.net(x, a).clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu().numpy()
+
+    def restore_batch(self, rgb, alpha, *, tile: int | None = None,
+                      overlap: int | None = None) -> np.ndarray:
+        """Restore B frames of one size.
+
+        rgb [B,H,W,3] float (display sRGB in [0,1], composited over the render background),
+        alpha [B,H,W] float in [0,1] (the pruned render's alpha) → [B,H,W,3] float32.
+        Lists of frames are accepted too. Frames of any size (tiled, see module docstring).
+        """
+        rgb = np.asarray(rgb, np.float32)
+        alpha = np.asarray(alpha, np.float32)
+        if rgb.ndim != 4 or rgb.shape[-1] != 3:
+            raise ExgsError(f"painter: rgb must be [B,H,W,3], got {list(rgb.shape)}")
+        if alpha.shape != rgb.shape[:3]:
+            raise ExgsError(f"painter: alpha must be [B,H,W] = {list(rgb.shape[:3])}, got {list(alpha.shape)}")
+        B, H, W, _ = rgb.shape
+        if B == 0 or H == 0 or W == 0:
+            return rgb.copy()
+        rgb = np.clip(np.nan_to_num(rgb), 0.0, 1.0)
+        alpha = np.clip(np.nan_to_num(alpha), 0.0, 1.0)
+        tile = int(tile or self.tile)
+        tile = max(LATENT_SCALE, tile - tile % LATENT_SCALE)
+        ov = int(self.overlap if overlap is None else overlap)
+        ov = min(max(0, ov - ov % LATENT_SCALE), tile // 2)
+        # pad to a multiple of 8 (edge replication) and to at least MIN_SIZE px (the UNet's
+        # group norms need more than one latent pixel)
+        Hp = max(H + (-H) % LATENT_SCALE, MIN_SIZE)
+        Wp = max(W + (-W) % LATENT_SCALE, MIN_SIZE)
+        if (Hp, Wp) != (H, W):
+            rgb = np.pad(rgb, ((0, 0), (0, Hp - H), (0, Wp - W), (0, 0)), mode="edge")
+            alpha = np.pad(alpha, ((0, 0), (0, Hp - H), (0, Wp - W)), mode="edge")
+        th, tw = min(tile, Hp), min(tile, Wp)
+        ys, xs = _starts(Hp, th, ov), _starts(Wp, tw, ov)
+        if len(ys) == 1 and len(xs) == 1:
+            out = self._run(rgb, alpha)
+            return np.ascontiguousarray(out[:, :H, :W])
+        acc = np.zeros((B, Hp, Wp, 3), np.float32)
+        wsum = np.zeros((Hp, Wp), np.float32)
+        for y in ys:
+            wy = _ramp(th, ov, y == 0, y + th >= Hp)
+            for x in xs:
+                wx = _ramp(tw, ov, x == 0, x + tw >= Wp)
+                w = wy[:, None] * wx[None, :]
+                o = self._run(rgb[:, y:y + th, x:x + tw], alpha[:, y:y + th, x:x + tw])
+                acc[:, y:y + th, x:x + tw] += o * w[None, :, :, None]
+                wsum[y:y + th, x:x + tw] += w
+        out = acc / wsum[None, :, :, None]
+        return np.ascontiguousarray(out[:, :H, :W])
+
+    def restore(self, rgb, alpha, **kw) -> np.ndarray:
+        """One frame: rgb [H,W,3] float in [0,1], alpha [H,W] → restored rgb [H,W,3] float32."""
+        rgb = np.asarray(rgb, np.float32)
+        alpha = np.asarray(alpha, np.float32)
+        if rgb.ndim != 3 or rgb.shape[-1] != 3:
+            raise ExgsError(f"painter: rgb must be [H,W,3], got {list(rgb.shape)}")
+        return self.restore_batch(rgb[None], alpha[None], **kw)[0]
+
+
+def load_painter(path: str | os.PathLike | None = None, device: str = "cpu") -> Painter:
+    """The painter from ``path`` (a weights directory in the layout above; None = the
+    default weights shipped in ``exgs/painter/weights``) on ``device`` ("cpu", "cuda", "auto")."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    net = load_net(path, device)
+    return Painter(net, device, None if path is None else str(path))

@@ -1,0 +1,148 @@
+"""GaussPainter network: TAESD-architecture VAE + one-step latent UNet + gated image residual.
+
+Shapes and conventions (all tensors NCHW, float32):
+
+* ``rgb``   [B,3,H,W] display sRGB in [0, 1], the render of the *pruned* scene composited over
+  its background (black background = premultiplied colour), row 0 = top.
+* ``alpha`` [B,1,H,W] in [0, 1], 1 − final transmittance of that render.
+* H and W must be multiples of 8 (the VAE downsamples by 8; :mod:`exgs.painter.infer` pads).
+
+Pipeline (one network evaluation, no sampling loop)::
+
+    z     = E(rgb)                                   [B,Cz,H/8,W/8]   VAE encoder (AutoencoderTiny)
+    m     = avgpool8(1 − alpha), a = avgpool8(alpha) [B,1,H/8,W/8]    the mask (+ alpha)
+    ẑ     = z + U([z, m, a], t = timestep)           one UNet2DModel step at a fixed timestep
+    d, c  = D(ẑ)                                     decoded colour [B,3,H,W] + confidence logit
+    g     = sigmoid(c) · clamp(gain · (1 − alpha), 0, 1)
+    out   = rgb + g · (d − rgb)
+
+The gate ``g`` is the do-no-harm mechanism: where the pruned render is opaque (alpha ≈ 1, mask ≈
+0) the output equals the input exactly, whatever the VAE does; elsewhere a learned confidence
+decides how much of the decoded restoration replaces the input (background that is truly empty
+keeps a confidence ≈ 0, so it stays background). A latent VAE alone cannot reproduce an input
+at 40 dB; the gate can.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LATENT_SCALE = 8  #: spatial downsampling of the VAE (TAESD: 4 stages, 3 stride-2 convs)
+
+
+@dataclass
+class PainterConfig:
+    """Hyper-parameters stored next to the weights as ``painter.json``."""
+
+    vae_width: int = 16  #: AutoencoderTiny block width (uniform across stages, as TAESD)
+    vae_encoder_blocks: tuple = (1, 2, 2, 2)
+    vae_decoder_blocks: tuple = (2, 2, 2, 1)
+    latent_channels: int = 8
+    unet_channels: tuple = (32, 64, 64)
+    unet_layers_per_block: int = 1
+    timestep: int = 500  #: the fixed timestep of the single UNet step
+    gate_gain: float = 2.0  #: gate ≤ clamp(gain·(1 − alpha), 0, 1)
+    use_mask: bool = True  #: False = ablation: no mask/alpha input, gate from confidence only
+    tile: int = 256  #: inference tile size (pixels, multiple of 8)
+    overlap: int = 32  #: inference tile overlap (pixels, multiple of 8)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PainterConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+        return cls(**kw)
+
+
+def build_vae(cfg: PainterConfig):
+    """AutoencoderTiny (TAESD architecture); 4 output channels = RGB + confidence logit."""
+    from diffusers import AutoencoderTiny
+
+    w = cfg.vae_width
+    return AutoencoderTiny(
+        in_channels=3, out_channels=4,
+        encoder_block_out_channels=(w,) * len(cfg.vae_encoder_blocks),
+        decoder_block_out_channels=(w,) * len(cfg.vae_decoder_blocks),
+        num_encoder_blocks=tuple(cfg.vae_encoder_blocks),
+        num_decoder_blocks=tuple(cfg.vae_decoder_blocks),
+        latent_channels=cfg.latent_channels,
+    )
+
+
+def build_unet(cfg: PainterConfig):
+    """Small UNet2DModel (no attention) on the latent: in = Cz + 2 (mask, alpha), out = Cz."""
+    from diffusers import UNet2DModel
+
+    n = len(cfg.unet_channels)
+    return UNet2DModel(
+        in_channels=cfg.latent_channels + 2, out_channels=cfg.latent_channels,
+        block_out_channels=tuple(cfg.unet_channels),
+        down_block_types=("DownBlock2D",) * n, up_block_types=("UpBlock2D",) * n,
+        layers_per_block=cfg.unet_layers_per_block, norm_num_groups=8, add_attention=False,
+        mid_block_type="UNetMidBlock2D",
+    )
+
+
+class PainterNet(nn.Module):
+    """VAE encoder → one UNet step → VAE decoder → gated residual (see module docstring)."""
+
+    def __init__(self, cfg: PainterConfig | None = None, vae=None, unet=None):
+        super().__init__()
+        self.cfg = cfg or PainterConfig()
+        self.vae = vae if vae is not None else build_vae(self.cfg)
+        self.unet = unet if unet is not None else build_unet(self.cfg)
+
+    # --------------------------------------------------------------------- pieces
+    def encode(self, rgb: torch.Tensor) -> torch.Tensor:
+        """[B,3,H,W] in [0,1] → latent [B,Cz,H/8,W/8]."""
+        return self.vae.encoder(rgb * 2.0 - 1.0)
+
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """latent → (colour [B,3,H,W] in [0,1] (unclamped), confidence logit [B,1,H,W])."""
+        d = (self.vae.decoder(z) + 1.0) * 0.5
+        return d[:, :3], d[:, 3:4]
+
+    def conditioning(self, alpha: torch.Tensor) -> torch.Tensor:
+        """alpha [B,1,H,W] → [mask, alpha] at latent size [B,2,H/8,W/8] (zeros when ablated)."""
+        a = F.avg_pool2d(alpha, LATENT_SCALE)
+        cond = torch.cat([1.0 - a, a], 1)
+        return cond if self.cfg.use_mask else torch.zeros_like(cond)
+
+    def restore_latent(self, z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """One UNet step at the fixed timestep: ẑ = z + U([z, m, a], t)."""
+        x = torch.cat([z, self.conditioning(alpha)], 1)
+        h, w = x.shape[-2:]
+        m = 2 ** (len(self.cfg.unet_channels) - 1)  # the UNet halves the size n − 1 times
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        t = torch.full((z.shape[0],), float(self.cfg.timestep), device=z.device)
+        return z + self.unet(x, t).sample[..., :h, :w]
+
+    def gate(self, conf_logit: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        g = torch.sigmoid(conf_logit)
+        if self.cfg.use_mask:
+            g = g * torch.clamp(self.cfg.gate_gain * (1.0 - alpha), 0.0, 1.0)
+        return g
+
+    def forward(self, rgb: torch.Tensor, alpha: torch.Tensor, *, return_all: bool = False):
+        """rgb [B,3,H,W], alpha [B,1,H,W] (H, W multiples of 8) → restored rgb [B,3,H,W].
+
+        With ``return_all`` also returns a dict with the latent ẑ, decoded colour and gate.
+        """
+        z = self.encode(rgb)
+        zh = self.restore_latent(z, alpha)
+        dec, conf = self.decode(zh)
+        g = self.gate(conf, alpha)
+        out = rgb + g * (dec.clamp(0.0, 1.0) - rgb)
+        if return_all:
+            return out, {"z_hat": zh, "decoded": dec, "gate": g}
+        return out
