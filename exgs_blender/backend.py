@@ -1,0 +1,328 @@
+"""Connection to the ExGS backend service: a local ``exgs serve`` process started on demand,
+or a remote service (URL + token). Wraps the stdlib client (``client.py``, owned by the
+service) with what the add-on needs and turns every failure into a one-line message.
+
+Thread safety: :func:`connection` may be called from worker threads (no bpy access after
+the settings have been read once on the main thread — see :func:`prime`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+
+class BackendError(Exception):
+    """A backend problem, already phrased for the user (one line)."""
+
+
+class Cancelled(Exception):
+    pass
+
+
+_LOCK = threading.RLock()
+_SERVER = None  # LocalServer
+_CONN = None
+_SETTINGS = None
+
+
+def _read_settings():
+    from . import preferences
+    return preferences.settings()
+
+
+def prime():
+    """Read the settings on the main thread (bpy) so worker threads can connect."""
+    global _SETTINGS
+    _SETTINGS = _read_settings()
+    return _SETTINGS
+
+
+def settings():
+    if _SETTINGS is None:
+        return prime()
+    return _SETTINGS
+
+
+def is_loopback(url: str) -> bool:
+    host = urllib.parse.urlparse(url).hostname or ""
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def online_allowed() -> bool:
+    try:
+        import bpy
+        return bool(getattr(bpy.app, "online_access", True))
+    except Exception:
+        return True
+
+
+def describe(e: BaseException) -> str:
+    """One line for any exception (client errors, OS errors, our own)."""
+    if isinstance(e, (BackendError, Cancelled)):
+        return str(e)
+    msg = " ".join(str(e).split()) or type(e).__name__
+    name = type(e).__name__
+    if isinstance(e, ConnectionRefusedError) or "refused" in msg.lower():
+        return f"backend not reachable ({msg})"
+    if isinstance(e, FileNotFoundError):
+        return f"{msg}"
+    if name in ("AuthError", "Unauthorized") or "401" in msg or "token" in msg.lower():
+        return f"backend rejected the token ({msg})"
+    return f"{name}: {msg}" if name not in msg else msg
+
+
+# --------------------------------------------------------------------------- local process
+class LocalServer:
+    """``python -m exgs.cli serve`` on loopback, port chosen by the OS, token in a 0600 file."""
+
+    def __init__(self, python: str, device: str = "auto", painter_weights: str = ""):
+        if not python or not os.path.exists(python):
+            raise BackendError(f"backend Python not found: {python or '(not set)'} — set it in "
+                               "the add-on preferences, run 'Set up backend', or set EXGS_PYTHON")
+        self.python = python
+        self.dir = tempfile.mkdtemp(prefix="exgs-serve-")
+        self.token_file = os.path.join(self.dir, "token")
+        self.log_path = os.path.join(self.dir, "serve.log")
+        from .render_core import cache_dir
+        self.allow_dir = cache_dir()
+        args = [python, "-m", "exgs.cli", "serve", "--host", "127.0.0.1", "--port", "0",
+                "--token-file", self.token_file, "--allow-dir", self.allow_dir]
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        env.pop("PYTHONHOME", None)
+        if device and device != "auto":
+            env["EXGS_DEVICE"] = device
+        if painter_weights:
+            env["EXGS_PAINTER_WEIGHTS"] = painter_weights
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, env=env,
+                                     stdin=subprocess.DEVNULL)
+        self.url = self._wait_ready(timeout=120.0)
+        with open(self.token_file) as f:
+            self.token = f.read().strip()
+
+    def _wait_ready(self, timeout: float) -> str:
+        t0 = time.monotonic()
+        lines = []
+        while time.monotonic() - t0 < timeout:
+            line = self.proc.stdout.readline()
+            if not line:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            text = line.decode("utf-8", "replace").strip()
+            lines.append(text)
+            url = parse_ready_line(text)
+            if url:
+                threading.Thread(target=self._drain, daemon=True).start()
+                return url
+        self.stop()
+        tail = _tail(self.log_path) or " | ".join(lines[-3:])
+        raise BackendError(f"local backend did not start ({self.python}): {tail}")
+
+    def _drain(self):
+        for _ in iter(self.proc.stdout.readline, b""):
+            pass
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        try:
+            self._log.close()
+        except Exception:
+            pass
+
+
+def parse_ready_line(text: str) -> str | None:
+    """The service's machine-readable ready line → base URL (JSON or ``key=value``)."""
+    if text.startswith("{"):
+        import json
+        try:
+            d = json.loads(text)
+        except ValueError:
+            d = {}
+        if d.get("url"):
+            return str(d["url"]).rstrip("/")
+        if d.get("port"):
+            return f"http://{d.get('host', '127.0.0.1')}:{int(d['port'])}"
+    m = re.search(r"(https?://[\w.\-\[\]:]+:\d+)", text)
+    if m:
+        return m.group(1)
+    m = re.search(r"\bport[=: ]+(\d+)", text)
+    if m:
+        return f"http://127.0.0.1:{m.group(1)}"
+    return None
+
+
+def _tail(path: str, n: int = 300) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()[-4000:].decode("utf-8", "replace").strip().splitlines()
+        for line in reversed(data):
+            if line.strip():
+                return line.strip()[:n]
+    except OSError:
+        pass
+    return ""
+
+
+def local_server():
+    return _SERVER
+
+
+def start_local():
+    """Start (or reuse) the local server; returns it."""
+    global _SERVER, _CONN
+    s = settings()
+    with _LOCK:
+        if _SERVER is not None and _SERVER.alive:
+            return _SERVER
+        _SERVER = LocalServer(s.python, s.device, s.painter_weights)
+        _CONN = None
+        return _SERVER
+
+
+def stop_local():
+    global _SERVER, _CONN
+    with _LOCK:
+        if _SERVER is not None:
+            _SERVER.stop()
+        _SERVER = None
+        _CONN = None
+
+
+# --------------------------------------------------------------------------- connection
+class Connection:
+    """The add-on's view of the service (every method may raise BackendError/Cancelled)."""
+
+    def __init__(self, url: str, token: str, local: bool, timeout: float = 600.0):
+        self.url, self.local = url, local
+        from . import client
+
+        self.api = client.Client(url, token, timeout=timeout)
+        self._scenes: dict = {}  # content digest → scene id
+
+    def health(self) -> dict:
+        return self.api.health()
+
+    def scene_for(self, ply_path: str, digest: str) -> str:
+        sid = self._scenes.get(digest)
+        if sid is not None:
+            return sid
+        if self.local:
+            try:
+                sid = self.api.open_path(ply_path)
+            except Exception:
+                sid = None
+        if sid is None:
+            sid = self.api.upload(ply_path)
+        sid = sid["id"] if isinstance(sid, dict) else sid
+        self._scenes[digest] = sid
+        return sid
+
+    def render(self, sid, cameras, *, restore=False, progress=None, cancel=None):
+        """cameras: raw Blender numbers (+ object_matrix_world) → [(rgb, alpha, depth)]."""
+        return self.api.render(sid, cameras, restore=restore, passes=("rgb", "alpha", "depth"),
+                               progress=progress, cancel=cancel)
+
+
+def connection() -> Connection:
+    """The current connection (starting the local server when needed)."""
+    global _CONN
+    s = settings()
+    with _LOCK:
+        if _CONN is not None and (not _CONN.local or (_SERVER is not None and _SERVER.alive)):
+            return _CONN
+        if s.mode == "REMOTE":
+            if not s.url:
+                raise BackendError("no backend URL set (preferences or EXGS_BACKEND_URL)")
+            if not is_loopback(s.url) and not online_allowed():
+                raise BackendError(f"online access is disabled in Blender (Preferences ▸ System "
+                                   f"▸ Network); cannot reach {s.url}")
+            _CONN = Connection(s.url, s.token, local=False, timeout=s.timeout)
+        else:
+            srv = start_local()
+            _CONN = Connection(srv.url, srv.token, local=True, timeout=s.timeout)
+        return _CONN
+
+
+def reset():
+    """Forget the connection (settings changed); does not stop the local server."""
+    global _CONN, _SETTINGS
+    with _LOCK:
+        _CONN, _SETTINGS = None, None
+
+
+# --------------------------------------------------------------------------- conversion
+def convert_to_ply(path: str) -> str:
+    """Any supported scene file → INRIA PLY in the cache, with the backend's ``exgs convert``
+    run by the local backend Python."""
+    from .render_core import cache_dir
+    s = settings()
+    py = s.python
+    if not py or not os.path.exists(py):
+        raise BackendError(f"{path}: reading this format needs the backend (set its Python in "
+                           "the preferences, run 'Set up backend' or set EXGS_PYTHON)")
+    st = os.stat(path)
+    import hashlib
+    key = hashlib.sha1(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
+    out = os.path.join(cache_dir(), f"convert-{key}.ply")
+    if os.path.exists(out):
+        return out
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    r = subprocess.run([py, "-m", "exgs.cli", "convert", path, out], capture_output=True,
+                       text=True, env=env, stdin=subprocess.DEVNULL)
+    if r.returncode != 0 or not os.path.exists(out):
+        lines = [ln for ln in (r.stderr or r.stdout).strip().splitlines() if ln.strip()]
+        msg = lines[-1] if lines else f"exit code {r.returncode}"
+        raise BackendError(msg.replace("exgs: error: ", ""))
+    return out
+
+
+def compress(ply_path: str, digest: str, *, ratio=None, keep=None, sh_degree=0,
+             progress=None, cancel=None) -> tuple[bytes, dict, str]:
+    """Compress a scene in the backend → (.exgs bytes, stats, compressed scene id)."""
+    conn = connection()
+    sid = conn.scene_for(ply_path, digest)
+    return conn.compress(sid, ratio=ratio, keep=keep, sh_degree=sh_degree, progress=progress,
+                         cancel=cancel)
+
+
+def run_convert(src: str, dst: str) -> None:
+    """``exgs convert SRC DST`` with the local backend Python (format from DST's suffix)."""
+    s = settings()
+    py = s.python
+    if not py or not os.path.exists(py):
+        raise BackendError(f"{dst}: writing this format needs the local backend (set its Python)")
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    r = subprocess.run([py, "-m", "exgs.cli", "convert", src, dst], capture_output=True,
+                       text=True, env=env, stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        lines = [ln for ln in (r.stderr or r.stdout).strip().splitlines() if ln.strip()]
+        raise BackendError((lines[-1] if lines else f"exit code {r.returncode}")
+                           .replace("exgs: error: ", ""))

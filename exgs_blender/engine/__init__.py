@@ -1,0 +1,79 @@
+"""The "ExGS" RenderEngine (BlendLuxCore-style split: final.py does F12 / animation)."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, PointerProperty
+
+from . import final
+
+
+class ExgsRenderSettings(bpy.types.PropertyGroup):
+    restore: BoolProperty(name="GaussPainter restore", default=False,
+                          description="Restore holes of compressed scenes with GaussPainter "
+                                      "(in the backend) before writing the passes")
+
+
+class ExgsRenderEngine(bpy.types.RenderEngine):
+    bl_idname = "EXGS"
+    bl_label = "ExGS"
+    bl_use_preview = False
+    bl_use_postprocess = True
+    bl_use_shading_nodes_custom = False
+
+    def render(self, depsgraph):
+        final.render(self, depsgraph)
+
+    def update_render_passes(self, scene=None, renderlayer=None):
+        self.register_pass(scene, renderlayer, "Combined", 4, "RGBA", "COLOR")
+        if renderlayer.use_pass_z:
+            self.register_pass(scene, renderlayer, "Depth", 1, "Z", "VALUE")
+        self.register_pass(scene, renderlayer, "Alpha", 1, "A", "VALUE")
+
+
+class EXGS_PT_render(bpy.types.Panel):
+    bl_label = "ExGS"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "render"
+    COMPAT_ENGINES = {"EXGS"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.engine in cls.COMPAT_ENGINES
+
+    def draw(self, context):
+        s = context.scene.exgs_render
+        self.layout.prop(s, "restore")
+        self.layout.prop(context.view_layer, "use_pass_z", text="Depth pass")
+        self.layout.label(text="Use the 'Standard' view transform to see the capture's own "
+                               "colours", icon="INFO")
+
+
+# Stock panels that make sense for this engine (output, dimensions are engine-agnostic).
+_COMPAT_PANELS = ("RENDER_PT_color_management", "RENDER_PT_color_management_curves",
+                  "RENDER_PT_format", "RENDER_PT_frame_range", "RENDER_PT_post_processing",
+                  "VIEWLAYER_PT_layer", "DATA_PT_lens", "DATA_PT_camera", "DATA_PT_camera_display",
+                  "RENDER_PT_color_management_display_settings")
+
+
+def _panels():
+    for name in _COMPAT_PANELS:
+        p = getattr(bpy.types, name, None)
+        if p is not None and hasattr(p, "COMPAT_ENGINES"):
+            yield p
+
+
+classes = (ExgsRenderSettings, ExgsRenderEngine, EXGS_PT_render)
+
+
+def register():
+    bpy.types.Scene.exgs_render = PointerProperty(type=ExgsRenderSettings)
+    for p in _panels():
+        p.COMPAT_ENGINES.add("EXGS")
+
+
+def unregister():
+    for p in _panels():
+        p.COMPAT_ENGINES.discard("EXGS")
+    del bpy.types.Scene.exgs_render

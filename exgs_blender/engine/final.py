@@ -1,0 +1,69 @@
+"""Final (F12 / animation / ``blender -b -a``) rendering for the ExGS engine.
+
+Per frame: gather splat objects + the scene camera (main thread), render them in the backend
+from a worker thread while polling ``test_break()``, depth-composite the objects, then fill the
+passes: Combined (scene-linear, premultiplied RGBA), Depth (camera z, scene units, 1e10 where
+empty, when the view layer's Z pass is on) and Alpha. Rows are flipped (Blender buffers start
+at the bottom) and written with ``rect.foreach_set`` of flat float32 arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import conventions, render_core
+
+#: Last error messages (for the headless command's exit code).
+ERRORS: list = []
+
+
+def _set_pass(layer, name, flat):
+    p = layer.passes.find_by_name(name, "") if hasattr(layer.passes, "find_by_name") else None
+    if p is None:
+        p = layer.passes.get(name)
+    if p is None:
+        return False
+    p.rect.foreach_set(flat)
+    return True
+
+
+def render(engine, depsgraph) -> None:
+    scene = depsgraph.scene
+    w, h = render_core.output_size(scene)
+    try:
+        cam = render_core.blender_camera(scene, scene.camera.evaluated_get(depsgraph)
+                                         if scene.camera else None)
+        items = render_core.gather(depsgraph)
+        restore = bool(getattr(scene, "exgs_render", None) and scene.exgs_render.restore)
+        engine.update_stats("ExGS", f"{sum(i.count for i in items):,} Gaussians in "
+                                    f"{len(items)} object(s)")
+        worker = render_core.Worker(lambda progress, cancel: render_core.render_cameras(
+            items, [cam], restore=restore, progress=progress, cancel=cancel))
+
+        def on_progress(frac, msg):
+            engine.update_progress(min(max(frac, 0.0), 1.0))
+            if msg:
+                engine.update_stats("ExGS", msg)
+
+        frame = worker.wait(test_break=engine.test_break, on_progress=on_progress)[0]
+    except Exception as e:  # every failure is one line in the report, no traceback
+        from .. import backend
+
+        if isinstance(e, backend.Cancelled) or engine.test_break():
+            return
+        ERRORS.append(backend.describe(e))
+        engine.report({"ERROR"}, f"ExGS: {backend.describe(e)}")
+        engine.error_set(f"ExGS: {backend.describe(e)}") if hasattr(engine, "error_set") else None
+        return
+    if frame.alpha.shape != (h, w):
+        engine.report({"ERROR"}, f"ExGS: backend returned {frame.alpha.shape[1]}x"
+                                 f"{frame.alpha.shape[0]}, expected {w}x{h}")
+        return
+    result = engine.begin_result(0, 0, w, h)
+    try:
+        layer = result.layers[0]
+        _set_pass(layer, "Combined", conventions.to_blender_rect(frame.rgb, frame.alpha))
+        _set_pass(layer, "Depth", conventions.to_blender_plane(frame.depth))
+        _set_pass(layer, "Alpha", conventions.to_blender_plane(frame.alpha))
+    finally:
+        engine.end_result(result)

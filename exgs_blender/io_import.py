@@ -1,0 +1,120 @@
+"""File ▸ Import ▸ 3D Gaussian Splatting (.ply, compressed .ply, .spz, .sog, .exgs).
+
+Binary INRIA PLYs are memory-mapped and put into the mesh with ``foreach_set`` (no per-point
+Python). Other formats are converted to an INRIA PLY by the backend (``exgs convert``) first.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, StringProperty
+from bpy_extras.io_utils import ImportHelper
+
+from . import gaussians, plyio
+
+AXIS_ITEMS = [
+    ("Y_DOWN", "Y down (COLMAP / 3DGS)", "Capture is x right, y down, z forward: rotate −90° "
+     "about X so capture up (−y) becomes Blender +Z"),
+    ("Y_UP", "Y up (OpenGL)", "Capture is y up, z backward: rotate +90° about X"),
+    ("Z_UP", "Z up (Blender)", "No axis change"),
+]
+
+
+class ImportError_(Exception):
+    pass
+
+
+def load_vertices(path: str, report=None):
+    """Structured vertex array for any supported file (+ format name, + converted path)."""
+    fmt = "ply"
+    try:
+        return plyio.read_vertices(path), fmt
+    except plyio.NeedsConversion as e:
+        fmt = "compressed ply" if "compressed" in str(e) else "ply"
+    except plyio.PlyError as e:
+        if open(path, "rb").read(3) == b"ply":
+            raise ImportError_(f"{path}: {e}") from None
+        fmt = os.path.splitext(path)[1].lstrip(".").lower() or "scene"
+    if os.path.isdir(path):
+        fmt = "sog"
+    from . import backend
+    ply = backend.convert_to_ply(path)
+    try:
+        return plyio.read_vertices(ply), fmt
+    except plyio.PlyError as e:
+        raise ImportError_(f"{path}: converted file unreadable: {e}") from None
+
+
+def import_file(context, path: str, *, axis: str = "Y_DOWN", preview: bool = True,
+                name: str | None = None):
+    """Import one scene file as a splat object; returns (object, seconds)."""
+    t0 = time.perf_counter()
+    path = os.path.abspath(bpy.path.abspath(path))
+    if not os.path.exists(path):
+        raise ImportError_(f"{path}: no such file")
+    v, fmt = load_vertices(path)
+    if len(v) == 0:
+        raise ImportError_(f"{path}: the file holds no Gaussians")
+    base = name or os.path.splitext(os.path.basename(path.rstrip("/\\")))[0]
+    obj = gaussians.create_object(context, base, v, axis=axis, preview=preview)
+    me = obj.data
+    size = _size(path)
+    me["exgs_source"] = path
+    me["exgs_format"] = fmt
+    me["exgs_source_bytes"] = size
+    me["exgs_original_bytes"] = size
+    del v
+    return obj, time.perf_counter() - t0
+
+
+def _size(path: str) -> int:
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    return os.path.getsize(path)
+
+
+class EXGS_OT_import(bpy.types.Operator, ImportHelper):
+    """Import a 3D Gaussian Splatting scene (every attribute kept on the mesh points)"""
+
+    bl_idname = "exgs.import_splats"
+    bl_label = "Import 3D Gaussian Splatting"
+    bl_options = {"REGISTER", "UNDO", "PRESET"}
+
+    filter_glob: StringProperty(default="*.ply;*.spz;*.sog;*.exgs;meta.json", options={"HIDDEN"})
+    axis: EnumProperty(name="Capture axes", items=AXIS_ITEMS, default="Y_DOWN")
+    preview: BoolProperty(name="Viewport preview", default=True,
+                          description="Show coloured points (Geometry Nodes + material)")
+
+    def execute(self, context):
+        try:
+            obj, secs = import_file(context, self.filepath, axis=self.axis, preview=self.preview)
+        except (ImportError_, OSError, ValueError) as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        except Exception as e:  # backend errors (conversion) are one line too
+            self.report({"ERROR"}, f"{self.filepath}: {e}")
+            return {"CANCELLED"}
+        for o in context.selected_objects:
+            o.select_set(False)
+        obj.select_set(True)
+        context.view_layer.objects.active = obj
+        self.report({"INFO"}, f"Imported {len(obj.data.vertices):,} Gaussians in {secs:.2f} s")
+        return {"FINISHED"}
+
+
+def menu_import(self, context):
+    self.layout.operator(EXGS_OT_import.bl_idname, text="3D Gaussian Splatting (.ply/.spz/.exgs/.sog)")
+
+
+classes = (EXGS_OT_import,)
+
+
+def register():
+    bpy.types.TOPBAR_MT_file_import.append(menu_import)
+
+
+def unregister():
+    bpy.types.TOPBAR_MT_file_import.remove(menu_import)

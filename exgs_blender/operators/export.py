@@ -1,0 +1,69 @@
+"""Export the active splat object: .ply (written here from the mesh attributes), .spz
+(converted by the backend) or .exgs (the compressed object's own file)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+from bpy_extras.io_utils import ExportHelper
+
+from .. import backend, gaussians, plyio, render_core
+
+
+def export_object(obj, path: str) -> None:
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".ply":
+        plyio.write_ply(path, gaussians.read_struct(obj.data), comment="exported by exgs blender")
+    elif ext == ".exgs":
+        src = obj.data.get("exgs_source", "")
+        if obj.data.get("exgs_format") != "exgs" or not os.path.exists(src):
+            raise backend.BackendError(f"{obj.name}: compress the object first (Compress in "
+                                       "the ExGS panel) to get an .exgs file")
+        tmp = path + ".part"
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, path)
+    elif ext == ".spz":
+        ply, _d, _n = render_core.export_mesh_ply(obj.data)
+        backend.run_convert(ply, path)
+    else:
+        raise backend.BackendError(f"{path}: choose .ply, .spz or .exgs")
+
+
+class EXGS_OT_export(bpy.types.Operator, ExportHelper):
+    """Export the active Gaussian splat object (.ply / .spz / .exgs)"""
+
+    bl_idname = "exgs.export_splats"
+    bl_label = "Export Gaussian Splats"
+    filename_ext = ".ply"
+    filter_glob: StringProperty(default="*.ply;*.spz;*.exgs", options={"HIDDEN"})
+    format: EnumProperty(name="Format", items=[(".ply", "PLY (INRIA)", ""), (".spz", "SPZ", ""),
+                                               (".exgs", "ExGS", "")], default=".ply")
+
+    @classmethod
+    def poll(cls, context):
+        return gaussians.is_splat(context.active_object)
+
+    def check(self, context):
+        root = os.path.splitext(self.filepath)[0]
+        new = root + self.format
+        changed = new != self.filepath
+        self.filepath = new
+        self.filename_ext = self.format
+        return changed
+
+    def execute(self, context):
+        backend.prime()
+        path = os.path.splitext(self.filepath)[0] + self.format
+        try:
+            export_object(context.active_object, path)
+        except Exception as e:
+            self.report({"ERROR"}, f"ExGS: {backend.describe(e)}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"ExGS: wrote {path}")
+        return {"FINISHED"}
+
+
+classes = (EXGS_OT_export,)

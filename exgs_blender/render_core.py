@@ -1,0 +1,191 @@
+"""What the ExGS engine, the camera-path operator and the headless command share: gather the
+splat objects + raw Blender camera numbers (main thread), send them to the backend (worker
+thread), turn the backend frames into Blender pass buffers (numpy).
+
+No camera math here: the backend converts the raw numbers with
+``exgs.cameras.camera_from_blender``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import conventions, gaussians, plyio
+
+
+class RenderError(Exception):
+    """One-line message for the user (no traceback)."""
+
+
+def _mat(m) -> list:
+    return [list(map(float, row)) for row in m]
+
+
+def blender_camera(scene, cam_obj) -> dict:
+    """Raw numbers of a Blender camera (keyword arguments of ``camera_from_blender``)."""
+    if cam_obj is None:
+        raise RenderError("the scene has no active camera")
+    cam = cam_obj.data
+    if getattr(cam, "type", "PERSP") != "PERSP":
+        raise RenderError(f"camera {cam_obj.name!r} is {cam.type}: ExGS renders perspective "
+                          "cameras only")
+    r = scene.render
+    return {
+        "camera_matrix_world": _mat(cam_obj.matrix_world),
+        "lens": float(cam.lens), "sensor_width": float(cam.sensor_width),
+        "sensor_height": float(cam.sensor_height), "sensor_fit": cam.sensor_fit,
+        "shift_x": float(cam.shift_x), "shift_y": float(cam.shift_y),
+        "resolution_x": int(r.resolution_x), "resolution_y": int(r.resolution_y),
+        "resolution_percentage": int(r.resolution_percentage),
+        "pixel_aspect_x": float(r.pixel_aspect_x), "pixel_aspect_y": float(r.pixel_aspect_y),
+        "clip_start": float(cam.clip_start), "clip_end": float(cam.clip_end),
+        "name": cam_obj.name,
+    }
+
+
+def output_size(scene) -> tuple[int, int]:
+    r = scene.render
+    return (max(1, r.resolution_x * r.resolution_percentage // 100),
+            max(1, r.resolution_y * r.resolution_percentage // 100))
+
+
+@dataclass
+class SplatItem:
+    """One splat object, ready for the backend (built on the main thread)."""
+
+    name: str
+    matrix_world: list
+    ply_path: str
+    digest: str
+    count: int
+
+
+_CACHE_DIR = None
+_MESH_CACHE: dict = {}  # mesh name → (fingerprint, digest, path)
+
+
+def cache_dir() -> str:
+    global _CACHE_DIR
+    if _CACHE_DIR is None:
+        base = os.environ.get("EXGS_CACHE_DIR") or os.path.join(tempfile.gettempdir(),
+                                                                f"exgs-blender-{os.getuid() if hasattr(os, 'getuid') else 'u'}")
+        os.makedirs(base, exist_ok=True)
+        _CACHE_DIR = base
+    return _CACHE_DIR
+
+
+def export_mesh_ply(mesh) -> tuple[str, str, int]:
+    """Write the mesh's Gaussians to ``<cache>/<hash>.ply`` (skipped when it exists).
+
+    Returns (path, content hash, count). The attributes saved in the .blend are the source
+    of truth, so a render node needs no access to the original file.
+    """
+    v = gaussians.read_struct(mesh)
+    digest = plyio.content_hash(v)
+    path = os.path.join(cache_dir(), f"{digest}.ply")
+    if not os.path.exists(path):
+        plyio.write_ply(path, v, comment=f"exgs blender export of {mesh.name}")
+    return path, digest, len(v)
+
+
+def gather(depsgraph) -> list[SplatItem]:
+    """Every visible splat object of the evaluated scene (main thread only)."""
+    items = []
+    for ob in depsgraph.objects:
+        orig = ob.original
+        if not gaussians.is_splat(orig) or orig.hide_render:
+            continue
+        path, digest, n = export_mesh_ply(orig.data)
+        if n:
+            items.append(SplatItem(orig.name, _mat(ob.matrix_world), path, digest, n))
+    return items
+
+
+@dataclass
+class Frame:
+    """Pass buffers in Blender conventions: scene-linear premultiplied RGB, alpha, depth
+    (scene units, 1e10 empty); row 0 = top (flip with conventions.to_blender_*)."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray
+    depth: np.ndarray
+
+
+def to_frame(layers) -> Frame:
+    """Backend outputs [(rgb display-sRGB premultiplied, alpha, depth)] → one Frame."""
+    lin = [(conventions.premult_srgb_to_linear(rgb, a), a, d) for rgb, a, d in layers]
+    rgb, a, d = conventions.composite_layers(lin)
+    return Frame(rgb, a, d)
+
+
+class Worker:
+    """Run ``fn(progress, cancel_event)`` in a thread; the caller polls (UI never blocks)."""
+
+    def __init__(self, fn):
+        self.cancel = threading.Event()
+        self.progress = 0.0
+        self.message = ""
+        self.result = None
+        self.error: BaseException | None = None
+        self._t = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._t.start()
+
+    def _progress(self, frac: float, msg: str = "") -> None:
+        self.progress = float(frac)
+        if msg:
+            self.message = msg
+
+    def _run(self, fn):
+        try:
+            self.result = fn(self._progress, self.cancel)
+        except BaseException as e:  # reported by the caller
+            self.error = e
+
+    @property
+    def done(self) -> bool:
+        return not self._t.is_alive()
+
+    def wait(self, test_break=None, on_progress=None, poll=0.05):
+        while not self.done:
+            if test_break is not None and not self.cancel.is_set() and test_break():
+                self.cancel.set()
+            if on_progress is not None:
+                on_progress(self.progress, self.message)
+            self._t.join(poll)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def render_cameras(items: list[SplatItem], cams: list[dict], *, restore: bool = False,
+                   progress=None, cancel=None) -> list[Frame]:
+    """Backend render of every item from each camera (worker thread safe: no bpy)."""
+    from . import backend
+
+    if not items:
+        raise RenderError("no ExGS splat objects to render (import a .ply first)")
+    conn = backend.connection()
+    frames_layers: list[list] = [[] for _ in cams]
+    total = len(items)
+    for i, it in enumerate(items):
+        if cancel is not None and cancel.is_set():
+            raise backend.Cancelled("render cancelled")
+        sid = conn.scene_for(it.ply_path, it.digest)
+
+        def sub(frac, msg="", i=i):
+            if progress:
+                progress((i + frac) / total, msg or f"{it.name}: rendering")
+
+        cam_list = [dict(c, object_matrix_world=it.matrix_world) for c in cams]
+        outs = conn.render(sid, cam_list, restore=restore, progress=sub, cancel=cancel)
+        for k, o in enumerate(outs):
+            frames_layers[k].append(o)
+    if progress:
+        progress(1.0, "done")
+    return [to_frame(ls) for ls in frames_layers]
