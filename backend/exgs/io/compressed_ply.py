@@ -93,66 +93,71 @@ def read_compressed_ply(path: str | os.PathLike) -> GaussianScene:
         raise SceneFormatError(path, f"{c} chunks for {n} Gaussians (expected "
                                      f"{(n + CHUNK - 1) // CHUNK})")
     try:
-        def cget(name):
-            a = np.asarray(chunk.data[name], np.float32)
-            return np.repeat(a, CHUNK)[:n]
-
-        def vget(name):
-            a = np.asarray(vertex.data[name])
-            if a.dtype.kind not in "ui":
-                raise ValueError(f"{name} is not an integer property")
-            return a.astype(np.uint32)
-
-        pp, pr, ps, pc = (vget(p) for p in VERTEX_PROPS)
-        means = np.stack([
-            _lerp(cget("min_x"), cget("max_x"), _unorm(pp >> 21, 11)),
-            _lerp(cget("min_y"), cget("max_y"), _unorm(pp >> 11, 10)),
-            _lerp(cget("min_z"), cget("max_z"), _unorm(pp, 11))], 1)
-        log_scales = np.stack([
-            _lerp(cget("min_scale_x"), cget("max_scale_x"), _unorm(ps >> 21, 11)),
-            _lerp(cget("min_scale_y"), cget("max_scale_y"), _unorm(ps >> 11, 10)),
-            _lerp(cget("min_scale_z"), cget("max_scale_z"), _unorm(ps, 11))], 1)
-        norm = np.float32(np.sqrt(2.0))
-        abc = np.stack([(_unorm(pr >> s, 10) - 0.5) * norm for s in (20, 10, 0)], 1)
-        m = np.sqrt(np.maximum(0.0, 1.0 - np.einsum("ij,ij->i", abc, abc)))
-        which = (pr >> 30).astype(np.int64)
-        quats = np.empty((n, 4), np.float32)
-        order = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[which]
-        rows = np.arange(n)
-        quats[rows, which] = m
-        for j in range(3):
-            quats[rows, order[:, j]] = abc[:, j]
-        rgb = np.stack([_unorm(pc >> s, 8) for s in (24, 16, 8)], 1)
-        if has_color:
-            lo = np.stack([cget(p) for p in COLOR_PROPS[:3]], 1)
-            hi = np.stack([cget(p) for p in COLOR_PROPS[3:]], 1)
-            rgb = _lerp(lo, hi, rgb)
-        dc = (rgb - 0.5) / SH_C0
-        opacity_logits = logit(_unorm(pc, 8), eps=1e-4)
-        sh = dc[:, None, :]
-        if "sh" in names:
-            she = data["sh"]
-            rest_names = [p.name for p in she.properties]
-            k = len(rest_names) // 3 + 1
-            if len(rest_names) % 3 or rest_names != [f"f_rest_{i}" for i in range(len(rest_names))]:
-                raise SceneFormatError(path, "sh element must hold f_rest_0..f_rest_{M-1}")
-            try:
-                sh_degree_for_coeffs(k)
-            except ValueError:
-                raise SceneFormatError(path, f"{len(rest_names)} f_rest properties do not match "
-                                             f"an SH degree 1..3") from None
-            if len(she.data) != n:
-                raise SceneFormatError(path, f"sh element has {len(she.data)} rows, vertex {n}")
-            b = np.stack([np.asarray(she.data[nm]).astype(np.float32) for nm in rest_names], 1)
-            v = np.where(b <= 0, 0.0, np.where(b >= 255, 1.0, (b + 0.5) / 256.0))
-            rest = ((v - 0.5) * 8.0).astype(np.float32).reshape(n, 3, k - 1).transpose(0, 2, 1)
-            sh = np.concatenate([sh, rest], 1)
-        scene = GaussianScene(means, quats, log_scales, opacity_logits, sh)
+        with np.errstate(all="ignore"):  # Inf/NaN bounds are reported by validate() below
+            scene = _decode(path, data, chunk, vertex, names, has_color, n)
     except SceneFormatError:
         raise
     except (ValueError, TypeError, KeyError, IndexError) as e:
         raise SceneFormatError(path, f"bad compressed PLY data: {e}") from None
     return scene.validate(path)
+
+
+def _decode(path, data, chunk, vertex, names, has_color, n) -> GaussianScene:
+    def cget(name):
+        a = np.asarray(chunk.data[name], np.float32)
+        return np.repeat(a, CHUNK)[:n]
+
+    def vget(name):
+        a = np.asarray(vertex.data[name])
+        if a.dtype.kind not in "ui":
+            raise ValueError(f"{name} is not an integer property")
+        return a.astype(np.uint32)
+
+    pp, pr, ps, pc = (vget(p) for p in VERTEX_PROPS)
+    means = np.stack([
+        _lerp(cget("min_x"), cget("max_x"), _unorm(pp >> 21, 11)),
+        _lerp(cget("min_y"), cget("max_y"), _unorm(pp >> 11, 10)),
+        _lerp(cget("min_z"), cget("max_z"), _unorm(pp, 11))], 1)
+    log_scales = np.stack([
+        _lerp(cget("min_scale_x"), cget("max_scale_x"), _unorm(ps >> 21, 11)),
+        _lerp(cget("min_scale_y"), cget("max_scale_y"), _unorm(ps >> 11, 10)),
+        _lerp(cget("min_scale_z"), cget("max_scale_z"), _unorm(ps, 11))], 1)
+    norm = np.float32(np.sqrt(2.0))
+    abc = np.stack([(_unorm(pr >> s, 10) - 0.5) * norm for s in (20, 10, 0)], 1)
+    m = np.sqrt(np.maximum(0.0, 1.0 - np.einsum("ij,ij->i", abc, abc)))
+    which = (pr >> 30).astype(np.int64)
+    quats = np.empty((n, 4), np.float32)
+    order = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[which]
+    rows = np.arange(n)
+    quats[rows, which] = m
+    for j in range(3):
+        quats[rows, order[:, j]] = abc[:, j]
+    rgb = np.stack([_unorm(pc >> s, 8) for s in (24, 16, 8)], 1)
+    if has_color:
+        lo = np.stack([cget(p) for p in COLOR_PROPS[:3]], 1)
+        hi = np.stack([cget(p) for p in COLOR_PROPS[3:]], 1)
+        rgb = _lerp(lo, hi, rgb)
+    dc = (rgb - 0.5) / SH_C0
+    opacity_logits = logit(_unorm(pc, 8), eps=1e-4)
+    sh = dc[:, None, :]
+    if "sh" in names:
+        she = data["sh"]
+        rest_names = [p.name for p in she.properties]
+        k = len(rest_names) // 3 + 1
+        if len(rest_names) % 3 or rest_names != [f"f_rest_{i}" for i in range(len(rest_names))]:
+            raise SceneFormatError(path, "sh element must hold f_rest_0..f_rest_{M-1}")
+        try:
+            sh_degree_for_coeffs(k)
+        except ValueError:
+            raise SceneFormatError(path, f"{len(rest_names)} f_rest properties do not match "
+                                         f"an SH degree 1..3") from None
+        if len(she.data) != n:
+            raise SceneFormatError(path, f"sh element has {len(she.data)} rows, vertex {n}")
+        b = np.stack([np.asarray(she.data[nm]).astype(np.float32) for nm in rest_names], 1)
+        v = np.where(b <= 0, 0.0, np.where(b >= 255, 1.0, (b + 0.5) / 256.0))
+        rest = ((v - 0.5) * 8.0).astype(np.float32).reshape(n, 3, k - 1).transpose(0, 2, 1)
+        sh = np.concatenate([sh, rest], 1)
+    return GaussianScene(means, quats, log_scales, opacity_logits, sh)
 
 
 # ----------------------------------------------------------------------------- writing
