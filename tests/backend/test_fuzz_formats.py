@@ -191,6 +191,8 @@ def _sog_meta_edits(meta: dict, rng) -> dict:
     parent = m
     for k in key[:-1]:
         parent = parent.get(k, {}) if isinstance(parent, dict) else {}
+    if not isinstance(parent, dict):
+        return m
     values = [None, 0, -1, 1, 3, 2 ** 40, 1.5, "x", [], [1], [float("nan")] * 3,
               [1e308, -1e308, 0], {"a": 1}, True, ["../../etc/passwd"], ["meta.json"]]
     if rng.random() < 0.2:

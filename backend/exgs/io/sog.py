@@ -243,7 +243,7 @@ def read_sog(path: str | os.PathLike) -> GaussianScene:
         if not isinstance(shn, dict):
             raise SceneFormatError(path, "meta.json: shN must be an object")
         bands = shn.get("bands")
-        if bands not in _SH_COEFFS:
+        if not isinstance(bands, int) or isinstance(bands, bool) or bands not in _SH_COEFFS:
             raise SceneFormatError(path, f"meta.json: shN.bands must be 1, 2 or 3, got {bands!r}")
         k = _SH_COEFFS[bands]
         pal = shn.get("count")
