@@ -93,8 +93,10 @@ def ext_home(tmp_path_factory, bpy_python, ext_zip):
 
 @pytest.fixture
 def run_bpy(ext_home, bpy_python):
-    def run(code: str, timeout: float = 120, expect_ok: bool = True, **env):
-        src = PRELUDE + textwrap.indent(textwrap.dedent(code), "    ") + EPILOGUE
+    def run(code: str, timeout: float = 120, expect_ok: bool = True, helpers: str = "", **env):
+        pre, main = PRELUDE.split("def _main():")
+        src = (pre + textwrap.dedent(helpers) + "\ndef _main():" + main
+               + textwrap.indent(textwrap.dedent(code), "    ") + EPILOGUE)
         r = subprocess.run([bpy_python, "-c", src], capture_output=True, text=True,
                            env=bpy_env(ext_home, **env), timeout=timeout)
         out = r.stdout
