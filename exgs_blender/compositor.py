@@ -50,10 +50,8 @@ def load_sequence(first_path: str, name: str):
     img = bpy.data.images.load(first_path, check_existing=True)
     img.name = name
     img.source = "SEQUENCE"
-    try:
-        img.colorspace_settings.is_data = False
-    except Exception:
-        pass
+    from .operators.render_path import set_linear
+    set_linear(img)
     return img
 
 
@@ -87,10 +85,12 @@ def wire(scene, rgba_first: str, depth_first: str | None, frame_start: int, coun
     zc = tree.nodes.new("CompositorNodeZcombine")
     zc.name = "ExGS Z Combine"
     zc.location = (0, 0)
+    # "Use Alpha" would multiply the (already premultiplied) splat colour by alpha again:
+    # keep it off, the nearer pixel wins.
     if hasattr(zc, "use_alpha"):
-        zc.use_alpha = True
+        zc.use_alpha = False
     elif "Use Alpha" in zc.inputs:
-        zc.inputs["Use Alpha"].default_value = True
+        zc.inputs["Use Alpha"].default_value = False
     L = tree.links
     L.new(rgb.outputs[0], zc.inputs[0])
     L.new(dep.outputs[0], zc.inputs[1])

@@ -83,11 +83,9 @@ def fill_mesh(mesh, v: np.ndarray, *, preview: bool = True) -> None:
         col.data.foreach_set("color", preview_colors(v).reshape(-1))
         rad = mesh.attributes.new("exgs_radius", "FLOAT", "POINT")
         rad.data.foreach_set("value", preview_radius(v))
-        try:
-            mesh.color_attributes.active_color = col
-            mesh.color_attributes.render_color_index = mesh.color_attributes.active_color_index
-        except Exception:
-            pass
+        for prop in ("active_color_name", "default_color_name"):
+            if hasattr(mesh.attributes, prop):
+                setattr(mesh.attributes, prop, "exgs_color")
     mesh.update()
 
 

@@ -67,7 +67,7 @@ class EXGS_OT_compress(bpy.types.Operator):
         self._worker = render_core.Worker(_compress_job(ply, digest, ratio, keep,
                                                         self.sh_degree, self._exgs))
         wm = context.window_manager
-        if context.window is None:  # background: run to completion
+        if bpy.app.background or context.window is None:  # background: run to completion
             try:
                 self._worker.wait()
             except Exception as e:

@@ -15,18 +15,36 @@ from bpy.props import BoolProperty, StringProperty
 from .. import backend, compositor, conventions, gaussians, render_core
 
 
-def save_exr(path: str, flat_rgba, w: int, h: int) -> None:
-    """Write a flat float32 RGBA buffer (Blender row order) as OpenEXR (atomically)."""
+def set_linear(img) -> None:
+    """Mark an image as scene-linear (the default for new float images differs by version)."""
+    for name in ("Linear Rec.709", "Linear"):
+        try:
+            img.colorspace_settings.name = name
+            return
+        except TypeError:
+            continue
+
+
+def save_exr(path: str, flat_rgba, w: int, h: int, scene=None) -> None:
+    """Write a flat float32 premultiplied scene-linear RGBA buffer (Blender row order) as a
+    32-bit OpenEXR, atomically. Uses ``save_render`` with the scene's image settings swapped
+    to EXR for the call (``Image.save`` would re-encode the float buffer)."""
+    scene = scene or bpy.context.scene
     img = bpy.data.images.new("exgs_tmp_write", w, h, alpha=True, float_buffer=True)
+    st = scene.render.image_settings
+    saved = (st.file_format, st.color_mode, st.color_depth)
     try:
+        set_linear(img)
         img.alpha_mode = "PREMUL"
         img.pixels.foreach_set(flat_rgba)
+        st.file_format = "OPEN_EXR"
+        st.color_mode, st.color_depth = "RGBA", "32"
         tmp = path + ".part.exr"
-        img.filepath_raw = tmp
-        img.file_format = "OPEN_EXR"
-        img.save()
+        img.save_render(tmp, scene=scene)
         os.replace(tmp, path)
     finally:
+        st.file_format = saved[0]
+        st.color_mode, st.color_depth = saved[1], saved[2]
         bpy.data.images.remove(img)
 
 
@@ -118,7 +136,7 @@ class EXGS_OT_render_camera_path(bpy.types.Operator):
         self._worker = render_core.Worker(lambda progress, cancel: render_sequence(
             items, specs, out_dir, restore=self.restore, progress=progress, cancel=cancel,
             on_frame=lambda f, fr: self._q.put((f, fr))))
-        if context.window is None:  # background / tests: run to completion
+        if bpy.app.background or context.window is None:  # background: run to completion
             try:
                 while not self._worker.done or not self._q.empty():
                     self._drain()
