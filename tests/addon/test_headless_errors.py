@@ -1,0 +1,33 @@
+"""Headless command (``blender -c exgs``; called through the registered handler) and clean
+failures: backend missing → one-line report, exit code 1, no traceback, no hang."""
+
+import os
+
+from bpy_helpers import SETUP_CAMERA
+
+
+def test_cli_import_then_render_without_backend(run_bpy, small_ply, tmp_path):
+    path, scene = small_ply
+    blend = str(tmp_path / "farm.blend")
+    res = run_bpy(helpers=SETUP_CAMERA, code=f"""
+        import io, contextlib
+        from bl_ext.user_default.exgs import cli
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            rc_usage = cli.main(["bogus"])
+            rc_import = cli.main(["import", {path!r}, {blend!r}])
+        n = len(bpy.data.objects["scene"].data.vertices)
+        add_camera()
+        bpy.ops.wm.save_mainfile()
+        with contextlib.redirect_stderr(err):
+            rc_render = cli.main(["render", {blend!r}, "-s", "1", "-e", "2",
+                                  "-o", {str(tmp_path / "out_####")!r}])
+            rc_missing = cli.main(["render", {str(tmp_path / "nope.blend")!r}])
+        RESULT = dict(rc=[rc_usage, rc_import, rc_render, rc_missing], n=n, err=err.getvalue())
+    """, EXGS_PYTHON=str(tmp_path / "no-such-python"), timeout=120)
+    assert res["rc"] == [2, 0, 1, 2]
+    assert res["n"] == len(scene)
+    lines = [ln for ln in res["err"].splitlines() if ln.startswith("exgs: error:")]
+    assert any("backend Python not found" in ln and "no-such-python" in ln for ln in lines), res["err"]
+    assert "Traceback" not in res["err"]
+    assert os.path.exists(tmp_path / "farm.blend")
