@@ -108,6 +108,20 @@ def test_spz_decodes_hand_made_file_per_spec(tmp_path):
     np.testing.assert_allclose(rdf.sh[0, 1], [-0.5, 0, 0])
 
 
+def test_spz_v3_hand_made_rotation_word(tmp_path):
+    """Decode a v3 rotation written by hand: largest = y (index 1 in x,y,z,w order),
+    x = -0.5 (sign bit set), z = 0, w = +0.5; y rebuilt as sqrt(1 - 0.5) ≈ 0.7071."""
+    mag = round(511 * 0.5 / np.sqrt(0.5))
+    word = (1 << 30) | (((1 << 9) | mag) << 20) | (0 << 10) | mag
+    head = struct.pack("<IIIBBBB", 0x5053474E, 3, 1, 0, 12, 0, 0)
+    body = head + bytes(9) + bytes([255]) + bytes([128] * 3) + bytes([160] * 3) \
+        + struct.pack("<I", word)
+    p = tmp_path / "rot.spz"
+    p.write_bytes(gzip.compress(body))
+    q = read_spz(p, raw=True).quats[0]  # w, x, y, z
+    np.testing.assert_allclose(q, [0.5, -0.5, np.sqrt(0.5), 0.0], atol=2e-3)
+
+
 def test_spz_smallest_three_bit_layout(tmp_path):
     """v3 rotation word: 2 bits index of the largest (x,y,z,w order), then 10-bit fields."""
     q = np.array([[0.5, 0.5, -0.5, 0.5]])  # w, x, y, z
@@ -378,6 +392,13 @@ def test_write_scene_by_suffix_and_convert(tmp_path, capsys):
     assert err.startswith("exgs: error:") and err.count("\n") == 1 and "bad.spz" in err
     assert sorted(x.name for x in tmp_path.iterdir()) == ["a.ply", "b.spz", "bad.spz",
                                                            "c.ply", "d.spz"]
+
+
+def test_sog_zip_detected_by_content(tmp_path):
+    p = tmp_path / "scene.zip"
+    write_sog(random_scene(n=50, sh_degree=0), tmp_path / "a.sog")
+    p.write_bytes((tmp_path / "a.sog").read_bytes())
+    assert detect_format(p) == "sog" and len(read_scene(p)) == 50
 
 
 def test_info_every_format(tmp_path, capsys):

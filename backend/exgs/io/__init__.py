@@ -45,9 +45,20 @@ def detect_format(path: str | os.PathLike) -> str:
         return "spz"
     if head[:4] == b"EXGS":
         return "exgs"
-    if head[:4] == b"PK\x03\x04" and path.suffix.lower() == ".sog":
+    if head[:4] == b"PK\x03\x04" and (path.suffix.lower() == ".sog" or _zip_has_meta(path)):
         return "sog"
     raise SceneFormatError(path, "unknown scene format (expected PLY, SPZ, SOG or .exgs)")
+
+
+def _zip_has_meta(path: Path) -> bool:
+    """True if ``path`` is a zip holding a meta.json (a SOG bundle under another name)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.rsplit("/", 1)[-1] == "meta.json" for n in z.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return False
 
 
 def _func(fmt: str, which: int):

@@ -262,6 +262,9 @@ def _decode(path, hdr: dict, s: list[bytes], raw: bool) -> GaussianScene:
     scene = GaussianScene(means, quats, log_scales, opacity_logits, sh)
     if hdr["flags"] & 0x1:
         scene.extras["spz_antialiased"] = np.ones(n, np.uint8)
+    if hdr["flags"] & 0x2:
+        warnings.warn(f"{path}: SPZ extension records skipped (a coordinate-system extension "
+                      f"would change the frame; read as RUB)", stacklevel=3)
     return scene
 
 
