@@ -80,17 +80,44 @@ def cache_dir() -> str:
     return _CACHE_DIR
 
 
+def _fingerprint(mesh) -> str:
+    """Cheap change detector: all positions + every 97th value of each attribute."""
+    import hashlib
+    import json as _json
+
+    n = len(mesh.vertices)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{mesh.as_pointer()}|{n}|{mesh['exgs_layout']}".encode())
+    co = np.empty(n * 3, np.float32)
+    mesh.vertices.foreach_get("co", co)
+    h.update(co.data)
+    for name, _dt in _json.loads(mesh["exgs_layout"]):
+        a = mesh.attributes.get(name)
+        if a is None or name in ("x", "y", "z"):
+            continue
+        buf = np.empty(n, np.int32 if a.data_type == "INT" else np.float32)
+        a.data.foreach_get("value", buf)
+        h.update(np.ascontiguousarray(buf[::97]).data)
+    return h.hexdigest()
+
+
 def export_mesh_ply(mesh) -> tuple[str, str, int]:
     """Write the mesh's Gaussians to ``<cache>/<hash>.ply`` (skipped when it exists).
 
     Returns (path, content hash, count). The attributes saved in the .blend are the source
-    of truth, so a render node needs no access to the original file.
+    of truth, so a render node needs no access to the original file. Within a session a
+    cheap fingerprint avoids re-hashing unchanged meshes every frame.
     """
+    fp = _fingerprint(mesh)
+    hit = _MESH_CACHE.get(mesh.name)
+    if hit and hit[0] == fp and os.path.exists(hit[2]):
+        return hit[2], hit[1], hit[3]
     v = gaussians.read_struct(mesh)
     digest = plyio.content_hash(v)
     path = os.path.join(cache_dir(), f"{digest}.ply")
     if not os.path.exists(path):
         plyio.write_ply(path, v, comment=f"exgs blender export of {mesh.name}")
+    _MESH_CACHE[mesh.name] = (fp, digest, path, len(v))
     return path, digest, len(v)
 
 
