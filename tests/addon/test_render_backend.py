@@ -1,0 +1,254 @@
+"""End to end with a real `exgs serve` process: the ExGS engine's F12 equals the backend's
+direct render of the same camera, a Gaussian on a mesh vertex lands on the vertex's pixel in
+a Workbench render, a 3-frame animation follows the camera, and wrong token / killed server
+give a clean one-line report."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from bpy_helpers import RENDER_PASS, SETUP_CAMERA
+from conftest import BACKEND_PYTHON, ROOT
+
+
+def _service_ready() -> str:
+    if not os.path.exists(os.path.join(ROOT, "exgs_blender", "client.py")):
+        return "exgs_blender/client.py not there yet"
+    for mod in ("exgs.render", "exgs.service"):
+        if importlib.util.find_spec(mod) is None:
+            return f"{mod} not there yet"
+    return ""
+
+
+pytestmark = pytest.mark.skipif(bool(_service_ready()), reason=_service_ready() or "ok")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real `exgs serve` on loopback (separate process), token in a file."""
+    sys.path.insert(0, ROOT)
+    from exgs_blender.backend import parse_ready_line
+
+    d = tmp_path_factory.mktemp("serve")
+    tok = d / "token"
+    proc = subprocess.Popen([BACKEND_PYTHON, "-m", "exgs.cli", "serve", "--port", "0",
+                             "--token-file", str(tok)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    url = None
+    t0 = time.time()
+    while time.time() - t0 < 90:
+        line = proc.stdout.readline().decode()
+        if not line and proc.poll() is not None:
+            break
+        url = parse_ready_line(line.strip())
+        if url:
+            break
+    assert url, proc.stderr.read().decode()[-2000:]
+    yield url, tok.read_text().strip(), proc
+    proc.terminate()
+    proc.wait(10)
+
+
+def _psnr(a, b):
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def _lin_to_srgb_premult(comb):
+    a = comb[..., 3:4]
+    straight = np.where(a > 1e-6, comb[..., :3] / np.maximum(a, 1e-6), 0)
+    s = np.where(straight <= 0.0031308, straight * 12.92,
+                 1.055 * np.maximum(straight, 0) ** (1 / 2.4) - 0.055)
+    return np.clip(s, 0, 1) * a
+
+
+def test_f12_equals_direct_render(run_bpy, server, tmp_path):
+    from exgs.cameras import camera_from_blender
+    from exgs.io.ply import write_ply
+    from exgs.render import render
+    from exgs.synth import demo_scene
+
+    url, token, _ = server
+    scene = demo_scene(6000, sh_degree=1, seed=2)
+    ply = str(tmp_path / "demo.ply")
+    write_ply(scene, ply)
+    res = run_bpy(helpers=RENDER_PASS + SETUP_CAMERA, code=f"""
+        from bl_ext.user_default.exgs import io_import, render_core
+        bpy.ops.wm.read_homefile(use_empty=True)
+        obj, _ = io_import.import_file(bpy.context, {ply!r})
+        obj.location = (0.2, 0.1, 0.3); obj.scale = (1.1, 1.1, 1.1)
+        cam = add_camera(loc=(0.3, -6.5, 1.6), rot=(1.35, 0, 0.05), lens=35, size=(96, 64))
+        cam.data.shift_x = 0.05
+        sc = bpy.context.scene
+        sc.render.engine = "EXGS"
+        sc.view_layers[0].use_pass_z = True
+        comb = render_pass("Image")
+        dep = render_pass("Depth")[..., 0]
+        camd = render_core.blender_camera(sc, cam)
+        camd["object_matrix_world"] = render_core._mat(obj.matrix_world)
+        RESULT = dict(comb=comb.tolist(), dep=dep.tolist(), cam=camd)
+    """, EXGS_BACKEND_URL=url, EXGS_TOKEN=token, timeout=240)
+    cam = res["cam"]
+    cam.pop("name")
+    direct = render(scene, camera_from_blender(**cam))
+    comb = np.array(res["comb"])
+    got = _lin_to_srgb_premult(comb)
+    assert direct.alpha.max() > 0.5  # the scene is in view
+    assert _psnr(got, direct.rgb) >= 40.0
+    assert _psnr(comb[..., 3], direct.alpha) >= 40.0
+    dep = np.array(res["dep"])
+    hit = direct.alpha > 0.5
+    np.testing.assert_allclose(dep[hit], direct.depth[hit], rtol=1e-3)
+    assert (dep[direct.alpha < 1e-6] == 1e10).all()
+
+
+ONE_GAUSSIAN = r'''
+def one_gaussian_ply(path, capture_xyz, sigma=0.02):
+    """A single opaque white isotropic Gaussian at ``capture_xyz`` (capture frame)."""
+    from bl_ext.user_default.exgs import plyio
+    names = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1",
+             "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    v = np.zeros(1, [(n, "<f4") for n in names])
+    v["x"], v["y"], v["z"] = capture_xyz
+    for c in range(3):
+        v[f"f_dc_{c}"] = (1.0 - 0.5) / 0.28209479177387814
+    v["opacity"] = 8.0
+    for c in range(3):
+        v[f"scale_{c}"] = np.log(sigma)
+    v["rot_0"] = 1.0
+    plyio.write_ply(path, v)
+
+def centroid(img):
+    w = np.asarray(img, np.float64)
+    ys, xs = np.mgrid[0:w.shape[0], 0:w.shape[1]]
+    return [float((w * xs).sum() / w.sum()) + 0.5, float((w * ys).sum() / w.sum()) + 0.5]
+'''
+
+
+def test_gaussian_on_vertex_lands_on_vertex_pixel_and_animation_follows(run_bpy, server, tmp_path):
+    url, token, _ = server
+    ply = str(tmp_path / "one.ply")
+    res = run_bpy(helpers=RENDER_PASS + SETUP_CAMERA + ONE_GAUSSIAN, code=f"""
+        from bpy_extras.object_utils import world_to_camera_view
+        from mathutils import Vector
+        from bl_ext.user_default.exgs import io_import
+        bpy.ops.wm.read_homefile(use_empty=True)
+        one_gaussian_ply({ply!r}, (0.3, -0.2, 0.5))
+        obj, _ = io_import.import_file(bpy.context, {ply!r}, preview=False)
+        obj.location = (0.1, 0.0, -0.1)
+        world = obj.matrix_world @ Vector((0.3, -0.2, 0.5))
+        cam = add_camera(loc=(0.5, -3.0, 0.8), rot=(1.4, 0.0, 0.1), lens=40, size=(80, 60))
+        cam.data.shift_y = -0.04
+        sc = bpy.context.scene
+        # Workbench render of a small emissive sphere at the same world point
+        bpy.ops.mesh.primitive_ico_sphere_add(radius=0.03, subdivisions=3, location=world)
+        sph = bpy.context.active_object
+        sc.render.engine = "BLENDER_WORKBENCH"
+        sc.display.shading.light = "FLAT"
+        sc.display.shading.color_type = "SINGLE"
+        sc.display.shading.single_color = (1, 1, 1)
+        sc.render.film_transparent = True
+        wb = render_pass("Alpha")[..., 0]
+        sph.hide_render = True
+        sc.render.engine = "EXGS"
+        ex = render_pass("Alpha")[..., 0]
+        # 3-frame animation through the engine (stock render.render(animation=True))
+        for f, x in ((1, 0.3), (2, 0.5), (3, 0.7)):
+            cam.location.x = x
+            cam.keyframe_insert("location", frame=f)
+        sc.frame_start, sc.frame_end = 1, 3
+        sc.render.image_settings.file_format = "OPEN_EXR"
+        sc.render.filepath = {str(tmp_path / "anim_")!r}
+        sc.render.use_compositing = False
+        bpy.ops.render.render(animation=True)
+        want = []
+        for f in (1, 2, 3):
+            sc.frame_set(f)
+            p = world_to_camera_view(sc, cam, world)
+            want.append([p.x * 80, (1 - p.y) * 60])
+        got = []
+        for f in (1, 2, 3):
+            img = bpy.data.images.load({str(tmp_path)!r} + f"/anim_{{f:04d}}.exr")
+            px = np.empty(80 * 60 * 4, np.float32); img.pixels.foreach_get(px)
+            got.append(centroid(px.reshape(60, 80, 4)[::-1, :, 3]))
+        RESULT = dict(wb=centroid(wb), ex=centroid(ex), want=want, got=got)
+    """, EXGS_BACKEND_URL=url, EXGS_TOKEN=token, timeout=240)
+    assert np.abs(np.array(res["wb"]) - np.array(res["ex"])).max() <= 1.0, res
+    np.testing.assert_allclose(res["got"], res["want"], atol=1.0)
+    xs = [g[0] for g in res["got"]]
+    assert xs[0] > xs[1] > xs[2]  # camera moves right → the splat moves left
+
+
+def test_wrong_token_and_unreachable_are_clean(run_bpy, server, small_ply):
+    url, token, _ = server
+    path, _ = small_ply
+    code = f"""
+        from bl_ext.user_default.exgs import io_import
+        from bl_ext.user_default.exgs.engine import final
+        bpy.ops.wm.read_homefile(use_empty=True)
+        io_import.import_file(bpy.context, {path!r})
+        add_camera(size=(16, 12))
+        bpy.context.scene.render.engine = "EXGS"
+        try:
+            bpy.ops.render.render()
+            raised = ""
+        except RuntimeError as e:
+            raised = str(e)
+        RESULT = dict(errors=final.ERRORS, raised=raised)
+    """
+    bad = run_bpy(helpers=SETUP_CAMERA, code=code, EXGS_BACKEND_URL=url, EXGS_TOKEN="wrong")
+    assert bad["errors"] and "token" in bad["errors"][-1].lower()
+    assert "Traceback" not in run_bpy.last.stderr + run_bpy.last.stdout
+    gone = run_bpy(helpers=SETUP_CAMERA, code=code, EXGS_BACKEND_URL="http://127.0.0.1:9",
+                   EXGS_TOKEN="x", timeout=60)
+    assert gone["errors"] and "reach" in gone["errors"][-1].lower()
+    assert "Traceback" not in run_bpy.last.stderr + run_bpy.last.stdout
+
+
+def test_server_killed_mid_render_is_clean(run_bpy, tmp_path):
+    """A server we kill while it renders: the engine reports one line and returns."""
+    from exgs.io.ply import write_ply
+    from exgs.synth import random_scene
+
+    sys.path.insert(0, ROOT)
+    from exgs_blender.backend import parse_ready_line
+
+    ply = str(tmp_path / "big.ply")
+    write_ply(random_scene(60_000, sh_degree=0, seed=1, max_scale=0.2), ply)
+    tok = tmp_path / "tok"
+    proc = subprocess.Popen([BACKEND_PYTHON, "-m", "exgs.cli", "serve", "--port", "0",
+                             "--token-file", str(tok)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    url = None
+    while url is None:
+        line = proc.stdout.readline().decode()
+        assert line or proc.poll() is None
+        url = parse_ready_line(line.strip())
+    killer = subprocess.Popen([sys.executable, "-c",
+                               f"import time, os, signal; time.sleep(6); os.kill({proc.pid}, 9)"])
+    t0 = time.time()
+    res = run_bpy(helpers=SETUP_CAMERA, code=f"""
+        from bl_ext.user_default.exgs import io_import
+        from bl_ext.user_default.exgs.engine import final
+        bpy.ops.wm.read_homefile(use_empty=True)
+        io_import.import_file(bpy.context, {ply!r}, preview=False)
+        add_camera(loc=(0, -3, 0), size=(1600, 1200))
+        bpy.context.scene.render.engine = "EXGS"
+        try:
+            bpy.ops.render.render()
+        except RuntimeError:
+            pass
+        RESULT = dict(errors=final.ERRORS)
+    """, EXGS_BACKEND_URL=url, EXGS_TOKEN=tok.read_text().strip(), timeout=120)
+    killer.wait()
+    proc.wait(10)
+    assert time.time() - t0 < 100
+    assert res["errors"], "render should fail cleanly once the server is gone"
+    assert "Traceback" not in run_bpy.last.stderr + run_bpy.last.stdout
