@@ -47,6 +47,12 @@ COLOR_PROPS = ["min_r", "min_g", "min_b", "max_r", "max_g", "max_b"]
 VERTEX_PROPS = ["packed_position", "packed_rotation", "packed_scale", "packed_color"]
 
 
+# uchar f_rest byte → value: 0 → -4, 255 → 4, else ((b + 0.5) / 256 − 0.5) · 8
+_b = np.arange(256, dtype=np.float64)
+_SH_LUT = ((np.where(_b == 0, 0.0, np.where(_b == 255, 1.0, (_b + 0.5) / 256.0)) - 0.5) * 8.0
+           ).astype(np.float32)
+
+
 def _unorm(v: np.ndarray, bits: int) -> np.ndarray:
     return (v & ((1 << bits) - 1)).astype(np.float32) / float((1 << bits) - 1)
 
@@ -153,10 +159,14 @@ def _decode(path, data, chunk, vertex, names, has_color, n) -> GaussianScene:
                                          f"an SH degree 1..3") from None
         if len(she.data) != n:
             raise SceneFormatError(path, f"sh element has {len(she.data)} rows, vertex {n}")
-        b = np.stack([np.asarray(she.data[nm]).astype(np.float32) for nm in rest_names], 1)
-        v = np.where(b <= 0, 0.0, np.where(b >= 255, 1.0, (b + 0.5) / 256.0))
-        rest = ((v - 0.5) * 8.0).astype(np.float32).reshape(n, 3, k - 1).transpose(0, 2, 1)
-        sh = np.concatenate([sh, rest], 1)
+        cols = [np.asarray(she.data[nm]) for nm in rest_names]
+        if any(c.dtype.kind not in "ui" for c in cols):
+            raise ValueError("f_rest properties of the sh element must be integers")
+        out = np.empty((n, k, 3), np.float32)
+        out[:, 0] = dc
+        for i, c in enumerate(cols):  # f_rest_i = channel i // (k-1), coefficient i % (k-1) + 1
+            out[:, i % (k - 1) + 1, i // (k - 1)] = _SH_LUT[np.clip(c, 0, 255).astype(np.uint8)]
+        sh = out
     return GaussianScene(means, quats, log_scales, opacity_logits, sh)
 
 

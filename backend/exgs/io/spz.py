@@ -83,6 +83,14 @@ _SH_FLIP = np.array([-1, -1, 1,
 _DIM_FOR_DEGREE = {0: 0, 1: 3, 2: 8, 3: 15, 4: 24}
 
 
+# byte → value lookup tables of the decoder (float32, as the reference decodes in float)
+_BYTES = np.arange(256, dtype=np.float64)
+_LUT_ALPHA = logit(_BYTES / 255.0, eps=1e-4)
+_LUT_COLOR = ((_BYTES / 255.0 - 0.5) / COLOR_SCALE).astype(np.float32)
+_LUT_SCALE = (_BYTES / 16.0 - 10.0).astype(np.float32)
+_LUT_SH = ((_BYTES - 128.0) / 128.0).astype(np.float32)
+
+
 def _bytes_per_point(version: int, sh_degree: int) -> int:
     pos = 6 if version == 1 else 9
     rot = 3 if version <= 2 else 4
@@ -237,10 +245,8 @@ def _decode(path, hdr: dict, s: list[bytes], raw: bool) -> GaussianScene:
         v = p[..., 0] | (p[..., 1] << 8) | (p[..., 2] << 16)
         v = np.where(v & 0x800000, v - (1 << 24), v)
         means = (v.astype(np.float64) / float(1 << frac)).astype(np.float32)
-    a = np.frombuffer(alpha_b, np.uint8).astype(np.float32) / 255.0
-    opacity_logits = logit(a, eps=1e-4)
-    dc = (np.frombuffer(col_b, np.uint8).reshape(n, 3).astype(np.float32) / 255.0 - 0.5) / COLOR_SCALE
-    log_scales = np.frombuffer(scale_b, np.uint8).reshape(n, 3).astype(np.float32) / 16.0 - 10.0
+    opacity_logits = _LUT_ALPHA[np.frombuffer(alpha_b, np.uint8)]
+    log_scales = _LUT_SCALE[np.frombuffer(scale_b, np.uint8).reshape(n, 3)]
     r = np.frombuffer(rot_b, np.uint8)
     if version <= 2:
         xyz = r.reshape(n, 3).astype(np.float32) / 127.5 - 1.0
@@ -250,15 +256,16 @@ def _decode(path, hdr: dict, s: list[bytes], raw: bool) -> GaussianScene:
         q_xyzw = _unpack_smallest_three(r.reshape(n, 4))
     quats = q_xyzw[:, [3, 0, 1, 2]]
     dim = _DIM_FOR_DEGREE[degree]
-    rest = (np.frombuffer(sh_b, np.uint8).reshape(n, dim, 3).astype(np.float32) - 128.0) / 128.0
     if degree == 4:
         warnings.warn(f"{path}: SH degree 4 truncated to 3", stacklevel=3)
-        rest = rest[:, :15]
-    sh = np.concatenate([dc[:, None, :], rest], 1)
+    k = min(dim, 15) + 1
+    dc = _LUT_COLOR[np.frombuffer(col_b, np.uint8).reshape(n, 1, 3)]
+    rest = _LUT_SH[np.frombuffer(sh_b, np.uint8).reshape(n, dim, 3)[:, : k - 1]]
     if not raw:  # RUB (file) → RDF (scene)
         means[:, 1:] *= -1
         quats[:, 2:] *= -1
-        sh[:, 1:] *= _SH_FLIP[: sh.shape[1] - 1, None]
+        rest *= _SH_FLIP[: k - 1, None]
+    sh = np.concatenate([dc, rest], 1) if k > 1 else dc
     scene = GaussianScene(means, quats, log_scales, opacity_logits, sh)
     if hdr["flags"] & 0x1:
         scene.extras["spz_antialiased"] = np.ones(n, np.uint8)
