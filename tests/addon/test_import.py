@@ -51,3 +51,62 @@ def test_import_attributes_axis_and_roundtrip(run_bpy, small_ply, tmp_path):
     assert res["props"]["n"] == n and res["props"]["src"] == path
     import os
     assert res["props"]["size"] == os.path.getsize(path)
+
+
+def test_spz_import_via_backend_convert_and_bad_file(run_bpy, small_ply, tmp_path):
+    from exgs.io.spz import write_spz
+
+    _, scene = small_ply
+    spz = str(tmp_path / "s.spz")
+    write_spz(scene, spz)
+    bad = tmp_path / "bad.ply"
+    bad.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 10\nproperty float x\nend_header\n")
+    res = run_bpy(f"""
+        import numpy as np
+        from bl_ext.user_default.exgs import io_import, gaussians
+        obj, _ = io_import.import_file(bpy.context, {spz!r})
+        v = gaussians.read_struct(obj.data)
+        xyz = np.stack([v["x"], v["y"], v["z"]], 1)
+        try:
+            r, msg = list(bpy.ops.exgs.import_splats(filepath={str(bad)!r})), ""
+        except RuntimeError as e:  # background bpy turns an ERROR report into an exception
+            r, msg = ["CANCELLED"], str(e)
+        RESULT = dict(n=len(v), fmt=obj.data["exgs_format"], xyz=xyz.tolist(), r=r, msg=msg)
+    """)
+    assert res["n"] == len(scene) and res["fmt"] == "spz"
+    np.testing.assert_allclose(np.array(res["xyz"]), scene.means, atol=2e-2)
+    assert res["r"] == ["CANCELLED"]
+    assert "bad.ply: not a 3DGS PLY: missing properties" in res["msg"]
+    assert len(res["msg"].strip().splitlines()) == 1
+    assert "Traceback" not in run_bpy.last.stdout + run_bpy.last.stderr
+
+
+def test_viewport_preview_renders_in_workbench_eevee_cycles(run_bpy, small_ply):
+    from bpy_helpers import RENDER_PASS, SETUP_CAMERA
+
+    path, _ = small_ply
+    res = run_bpy(helpers=RENDER_PASS + SETUP_CAMERA, code=f"""
+        from bl_ext.user_default.exgs import io_import
+        bpy.ops.wm.read_homefile(use_empty=True)
+        obj, _ = io_import.import_file(bpy.context, {path!r})
+        # the synthetic cloud sits at capture z≈3 → Blender y≈3 after the axis change
+        add_camera(loc=(0, -3.0, 0), rot=(1.5707963, 0, 0), lens=30, size=(32, 24))
+        sc = bpy.context.scene
+        sc.render.film_transparent = True
+        cover = {{}}
+        for eng in ("BLENDER_WORKBENCH", "BLENDER_EEVEE_NEXT", "BLENDER_EEVEE", "CYCLES"):
+            try:
+                sc.render.engine = eng
+            except TypeError:
+                continue
+            if eng == "CYCLES":
+                sc.cycles.samples = 1
+                sc.cycles.device = "CPU"
+            img = render_pass("Image")
+            cover[eng] = [float((img[..., 3] > 0.5).mean()), float(img[..., :3].max())]
+        RESULT = cover
+    """, timeout=180)
+    assert "BLENDER_WORKBENCH" in res and "CYCLES" in res
+    assert any(k.startswith("BLENDER_EEVEE") for k in res)
+    for eng, (cov, peak) in res.items():
+        assert cov > 0.05 and peak > 0.05, (eng, cov, peak)
