@@ -122,6 +122,38 @@ def test_spz_v3_hand_made_rotation_word(tmp_path):
     np.testing.assert_allclose(q, [0.5, -0.5, np.sqrt(0.5), 0.0], atol=2e-3)
 
 
+def test_spz_v1_float16_positions(tmp_path):
+    head = struct.pack("<IIIBBBB", 0x5053474E, 1, 2, 0, 0, 0, 0)
+    pos = np.array([[1.5, -2.0, 0.25], [100.0, 0.0, -0.5]], "<f2").tobytes()
+    body = head + pos + bytes([128, 128]) + bytes([128] * 6) + bytes([96] * 6) \
+        + bytes([128] * 6)
+    p = tmp_path / "v1.spz"
+    p.write_bytes(gzip.compress(body))
+    r = read_spz(p, raw=True)
+    np.testing.assert_array_equal(r.means, [[1.5, -2.0, 0.25], [100.0, 0.0, -0.5]])
+    np.testing.assert_allclose(r.log_scales, -4.0)
+
+
+def test_spz_extension_records_are_skipped_with_a_warning(tmp_path):
+    body = zlib.decompress(encode_spz(_spz_scene(1, n=20)), 16 + zlib.MAX_WBITS)
+    body = body[:14] + bytes([0x2]) + body[15:]  # flags: has extensions
+    body += struct.pack("<II", 0xADBE0002, 12) + struct.pack("<3f", -0.5, 0.5, 1.0)
+    p = tmp_path / "ext.spz"
+    p.write_bytes(gzip.compress(body))
+    with pytest.warns(UserWarning, match="extension records skipped"):
+        r = read_spz(p)
+    assert len(r) == 20
+
+
+@pytest.mark.parametrize("degree", [0, 2])
+def test_empty_scenes_roundtrip(tmp_path, degree):
+    e = GaussianScene.empty(degree)
+    for name, write in (("e.spz", write_spz), ("e.ply", write_compressed_ply)):
+        write(e, tmp_path / name)
+        r = read_scene(tmp_path / name)
+        assert len(r) == 0 and r.sh_degree == degree
+
+
 def test_spz_smallest_three_bit_layout(tmp_path):
     """v3 rotation word: 2 bits index of the largest (x,y,z,w order), then 10-bit fields."""
     q = np.array([[0.5, 0.5, -0.5, 0.5]])  # w, x, y, z

@@ -237,7 +237,7 @@ def write_compressed_ply(scene: GaussianScene, path: str | os.PathLike) -> None:
     elements = [plyfile.PlyElement.describe(ch, "chunk"), plyfile.PlyElement.describe(vert, "vertex")]
     k = scene.sh.shape[1]
     if k > 1:
-        rest = scene.sh[:, 1:].transpose(0, 2, 1).reshape(n, -1).astype(np.float64)
+        rest = scene.sh[:, 1:].transpose(0, 2, 1).reshape(n, 3 * (k - 1)).astype(np.float64)
         b = np.clip(np.trunc((rest / 8.0 + 0.5) * 256.0), 0, 255).astype(np.uint8)
         sh = np.empty(n, dtype=[(f"f_rest_{i}", "u1") for i in range(b.shape[1])])
         for i in range(b.shape[1]):
