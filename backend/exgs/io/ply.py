@@ -33,6 +33,17 @@ def _plyfile():
     return plyfile
 
 
+def _float_view(v: np.ndarray):
+    """[N, P] float32 view of a structured vertex array whose P fields are all native
+    float32 without padding (the usual binary little-endian 3DGS PLY), else None."""
+    dt = v.dtype
+    if dt.names is None or dt.itemsize != 4 * len(dt.names) or not v.flags.c_contiguous:
+        return None
+    if any(dt.fields[nm][0] != np.dtype(np.float32) for nm in dt.names):
+        return None
+    return np.asarray(v.view(np.float32)).reshape(len(v), len(dt.names))  # ndarray, not memmap
+
+
 def read_ply(path: str | os.PathLike, *, keep_extras: bool = True) -> GaussianScene:
     """Read an INRIA 3DGS PLY into a :class:`GaussianScene` (frame unchanged)."""
     path = Path(path)
@@ -87,18 +98,25 @@ def read_ply(path: str | os.PathLike, *, keep_extras: bool = True) -> GaussianSc
         def col(name):
             return np.asarray(v[name], dtype=np.float32)
 
-        means = np.stack([col("x"), col("y"), col("z")], 1)
-        dc = np.stack([col(f"f_dc_{c}") for c in range(3)], 1)
+        flat = _float_view(v)
+
+        def cols(names):  # [n, len(names)] float32: one gather from the float view if possible
+            if flat is not None:
+                return flat[:, [v.dtype.fields[nm][1] // 4 for nm in names]]
+            return np.stack([col(nm) for nm in names], 1)
+
+        means = cols(["x", "y", "z"])
+        dc = cols([f"f_dc_{c}" for c in range(3)])
         if k > 1:
-            rest = np.stack([col(f"f_rest_{i}") for i in range(3 * (k - 1))], 1)
+            rest = cols([f"f_rest_{i}" for i in range(3 * (k - 1))])
             rest = rest.reshape(n, 3, k - 1).transpose(0, 2, 1)
             sh = np.concatenate([dc[:, None, :], rest], 1)
         else:
             sh = dc[:, None, :]
         scene = GaussianScene(
             means=means,
-            quats=np.stack([col(f"rot_{i}") for i in range(4)], 1),
-            log_scales=np.stack([col(f"scale_{i}") for i in range(3)], 1),
+            quats=cols([f"rot_{i}" for i in range(4)]),
+            log_scales=cols([f"scale_{i}" for i in range(3)]),
             opacity_logits=col("opacity"),
             sh=sh,
         )
