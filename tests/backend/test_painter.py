@@ -98,3 +98,29 @@ def test_bad_weights_dir_is_one_line_error(tmp_path):
     with pytest.raises(ExgsError) as e:
         load_painter(d)
     assert "\n" not in str(e.value)
+
+
+# ----------------------------------------------------------------- the shipped default weights
+def _render_small(scene, size=96, seed=0):
+    from exgs.cameras import orbit_for_scene
+    from exgs.painter.data import get_renderer
+
+    cam = orbit_for_scene(scene, 1, size, size, seed=seed)[0]
+    return get_renderer()(scene, cam, device="cpu")
+
+
+def test_shipped_weights_load_and_do_no_harm():
+    from exgs.painter.infer import DEFAULT_WEIGHTS
+    from exgs.synth import demo_scene
+
+    files = list(DEFAULT_WEIGHTS.rglob("*.safetensors"))
+    assert files and sum(f.stat().st_size for f in files) <= 30 * 2**20
+    assert (DEFAULT_WEIGHTS / "MODEL_CARD.md").is_file()
+    p = load_painter()  # default weights
+    # nothing pruned: the render is returned almost unchanged (≥ 40 dB)
+    r = _render_small(demo_scene(n=6000, sh_degree=1), size=96)
+    out = p.restore(r.rgb, r.alpha)
+    assert psnr(out, r.rgb) >= 40.0
+    # background stays background: an empty frame (alpha = 0, black) stays black
+    empty = p.restore(np.zeros((64, 80, 3), np.float32), np.zeros((64, 80), np.float32))
+    assert float(np.abs(empty).max()) < 0.05

@@ -40,19 +40,35 @@ DEFAULT_SCENES_DIR = "/work/shared/scenes"
 
 
 # ------------------------------------------------------------------------------ scenes
-def garden_scene(npz_path: str | os.PathLike, opacity: float = 0.9) -> GaussianScene:
-    """SfM points → isotropic Gaussians: σ = ½ · mean distance to the 3 nearest neighbours."""
+def _knn_mean_dist(pts: np.ndarray, k: int = 3) -> np.ndarray:
+    """[N] mean distance to the k nearest other points (exact, chunked torch; ~1–2 CPU-min
+    for 140k points)."""
     import torch
 
-    d = np.load(npz_path)
-    pts = np.asarray(d["means3d"], np.float32)
-    cols = np.asarray(d["colors"], np.float32) / 255.0
     p = torch.from_numpy(pts)
     nn_d = torch.empty(len(pts))
     for i in range(0, len(pts), 2048):
         dist = torch.cdist(p[i:i + 2048], p)
-        nn_d[i:i + 2048] = dist.topk(4, largest=False).values[:, 1:].mean(1)
-    sig = np.clip(0.5 * nn_d.numpy(), 1e-4, np.quantile(nn_d.numpy(), 0.98))
+        nn_d[i:i + 2048] = dist.topk(k + 1, largest=False).values[:, 1:].mean(1)
+    return nn_d.numpy()
+
+
+def garden_scene(npz_path: str | os.PathLike, opacity: float = 0.9,
+                 cache_dir: str | os.PathLike | None = None) -> GaussianScene:
+    """SfM points → isotropic Gaussians: σ = ½ · mean distance to the 3 nearest neighbours
+    (the kNN distances are cached in ``cache_dir`` when given)."""
+    d = np.load(npz_path)
+    pts = np.asarray(d["means3d"], np.float32)
+    cols = np.asarray(d["colors"], np.float32) / 255.0
+    cache = Path(cache_dir) / "garden_knn.npy" if cache_dir else None
+    if cache is not None and cache.exists() and len(np.load(cache)) == len(pts):
+        nn_d = np.load(cache)
+    else:
+        nn_d = _knn_mean_dist(pts)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.save(cache, nn_d)
+    sig = np.clip(0.5 * nn_d, 1e-4, np.quantile(nn_d, 0.98))
     n = len(pts)
     return GaussianScene(pts, np.tile([1.0, 0, 0, 0], (n, 1)),
                          np.log(np.repeat(sig[:, None], 3, 1)), logit(np.full(n, opacity)),
@@ -96,13 +112,14 @@ def parse_scene_specs(specs: list[str]) -> list[str]:
     return out
 
 
-def load_scene(spec: str, scenes_dir: str | os.PathLike = DEFAULT_SCENES_DIR) -> GaussianScene:
+def load_scene(spec: str, scenes_dir: str | os.PathLike = DEFAULT_SCENES_DIR,
+               cache_dir: str | os.PathLike | None = None) -> GaussianScene:
     from .procedural import random_procedural_scene
 
     if spec.startswith("proc:"):
         return random_procedural_scene(int(spec[5:]))
     if spec == "garden":
-        return garden_scene(Path(scenes_dir) / "garden_sfm_points.npz")
+        return garden_scene(Path(scenes_dir) / "garden_sfm_points.npz", cache_dir=cache_dir)
     from ..io import read_scene
 
     path = Path(spec) if spec.endswith(".ply") else Path(scenes_dir) / f"{spec}.ply"
@@ -140,20 +157,34 @@ def random_views(scene: GaussianScene, spec: str, count: int, size: int, seed: i
     return cams
 
 
+def get_renderer():
+    """:func:`exgs.render.render`, or the stop-gap torch renderer while it is missing."""
+    try:
+        from ..render import render
+    except ImportError:
+        from ._fallback_render import render
+    return render
+
+
 # ------------------------------------------------------------------------------ pruning
-def simple_prune(scene: GaussianScene, keep: float) -> GaussianScene:
-    """Keep the ``keep`` fraction of Gaussians with the largest opacity × σ-area score."""
+def simple_prune(scene: GaussianScene, keep: float, seed: int = 0) -> GaussianScene:
+    """A stand-in for UGC: sample ``keep`` of the Gaussians with probability ∝ √(opacity ×
+    σ-area) (Gumbel top-k, seeded), then amplify the kept σ so that the kept projected area
+    makes up ~70 % of the original total (factor clipped to [1, 4])."""
     from ..scene import sigmoid
 
     n = len(scene)
     k = max(1, int(round(keep * n)))
     s = np.exp(scene.log_scales.astype(np.float64))
-    vol = np.prod(s, 1) ** (2.0 / 3.0)
-    score = sigmoid(scene.opacity_logits) * vol
-    idx = np.sort(np.argsort(-score)[:k])
-    return scene.subset(idx) if hasattr(scene, "subset") else GaussianScene(
-        scene.means[idx], scene.quats[idx], scene.log_scales[idx], scene.opacity_logits[idx],
-        scene.sh[idx])
+    area = np.prod(np.sort(s, 1)[:, 1:], 1)  # the two largest axes
+    score = sigmoid(scene.opacity_logits).astype(np.float64) * area
+    rng = np.random.default_rng(_seed(seed, n, k))
+    g = 0.5 * np.log(np.maximum(score, 1e-30)) - np.log(-np.log(rng.uniform(1e-12, 1, n)))
+    idx = np.sort(np.argpartition(-g, k - 1)[:k])
+    f = float(np.clip(np.sqrt(0.7 * area.sum() / max(area[idx].sum(), 1e-30)), 1.0, 4.0))
+    return GaussianScene(scene.means[idx], scene.quats[idx],
+                         scene.log_scales[idx] + np.float32(np.log(f)),
+                         scene.opacity_logits[idx], scene.sh[idx])
 
 
 def ugc_available() -> bool:
@@ -187,6 +218,7 @@ class PairSpec:
     keep_range: tuple = (0.005, 0.30)
     prune: str = "auto"
     seed: int = 0
+    real_view_factor: int = 3  #: real scenes (playbot, garden) get this many times more views
 
 
 def scene_keeps(spec: str, ps: PairSpec) -> list[float]:
@@ -202,14 +234,16 @@ def build_scene_pairs(spec: str, cache_dir: str | os.PathLike, ps: PairSpec,
                       scenes_dir=DEFAULT_SCENES_DIR, log=print) -> list[Path]:
     """Render and cache every pair of one scene (skips views already cached). Returns files."""
     from ..fsutil import atomic_path
-    from ..render import render
+
+    render = get_renderer()
 
     out_dir = Path(cache_dir) / spec.replace(":", "_").replace("/", "_")
-    files = [out_dir / f"v{i:03d}.npz" for i in range(ps.views)]
+    n_views = ps.views if spec.startswith("proc:") else ps.views * ps.real_view_factor
+    files = [out_dir / f"v{i:03d}.npz" for i in range(n_views)]
     if all(f.exists() for f in files):
         return files
-    scene = load_scene(spec, scenes_dir)
-    cams = random_views(scene, spec, ps.views, ps.size, ps.seed, scenes_dir)
+    scene = load_scene(spec, scenes_dir, Path(cache_dir).parent)  # shared by pruning modes
+    cams = random_views(scene, spec, n_views, ps.size, ps.seed, scenes_dir)
     keeps = scene_keeps(spec, ps)
     pruned = [prune(scene, k, ps.prune) for k in keeps]
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,8 @@ class PainterConfig:
     unet_channels: tuple = (32, 64, 64)
     unet_layers_per_block: int = 1
     timestep: int = 500  #: the fixed timestep of the single UNet step
-    gate_gain: float = 2.0  #: gate ≤ clamp(gain·(1 − alpha), 0, 1)
+    gate_gain: float = 2.0  #: gate ≤ max(clamp(gain·(1 − alpha), 0, 1), gate_floor)
+    gate_floor: float = 0.0  #: > 0 lets the painter touch opaque pixels too (up to this much)
     use_mask: bool = True  #: False = ablation: no mask/alpha input, gate from confidence only
     tile: int = 256  #: inference tile size (pixels, multiple of 8)
     overlap: int = 32  #: inference tile overlap (pixels, multiple of 8)
@@ -130,7 +131,10 @@ class PainterNet(nn.Module):
     def gate(self, conf_logit: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         g = torch.sigmoid(conf_logit)
         if self.cfg.use_mask:
-            g = g * torch.clamp(self.cfg.gate_gain * (1.0 - alpha), 0.0, 1.0)
+            cap = torch.clamp(self.cfg.gate_gain * (1.0 - alpha), 0.0, 1.0)
+            if self.cfg.gate_floor > 0:
+                cap = torch.clamp(cap, min=self.cfg.gate_floor)
+            g = g * cap
         return g
 
     def forward(self, rgb: torch.Tensor, alpha: torch.Tensor, *, return_all: bool = False):
