@@ -396,6 +396,17 @@ def test_sog_bad_meta(tmp_path, edit, match):
         read_scene(d)
 
 
+def test_sog_oversized_image_refused(tmp_path):
+    """An image far larger than the count needs is refused before it is decoded."""
+    from PIL import Image
+
+    d = tmp_path / "s"
+    write_sog(random_scene(n=10, sh_degree=0), d)
+    Image.new("RGBA", (4096, 4096)).save(d / "means_l.webp", format="WEBP", lossless=True)
+    with pytest.raises(SceneFormatError, match="far larger than 10 Gaussians need"):
+        read_scene(d)
+
+
 # ----------------------------------------------------------------------------- convert / CLI
 def test_write_scene_by_suffix_and_convert(tmp_path, capsys):
     s = random_scene(n=200, sh_degree=2, seed=3)

@@ -123,9 +123,12 @@ class _Source:
         return data
 
 
-def _decode_webp(src: _Source, name: str, min_pixels: int, width: int | None = None
-                 ) -> np.ndarray:
-    """[H·W, 4] uint8 RGBA texels of a lossless WebP member."""
+def _decode_webp(src: _Source, name: str, min_pixels: int, width: int | None = None,
+                 max_pixels: int | None = None) -> np.ndarray:
+    """[H·W, 4] uint8 RGBA texels of a lossless WebP member (at least ``min_pixels``, at most
+    ``max_pixels``, default 4·max(min_pixels, 65536): a bound against decompression bombs)."""
+    if max_pixels is None:
+        max_pixels = 4 * max(min_pixels, 1 << 16)
     from PIL import Image
 
     data = src.read(name, MAX_MEMBER_BYTES)
@@ -136,6 +139,9 @@ def _decode_webp(src: _Source, name: str, min_pixels: int, width: int | None = N
                 raise SceneFormatError(src.path, f"{name} is {w}x{h}, larger than WebP allows")
             if w * h < min_pixels:
                 raise SceneFormatError(src.path, f"{name} has {w * h} texels, needs {min_pixels}")
+            if w * h > max_pixels:
+                raise SceneFormatError(src.path, f"{name} is {w}x{h}, far larger than "
+                                                 f"{min_pixels} Gaussians need")
             if width is not None and w != width:
                 raise SceneFormatError(src.path, f"{name} is {w} wide, expected {width}")
             rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
@@ -251,7 +257,7 @@ def read_sog(path: str | os.PathLike) -> GaussianScene:
             raise SceneFormatError(path, f"meta.json: shN.count must be 1..65536, got {pal!r}")
         ncb = _floats(src, meta, "shN", "codebook")
         f_cent, f_lab = _files(src, meta, "shN", 2)
-        cent = _decode_webp(src, f_cent, 0, width=64 * k)
+        cent = _decode_webp(src, f_cent, 0, width=64 * k, max_pixels=64 * k * 1024)
         lab = _decode_webp(src, f_lab, n)[:n]
         labels = lab[:, 0].astype(np.int64) | (lab[:, 1].astype(np.int64) << 8)
         rows_c = len(cent) // (64 * k)
