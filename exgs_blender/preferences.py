@@ -85,7 +85,8 @@ class Settings:
 
 def venv_python(path: str) -> str:
     """A venv folder or a python executable → the executable path."""
-    if path and os.path.isdir(path):
+    if path and (os.path.isdir(path) or not os.path.splitext(path)[1] and
+                 os.path.basename(path).endswith("venv")):
         sub = ("Scripts", "python.exe") if sys.platform == "win32" else ("bin", "python")
         return os.path.join(path, *sub)
     return path

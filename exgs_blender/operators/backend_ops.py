@@ -64,6 +64,12 @@ def backend_source_dir() -> str:
     return ""
 
 
+def _pip_error(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    errs = [ln for ln in lines if ln.startswith("ERROR") or "error:" in ln]
+    return (errs or lines or ["unknown error"])[-1][:300]
+
+
 def base_python() -> str:
     """A Python ≥ 3.10 with venv to build the backend venv from (EXGS_BASE_PYTHON or
     Blender's own interpreter)."""
@@ -83,6 +89,12 @@ class EXGS_OT_setup_backend(bpy.types.Operator):
     _log: list
 
     def invoke(self, context, event):
+        return self._run(context, modal=not bpy.app.background)
+
+    def execute(self, context):
+        return self._run(context, modal=False)
+
+    def _run(self, context, modal: bool):
         from .. import preferences
         src = backend_source_dir()
         if not src:
@@ -94,10 +106,25 @@ class EXGS_OT_setup_backend(bpy.types.Operator):
         pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
         if os.path.exists(constraints):
             pip += ["-c", constraints]
+        pip += os.environ.get("EXGS_SETUP_PIP_ARGS", "").split()  # e.g. --no-deps (tests)
         self._steps = [[base_python(), "-m", "venv", venv], pip + [src]]
         self._log = []
         self._step = 0
         self._venv = venv
+        if not modal:  # background / scripts: run the steps to completion
+            for step in self._steps:
+                try:
+                    r = subprocess.run(step, capture_output=True, text=True,
+                                       stdin=subprocess.DEVNULL)
+                except OSError as e:
+                    self.report({"ERROR"}, f"ExGS: setup failed: {e}")
+                    return {"CANCELLED"}
+                if r.returncode != 0:
+                    self.report({"ERROR"}, f"ExGS: setup failed: {_pip_error(r.stdout + r.stderr)}")
+                    return {"CANCELLED"}
+            backend.reset()
+            self.report({"INFO"}, f"ExGS: backend installed in {venv}")
+            return {"FINISHED"}
         self._start_step()
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.25, window=context.window)
@@ -106,7 +133,7 @@ class EXGS_OT_setup_backend(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def _start_step(self):
-        self._proc = subprocess.Popen(self._steps[self._step], stdout=subprocess.PIPE,
+        self._proc = subprocess.Popen(  # noqa: S603self._steps[self._step], stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
         threading.Thread(target=self._read, args=(self._proc,), daemon=True).start()
 
@@ -138,7 +165,7 @@ class EXGS_OT_setup_backend(bpy.types.Operator):
         if rc is None:
             return {"RUNNING_MODAL"}
         if rc != 0:
-            return self._finish(context, False, f"setup failed: {last}")
+            return self._finish(context, False, f"setup failed: {_pip_error(chr(10).join(self._log))}")
         self._step += 1
         if self._step < len(self._steps):
             self._start_step()

@@ -64,3 +64,22 @@ def test_register_unregister_leaves_nothing(run_bpy):
     assert "EXGS" not in off["engines"]
     assert "menu_import" in on["menu"] and "menu_import" not in off["menu"]
     assert again == on
+
+
+def test_set_up_backend_installs_shipped_source(run_bpy, tmp_path):
+    """'Set up backend' makes a venv and pip-installs backend_src/ from the installed zip
+    (``--no-deps`` here: the heavy dependencies are not downloaded in tests)."""
+    res = run_bpy("""
+        import subprocess
+        from bl_ext.user_default.exgs import preferences
+        from bl_ext.user_default.exgs.operators import backend_ops
+        src = backend_ops.backend_source_dir()
+        r = list(bpy.ops.exgs.setup_backend())
+        py = preferences.venv_python(preferences._default_venv())
+        out = subprocess.run([py, "-c", "import importlib.util as u; print(u.find_spec('exgs.cameras').origin)"],
+                             capture_output=True, text=True)
+        RESULT = dict(src=src, r=r, py=py, out=out.stdout.strip(), err=out.stderr[-500:])
+    """, EXGS_SETUP_PIP_ARGS="--no-deps", timeout=240)
+    assert res["src"].endswith("backend_src")
+    assert res["r"] == ["FINISHED"], res
+    assert "backend-venv" in res["py"] and "site-packages/exgs/cameras.py" in res["out"], res["err"]
