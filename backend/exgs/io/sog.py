@@ -42,6 +42,7 @@ import json
 import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -111,13 +112,9 @@ class _Source:
             raise
         except (KeyError, FileNotFoundError):
             raise SceneFormatError(self.path, f"missing {name}") from None
-        except (OSError, zipfile.BadZipFile, EOFError, ValueError, RuntimeError) as e:
-            # zlib.error is not an OSError; it is raised as zipfile errors or zlib.error
+        except (OSError, zipfile.BadZipFile, EOFError, ValueError, RuntimeError,
+                zlib.error, NotImplementedError) as e:  # zlib.error: corrupt deflate member
             raise SceneFormatError(self.path, f"cannot read {name}: {e}") from None
-        except Exception as e:  # zlib.error and other decompressor failures
-            if type(e).__name__ == "error":
-                raise SceneFormatError(self.path, f"corrupt member {name}: {e}") from None
-            raise
         if len(data) > limit:
             raise SceneFormatError(self.path, f"{name} is too large")
         return data
