@@ -59,11 +59,28 @@ def render(engine, depsgraph) -> None:
         engine.report({"ERROR"}, f"ExGS: backend returned {frame.alpha.shape[1]}x"
                                  f"{frame.alpha.shape[0]}, expected {w}x{h}")
         return
-    result = engine.begin_result(0, 0, w, h)
+    x0, y0, x1, y1 = _border(scene, w, h)
+    # Blender rows start at the bottom: flip first, then cut the border region.
+    rgba = conventions.to_blender_rect(frame.rgb, frame.alpha).reshape(h, w, 4)[y0:y1, x0:x1]
+    depth = conventions.to_blender_plane(frame.depth).reshape(h, w)[y0:y1, x0:x1]
+    alpha = conventions.to_blender_plane(frame.alpha).reshape(h, w)[y0:y1, x0:x1]
+    result = engine.begin_result(x0, y0, x1 - x0, y1 - y0)
     try:
         layer = result.layers[0]
-        _set_pass(layer, "Combined", conventions.to_blender_rect(frame.rgb, frame.alpha))
-        _set_pass(layer, "Depth", conventions.to_blender_plane(frame.depth))
-        _set_pass(layer, "Alpha", conventions.to_blender_plane(frame.alpha))
+        _set_pass(layer, "Combined", np.ascontiguousarray(rgba).reshape(-1))
+        _set_pass(layer, "Depth", np.ascontiguousarray(depth).reshape(-1))
+        _set_pass(layer, "Alpha", np.ascontiguousarray(alpha).reshape(-1))
     finally:
         engine.end_result(result)
+
+
+def _border(scene, w, h):
+    """Pixel box (x0, y0, x1, y1), bottom-up rows, of the render border (whole frame if off)."""
+    r = scene.render
+    if not r.use_border:
+        return 0, 0, w, h
+    x0, x1 = int(r.border_min_x * w), int(r.border_max_x * w)
+    y0, y1 = int(r.border_min_y * h), int(r.border_max_y * h)
+    if x1 <= x0 or y1 <= y0:
+        return 0, 0, w, h
+    return x0, y0, x1, y1

@@ -114,3 +114,31 @@ def test_viewport_preview_renders_in_workbench_eevee_cycles(run_bpy, small_ply):
         assert any(k.startswith("BLENDER_EEVEE") for k in res)
     for eng, (cov, peak) in res.items():
         assert cov > 0.01 and peak > 0.05, (eng, cov, peak)
+
+
+def test_export_ply_and_spz(run_bpy, small_ply, tmp_path):
+    from exgs.io import read_scene
+
+    path, scene = small_ply
+    out_ply, out_spz = str(tmp_path / "out.ply"), str(tmp_path / "out.spz")
+    res = run_bpy(f"""
+        from bl_ext.user_default.exgs import io_import
+        obj, _ = io_import.import_file(bpy.context, {path!r})
+        bpy.context.view_layer.objects.active = obj
+        r1 = list(bpy.ops.exgs.export_splats(filepath={out_ply!r}, format=".ply"))
+        r2 = list(bpy.ops.exgs.export_splats(filepath={out_spz!r}, format=".spz"))
+        try:
+            bpy.ops.exgs.export_splats(filepath={str(tmp_path / "x.exgs")!r}, format=".exgs")
+            msg = ""
+        except RuntimeError as e:
+            msg = str(e)
+        RESULT = dict(r=[r1, r2], msg=msg)
+    """)
+    assert res["r"] == [["FINISHED"], ["FINISHED"]]
+    assert "compress the object first" in res["msg"]
+    back = read_scene(out_ply)
+    np.testing.assert_array_equal(back.sh, scene.sh)
+    np.testing.assert_array_equal(back.quats, scene.quats)
+    spz = read_scene(out_spz)
+    assert len(spz) == len(scene)
+    np.testing.assert_allclose(spz.means, scene.means, atol=2e-2)
