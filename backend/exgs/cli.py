@@ -7,6 +7,7 @@ Errors the user can fix print one line ``exgs: error: ...`` to stderr and exit w
 from __future__ import annotations
 
 import argparse
+import os
 import importlib
 import pkgutil
 import sys
@@ -45,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     except ExgsError as e:
         print(f"exgs: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # e.g. `exgs info x | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
     except KeyboardInterrupt:
         print("exgs: interrupted", file=sys.stderr)
         return 130

@@ -136,3 +136,13 @@ def test_cli_info_and_errors(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and str(bad) in out.stderr and "Traceback" not in out.stderr
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+
+    p = tmp_path / "perm.ply"
+    write_ply(random_scene(n=3), p)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~mask)
