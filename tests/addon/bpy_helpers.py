@@ -42,3 +42,25 @@ def add_camera(loc=(0, -4, 0), rot=(1.5707963, 0, 0), lens=50.0, size=(64, 48)):
     sc.render.resolution_percentage = 100
     return cam
 '''
+
+ONE_GAUSSIAN = r'''
+def one_gaussian_ply(path, capture_xyz, sigma=0.02):
+    """A single opaque white isotropic Gaussian at ``capture_xyz`` (capture frame)."""
+    from bl_ext.user_default.exgs import plyio
+    names = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1",
+             "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    v = np.zeros(1, [(n, "<f4") for n in names])
+    v["x"], v["y"], v["z"] = capture_xyz
+    for c in range(3):
+        v[f"f_dc_{c}"] = (1.0 - 0.5) / 0.28209479177387814
+    v["opacity"] = 8.0
+    for c in range(3):
+        v[f"scale_{c}"] = np.log(sigma)
+    v["rot_0"] = 1.0
+    plyio.write_ply(path, v)
+
+def centroid(img):
+    w = np.asarray(img, np.float64)
+    ys, xs = np.mgrid[0:w.shape[0], 0:w.shape[1]]
+    return [float((w * xs).sum() / w.sum()) + 0.5, float((w * ys).sum() / w.sum()) + 0.5]
+'''

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from bpy_helpers import RENDER_PASS, SETUP_CAMERA
+from bpy_helpers import ONE_GAUSSIAN, RENDER_PASS, SETUP_CAMERA
 from conftest import BACKEND_PYTHON, ROOT
 
 
@@ -109,27 +109,6 @@ def test_f12_equals_direct_render(run_bpy, server, tmp_path):
     assert (dep[direct.alpha < 1e-6] == 1e10).all()
 
 
-ONE_GAUSSIAN = r'''
-def one_gaussian_ply(path, capture_xyz, sigma=0.02):
-    """A single opaque white isotropic Gaussian at ``capture_xyz`` (capture frame)."""
-    from bl_ext.user_default.exgs import plyio
-    names = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1",
-             "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
-    v = np.zeros(1, [(n, "<f4") for n in names])
-    v["x"], v["y"], v["z"] = capture_xyz
-    for c in range(3):
-        v[f"f_dc_{c}"] = (1.0 - 0.5) / 0.28209479177387814
-    v["opacity"] = 8.0
-    for c in range(3):
-        v[f"scale_{c}"] = np.log(sigma)
-    v["rot_0"] = 1.0
-    plyio.write_ply(path, v)
-
-def centroid(img):
-    w = np.asarray(img, np.float64)
-    ys, xs = np.mgrid[0:w.shape[0], 0:w.shape[1]]
-    return [float((w * xs).sum() / w.sum()) + 0.5, float((w * ys).sum() / w.sum()) + 0.5]
-'''
 
 
 def test_gaussian_on_vertex_lands_on_vertex_pixel_and_animation_follows(run_bpy, server, tmp_path):
