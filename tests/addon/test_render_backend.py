@@ -126,13 +126,11 @@ def test_gaussian_on_vertex_lands_on_vertex_pixel_and_animation_follows(run_bpy,
         cam = add_camera(loc=(0.5, -3.0, 0.8), rot=(1.4, 0.0, 0.1), lens=40, size=(80, 60))
         cam.data.shift_y = -0.04
         sc = bpy.context.scene
-        # Workbench render of a small emissive sphere at the same world point
+        # Cycles render of a small sphere at the same world point
         bpy.ops.mesh.primitive_ico_sphere_add(radius=0.03, subdivisions=3, location=world)
         sph = bpy.context.active_object
-        sc.render.engine = "BLENDER_WORKBENCH"
-        sc.display.shading.light = "FLAT"
-        sc.display.shading.color_type = "SINGLE"
-        sc.display.shading.single_color = (1, 1, 1)
+        sc.render.engine = "CYCLES"  # bpy 4.2's Workbench (EGL) ignores the lens here
+        sc.cycles.samples = 4
         sc.render.film_transparent = True
         wb = render_pass("Alpha")[..., 0]
         sph.hide_render = True
