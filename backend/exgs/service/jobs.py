@@ -1,0 +1,249 @@
+"""Heavy work (compress, render) as jobs run in order by one worker thread per device.
+
+A job goes ``queued → running → done | failed | cancelled``. Its function receives a
+:class:`JobContext`: ``ctx.progress(fraction, message)`` reports progress (0..1) and raises
+:class:`Cancelled` once a cancel was requested, ``ctx.check()`` only checks, and
+``ctx.add_frame(bytes, media_type)`` stores a finished frame on disk so it can be fetched
+while later frames are still rendering.
+
+Every state change bumps ``job.version``; ``JobManager.wait(job, since, timeout)`` blocks
+until the version passes ``since`` (long polling).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import secrets
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ExgsError
+
+log = logging.getLogger("exgs.service")
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINISHED = (DONE, FAILED, CANCELLED)
+
+
+class Cancelled(Exception):
+    """Raised inside a job function when its cancel flag is set."""
+
+
+class JobLimitError(ExgsError):
+    """Too many open jobs (HTTP 429)."""
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    device: str
+    dir: Path
+    total_frames: int = 0
+    state: str = QUEUED
+    progress: float = 0.0
+    message: str = "queued"
+    error: str | None = None
+    result: dict = field(default_factory=dict)
+    frames: list = field(default_factory=list)   # [(path, media_type)]
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    version: int = 0
+    cancel_flag: threading.Event = field(default_factory=threading.Event)
+    fn: Callable | None = None
+
+    def info(self) -> dict:
+        return {
+            "id": self.id, "kind": self.kind, "state": self.state, "device": self.device,
+            "progress": round(float(self.progress), 6), "message": self.message,
+            "error": self.error, "result": self.result, "frames_ready": len(self.frames),
+            "frames_total": self.total_frames, "version": self.version,
+            "created": self.created, "started": self.started, "finished": self.finished,
+        }
+
+
+class JobContext:
+    """Handed to a job function: progress, cancel checks and frame output."""
+
+    def __init__(self, manager: "JobManager", job: Job):
+        self._m, self.job = manager, job
+
+    @property
+    def cancelled(self) -> bool:
+        return self.job.cancel_flag.is_set()
+
+    def check(self) -> None:
+        if self.job.cancel_flag.is_set():
+            raise Cancelled()
+
+    def progress(self, fraction: float | None = None, message: str | None = None) -> None:
+        self.check()
+        with self._m._cond:
+            if fraction is not None:
+                f = float(fraction)
+                if f == f:  # not NaN
+                    self.job.progress = min(max(f, 0.0), 1.0)
+            if message:
+                self.job.message = " ".join(str(message).split())[:300]
+            self._m._bump(self.job)
+
+    def add_frame(self, data: bytes, media_type: str) -> int:
+        i = len(self.job.frames)
+        path = self.job.dir / f"frame_{i:06d}"
+        tmp = path.with_suffix(".part")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+        with self._m._cond:
+            self.job.frames.append((str(path), media_type))
+            self._m._bump(self.job)
+        return i
+
+
+class JobManager:
+    """Job registry + one worker thread per device (jobs of a device run one at a time)."""
+
+    def __init__(self, data_dir: str, devices: list[str], max_open: int = 32,
+                 max_finished: int = 256):
+        self.dir = Path(data_dir) / "jobs"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_open, self.max_finished = int(max_open), int(max_finished)
+        self._cond = threading.Condition()
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._queues = {d: queue.Queue() for d in devices}
+        self._stop = False
+        self._seq = itertools.count()
+        self._threads = []
+        for d in devices:
+            t = threading.Thread(target=self._worker, args=(d,), name=f"exgs-worker-{d}",
+                                 daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    # ------------------------------------------------------------------ internals
+    def _bump(self, job: Job) -> None:
+        job.version += 1
+        self._cond.notify_all()
+
+    def _finish(self, job: Job, state: str, message: str, error: str | None = None) -> None:
+        with self._cond:
+            job.state, job.message, job.error = state, message, error
+            job.finished = time.time()
+            if state == DONE:
+                job.progress = 1.0
+            job.fn = None
+            self._bump(job)
+            self._trim()
+
+    def _trim(self) -> None:
+        finished = [j for j in self._jobs.values() if j.state in FINISHED]
+        for j in finished[: max(0, len(finished) - self.max_finished)]:
+            self._jobs.pop(j.id, None)
+            shutil.rmtree(j.dir, ignore_errors=True)
+
+    def _worker(self, device: str) -> None:
+        q = self._queues[device]
+        while True:
+            job = q.get()
+            if job is None or self._stop:
+                return
+            with self._cond:
+                if job.state != QUEUED:  # cancelled while queued
+                    continue
+                job.state, job.started, job.message = RUNNING, time.time(), "running"
+                self._bump(job)
+            try:
+                job.fn(JobContext(self, job))
+            except Cancelled:
+                self._finish(job, CANCELLED, "cancelled")
+            except ExgsError as e:
+                self._finish(job, FAILED, "failed", str(e))
+            except MemoryError:
+                self._finish(job, FAILED, "failed", "out of memory")
+            except BaseException as e:  # a bug: log it here, only one line to the client
+                log.exception("job %s (%s) crashed", job.id, job.kind)
+                self._finish(job, FAILED, "failed",
+                             f"internal error in the {job.kind} job ({type(e).__name__}); "
+                             "see the server log")
+            else:
+                if job.cancel_flag.is_set():
+                    self._finish(job, CANCELLED, "cancelled")
+                else:
+                    self._finish(job, DONE, "done")
+
+    # ------------------------------------------------------------------ API
+    def open_count(self) -> int:
+        with self._cond:
+            return sum(j.state in (QUEUED, RUNNING) for j in self._jobs.values())
+
+    def submit(self, kind: str, device: str, fn: Callable[[JobContext], None],
+               total_frames: int = 0) -> Job:
+        with self._cond:
+            if self.open_count() >= self.max_open:
+                raise JobLimitError(f"too many open jobs ({self.max_open}); wait for some to "
+                                    "finish or cancel them")
+            jid = f"{next(self._seq):06d}-{secrets.token_hex(6)}"
+            d = self.dir / jid
+            d.mkdir(parents=True)
+            job = Job(jid, kind, device, d, total_frames=total_frames, fn=fn)
+            self._jobs[jid] = job
+            self._bump(job)
+        self._queues[device].put(job)
+        return job
+
+    def get(self, jid: str) -> Job | None:
+        with self._cond:
+            return self._jobs.get(jid)
+
+    def list(self) -> list[Job]:
+        with self._cond:
+            return list(self._jobs.values())
+
+    def cancel(self, job: Job) -> None:
+        with self._cond:
+            job.cancel_flag.set()
+            if job.state == QUEUED:
+                job.state, job.message, job.finished = CANCELLED, "cancelled", time.time()
+                job.fn = None
+            elif job.state == RUNNING:
+                job.message = "cancelling"
+            self._bump(job)
+
+    def delete(self, job: Job) -> None:
+        self.cancel(job)
+        with self._cond:
+            self._jobs.pop(job.id, None)
+            if job.state in FINISHED:
+                shutil.rmtree(job.dir, ignore_errors=True)
+            # a running job's folder is removed by _trim-free cleanup below when it ends
+        if job.state not in FINISHED:
+            threading.Thread(target=self._cleanup_later, args=(job,), daemon=True).start()
+
+    def _cleanup_later(self, job: Job) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: job.state in FINISHED or self._stop, timeout=3600)
+        shutil.rmtree(job.dir, ignore_errors=True)
+
+    def wait(self, job: Job, since: int, timeout: float) -> None:
+        """Block until ``job.version > since`` or it is finished or ``timeout`` seconds."""
+        with self._cond:
+            self._cond.wait_for(lambda: job.version > since or job.state in FINISHED
+                                or self._stop, timeout=max(0.0, timeout))
+
+    def shutdown(self) -> None:
+        with self._cond:
+            self._stop = True
+            for j in self._jobs.values():
+                j.cancel_flag.set()
+            self._cond.notify_all()
+        for q in self._queues.values():
+            q.put(None)

@@ -1,0 +1,98 @@
+"""Request bodies of the service (pydantic v2; they make the published OpenAPI schema).
+
+Numbers are bounded so that hostile input cannot overflow the camera math: matrix entries
+|x| ≤ 1e8, focal lengths ≤ 1e8 px, lens ≤ 1e5 mm and so on. NaN/inf are rejected.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e8, le=1e8)]
+Positive = Annotated[float, Field(allow_inf_nan=False, gt=0, le=1e8)]
+Row4 = Annotated[list[Finite], Field(min_length=4, max_length=4)]
+Matrix4 = Annotated[list[Row4], Field(min_length=4, max_length=4,
+                                      description="4×4 row-major matrix (list of 4 rows)")]
+Name = Annotated[str, Field(max_length=256)]
+
+
+class CameraSpec(BaseModel):
+    """A pinhole camera in ``exgs.cameras.Camera.to_dict()`` form: OpenCV axes (x right,
+    y down, z forward), ``world_to_camera`` maps scene-frame points to camera space;
+    intrinsics in pixels."""
+
+    model_config = ConfigDict(extra="forbid")
+    width: int = Field(ge=1, le=65536)
+    height: int = Field(ge=1, le=65536)
+    fx: Positive
+    fy: Positive
+    cx: Finite
+    cy: Finite
+    world_to_camera: Matrix4
+    name: Name = ""
+    near: Positive = 0.01
+    far: Annotated[float, Field(gt=0, le=1e30, allow_inf_nan=False)] = 1e10
+
+
+class BlenderCameraSpec(BaseModel):
+    """The raw numbers of a Blender perspective camera (keyword arguments of
+    ``exgs.cameras.camera_from_blender``); all the camera math happens in the backend.
+    ``object_matrix_world`` is the splat object's ``matrix_world`` (identity if omitted)."""
+
+    model_config = ConfigDict(extra="forbid")
+    camera_matrix_world: Matrix4
+    lens: Annotated[float, Field(gt=0, le=1e5, allow_inf_nan=False)] = Field(
+        description="focal length, mm")
+    sensor_width: Annotated[float, Field(gt=0, le=1e4, allow_inf_nan=False)] = 36.0
+    sensor_height: Annotated[float, Field(gt=0, le=1e4, allow_inf_nan=False)] = 24.0
+    sensor_fit: Literal["AUTO", "HORIZONTAL", "VERTICAL"] = "AUTO"
+    shift_x: Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False)] = 0.0
+    shift_y: Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False)] = 0.0
+    resolution_x: int = Field(1920, ge=1, le=65536)
+    resolution_y: int = Field(1080, ge=1, le=65536)
+    resolution_percentage: int = Field(100, ge=1, le=10000)
+    pixel_aspect_x: Annotated[float, Field(ge=1e-3, le=1e3, allow_inf_nan=False)] = 1.0
+    pixel_aspect_y: Annotated[float, Field(ge=1e-3, le=1e3, allow_inf_nan=False)] = 1.0
+    object_matrix_world: Optional[Matrix4] = None
+    clip_start: Annotated[float, Field(gt=0, le=1e8, allow_inf_nan=False)] = 0.01
+    clip_end: Annotated[float, Field(gt=0, le=1e30, allow_inf_nan=False)] = 1e10
+    name: Name = ""
+
+
+AnyCamera = Union[CameraSpec, BlenderCameraSpec]
+
+
+class OpenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(min_length=1, max_length=4096,
+                      description="file or SOG folder inside the server's --allow-dir")
+
+
+class CompressRequest(BaseModel):
+    """UGC compression. Give ``ratio`` (target source size / .exgs size) or ``keep``
+    (a fraction in (0, 1] of the Gaussians, or a count ≥ 1 when an integer), not both."""
+
+    model_config = ConfigDict(extra="forbid")
+    ratio: Optional[Annotated[float, Field(gt=1, le=1e6, allow_inf_nan=False)]] = None
+    keep: Optional[Union[Annotated[int, Field(ge=1)],
+                         Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]]] = None
+    sh_degree: int = Field(0, ge=0, le=3)
+    cameras: Optional[Annotated[list[AnyCamera], Field(max_length=4096)]] = Field(
+        None, description="training/significance views (default: chosen by the compressor)")
+
+
+class RenderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cameras: Annotated[list[AnyCamera], Field(min_length=1)]
+    size: Optional[Annotated[list[Annotated[int, Field(ge=1, le=65536)]],
+                             Field(min_length=2, max_length=2)]] = Field(
+        None, description="[width, height] overriding every camera's size (intrinsics scaled)")
+    background: Annotated[list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]],
+                          Field(min_length=3, max_length=3)] = [0.0, 0.0, 0.0]
+    restore: bool = Field(False, description="run GaussPainter on each frame")
+    passes: Annotated[list[Literal["rgb", "alpha", "depth"]],
+                      Field(min_length=1, max_length=3)] = ["rgb", "alpha", "depth"]
+    format: Literal["f32", "png"] = "f32"
+    sh_degree: Optional[int] = Field(None, ge=0, le=3)
