@@ -11,12 +11,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import secrets
 import subprocess
-import sys
-import tempfile
 import threading
-import time
 import urllib.parse
 
 
@@ -26,6 +22,11 @@ class BackendError(Exception):
 
 class Cancelled(Exception):
     pass
+
+
+def is_cancel(e: BaseException) -> bool:
+    """A user cancel (ours or the client's JobCancelled)."""
+    return isinstance(e, Cancelled) or type(e).__name__ == "JobCancelled"
 
 
 _LOCK = threading.RLock()
@@ -74,6 +75,12 @@ def describe(e: BaseException) -> str:
     """One line for any exception (client errors, OS errors, our own)."""
     if isinstance(e, (BackendError, Cancelled)):
         return str(e)
+    try:
+        from . import client
+        if isinstance(e, client.ExgsClientError):
+            return " ".join(str(e).split()) or type(e).__name__
+    except Exception:
+        pass
     msg = " ".join(str(e).split()) or type(e).__name__
     name = type(e).__name__
     if isinstance(e, ConnectionRefusedError) or "refused" in msg.lower():
@@ -86,78 +93,15 @@ def describe(e: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- local process
-class LocalServer:
-    """``python -m exgs.cli serve`` on loopback, port chosen by the OS, token in a 0600 file."""
-
-    def __init__(self, python: str, device: str = "auto", painter_weights: str = ""):
-        if not python or not os.path.exists(python):
-            raise BackendError(f"backend Python not found: {python or '(not set)'} — set it in "
-                               "the add-on preferences, run 'Set up backend', or set EXGS_PYTHON")
-        self.python = python
-        self.dir = tempfile.mkdtemp(prefix="exgs-serve-")
-        self.token_file = os.path.join(self.dir, "token")
-        self.log_path = os.path.join(self.dir, "serve.log")
-        from .render_core import cache_dir
-        self.allow_dir = cache_dir()
-        args = [python, "-m", "exgs.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-                "--token-file", self.token_file, "--allow-dir", self.allow_dir]
-        env = dict(os.environ)
-        env.pop("PYTHONPATH", None)
-        env.pop("PYTHONHOME", None)
-        if device and device != "auto":
-            env["EXGS_DEVICE"] = device
-        if painter_weights:
-            env["EXGS_PAINTER_WEIGHTS"] = painter_weights
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, env=env,
-                                     stdin=subprocess.DEVNULL)
-        self.url = self._wait_ready(timeout=120.0)
-        with open(self.token_file) as f:
-            self.token = f.read().strip()
-
-    def _wait_ready(self, timeout: float) -> str:
-        t0 = time.monotonic()
-        lines = []
-        while time.monotonic() - t0 < timeout:
-            line = self.proc.stdout.readline()
-            if not line:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            text = line.decode("utf-8", "replace").strip()
-            lines.append(text)
-            url = parse_ready_line(text)
-            if url:
-                threading.Thread(target=self._drain, daemon=True).start()
-                return url
-        self.stop()
-        tail = _tail(self.log_path) or " | ".join(lines[-3:])
-        raise BackendError(f"local backend did not start ({self.python}): {tail}")
-
-    def _drain(self):
-        for _ in iter(self.proc.stdout.readline, b""):
-            pass
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        try:
-            self._log.close()
-        except Exception:
-            pass
-
-
 def parse_ready_line(text: str) -> str | None:
-    """The service's machine-readable ready line → base URL (JSON or ``key=value``)."""
+    """The service's ready line (``EXGS_SERVER_READY {json}``, or a bare JSON / URL line)
+    → base URL."""
+    from . import client
+
+    d = client.parse_ready_line(text)
+    if d:
+        return str(d["url"]).rstrip("/")
+    text = text.strip()
     if text.startswith("{"):
         import json
         try:
@@ -171,22 +115,34 @@ def parse_ready_line(text: str) -> str | None:
     m = re.search(r"(https?://[\w.\-\[\]:]+:\d+)", text)
     if m:
         return m.group(1)
-    m = re.search(r"\bport[=: ]+(\d+)", text)
-    if m:
-        return f"http://127.0.0.1:{m.group(1)}"
     return None
 
 
-def _tail(path: str, n: int = 300) -> str:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()[-4000:].decode("utf-8", "replace").strip().splitlines()
-        for line in reversed(data):
-            if line.strip():
-                return line.strip()[:n]
-    except OSError:
-        pass
-    return ""
+class LocalServer:
+    """``python -m exgs.cli serve`` on loopback (the client's LocalServer: port chosen by the
+    OS, token in a 0600 file, ``--allow-dir`` = the add-on's render cache)."""
+
+    def __init__(self, python: str, device: str = "auto", painter_weights: str = ""):
+        from . import client
+        from .render_core import cache_dir
+
+        if not python or not os.path.exists(python):
+            raise BackendError(f"backend Python not found: {python or '(not set)'} — set it in "
+                               "the add-on preferences, run 'Set up backend', or set EXGS_PYTHON")
+        extra = ["--painter-weights", painter_weights] if painter_weights else []
+        try:
+            self.srv = client.LocalServer(python, device=device or "auto", allow_dir=cache_dir(),
+                                          extra_args=extra)
+        except client.ExgsClientError as e:
+            raise BackendError(str(e)) from None
+        self.python, self.url, self.token = python, self.srv.url, self.srv.token
+
+    @property
+    def alive(self) -> bool:
+        return self.srv.alive
+
+    def stop(self):
+        self.srv.stop()
 
 
 def local_server():
@@ -235,7 +191,7 @@ class Connection:
         if self.local:
             try:
                 sid = self.api.open_path(ply_path)
-            except Exception:
+            except Exception:  # e.g. 403 outside --allow-dir: fall back to uploading
                 sid = None
         if sid is None:
             sid = self.api.upload(ply_path)
@@ -244,9 +200,21 @@ class Connection:
         return sid
 
     def render(self, sid, cameras, *, restore=False, progress=None, cancel=None):
-        """cameras: raw Blender numbers (+ object_matrix_world) → [(rgb, alpha, depth)]."""
-        return self.api.render(sid, cameras, restore=restore, passes=("rgb", "alpha", "depth"),
-                               progress=progress, cancel=cancel)
+        """cameras: raw Blender numbers (+ object_matrix_world) → [(rgb, alpha, depth)]
+        (display sRGB premultiplied [H,W,3], alpha [H,W], camera z [H,W]; row 0 = top)."""
+        frames = self.api.render(sid, cameras, restore=restore,
+                                 passes=("rgb", "alpha", "depth"), progress=progress,
+                                 cancel=cancel)
+        return [(f.rgb, f.alpha, f.depth) for f in frames]
+
+    def compress(self, sid, *, ratio=None, keep=None, sh_degree=0, progress=None, cancel=None):
+        """UGC in the backend → (.exgs bytes, stats dict, compressed scene id)."""
+        res = self.api.compress(sid, ratio=ratio, keep=keep, sh_degree=sh_degree,
+                                progress=progress, cancel=cancel)
+        new = res.get("scene_id")
+        if not new:
+            raise BackendError("the backend's compress job returned no scene")
+        return self.api.download(new), res.get("stats") or {}, new
 
 
 def connection() -> Connection:

@@ -28,7 +28,9 @@ class ExgsRenderEngine(bpy.types.RenderEngine):
         self.register_pass(scene, renderlayer, "Combined", 4, "RGBA", "COLOR")
         if renderlayer.use_pass_z:
             self.register_pass(scene, renderlayer, "Depth", 1, "Z", "VALUE")
-        self.register_pass(scene, renderlayer, "Alpha", 1, "A", "VALUE")
+        # Alpha: the Combined pass's alpha (the Render Layers node's "Alpha" socket).
+        # Registering a separate pass named "Alpha" collides with that socket (Blender 5.0
+        # crashes when such a node is removed after an engine switch).
 
 
 class EXGS_PT_render(bpy.types.Panel):

@@ -49,7 +49,7 @@ def render(engine, depsgraph) -> None:
     except Exception as e:  # every failure is one line in the report, no traceback
         from .. import backend
 
-        if isinstance(e, backend.Cancelled) or engine.test_break():
+        if backend.is_cancel(e) or engine.test_break():
             return
         ERRORS.append(backend.describe(e))
         engine.report({"ERROR"}, f"ExGS: {backend.describe(e)}")
@@ -69,7 +69,7 @@ def render(engine, depsgraph) -> None:
         layer = result.layers[0]
         _set_pass(layer, "Combined", np.ascontiguousarray(rgba).reshape(-1))
         _set_pass(layer, "Depth", np.ascontiguousarray(depth).reshape(-1))
-        _set_pass(layer, "Alpha", np.ascontiguousarray(alpha).reshape(-1))
+        _set_pass(layer, "Alpha", np.ascontiguousarray(alpha).reshape(-1))  # if registered
     finally:
         engine.end_result(result)
 

@@ -12,6 +12,9 @@ def render_pass(pass_name="Image", scene=None):
     for n in list(tree.nodes):
         tree.nodes.remove(n)
     rl = tree.nodes.new("CompositorNodeRLayers")
+    if pass_name not in rl.outputs:
+        raise KeyError(f"{pass_name!r} not in {[o.name for o in rl.outputs if o.enabled]} "
+                       f"({scene.render.engine})")
     out_node, out_sock = _comp._output(tree)
     tree.links.new(rl.outputs[pass_name], out_sock)
     scene.render.use_compositing = True

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -122,6 +123,7 @@ def test_gaussian_on_vertex_lands_on_vertex_pixel_and_animation_follows(run_bpy,
         one_gaussian_ply({ply!r}, (0.3, -0.2, 0.5))
         obj, _ = io_import.import_file(bpy.context, {ply!r}, preview=False)
         obj.location = (0.1, 0.0, -0.1)
+        bpy.context.view_layer.update()
         world = obj.matrix_world @ Vector((0.3, -0.2, 0.5))
         cam = add_camera(loc=(0.5, -3.0, 0.8), rot=(1.4, 0.0, 0.1), lens=40, size=(80, 60))
         cam.data.shift_y = -0.04
@@ -182,6 +184,7 @@ def test_wrong_token_and_unreachable_are_clean(run_bpy, server, small_ply):
     """
     bad = run_bpy(helpers=SETUP_CAMERA, code=code, EXGS_BACKEND_URL=url, EXGS_TOKEN="wrong")
     assert bad["errors"] and "token" in bad["errors"][-1].lower()
+    print("REPORTED:", bad["errors"][-1])
     assert "Traceback" not in run_bpy.last.stderr + run_bpy.last.stdout
     gone = run_bpy(helpers=SETUP_CAMERA, code=code, EXGS_BACKEND_URL="http://127.0.0.1:9",
                    EXGS_TOKEN="x", timeout=60)
@@ -208,8 +211,28 @@ def test_server_killed_mid_render_is_clean(run_bpy, tmp_path):
         line = proc.stdout.readline().decode()
         assert line or proc.poll() is None
         url = parse_ready_line(line.strip())
-    killer = subprocess.Popen([sys.executable, "-c",
-                               f"import time, os, signal; time.sleep(6); os.kill({proc.pid}, 9)"])
+    from exgs_blender.client import ExgsClient
+
+    watcher = ExgsClient(url, tok.read_text().strip(), timeout=5)
+    killed = threading.Event()
+
+    def kill_when_rendering():  # kill the server as soon as a render job runs
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                jobs = watcher._request("GET", "/v1/jobs")
+            except Exception:
+                return
+            jobs = jobs.get("jobs", jobs) if isinstance(jobs, dict) else jobs
+            if any(j.get("state") == "running" for j in jobs):
+                time.sleep(0.3)
+                os.kill(proc.pid, signal.SIGKILL)
+                killed.set()
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_when_rendering, daemon=True)
+    killer.start()
     t0 = time.time()
     res = run_bpy(helpers=SETUP_CAMERA, code=f"""
         from bl_ext.user_default.exgs import io_import
@@ -224,8 +247,10 @@ def test_server_killed_mid_render_is_clean(run_bpy, tmp_path):
             pass
         RESULT = dict(errors=final.ERRORS)
     """, EXGS_BACKEND_URL=url, EXGS_TOKEN=tok.read_text().strip(), timeout=120)
-    killer.wait()
+    killer.join(10)
     proc.wait(10)
+    assert killed.is_set(), "the render job was never seen running"
     assert time.time() - t0 < 100
     assert res["errors"], "render should fail cleanly once the server is gone"
+    print("REPORTED:", res["errors"][-1])
     assert "Traceback" not in run_bpy.last.stderr + run_bpy.last.stdout
