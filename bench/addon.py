@@ -110,12 +110,21 @@ def engine_overhead(home, tmp, args):
         sc = bpy.context.scene
         cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
         sc.collection.objects.link(cam); sc.camera = cam
-        cam.location = (0, -4, 0.5); cam.rotation_euler = (1.5, 0, 0)
+        import numpy as np
+        from mathutils import Matrix, Vector
+        co = np.empty(len(obj.data.vertices) * 3, np.float32)
+        obj.data.vertices.foreach_get("co", co)
+        co = co.reshape(-1, 3)
+        lo, hi = np.percentile(co, 2, 0), np.percentile(co, 98, 0)
+        c = obj.matrix_world @ Vector(((lo + hi) / 2).tolist())
+        r = float(np.linalg.norm(hi - lo)) / 2
+        cam.location = c + Vector((0, -2.2 * r, 0.3 * r))
+        cam.rotation_euler = (1.45, 0, 0)
         sc.render.engine = "EXGS"
         sc.render.resolution_x = sc.render.resolution_y = {args.size}
         sc.render.resolution_percentage = 100
         ts = []
-        for i in range({args.frames} + 1):
+        for i in range({args.frames} + 1):  # the first one starts the server and opens the scene
             t0 = time.perf_counter(); bpy.ops.render.render(); ts.append(time.perf_counter() - t0)
         from bl_ext.user_default.exgs import render_core
         camd = render_core.blender_camera(sc, cam)
@@ -135,12 +144,14 @@ def engine_overhead(home, tmp, args):
         s = read_scene({path!r})
         ts = []
         for i in range({args.frames} + 1):
-            t0 = time.perf_counter(); render(s, c); ts.append(time.perf_counter() - t0)
-        print(json.dumps(ts[1:]))
+            t0 = time.perf_counter(); out = render(s, c); ts.append(time.perf_counter() - t0)
+        print(json.dumps(dict(ts=ts[1:], coverage=float((out.alpha > 0.5).mean()))))
     """)]).strip().splitlines()[-1]
-    direct = json.loads(d)
+    dd = json.loads(d)
+    direct = dd["ts"]
     em, dm = statistics.median(r["ts"]), statistics.median(direct)
-    return {"count": r["n"], "size": args.size, "engine_runs_s": r["ts"], "direct_runs_s": direct,
+    return {"count": r["n"], "size": args.size, "alpha_coverage": dd["coverage"],
+            "engine_runs_s": r["ts"], "direct_runs_s": direct,
             "engine_median_s": em, "direct_median_s": dm, "overhead_pct": 100 * (em - dm) / dm}
 
 

@@ -8,6 +8,7 @@ the settings have been read once on the main thread — see :func:`prime`).
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import os
 import re
@@ -161,6 +162,14 @@ def start_local():
         return _SERVER
 
 
+@atexit.register
+def _stop_at_exit():
+    try:
+        stop_local()
+    except Exception:
+        pass
+
+
 def stop_local():
     global _SERVER, _CONN
     with _LOCK:
@@ -198,6 +207,9 @@ class Connection:
         sid = sid["id"] if isinstance(sid, dict) else sid
         self._scenes[digest] = sid
         return sid
+
+    def forget(self, digest: str) -> None:
+        self._scenes.pop(digest, None)
 
     def render(self, sid, cameras, *, restore=False, progress=None, cancel=None):
         """cameras: raw Blender numbers (+ object_matrix_world) → [(rgb, alpha, depth)]

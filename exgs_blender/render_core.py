@@ -210,7 +210,14 @@ def render_cameras(items: list[SplatItem], cams: list[dict], *, restore: bool = 
                 progress((i + frac) / total, msg or f"{it.name}: rendering")
 
         cam_list = [dict(c, object_matrix_world=it.matrix_world) for c in cams]
-        outs = conn.render(sid, cam_list, restore=restore, progress=sub, cancel=cancel)
+        try:
+            outs = conn.render(sid, cam_list, restore=restore, progress=sub, cancel=cancel)
+        except Exception as e:  # the service forgot the scene (restart, eviction): re-send once
+            if getattr(e, "status", 0) != 404:
+                raise
+            conn.forget(it.digest)
+            sid = conn.scene_for(it.ply_path, it.digest)
+            outs = conn.render(sid, cam_list, restore=restore, progress=sub, cancel=cancel)
         for k, o in enumerate(outs):
             frames_layers[k].append(o)
     if progress:

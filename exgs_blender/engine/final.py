@@ -31,6 +31,8 @@ def render(engine, depsgraph) -> None:
     scene = depsgraph.scene
     w, h = render_core.output_size(scene)
     try:
+        from .. import backend
+        backend.prime()  # read preferences here, not from the worker thread
         cam = render_core.blender_camera(scene, scene.camera.evaluated_get(depsgraph)
                                          if scene.camera else None)
         items = render_core.gather(depsgraph)
