@@ -1,0 +1,193 @@
+"""Adaptive amplification: survivors absorb the Gaussians pruned around them (analytic).
+
+Each pruned Gaussian p is assigned to its nearest survivor s (centre distance, searched in the
+27 neighbouring cells of a uniform grid; cells hold ~2 survivors, see
+:func:`nearest_in_grid`). Pruned Gaussians with no survivor in reach are dropped (floaters).
+Every survivor then becomes the moment-matched merge of itself and what it absorbed, with
+"visual mass" weights ``m = σ · A``, ``A = (s₁s₂s₃)^(2/3)`` (opacity × a projected-area
+proxy, scene units²)::
+
+    μ* = Σ m μ / Σ m        C* = Σ m (C + (μ − μ*)(μ − μ*)ᵀ) / Σ m
+    μ' = μ_s + λ(μ* − μ_s)  C' = (1 − λ) C_s + λ C*           (λ = strength)
+    scales' ≤ growth · max(scales_s)       (eigen-decomposition of C', limits per axis)
+    σ' = clip(σ_s + λ(Σ m / A' − σ_s), σ_s, max_opacity)
+    sh' = sh_s + λ_c (Σ m sh / Σ m − sh_s)  (λ_c = colour_strength)
+
+C = R diag(s²) Rᵀ is the 3D covariance. Survivors that absorbed nothing are unchanged.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from ..scene import GaussianScene, logit
+
+
+# ------------------------------------------------------------------------------ geometry
+def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
+    """[N,4] quaternions (w,x,y,z, any length) → [N,3,3] float64 rotation matrices."""
+    q = np.asarray(q, np.float64)
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-30)
+    w, x, y, z = q.T
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+    ], 1)
+
+
+def rotmat_to_quat(R: np.ndarray) -> np.ndarray:
+    """[N,3,3] proper rotation matrices → [N,4] unit quaternions (w,x,y,z), w ≥ 0."""
+    R = np.asarray(R, np.float64)
+    m00, m11, m22 = R[:, 0, 0], R[:, 1, 1], R[:, 2, 2]
+    q = np.stack([
+        np.sqrt(np.maximum(0.0, 1 + m00 + m11 + m22)) / 2,
+        np.sqrt(np.maximum(0.0, 1 + m00 - m11 - m22)) / 2,
+        np.sqrt(np.maximum(0.0, 1 - m00 + m11 - m22)) / 2,
+        np.sqrt(np.maximum(0.0, 1 - m00 - m11 + m22)) / 2], 1)
+    q[:, 1] = np.copysign(q[:, 1], R[:, 2, 1] - R[:, 1, 2])
+    q[:, 2] = np.copysign(q[:, 2], R[:, 0, 2] - R[:, 2, 0])
+    q[:, 3] = np.copysign(q[:, 3], R[:, 1, 0] - R[:, 0, 1])
+    return q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-30)
+
+
+def covariances(scene: GaussianScene, idx=None) -> np.ndarray:
+    """[M,3,3] float64 covariances R diag(s²) Rᵀ of Gaussians ``idx`` (all when None)."""
+    q = scene.quats if idx is None else scene.quats[idx]
+    ls = scene.log_scales if idx is None else scene.log_scales[idx]
+    R = quat_to_rotmat(q)
+    s2 = np.exp(2.0 * ls.astype(np.float64))
+    return np.einsum("nij,nj,nkj->nik", R, s2, R)
+
+
+# ------------------------------------------------------------------------------ grid NN
+@nb.njit(parallel=True, cache=True)
+def _nn_kernel(q_cells, q_pts, s_keys_sorted, s_order, s_pts, dims, out, out_d2):
+    n = q_pts.shape[0]
+    for i in nb.prange(n):
+        best = -1
+        bd = np.inf
+        cx, cy, cz = q_cells[i, 0], q_cells[i, 1], q_cells[i, 2]
+        for dx in range(-1, 2):
+            x = cx + dx
+            if x < 0 or x >= dims[0]:
+                continue
+            for dy in range(-1, 2):
+                y = cy + dy
+                if y < 0 or y >= dims[1]:
+                    continue
+                for dz in range(-1, 2):
+                    z = cz + dz
+                    if z < 0 or z >= dims[2]:
+                        continue
+                    key = (x * dims[1] + y) * dims[2] + z
+                    a = np.searchsorted(s_keys_sorted, key, side="left")
+                    b = np.searchsorted(s_keys_sorted, key, side="right")
+                    for t in range(a, b):
+                        j = s_order[t]
+                        ex = s_pts[j, 0] - q_pts[i, 0]
+                        ey = s_pts[j, 1] - q_pts[i, 1]
+                        ez = s_pts[j, 2] - q_pts[i, 2]
+                        d2 = ex * ex + ey * ey + ez * ez
+                        if d2 < bd:
+                            bd = d2
+                            best = j
+        out[i] = best
+        out_d2[i] = bd
+
+
+def nearest_in_grid(queries: np.ndarray, points: np.ndarray, cell: float
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """For each query [Q,3] the index of the nearest of ``points`` [P,3] among those in its
+    own and the 26 neighbouring grid cells of edge ``cell`` (−1 if none), and the distance.
+    Exact whenever the true nearest point is within ``cell`` of the query."""
+    q = np.ascontiguousarray(queries, np.float64)
+    p = np.ascontiguousarray(points, np.float64)
+    out = np.full(len(q), -1, np.int64)
+    d2 = np.full(len(q), np.inf)
+    if len(q) == 0 or len(p) == 0:
+        return out, np.sqrt(d2)
+    lo = np.minimum(q.min(0), p.min(0))
+    qc = np.floor((q - lo) / cell).astype(np.int64)
+    pc = np.floor((p - lo) / cell).astype(np.int64)
+    dims = np.maximum(qc.max(0), pc.max(0)) + 1
+    if float(np.prod(dims.astype(np.float64))) > 2**62:
+        raise ValueError("grid too fine for the scene extent")
+    keys = (pc[:, 0] * dims[1] + pc[:, 1]) * dims[2] + pc[:, 2]
+    order = np.argsort(keys, kind="stable")
+    _nn_kernel(qc, q, keys[order], order, p, dims, out, d2)
+    return out, np.sqrt(d2)
+
+
+# ------------------------------------------------------------------------------ amplify
+def amplify(scene: GaussianScene, keep_idx: np.ndarray, *, strength: float = 0.5,
+            colour_strength: float = 0.0, growth: float = 2.0, max_opacity: float = 0.99,
+            cell: float | None = None) -> tuple[GaussianScene, dict]:
+    """Pruned scene ``scene.subset(keep_idx)`` with survivors amplified (module doc).
+
+    Returns (scene in ``keep_idx`` order, diagnostics). ``strength`` = λ ∈ [0, 1]
+    (0 = plain pruning), ``growth`` = max ratio of a new scale to the survivor's largest
+    scale, ``cell`` = search grid edge (default: survivor spacing, ~2 per occupied cell)."""
+    keep_idx = np.asarray(keep_idx, np.int64)
+    out = scene.subset(keep_idx)
+    n, k = len(scene), len(keep_idx)
+    if strength <= 0 or k == 0 or k >= n:
+        return out, {"absorbed": 0}
+    pruned = np.ones(n, bool)
+    pruned[keep_idx] = False
+    p_idx = np.flatnonzero(pruned)
+    if cell is None:
+        from .voxel import auto_voxel_size
+
+        cell = auto_voxel_size(scene.means[keep_idx], max(k // 2, 1), min_count=1,
+                               coverage=1.0)
+    owner, dist = nearest_in_grid(scene.means[p_idx], scene.means[keep_idx], cell)
+    ok = owner >= 0
+    p_idx, owner = p_idx[ok], owner[ok]
+
+    # members: every survivor (owner = itself) + the absorbed pruned Gaussians
+    mem = np.concatenate([keep_idx, p_idx])
+    own = np.concatenate([np.arange(k), owner])
+    opac = scene.opacities.astype(np.float64)
+    ls = scene.log_scales.astype(np.float64)
+    mass = opac[mem] * np.exp(ls[mem].sum(1) * (2.0 / 3.0))
+    msum = np.bincount(own, mass, minlength=k)
+    mu = scene.means.astype(np.float64)[mem]
+    mu_star = np.stack([np.bincount(own, mass * mu[:, a], minlength=k) for a in range(3)], 1)
+    mu_star /= msum[:, None]
+    d = mu - mu_star[own]
+    C = covariances(scene, mem) + d[:, :, None] * d[:, None, :]
+    C_star = np.stack([np.bincount(own, mass * C[:, a // 3, a % 3], minlength=k)
+                       for a in range(9)], 1).reshape(k, 3, 3) / msum[:, None, None]
+
+    absorbed = np.bincount(owner, minlength=k) > 0
+    s = np.flatnonzero(absorbed)
+    lam = float(strength)
+    C_s = covariances(scene, keep_idx[s])
+    C_new = (1 - lam) * C_s + lam * C_star[s]
+    evals, evecs = np.linalg.eigh(C_new)
+    evecs[np.linalg.det(evecs) < 0, :, 0] *= -1.0  # proper rotation
+    s_old = np.exp(ls[keep_idx[s]])
+    cap = growth * s_old.max(1, keepdims=True)
+    new_scales = np.minimum(np.sqrt(np.maximum(evals, 1e-30)), cap)
+    new_scales = np.maximum(new_scales, 1e-8)
+    area_new = np.prod(new_scales, 1) ** (2.0 / 3.0)
+    o_s = opac[keep_idx[s]]
+    o_new = np.clip(o_s + lam * (msum[s] / area_new - o_s), o_s, max_opacity)
+    o_new = np.maximum(o_new, o_s)  # never fade a survivor
+
+    out.means[s] = ((1 - lam) * scene.means[keep_idx[s]] + lam * mu_star[s]).astype(np.float32)
+    out.quats[s] = rotmat_to_quat(evecs).astype(np.float32)
+    out.log_scales[s] = np.log(new_scales).astype(np.float32)
+    out.opacity_logits[s] = logit(o_new)
+    if colour_strength > 0:
+        kk = scene.sh.shape[1] * 3
+        sh = scene.sh.reshape(n, kk).astype(np.float64)[mem]
+        sh_star = np.stack([np.bincount(own, mass * sh[:, a], minlength=k) for a in range(kk)],
+                           1) / msum[:, None]
+        cur = out.sh.reshape(k, kk)[s].astype(np.float64)
+        out.sh[s] = (cur + colour_strength * (sh_star[s] - cur)).reshape(-1, *out.sh.shape[1:])
+    info = {"absorbed": int(len(p_idx)), "unassigned": int((~ok).sum()),
+            "amplified_survivors": int(len(s)), "cell": float(cell)}
+    return out, info
