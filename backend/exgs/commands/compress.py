@@ -1,0 +1,132 @@
+"""``exgs compress IN -o OUT.exgs (--ratio R | --keep F)``: UGC compression into a .exgs file.
+
+``--ratio`` is size(IN file)/size(OUT), met by searching the kept count. Prints count, size,
+ratio and time; writes nothing on failure; never overwrites the input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..errors import UsageError
+
+
+def keep_value(text: str):
+    """'0.1' → fraction, '5000' → count."""
+    try:
+        if text.strip().isdigit():
+            v = int(text)
+            if v < 1:
+                raise ValueError
+            return v
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--keep must be a fraction in (0, 1] or a count "
+                                         f"≥ 1, got {text!r}") from None
+    if not 0.0 < v <= 1.0:
+        raise argparse.ArgumentTypeError(f"--keep fraction must be in (0, 1], got {text}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (v >= 1.0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"ratio must be ≥ 1, got {text}")
+    return v
+
+
+def register(sub) -> None:
+    from ._common import parse_size
+
+    p = sub.add_parser("compress", help="UGC-compress a scene into a progressive .exgs file")
+    p.add_argument("input", help="scene file (.ply, .spz, .sog, ...)")
+    p.add_argument("-o", "--output", required=True, help="output .exgs file")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--ratio", type=positive_float,
+                   help="target size ratio size(input file)/size(output), e.g. 100")
+    g.add_argument("--keep", type=keep_value, help="fraction (0,1] or count of Gaussians kept")
+    p.add_argument("--sh-degree", type=int, choices=[0, 1, 2, 3], default=0,
+                   help="SH degree stored (default 0)")
+    p.add_argument("--cameras", help="INRIA cameras.json: score over these training views")
+    p.add_argument("--views", type=int, default=24, help="orbit scoring views (default 24)")
+    p.add_argument("--view-size", type=parse_size, default=(320, 240),
+                   help="scoring view size WxH (default 320x240)")
+    p.add_argument("--up", default="-y", help="scene up axis for orbit views (default -y)")
+    p.add_argument("--volume-beta", type=float, default=None,
+                   help="LightGaussian volume factor exponent (e.g. 0.1; default off)")
+    p.add_argument("--no-voxel", action="store_true", help="plain top-k by score")
+    p.add_argument("--voxel-size", type=float, default=None, help="voxel edge (scene units)")
+    p.add_argument("--no-amplify", action="store_true", help="no survivor amplification")
+    p.add_argument("--no-distill", action="store_true", help="truncate SH instead of distilling")
+    p.add_argument("--position-bits", type=int, default=16, choices=range(8, 22),
+                   metavar="8..21", help="position bits per axis (default 16)")
+    p.add_argument("--device", default="auto", help="render device for scoring (auto|cpu|cuda)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("--json", action="store_true", help="print the stats as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..cameras import read_cameras_json
+    from ..fsutil import same_file
+    from ..io import read_scene
+    from ..ugc import compress, write_exgs
+    from ._common import human_bytes
+
+    src, dst = Path(args.input), Path(args.output)
+    if dst.suffix.lower() != ".exgs":
+        raise UsageError(f"{dst}: output must end in .exgs")
+    if same_file(src, dst) or src.resolve() == dst.resolve():
+        raise UsageError(f"{dst}: is the input file (refusing to overwrite it)")
+    if dst.is_dir():
+        raise UsageError(f"{dst}: is a folder")
+    if dst.exists() and not args.force:
+        raise UsageError(f"{dst}: already exists (use --force to overwrite)")
+    if args.views < 1:
+        raise UsageError(f"--views must be ≥ 1, got {args.views}")
+    t0 = time.perf_counter()
+    scene = read_scene(src).validate(src)
+    cams = read_cameras_json(args.cameras) if args.cameras else None
+    if src.is_dir():
+        src_bytes = sum(f.stat().st_size for f in src.rglob("*") if f.is_file())
+    else:
+        src_bytes = os.path.getsize(src)
+    if isinstance(args.keep, int) and args.keep > len(scene):
+        raise UsageError(f"--keep {args.keep} exceeds the scene's {len(scene):,} Gaussians")
+    last = [0.0]
+
+    def progress(frac, msg):
+        now = time.perf_counter()
+        if not args.json and sys.stderr.isatty() and now - last[0] > 0.5:
+            print(f"\r[{frac * 100:3.0f}%] {msg:60s}", end="", file=sys.stderr, flush=True)
+            last[0] = now
+
+    res = compress(scene, ratio=args.ratio, keep=args.keep, sh_degree=args.sh_degree,
+                   cameras=cams, source_bytes=src_bytes, progress=progress,
+                   views=args.views, view_size=args.view_size, up=args.up,
+                   volume_beta=args.volume_beta, voxel=not args.no_voxel,
+                   voxel_size=args.voxel_size, amplify=not args.no_amplify,
+                   distill=not args.no_distill, position_bits=args.position_bits,
+                   device=args.device)
+    if not args.json and sys.stderr.isatty():
+        print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
+    write_exgs(res, dst)
+    st = res.stats
+    st["seconds_total"] = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps({"input": str(src), "output": str(dst), **st}, indent=2, default=str))
+        return 0
+    print(f"{src} -> {dst}: kept {st['kept']:,} of {st['source_gaussians']:,} Gaussians "
+          f"({st['kept_fraction'] * 100:.2f} %), SH degree {st['sh_degree']}")
+    print(f"  size {human_bytes(st['file_bytes'])} ({st['bytes_per_gaussian']:.2f} B/Gaussian), "
+          f"ratio {st['ratio']:.1f}x vs the {human_bytes(src_bytes)} input, "
+          f"time {st['seconds_total']:.1f} s")
+    return 0
