@@ -35,6 +35,11 @@ def register(sub) -> None:
     p.add_argument("--keeps-per-view", type=int, default=3, help="pruned renders per view")
     p.add_argument("--prune", choices=["auto", "ugc", "simple"], default="auto",
                    help="pruning: exgs.ugc when available (auto), or opacity×area score")
+    p.add_argument("--val-prune", choices=["same", "auto", "ugc", "simple"], default="same",
+                   help="pruning of the held-out pairs (default: as --prune)")
+    p.add_argument("--extra-pairs", action="append", default=[],
+                   help="also train on every cached pair file under this directory "
+                        "(e.g. CACHE/ugc built by another --data-only run); repeatable")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--minutes", type=float, default=0.0, help="wall-time budget (0 = none)")
     p.add_argument("--batch", type=int, default=8)
@@ -68,20 +73,30 @@ def run(args) -> int:
     overlap = set(train_specs) & set(val_specs)
     if overlap:
         raise UsageError(f"scenes both trained on and held out: {', '.join(sorted(overlap))}")
-    prune = args.prune if args.prune != "auto" else ("ugc" if ugc_available() else "simple")
+    auto = "ugc" if ugc_available() else "simple"
+    prune = args.prune if args.prune != "auto" else auto
+    vprune = {"same": prune, "auto": auto}.get(args.val_prune, args.val_prune)
     ps = PairSpec(views=args.views, size=args.size, keeps_per_view=args.keeps_per_view,
                   prune=prune, seed=args.seed)
-    vs = PairSpec(views=args.val_views, size=args.size, keeps_per_view=3, prune=prune,
+    vs = PairSpec(views=args.val_views, size=args.size, keeps_per_view=3, prune=vprune,
                   seed=args.seed + 1, keep_range=(0.01, 0.10))
     t0 = time.time()
     files, vfiles = [], []
     for spec in tqdm(train_specs, desc="pairs (train)"):
         files += build_scene_pairs(spec, f"{args.cache}/{prune}", ps, args.scenes_dir)
     for spec in tqdm(val_specs, desc="pairs (held out)"):
-        vfiles += build_scene_pairs(spec, f"{args.cache}/{prune}-val", vs, args.scenes_dir)
+        vfiles += build_scene_pairs(spec, f"{args.cache}/{vprune}-val", vs, args.scenes_dir)
+    from pathlib import Path
+
+    for d in args.extra_pairs:
+        extra = sorted(Path(d).glob("*/v*.npz"))
+        if not extra:
+            raise UsageError(f"{d}: no cached pair files (*/v*.npz)")
+        files += extra
     t_data = time.time() - t0
     print(f"pairs: {len(files)} train views, {len(vfiles)} held-out views "
-          f"(pruning: {prune}; {t_data / 60:.1f} min)")
+          f"(pruning: {prune}, held out: {vprune}, extra dirs: {len(args.extra_pairs)}; "
+          f"{t_data / 60:.1f} min)")
     if args.data_only:
         return 0
     from ..painter.model import PainterConfig, PainterNet
@@ -100,6 +115,7 @@ def run(args) -> int:
     val = load_pairs(vfiles) if vfiles else None
     meta = {"scenes": train_specs, "val_scenes": val_specs, "views": args.views,
             "size": args.size, "keeps_per_view": args.keeps_per_view, "prune": prune,
+            "val_prune": vprune, "extra_pairs": args.extra_pairs,
             "data_minutes": round(t_data / 60, 2)}
     info = train(net, sampler, tc, args.out, val_pairs=val, meta=meta)
     print(json.dumps({"steps": info["step"], "minutes": round(info["minutes"], 1),

@@ -196,8 +196,13 @@ def ugc_available() -> bool:
         return False
 
 
-def prune(scene: GaussianScene, keep: float, method: str = "auto") -> GaussianScene:
-    """Pruned (and, with UGC, amplified) scene keeping ``keep`` ∈ (0, 1] of the Gaussians."""
+def prune(scene: GaussianScene, keep: float, method: str = "auto",
+          score: np.ndarray | None = None) -> GaussianScene:
+    """Pruned (and, with UGC, amplified) scene keeping ``keep`` ∈ (0, 1] of the Gaussians.
+
+    ``method="ugc"``: ``exgs.ugc.compress(scene, keep=keep)`` with its defaults (SH degree 0,
+    quantized, decoded back), given a precomputed significance ``score`` when available and a
+    fast zstd level (the bytes are not used here)."""
     if keep >= 1.0:
         return scene
     if method == "auto":
@@ -205,8 +210,20 @@ def prune(scene: GaussianScene, keep: float, method: str = "auto") -> GaussianSc
     if method == "ugc":
         from .. import ugc
 
-        return ugc.compress(scene, keep=keep).scene
+        return ugc.compress(scene, keep=keep, score=score, zstd_level=1, device="cpu").scene
     return simple_prune(scene, keep)
+
+
+def prune_many(scene: GaussianScene, keeps, method: str = "auto") -> list[GaussianScene]:
+    """:func:`prune` at several kept fractions, scoring the scene once (UGC)."""
+    if method == "auto":
+        method = "ugc" if ugc_available() else "simple"
+    score = None
+    if method == "ugc" and any(k < 1 for k in keeps):
+        from ..ugc.significance import default_views, significance
+
+        score = significance(scene, default_views(scene), device="cpu")
+    return [prune(scene, k, method, score) for k in keeps]
 
 
 # ------------------------------------------------------------------------------ pair cache
@@ -245,7 +262,7 @@ def build_scene_pairs(spec: str, cache_dir: str | os.PathLike, ps: PairSpec,
     scene = load_scene(spec, scenes_dir, Path(cache_dir).parent)  # shared by pruning modes
     cams = random_views(scene, spec, n_views, ps.size, ps.seed, scenes_dir)
     keeps = scene_keeps(spec, ps)
-    pruned = [prune(scene, k, ps.prune) for k in keeps]
+    pruned = prune_many(scene, keeps, ps.prune)
     out_dir.mkdir(parents=True, exist_ok=True)
     for f, cam in zip(files, cams):
         if f.exists():

@@ -98,8 +98,19 @@ class PainterNet(nn.Module):
     def __init__(self, cfg: PainterConfig | None = None, vae=None, unet=None):
         super().__init__()
         self.cfg = cfg or PainterConfig()
+        fresh = vae is None
         self.vae = vae if vae is not None else build_vae(self.cfg)
         self.unet = unet if unet is not None else build_unet(self.cfg)
+        if fresh:
+            self._init_closed_gate()
+
+    @torch.no_grad()
+    def _init_closed_gate(self, bias: float = -2.5) -> None:
+        """Start training with the gate mostly closed (σ(−2.5) ≈ 0.08): output ≈ input, so the
+        network learns to open it only where restoring helps."""
+        last = self.vae.decoder.layers[-1]
+        last.weight[3:4].mul_(0.1)
+        last.bias[3:4].fill_(bias)
 
     # --------------------------------------------------------------------- pieces
     def encode(self, rgb: torch.Tensor) -> torch.Tensor:
@@ -148,5 +159,5 @@ class PainterNet(nn.Module):
         g = self.gate(conf, alpha)
         out = rgb + g * (dec.clamp(0.0, 1.0) - rgb)
         if return_all:
-            return out, {"z_hat": zh, "decoded": dec, "gate": g}
+            return out, {"z_hat": zh, "decoded": dec, "gate": g, "conf_logit": conf}
         return out

@@ -7,9 +7,11 @@ Losses (per batch of crops; rgb in [0, 1]):
 * ``L_ae   = |D(E(clean)) − clean|₁`` keeps (E, D) an auto-encoder so the latent target is
   meaningful (without it the latent loss could be met by collapsing E);
 * ``L_hole = mean(m · |d − clean|₁)`` decoded colour inside the holes (m = 1 − alpha), so the
-  decoder learns to fill even where the gate is still closed.
+  decoder learns to fill even where the gate is still closed;
+* ``L_gate = BCE(c, 1[|d − clean| + 0.01 < |rgb − clean|])`` trains the confidence logit c to
+  say where the decoded colour beats the input (target computed without gradient).
 
-``total = L_img + w_lat · L_lat + L_ae + 0.5 · L_hole``. Ablations: ``use_mask=False`` (no mask
+``total = L_img + w_lat · L_lat + L_ae + 0.5 · L_hole + w_gate · L_gate``. Ablations: ``use_mask=False`` (no mask
 input, gate from confidence only) and ``w_lat = 0`` (no latent loss).
 """
 
@@ -61,6 +63,7 @@ class TrainConfig:
     lr: float = 2e-3
     w_lat: float = 1.0
     w_ssim: float = 0.5
+    w_gate: float = 0.2
     seed: int = 0
     checkpoint_minutes: float = 3.0
     threads: int = 2
@@ -78,8 +81,15 @@ def losses(net: PainterNet, deg: torch.Tensor, alpha: torch.Tensor, clean: torch
     l_ae = (rec - clean).abs().mean()
     m = 1.0 - alpha
     l_hole = (m * (aux["decoded"] - clean).abs()).mean()
-    total = l1 + tc.w_ssim * l_ssim + tc.w_lat * l_lat + l_ae + 0.5 * l_hole
-    parts = {"l1": l1, "ssim": l_ssim, "lat": l_lat, "ae": l_ae, "hole": l_hole}
+    # confidence target: 1 where the decoded colour is closer to the clean render than the
+    # input is (by a margin), else 0 — a direct signal for the gate
+    with torch.no_grad():
+        err_dec = (aux["decoded"].clamp(0, 1) - clean).abs().mean(1, keepdim=True)
+        err_in = (deg - clean).abs().mean(1, keepdim=True)
+        target = (err_dec + 0.01 < err_in).float()
+    l_gate = F.binary_cross_entropy_with_logits(aux["conf_logit"], target)
+    total = l1 + tc.w_ssim * l_ssim + tc.w_lat * l_lat + l_ae + 0.5 * l_hole + tc.w_gate * l_gate
+    parts = {"l1": l1, "ssim": l_ssim, "lat": l_lat, "ae": l_ae, "hole": l_hole, "gate": l_gate}
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
@@ -174,11 +184,16 @@ def train(net: PainterNet, sampler, tc: TrainConfig, out_dir: str | Path, *, val
         rng = np.random.default_rng([tc.seed, step])
         log(f"resumed from {ck_path} at step {step} ({elapsed / 60:.1f} min trained)")
 
-    def lr_at(s):
+    def lr_at(s, el):
+        """Linear warm-up (100 steps), then cosine decay to 5 % over the run; the run's
+        progress is the larger of steps done / steps and (with a time budget) time / budget."""
         warm = 100
         if s < warm:
             return tc.lr * (s + 1) / warm
-        return tc.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(tc.steps, 1)))))
+        prog = s / max(tc.steps, 1)
+        if tc.minutes:
+            prog = max(prog, el / (60 * tc.minutes))
+        return tc.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, prog))))
 
     def save(final=False):
         info = {"step": step, "minutes": elapsed / 60, "history": history[-200:]}
@@ -205,7 +220,7 @@ def train(net: PainterNet, sampler, tc: TrainConfig, out_dir: str | Path, *, val
             log(f"time budget {tc.minutes} min reached")
             break
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+            g["lr"] = lr_at(step, time.time() - t0)
         deg, alpha, clean = to_tensors(*sampler.sample(rng, tc.batch, tc.crop))
         loss, parts = losses(net, deg, alpha, clean, tc)
         opt.zero_grad(set_to_none=True)
