@@ -31,3 +31,24 @@ def test_cli_import_then_render_without_backend(run_bpy, small_ply, tmp_path):
     assert any("backend Python not found" in ln and "no-such-python" in ln for ln in lines), res["err"]
     assert "Traceback" not in res["err"]
     assert os.path.exists(tmp_path / "farm.blend")
+
+
+def test_remote_host_needs_online_access(run_bpy, small_ply):
+    path, _ = small_ply
+    res = run_bpy(helpers=SETUP_CAMERA, code=f"""
+        from bl_ext.user_default.exgs import io_import
+        from bl_ext.user_default.exgs.engine import final
+        bpy.ops.wm.read_homefile(use_empty=True)
+        io_import.import_file(bpy.context, {path!r})
+        add_camera(size=(8, 6))
+        bpy.context.scene.render.engine = "EXGS"
+        try:
+            bpy.ops.render.render()
+        except RuntimeError:
+            pass
+        RESULT = dict(online=bpy.app.online_access, errors=final.ERRORS)
+    """, EXGS_BACKEND_URL="http://192.0.2.1:8765", EXGS_TOKEN="t")
+    if res["online"]:
+        return  # this Blender allows online access: nothing to refuse
+    assert "online access is disabled" in res["errors"][-1]
+    assert "192.0.2.1" in res["errors"][-1]
