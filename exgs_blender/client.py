@@ -148,8 +148,9 @@ class Frame:
         return f"Frame({self.width}x{self.height}, passes={list(self.passes)})"
 
 
-def decode_frame(data: bytes) -> Frame:
-    """Binary float32 frame bytes → :class:`Frame` (see the module docstring)."""
+def decode_frame(data) -> Frame:
+    """Binary float32 frame (``bytes`` or ``bytearray``) → :class:`Frame` (see the module
+    docstring). With a ``bytearray`` the numpy arrays are writable views of it (no copy)."""
     if len(data) < _HEADER.size:
         raise BackendError(0, "frame data is truncated")
     magic, version, p, w, h = _HEADER.unpack_from(data, 0)
@@ -168,7 +169,10 @@ def decode_frame(data: bytes) -> Frame:
     for name, c in table:
         n = w * h * c
         if _np is not None:
-            a = _np.frombuffer(data, "<f4", n, off).astype(_np.float32, copy=True)
+            a = _np.frombuffer(data, "<f4", n, off)
+            if not isinstance(data, bytearray):  # bytes: read-only → own copy
+                a = a.copy()
+            a = a.astype(_np.float32, copy=False)  # native order on big-endian hosts
             passes[name] = a.reshape(h, w, c) if c > 1 else a.reshape(h, w)
         else:
             a = array.array("f")
@@ -415,7 +419,7 @@ class ExgsClient:
             try:
                 conn.request(method, url, body=body, headers=hdrs)
                 resp = conn.getresponse()
-                data = resp.read()
+                data = _read_body(resp) if raw else resp.read()
             except (OSError, http.client.HTTPException) as e:
                 raise self._unavailable(e, during_job) from None
             return self._answer(resp.status, resp.getheader("Content-Type", ""), data, raw)
@@ -678,6 +682,23 @@ class ExgsClient:
             self.delete_job(job_id)
         except ExgsClientError:
             pass
+
+
+def _read_body(resp) -> bytes | bytearray:
+    """Whole response body; with a Content-Length, read straight into one bytearray (no
+    join of chunks, and numpy can wrap it writable without another copy)."""
+    n = resp.length
+    if n is None or resp.status >= 400:
+        return resp.read()
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = resp.readinto(view[got:])
+        if not k:
+            raise http.client.IncompleteRead(bytes(view[:got]), n - got)
+        got += k
+    return buf
 
 
 def _q(part: str) -> str:

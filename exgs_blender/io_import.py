@@ -38,7 +38,7 @@ def load_vertices(path: str, report=None):
         if open(path, "rb").read(3) == b"ply":
             raise ImportError_(f"{path}: {e}") from None
         fmt = os.path.splitext(path)[1].lstrip(".").lower() or "scene"
-    if os.path.isdir(path):
+    if os.path.isdir(path) or os.path.basename(path) == "meta.json":
         fmt = "sog"
     from . import backend
     ply = backend.convert_to_ply(path)

@@ -142,3 +142,39 @@ def test_export_ply_and_spz(run_bpy, small_ply, tmp_path):
     spz = read_scene(out_spz)
     assert len(spz) == len(scene)
     np.testing.assert_allclose(spz.means, scene.means, atol=2e-2)
+
+
+def test_panels_draw_without_errors(run_bpy, small_ply):
+    """Smoke: the sidebar, render and preferences panels draw for a splat object (a recording
+    stand-in for UILayout; catches wrong property names)."""
+    path, _ = small_ply
+    res = run_bpy(f"""
+        from types import SimpleNamespace
+        from bl_ext.user_default.exgs import io_import, preferences
+        from bl_ext.user_default.exgs.ui.panel import EXGS_PT_sidebar
+        from bl_ext.user_default.exgs.engine import EXGS_PT_render
+        calls = []
+        class L:
+            def __getattr__(self, name):
+                def f(*a, **k):
+                    if name == "prop":
+                        getattr(a[0], a[1])  # the property must exist
+                    calls.append((name, k.get("text", a[1] if len(a) > 1 and isinstance(a[1], str) else "")))
+                    return L()
+                return f
+        obj, _ = io_import.import_file(bpy.context, {path!r})
+        ctx = SimpleNamespace(active_object=obj, scene=bpy.context.scene,
+                              view_layer=bpy.context.view_layer, engine="EXGS")
+        EXGS_PT_sidebar.draw(SimpleNamespace(layout=L()), ctx)
+        EXGS_PT_render.draw(SimpleNamespace(layout=L()), ctx)
+        prefs = bpy.context.preferences.addons[MOD].preferences
+        class P:  # the real preferences, drawn into the recording layout
+            layout = L()
+            def __getattr__(self, name):
+                return getattr(prefs, name)
+        preferences.ExgsPreferences.draw(P(), ctx)
+        RESULT = [c[1] for c in calls]
+    """)
+    joined = " | ".join(map(str, res))
+    assert "500 Gaussians, SH degree 1" in joined
+    assert "Compress (UGC)" in joined and "python_path" in joined
