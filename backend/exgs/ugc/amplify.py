@@ -142,6 +142,8 @@ def amplify(scene: GaussianScene, keep_idx: np.ndarray, *, strength: float = 0.5
 
         cell = auto_voxel_size(scene.means[keep_idx], max(k // 2, 1), min_count=1,
                                coverage=1.0)
+    ext = float(np.ptp(scene.means, axis=0).max()) if n else 1.0
+    cell = max(float(cell), ext / 2e5, 1e-12)  # keeps the grid key in int64
     owner, dist = nearest_in_grid(scene.means[p_idx], scene.means[keep_idx], cell)
     ok = owner >= 0
     p_idx, owner = p_idx[ok], owner[ok]
