@@ -54,11 +54,16 @@ def test_import_attributes_axis_and_roundtrip(run_bpy, small_ply, tmp_path):
 
 
 def test_spz_import_via_backend_convert_and_bad_file(run_bpy, small_ply, tmp_path):
+    from exgs.io.compressed_ply import write_compressed_ply
+    from exgs.io.sog import write_sog
     from exgs.io.spz import write_spz
 
     _, scene = small_ply
     spz = str(tmp_path / "s.spz")
     write_spz(scene, spz)
+    cply, sog = str(tmp_path / "c.ply"), str(tmp_path / "s.sog")
+    write_compressed_ply(scene, cply)
+    write_sog(scene, sog)
     bad = tmp_path / "bad.ply"
     bad.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 10\nproperty float x\nend_header\n")
     res = run_bpy(f"""
@@ -71,9 +76,15 @@ def test_spz_import_via_backend_convert_and_bad_file(run_bpy, small_ply, tmp_pat
             r, msg = list(bpy.ops.exgs.import_splats(filepath={str(bad)!r})), ""
         except RuntimeError as e:  # background bpy turns an ERROR report into an exception
             r, msg = ["CANCELLED"], str(e)
-        RESULT = dict(n=len(v), fmt=obj.data["exgs_format"], xyz=xyz.tolist(), r=r, msg=msg)
+        others = {{}}
+        for p in ({cply!r}, {sog!r}):
+            o, _ = io_import.import_file(bpy.context, p)
+            others[o.data["exgs_format"]] = len(o.data.vertices)
+        RESULT = dict(n=len(v), fmt=obj.data["exgs_format"], xyz=xyz.tolist(), r=r, msg=msg,
+                      others=others)
     """)
     assert res["n"] == len(scene) and res["fmt"] == "spz"
+    assert res["others"] == {"compressed ply": len(scene), "sog": len(scene)}
     np.testing.assert_allclose(np.array(res["xyz"]), scene.means, atol=2e-2)
     assert res["r"] == ["CANCELLED"]
     assert "bad.ply: not a 3DGS PLY: missing properties" in res["msg"]
