@@ -92,14 +92,14 @@ def demo_scene(n: int = 60_000, sh_degree: int = 3, seed: int = 7) -> GaussianSc
     r = 3.0 * np.sqrt(rng.uniform(0, 1, ng))
     a = rng.uniform(0, 2 * np.pi, ng)
     p = np.stack([r * np.cos(a), np.zeros(ng), r * np.sin(a)], 1)
-    checker = ((np.floor(p[:, 0] * 4) + np.floor(p[:, 2] * 4)) % 2).astype(float)
+    checker = ((np.floor(p[:, 0] * 2.5) + np.floor(p[:, 2] * 2.5)) % 2).astype(float)
     col = _hsv(0.08 + 0.05 * np.sin(r * 3), 0.5, 0.35 + 0.35 * checker)
     b.surface(p, np.tile([0, -1.0, 0], (ng, 1)), col, spacing=0.035)
     # Striped globe.
     ns = int(n * 0.2)
     p, d = _sphere(rng, ns, np.array([-1.0, -0.9, 0.3]), 0.85)
     lat = np.arcsin(np.clip(-d[:, 1], -1, 1))
-    col = _hsv(0.55 + 0.4 * (np.floor(lat * 6 / np.pi) / 6), 0.8, 0.9)
+    col = _hsv(np.floor(lat * 8 / np.pi) / 8, 0.75, 0.95)
     b.surface(p, d, col, spacing=0.03)
     # Checkered box (faces of a cube).
     nb = int(n * 0.15)
@@ -143,15 +143,15 @@ def demo_scene(n: int = 60_000, sh_degree: int = 3, seed: int = 7) -> GaussianSc
         b.add(p, np.tile([1.0, 0, 0, 0], (m, 1)), [0.012, 0.05, 0.012], 0.9,
               _hsv(np.full(m, k / 5), 0.7, 0.95))
     # Sparse fireflies: a weakly populated region that pruning must not empty.
-    nf = max(50, int(n * 0.02))
+    nf = max(50, int(n * 0.008))
     p = rng.uniform([-3, -3.5, -3], [3, -2.2, 3], (nf, 3))
-    b.add(p, random_quats(rng, nf), rng.uniform(0.02, 0.05, (nf, 1)) * [1, 1, 1], 0.8,
+    b.add(p, random_quats(rng, nf), rng.uniform(0.008, 0.02, (nf, 1)) * [1, 1, 1], 0.9,
           _hsv(rng.uniform(0, 1, nf), 0.6, 1.0))
     # Fill to a volumetric fuzz on the globe (semi-transparent shell): depth complexity.
     nv = max(0, n - sum(len(x[0]) for x in b.parts))
     if nv:
         p, d = _sphere(rng, nv, np.array([-1.0, -0.9, 0.3]), 0.95)
-        b.add(p, random_quats(rng, nv), rng.uniform(0.01, 0.03, (nv, 1)) * [1, 1, 1], 0.15,
+        b.add(p, random_quats(rng, nv), rng.uniform(0.01, 0.03, (nv, 1)) * [1, 1, 1], 0.06,
               _hsv(0.6 + 0.1 * rng.uniform(0, 1, nv), 0.3, 1.0))
     return b.build(sh_degree=sh_degree, rng=rng, sh_strength=0.08)
 
