@@ -121,16 +121,32 @@ def export_mesh_ply(mesh) -> tuple[str, str, int]:
     return path, digest, len(v)
 
 
-def gather(depsgraph) -> list[SplatItem]:
-    """Every visible splat object of the evaluated scene (main thread only)."""
-    items = []
-    for ob in depsgraph.objects:
+def splat_instances(depsgraph):
+    """[(original object, item name, world matrix)] of every visible splat object of the
+    evaluated scene, collection instances included (instance names: ``obj@k``)."""
+    out = []
+    seen = set()
+    for inst in depsgraph.object_instances:
+        ob = inst.instance_object if inst.is_instance else inst.object
         orig = ob.original
-        if not gaussians.is_splat(orig) or orig.hide_render:
+        if not gaussians.is_splat(orig) or (orig.hide_render and not inst.is_instance):
             continue
+        mat = _mat(inst.matrix_world)
+        key = (orig.name, tuple(map(tuple, mat)))
+        if key in seen:  # one object can yield several geometry instances (mesh + points)
+            continue
+        seen.add(key)
+        out.append((orig, orig.name if not inst.is_instance else f"{orig.name}@{len(out)}", mat))
+    return out
+
+
+def gather(depsgraph) -> list[SplatItem]:
+    """A :class:`SplatItem` per visible splat object / instance (main thread only)."""
+    items = []
+    for orig, name, mat in splat_instances(depsgraph):
         path, digest, n = export_mesh_ply(orig.data)
         if n:
-            items.append(SplatItem(orig.name, _mat(ob.matrix_world), path, digest, n))
+            items.append(SplatItem(name, mat, path, digest, n))
     return items
 
 

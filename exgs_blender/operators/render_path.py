@@ -59,8 +59,7 @@ def frame_specs(scene, depsgraph_getter, frames):
             dg = depsgraph_getter()
             cam = render_core.blender_camera(scene, scene.camera.evaluated_get(dg)
                                              if scene.camera else None)
-            mats = {ob.original.name: render_core._mat(ob.matrix_world) for ob in dg.objects
-                    if gaussians.is_splat(ob.original) and not ob.original.hide_render}
+            mats = {name: mat for _o, name, mat in render_core.splat_instances(dg)}
             if names is None:
                 names = sorted(mats)
             specs.append((f, cam, [mats.get(n) for n in names]))

@@ -48,3 +48,29 @@ def test_passes_rows_colour_alpha_depth(run_bpy, small_ply):
     cam = res["cam"]
     assert cam["resolution_x"] == 8 and cam["lens"] == 50.0 and cam["sensor_fit"] == "AUTO"
     assert res["n"] == [500]
+
+
+def test_gather_objects_and_collection_instances(run_bpy, small_ply):
+    path, _ = small_ply
+    res = run_bpy(f"""
+        from bl_ext.user_default.exgs import io_import, render_core
+        bpy.ops.wm.read_homefile(use_empty=True)
+        obj, _ = io_import.import_file(bpy.context, {path!r})
+        plain = render_core.gather(bpy.context.evaluated_depsgraph_get())
+        coll = bpy.data.collections.new("Splats")
+        bpy.context.scene.collection.children.link(coll)
+        for c in list(obj.users_collection):
+            c.objects.unlink(obj)
+        coll.objects.link(obj)
+        inst = bpy.data.objects.new("Inst", None)
+        inst.instance_type = "COLLECTION"
+        inst.instance_collection = coll
+        inst.location = (5, 0, 0)
+        bpy.context.scene.collection.objects.link(inst)
+        bpy.context.view_layer.update()
+        both = render_core.gather(bpy.context.evaluated_depsgraph_get())
+        RESULT = dict(plain=[(i.name, i.count) for i in plain],
+                      both=sorted((i.name.split("@")[0], i.matrix_world[0][3]) for i in both))
+    """)
+    assert res["plain"] == [["scene", 500]]
+    assert res["both"] == [["scene", 0.0], ["scene", 5.0]]
