@@ -19,6 +19,7 @@ class ExgsRenderEngine(bpy.types.RenderEngine):
     bl_label = "ExGS"
     bl_use_preview = False
     bl_use_postprocess = True
+    bl_use_eevee_viewport = True  # Material Preview shows the GN splat preview with Eevee
     bl_use_shading_nodes_custom = False
 
     def render(self, depsgraph):

@@ -39,15 +39,21 @@ def render(engine, depsgraph) -> None:
         restore = bool(getattr(scene, "exgs_render", None) and scene.exgs_render.restore)
         engine.update_stats("ExGS", f"{sum(i.count for i in items):,} Gaussians in "
                                     f"{len(items)} object(s)")
-        worker = render_core.Worker(lambda progress, cancel: render_core.render_cameras(
-            items, [cam], restore=restore, progress=progress, cancel=cancel))
+        if not items:  # nothing to splat: an empty (transparent, far) frame, not an error
+            engine.report({"WARNING"}, "ExGS: no splat objects to render in this scene")
+            frame = render_core.Frame(np.zeros((h, w, 3), np.float32),
+                                      np.zeros((h, w), np.float32),
+                                      np.full((h, w), conventions.DEPTH_EMPTY, np.float32))
+        else:
+            worker = render_core.Worker(lambda progress, cancel: render_core.render_cameras(
+                items, [cam], restore=restore, progress=progress, cancel=cancel))
 
-        def on_progress(frac, msg):
-            engine.update_progress(min(max(frac, 0.0), 1.0))
-            if msg:
-                engine.update_stats("ExGS", msg)
+            def on_progress(frac, msg):
+                engine.update_progress(min(max(frac, 0.0), 1.0))
+                if msg:
+                    engine.update_stats("ExGS", msg)
 
-        frame = worker.wait(test_break=engine.test_break, on_progress=on_progress)[0]
+            frame = worker.wait(test_break=engine.test_break, on_progress=on_progress)[0]
     except Exception as e:  # every failure is one line in the report, no traceback
         from .. import backend
 

@@ -74,3 +74,18 @@ def test_gather_objects_and_collection_instances(run_bpy, small_ply):
     """)
     assert res["plain"] == [["scene", 500]]
     assert res["both"] == [["scene", 0.0], ["scene", 5.0]]
+
+
+def test_scene_without_splats_renders_empty_frame(run_bpy):
+    from bpy_helpers import RENDER_PASS, SETUP_CAMERA
+
+    res = run_bpy(helpers=RENDER_PASS + SETUP_CAMERA, code="""
+        bpy.ops.wm.read_homefile(use_empty=True)
+        add_camera(size=(8, 6))
+        bpy.context.scene.render.engine = "EXGS"
+        bpy.context.scene.view_layers[0].use_pass_z = True
+        img = render_pass("Image")
+        dep = render_pass("Depth")
+        RESULT = dict(a=float(img[..., 3].max()), d=float(dep[..., 0].min()))
+    """)
+    assert res["a"] == 0.0 and res["d"] == 1e10
