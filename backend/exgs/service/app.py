@@ -255,7 +255,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
     devices = device_info()
     Path(config.data_dir).mkdir(parents=True, exist_ok=True)
     store = SceneStore(config.data_dir)
-    jobs = JobManager(config.data_dir, [device], limits.max_open_jobs, limits.max_finished_jobs)
+    jobs = JobManager(config.data_dir, [device], limits.max_open_jobs, limits.max_finished_jobs,
+                      limits.frame_memory_bytes)
     engines = Engines(config)
     bearer = HTTPBearer(auto_error=False, description="the token printed in --token-file")
 
@@ -456,7 +457,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
             ctx.progress(0.0, "compressing")
             res = mod.compress(scene, ratio=body.ratio, keep=body.keep,
                                sh_degree=body.sh_degree, cameras=cams,
-                               source_bytes=e.file_bytes, progress=_progress_adapter(ctx))
+                               source_bytes=e.file_bytes, progress=_progress_adapter(ctx),
+                               device=device)
             ctx.check()
             stats = _jsonable(dict(getattr(res, "stats", {}) or {}))
             new, _ = store.add_bytes(bytes(res.data), f"{stem}.exgs", "compress",
@@ -562,22 +564,24 @@ def create_app(config: ServiceConfig) -> FastAPI:
                         409: {"description": "not rendered yet"}})
     async def get_frame(job_id: str, index: int):
         job = job_or_404(job_id)
+        frames = job.frames  # a snapshot: releasing a job swaps in a new list
         if job.kind != "render":
             raise ApiError(404, f"job {job_id} is a {job.kind} job and has no frames")
-        if index < 0 or index >= max(job.total_frames, len(job.frames)):
+        if index < 0 or index >= max(job.total_frames, len(frames)):
             raise ApiError(404, f"job {job_id} has no frame {index} "
                                 f"(frames 0..{job.total_frames - 1})")
-        if index >= len(job.frames):
+        if index >= len(frames):
             if job.state in FINISHED:
                 raise ApiError(404, f"frame {index} was not rendered (job {job.state})")
             raise ApiError(409, f"frame {index} is not rendered yet",
-                           {"frames_ready": len(job.frames)})
-        path, media = job.frames[index]
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise ApiError(404, f"frame {index} of job {job_id} was deleted") from None
-        return Response(data, media_type=media)
+                           {"frames_ready": len(frames)})
+        item, media = frames[index]
+        if isinstance(item, str):
+            try:
+                item = await run_in_threadpool(Path(item).read_bytes)
+            except FileNotFoundError:
+                raise ApiError(404, f"frame {index} of job {job_id} was deleted") from None
+        return Response(memoryview(item), media_type=media)
 
     app.add_middleware(BearerAuthMiddleware, token=config.token)
     return app

@@ -18,6 +18,7 @@ class Limits:
     max_open_jobs: int = 32                 # queued + running jobs
     max_finished_jobs: int = 256            # finished jobs kept for polling (oldest dropped)
     max_long_poll_s: float = 30.0           # upper bound of GET /v1/jobs/{id}?wait=
+    frame_memory_bytes: int = 1 << 30       # finished frames kept in RAM; beyond: on disk
 
 
 @dataclass(frozen=True)

@@ -36,24 +36,31 @@ F32_MEDIA_TYPE = "application/x-exgs-frame"
 CHANNELS = {"rgb": 3, "alpha": 1, "depth": 1}
 
 
-def encode_f32(passes: dict[str, np.ndarray]) -> bytes:
-    """``{name: [H,W,C] or [H,W] array}`` (insertion order kept) → binary frame bytes."""
+def encode_f32(passes: dict[str, np.ndarray]) -> bytearray:
+    """``{name: [H,W,C] or [H,W] array}`` (insertion order kept) → binary frame bytes
+    (a ``bytearray``; each pass is copied once, straight into place)."""
     if not passes:
         raise ValueError("no passes to encode")
     arrays = []
     for name, a in passes.items():
-        a = np.asarray(a, dtype="<f4")
-        if a.ndim == 2:
-            a = a[:, :, None]
-        arrays.append((name, np.ascontiguousarray(a)))
+        a = np.asarray(a)
+        arrays.append((name, a[:, :, None] if a.ndim == 2 else a))
     h, w = arrays[0][1].shape[:2]
-    parts = [HEADER.pack(MAGIC, VERSION, len(arrays), w, h)]
+    head = HEADER.size + PASS_ENTRY.size * len(arrays)
+    total = head + sum(4 * h * w * a.shape[2] for _, a in arrays)
+    out = bytearray(total)
+    HEADER.pack_into(out, 0, MAGIC, VERSION, len(arrays), w, h)
+    off = HEADER.size
     for name, a in arrays:
         if a.shape[:2] != (h, w):
             raise ValueError(f"pass {name!r} is {a.shape[:2]}, expected {(h, w)}")
-        parts.append(PASS_ENTRY.pack(name.encode("ascii")[:8], a.shape[2]))
-    parts.extend(a.tobytes() for _, a in arrays)
-    return b"".join(parts)
+        PASS_ENTRY.pack_into(out, off, name.encode("ascii")[:8], a.shape[2])
+        off += PASS_ENTRY.size
+    for _, a in arrays:
+        n = h * w * a.shape[2]
+        np.frombuffer(out, "<f4", n, off).reshape(a.shape)[...] = a
+        off += 4 * n
+    return out
 
 
 def decode_f32(data: bytes) -> tuple[int, int, dict[str, np.ndarray]]:

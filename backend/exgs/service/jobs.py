@@ -3,8 +3,8 @@
 A job goes ``queued → running → done | failed | cancelled``. Its function receives a
 :class:`JobContext`: ``ctx.progress(fraction, message)`` reports progress (0..1) and raises
 :class:`Cancelled` once a cancel was requested, ``ctx.check()`` only checks, and
-``ctx.add_frame(bytes, media_type)`` stores a finished frame on disk so it can be fetched
-while later frames are still rendering.
+``ctx.add_frame(bytes, media_type)`` stores a finished frame (in memory up to a budget shared
+by all jobs, on disk beyond it) so it can be fetched while later frames are still rendering.
 
 Every state change bumps ``job.version``; ``JobManager.wait(job, since, timeout)`` blocks
 until the version passes ``since`` (long polling).
@@ -53,7 +53,8 @@ class Job:
     message: str = "queued"
     error: str | None = None
     result: dict = field(default_factory=dict)
-    frames: list = field(default_factory=list)   # [(path, media_type)]
+    frames: list = field(default_factory=list)   # [(bytes | path str, media_type)]
+    frame_mem: int = 0                           # bytes of frames held in memory
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
@@ -96,16 +97,26 @@ class JobContext:
                 self.job.message = " ".join(str(message).split())[:300]
             self._m._bump(self.job)
 
-    def add_frame(self, data: bytes, media_type: str) -> int:
+    def add_frame(self, data, media_type: str) -> int:
         i = len(self.job.frames)
-        path = self.job.dir / f"frame_{i:06d}"
-        tmp = path.with_suffix(".part")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-        with self._m._cond:
-            self.job.frames.append((str(path), media_type))
-            self._m._bump(self.job)
+        m = self._m
+        with m._cond:
+            in_memory = m.frame_mem + len(data) <= m.frame_budget
+            if in_memory:
+                m.frame_mem += len(data)
+                self.job.frame_mem += len(data)
+        if in_memory:
+            item = data
+        else:
+            path = self.job.dir / f"frame_{i:06d}"
+            tmp = path.with_suffix(".part")
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+            item = str(path)
+        with m._cond:
+            self.job.frames.append((item, media_type))
+            m._bump(self.job)
         return i
 
 
@@ -113,13 +124,14 @@ class JobManager:
     """Job registry + one worker thread per device (jobs of a device run one at a time)."""
 
     def __init__(self, data_dir: str, devices: list[str], max_open: int = 32,
-                 max_finished: int = 256):
+                 max_finished: int = 256, frame_budget: int = 1 << 30):
         self.dir = Path(data_dir) / "jobs"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_open, self.max_finished = int(max_open), int(max_finished)
         self._cond = threading.Condition()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._queues = {d: queue.Queue() for d in devices}
+        self.frame_budget, self.frame_mem = int(frame_budget), 0
         self._stop = False
         self._seq = itertools.count()
         self._threads = []
@@ -144,11 +156,18 @@ class JobManager:
             self._bump(job)
             self._trim()
 
+    def _release(self, job: Job) -> None:
+        """Drop a job's frames (memory and disk); call with the lock held."""
+        self.frame_mem -= job.frame_mem
+        job.frame_mem = 0
+        job.frames = []
+        shutil.rmtree(job.dir, ignore_errors=True)
+
     def _trim(self) -> None:
         finished = [j for j in self._jobs.values() if j.state in FINISHED]
         for j in finished[: max(0, len(finished) - self.max_finished)]:
             self._jobs.pop(j.id, None)
-            shutil.rmtree(j.dir, ignore_errors=True)
+            self._release(j)
 
     def _worker(self, device: str) -> None:
         q = self._queues[device]
@@ -223,15 +242,14 @@ class JobManager:
         with self._cond:
             self._jobs.pop(job.id, None)
             if job.state in FINISHED:
-                shutil.rmtree(job.dir, ignore_errors=True)
-            # a running job's folder is removed by _trim-free cleanup below when it ends
-        if job.state not in FINISHED:
+                self._release(job)
+        if job.state not in FINISHED:  # the worker stops at its next check; clean up then
             threading.Thread(target=self._cleanup_later, args=(job,), daemon=True).start()
 
     def _cleanup_later(self, job: Job) -> None:
         with self._cond:
             self._cond.wait_for(lambda: job.state in FINISHED or self._stop, timeout=3600)
-        shutil.rmtree(job.dir, ignore_errors=True)
+            self._release(job)
 
     def wait(self, job: Job, since: int, timeout: float) -> None:
         """Block until ``job.version > since`` or it is finished or ``timeout`` seconds."""

@@ -72,10 +72,11 @@ class OpenRequest(BaseModel):
 
 class CompressRequest(BaseModel):
     """UGC compression. Give ``ratio`` (target source size / .exgs size) or ``keep``
-    (a fraction in (0, 1] of the Gaussians, or a count ≥ 1 when an integer), not both."""
+    (a fraction in (0, 1] of the Gaussians, or a count ≥ 1 when an integer), not both;
+    neither keeps 10 %."""
 
     model_config = ConfigDict(extra="forbid")
-    ratio: Optional[Annotated[float, Field(gt=1, le=1e6, allow_inf_nan=False)]] = None
+    ratio: Optional[Annotated[float, Field(ge=1, le=1e6, allow_inf_nan=False)]] = None
     keep: Optional[Union[Annotated[int, Field(ge=1)],
                          Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]]] = None
     sh_degree: int = Field(0, ge=0, le=3)
