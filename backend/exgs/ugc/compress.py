@@ -43,7 +43,7 @@ def _emit(progress, frac, msg):
 
 
 def select(scene: GaussianScene, score: np.ndarray, count: int, method: str = "ugc", *,
-           voxel: bool = True, voxel_size: float | None = None, min_voxel_count: int = 3,
+           voxel: bool = True, voxel_size: float | None = None, min_voxel_count: int = 5,
            seed: int = 0) -> tuple[np.ndarray, dict]:
     """Indices of ``count`` Gaussians, most significant first, by ``method``:
     ``ugc`` (voxel sampling on the score, or plain top-k if ``voxel`` is False), ``score``
@@ -71,8 +71,9 @@ def compress(scene: GaussianScene, *, ratio: float | None = None, keep: float | 
              progress: Callable | None = None, views: int = 24,
              view_size: tuple[int, int] = (320, 240), up="-y",
              volume_beta: float | None = None, method: str = "ugc", voxel: bool = True,
-             voxel_size: float | None = None, min_voxel_count: int = 3,
-             amplify: bool = True, amplify_strength: float = 0.5, distill: bool = True,
+             voxel_size: float | None = None, min_voxel_count: int = 5,
+             amplify: bool = True, amplify_strength: float = 1.0,
+             colour_strength: float = 0.5, distill: bool = True,
              position_bits: int = 16, zstd_level: int = 19, device: str = "auto",
              score: np.ndarray | None = None, seed: int = 0) -> CompressResult:
     """Compress ``scene`` into a progressive .exgs (see :mod:`exgs.ugc`).
@@ -133,7 +134,8 @@ def compress(scene: GaussianScene, *, ratio: float | None = None, keep: float | 
     settings = {"method": method, "voxel": bool(voxel), "voxel_size": voxel_size,
                 "min_voxel_count": min_voxel_count,
                 "amplify": bool(amplify and method == "ugc"),
-                "amplify_strength": amplify_strength, "sh_degree": int(sh_degree),
+                "amplify_strength": amplify_strength,
+                "colour_strength": colour_strength, "sh_degree": int(sh_degree),
                 "distill": bool(distill), "volume_beta": volume_beta,
                 "score_views": len(cameras), "position_bits": position_bits,
                 "zstd_level": zstd_level, "score": "mean alpha*T over all pixels of all views"}
@@ -145,7 +147,8 @@ def compress(scene: GaussianScene, *, ratio: float | None = None, keep: float | 
         idx, vinfo = select(scene, score, count, method, voxel=voxel, voxel_size=voxel_size,
                             min_voxel_count=min_voxel_count, seed=seed)
         if amplify and method == "ugc":
-            pruned, ainfo = amplify_fn(base, idx, strength=amplify_strength)
+            pruned, ainfo = amplify_fn(base, idx, strength=amplify_strength,
+                                       colour_strength=colour_strength)
         else:
             pruned, ainfo = base.subset(idx), {}
         stats_in = {"kept": len(idx), "kept_fraction": len(idx) / n}
