@@ -48,6 +48,7 @@ def test_register_unregister_leaves_nothing(run_bpy):
                      if hasattr(bpy.types.TOPBAR_MT_file_import, "_dyn_ui_initialize") else [],
                 engines=engine_ok(),
                 compat="EXGS" in bpy.types.RENDER_PT_format.COMPAT_ENGINES,
+                cli=importlib.import_module(MOD + ".cli")._HANDLE is not None,
             )
         on = snapshot()
         addon_utils.disable(MOD, default_set=True)
@@ -60,6 +61,7 @@ def test_register_unregister_leaves_nothing(run_bpy):
     assert "EXGS_PT_sidebar" in on["types"] and "import_splats" in on["ops"]
     assert on["scene"] == ["exgs_render", "exgs_tools"] and on["compat"]
     assert "EXGS" in on["engines"]
+    assert on["cli"] and not off["cli"]  # `blender -c exgs` registered / unregistered
     assert off["types"] == [] and off["scene"] == [] and not off["compat"]
     assert "EXGS" not in off["engines"]
     assert "menu_import" in on["menu"] and "menu_import" not in off["menu"]
