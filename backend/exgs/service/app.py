@@ -520,8 +520,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
                     src = {"rgb": rgb, "alpha": res.alpha, "depth": res.depth}
                     data = frame_codec.encode_f32({p: src[p] for p in passes})
                     media = frame_codec.F32_MEDIA_TYPE
-                ctx.add_frame(data, media)
-                ctx.progress((i + 1) / n, f"frame {i + 1}/{n}")
+                ctx.add_frame(data, media, (i + 1) / n, f"frame {i + 1}/{n}")
             ctx.job.result = {"frames": n, "format": fmt, "passes": passes,
                               "width": cams[0].width, "height": cams[0].height}
 
@@ -539,10 +538,21 @@ def create_app(config: ServiceConfig) -> FastAPI:
                        wait: float = Query(0.0, ge=0.0, le=limits.max_long_poll_s,
                                            description="seconds to wait for a change")):
         job = job_or_404(job_id)
-        deadline = time.monotonic() + wait
-        while (job.version <= since and job.state not in FINISHED
-               and time.monotonic() < deadline):
-            await asyncio.sleep(0.005)
+        if wait > 0 and job.version <= since and job.state not in FINISHED:
+            loop = asyncio.get_running_loop()
+            changed = asyncio.Event()
+
+            def wake():
+                loop.call_soon_threadsafe(changed.set)
+
+            jobs.add_waiter(job, wake)
+            try:
+                if job.version <= since and job.state not in FINISHED:
+                    await asyncio.wait_for(changed.wait(), timeout=wait)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                jobs.remove_waiter(job, wake)
         return job.info()
 
     @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"], summary="Request cancellation")

@@ -61,6 +61,7 @@ class Job:
     version: int = 0
     cancel_flag: threading.Event = field(default_factory=threading.Event)
     fn: Callable | None = None
+    waiters: set = field(default_factory=set)    # callables run on every change
 
     def info(self) -> dict:
         return {
@@ -97,7 +98,9 @@ class JobContext:
                 self.job.message = " ".join(str(message).split())[:300]
             self._m._bump(self.job)
 
-    def add_frame(self, data, media_type: str) -> int:
+    def add_frame(self, data, media_type: str, fraction: float | None = None,
+                  message: str | None = None) -> int:
+        """Store frame bytes (and optionally report progress in the same change)."""
         i = len(self.job.frames)
         m = self._m
         with m._cond:
@@ -116,6 +119,10 @@ class JobContext:
             item = str(path)
         with m._cond:
             self.job.frames.append((item, media_type))
+            if fraction is not None:
+                self.job.progress = min(max(float(fraction), 0.0), 1.0)
+            if message:
+                self.job.message = message
             m._bump(self.job)
         return i
 
@@ -145,6 +152,20 @@ class JobManager:
     def _bump(self, job: Job) -> None:
         job.version += 1
         self._cond.notify_all()
+        for w in list(job.waiters):
+            try:
+                w()
+            except Exception:  # a closed event loop at shutdown
+                job.waiters.discard(w)
+
+    def add_waiter(self, job: Job, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` (from the worker thread, lock held: keep it tiny) on every change."""
+        with self._cond:
+            job.waiters.add(fn)
+
+    def remove_waiter(self, job: Job, fn: Callable[[], None]) -> None:
+        with self._cond:
+            job.waiters.discard(fn)
 
     def _finish(self, job: Job, state: str, message: str, error: str | None = None) -> None:
         with self._cond:
