@@ -20,10 +20,10 @@ start of the data; checksum = BLAKE2b-64 hex of the compressed chunk bytes).
 **Progressive order.** Gaussians are stored in significance order (most important first) in
 chunks of growing size (4096, 4096, 8192, 16384, ... Gaussians): a chunk holds the next
 significance ranks. Inside a chunk they are sorted by Morton code (so positions delta-code
-well) and carry a 1-byte ``rank`` (their significance rank inside the chunk scaled to
-0..255). Decoding the first ``k`` Gaussians (``keep``) reads only the chunks it needs and, in
-the last one, the Gaussians with the lowest ``rank`` bytes: any prefix is a valid, coarser
-scene, without re-encoding.
+well) and carry a ``rank`` byte (their significance rank inside the chunk scaled to
+0..15: 16 sub-levels, ≈0.5 byte after zstd). Decoding the first ``k`` Gaussians (``keep``)
+reads only the chunks it needs and, in the last one, the Gaussians with the lowest ``rank``
+bytes: any prefix is a valid, coarser scene, without re-encoding.
 
 **Chunk payload** (before zstd): the streams below, each as byte planes (see
 :func:`exgs.ugc.quantize.to_planes`), concatenated in this order, ``n`` = chunk count:
@@ -32,7 +32,7 @@ scene, without re-encoding.
 stream     bytes × n    content
 =========  ===========  ==========================================================
 morton     8            u64 Morton-code deltas (first = code), ``position_bits``/axis
-rank       1            u8 significance rank inside the chunk (0 = most significant)
+rank       1            u8 significance sub-level inside the chunk, 0..15 (0 = most)
 scale      3            u8 log-scales over ``quant.log_scale`` [min, max]
 rotation   4            u8 smallest-three: dropped index, three components
 opacity    1            u8 activated opacity
@@ -63,6 +63,8 @@ PREFIX = struct.Struct("<4sHHI")  # magic, version, flags, header length
 DIGEST_BYTES = 8
 MAX_HEADER_BYTES = 16 << 20
 FIRST_CHUNK = 4096
+#: significance sub-levels inside a chunk (the ``rank`` byte holds 0..RANK_LEVELS−1)
+RANK_LEVELS = 16
 
 __all__ = ["encode_exgs", "decode_exgs", "read_exgs_scene", "read_exgs_header",
            "write_exgs_bytes", "chunk_counts", "MAGIC", "VERSION"]
@@ -145,7 +147,7 @@ def encode_exgs(scene: GaussianScene, *, position_bits: int = 16, zstd_level: in
     for c in chunk_counts(n, first_chunk):
         sl = slice(start, start + c)
         order = np.argsort(codes[sl], kind="stable")
-        rank = ((np.arange(c, dtype=np.int64) * 256) // max(c, 1)).astype(np.uint8)
+        rank = ((np.arange(c, dtype=np.int64) * RANK_LEVELS) // max(c, 1)).astype(np.uint8)
         cs = codes[sl][order]
         deltas = np.diff(cs, prepend=np.uint64(0)).astype(np.uint64)
         parts = [Q.to_planes(deltas[:, None]), Q.to_planes(rank[order][:, None]),
