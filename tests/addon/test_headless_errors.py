@@ -52,3 +52,31 @@ def test_remote_host_needs_online_access(run_bpy, small_ply):
         return  # this Blender allows online access: nothing to refuse
     assert "online access is disabled" in res["errors"][-1]
     assert "192.0.2.1" in res["errors"][-1]
+
+
+def test_backend_python_without_exgs_is_reported(run_bpy, small_ply, tmp_path):
+    """A Python that exists but has no backend installed: one line saying so."""
+    import subprocess
+    import sys
+    import venv
+
+    bare = tmp_path / "bare"
+    venv.EnvBuilder(with_pip=False).create(bare)
+    py = str(bare / "bin" / "python")
+    assert subprocess.run([py, "-c", "import exgs"], capture_output=True).returncode != 0
+    path, _ = small_ply
+    res = run_bpy(helpers=SETUP_CAMERA, code=f"""
+        from bl_ext.user_default.exgs import io_import
+        from bl_ext.user_default.exgs.engine import final
+        bpy.ops.wm.read_homefile(use_empty=True)
+        io_import.import_file(bpy.context, {path!r})
+        add_camera(size=(8, 6))
+        bpy.context.scene.render.engine = "EXGS"
+        try:
+            bpy.ops.render.render()
+        except RuntimeError:
+            pass
+        RESULT = final.ERRORS
+    """, EXGS_PYTHON=py, timeout=120)
+    assert len(res) == 1 and "not installed" in res[0] and py in res[0], res
+    assert "Traceback" not in run_bpy.last.stderr + run_bpy.last.stdout
