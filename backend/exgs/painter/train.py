@@ -74,11 +74,12 @@ def losses(net: PainterNet, deg: torch.Tensor, alpha: torch.Tensor, clean: torch
     """deg, clean [B,3,H,W]; alpha [B,1,H,W] → (total loss, dict of floats)."""
     out, aux = net(deg, alpha, return_all=True)
     z_clean = net.encode(clean)
-    rec, _ = net.decode(z_clean)
+    h = max(1, clean.shape[0] // 2)  # auto-encoder term on half the batch (CPU time)
+    rec, _ = net.decode(z_clean[:h])
     l1 = (out - clean).abs().mean()
     l_ssim = 1.0 - ssim_torch(out, clean)
     l_lat = F.mse_loss(aux["z_hat"], z_clean.detach())
-    l_ae = (rec - clean).abs().mean()
+    l_ae = (rec - clean[:h]).abs().mean()
     m = 1.0 - alpha
     l_hole = (m * (aux["decoded"] - clean).abs()).mean()
     # confidence target: 1 where the decoded colour is closer to the clean render than the
