@@ -42,6 +42,12 @@ def test_compress_operator_cli_and_cancel(run_bpy, tmp_path):
         info = dict(n=len(me.vertices), src=me["exgs_source"], size=me["exgs_source_bytes"],
                     orig=me["exgs_original_bytes"], hidden=obj.hide_render, sh=me["exgs_sh_degree"],
                     axis=[list(r_) for r_ in new.matrix_world])
+        bpy.context.view_layer.objects.active = new
+        exp = {str(tmp_path / "exported.exgs")!r}
+        rexp = list(bpy.ops.exgs.export_splats(filepath=exp, format=".exgs"))
+        info["exported_same"] = open(exp, "rb").read() == open(me["exgs_source"], "rb").read()
+        from bl_ext.user_default.exgs import gaussians
+        info["ratio"] = gaussians.object_stats(new)["ratio"]
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
             rc = cli.main(["compress", {ply!r}, {out!r}, "--ratio", "20"])
@@ -62,5 +68,6 @@ def test_compress_operator_cli_and_cancel(run_bpy, tmp_path):
     assert os.path.exists(info["src"]) and info["src"].endswith(".exgs")
     assert info["size"] == os.path.getsize(info["src"]) and info["orig"] > info["size"]
     assert info["axis"][1][2] == 1.0  # the original's axis change carried over
+    assert info["exported_same"] and info["ratio"] > 1.0
     assert res["rc"] == 0 and open(out, "rb").read(4) == b"EXGS", res["err"]
     assert res["cancelled"]
