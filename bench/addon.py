@@ -91,6 +91,8 @@ def main():
         e = results["engine"]
         print(f"engine per frame {e['engine_median_s']:.3f} s vs direct {e['direct_median_s']:.3f} s "
               f"({e['overhead_pct']:+.1f} %) at {args.size}², {e['count']} Gaussians")
+        print("  per-frame parts (median s):", {k: round(v, 3) for k, v in
+                                               e["breakdown_median_s"].items()})
     elif results["engine"]:
         print("engine:", results["engine"]["error"])
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
@@ -126,11 +128,21 @@ def engine_overhead(home, tmp, args):
         ts = []
         for i in range({args.frames} + 1):  # the first one starts the server and opens the scene
             t0 = time.perf_counter(); bpy.ops.render.render(); ts.append(time.perf_counter() - t0)
-        from bl_ext.user_default.exgs import render_core
+        from bl_ext.user_default.exgs import render_core, conventions
         camd = render_core.blender_camera(sc, cam)
         camd["object_matrix_world"] = render_core._mat(obj.matrix_world)
+        parts = dict(gather=[], service=[], convert=[])
+        dg = bpy.context.evaluated_depsgraph_get()
+        for i in range({args.frames}):  # where the time goes (same work as one F12)
+            t0 = time.perf_counter(); items = render_core.gather(dg); t1 = time.perf_counter()
+            conn = backend.connection(); sid = conn.scene_for(items[0].ply_path, items[0].digest)
+            t2 = time.perf_counter(); outs = conn.render(sid, [camd]); t3 = time.perf_counter()
+            fr = render_core.to_frame(outs); conventions.to_blender_rect(fr.rgb, fr.alpha)
+            t4 = time.perf_counter()
+            parts["gather"].append(t1 - t0); parts["service"].append(t3 - t2)
+            parts["convert"].append(t4 - t3)
         backend.stop_local()
-        print(json.dumps(dict(ts=ts[1:], cam=camd, n=len(obj.data.vertices))))
+        print(json.dumps(dict(ts=ts[1:], cam=camd, n=len(obj.data.vertices), parts=parts)))
     """, bpy_python=args.bpy_python)
     cam = r["cam"]
     d = sh([PY, "-c", textwrap.dedent(f"""
@@ -152,7 +164,8 @@ def engine_overhead(home, tmp, args):
     em, dm = statistics.median(r["ts"]), statistics.median(direct)
     return {"count": r["n"], "size": args.size, "alpha_coverage": dd["coverage"],
             "engine_runs_s": r["ts"], "direct_runs_s": direct,
-            "engine_median_s": em, "direct_median_s": dm, "overhead_pct": 100 * (em - dm) / dm}
+            "engine_median_s": em, "direct_median_s": dm, "overhead_pct": 100 * (em - dm) / dm,
+            "breakdown_median_s": {k: statistics.median(v) for k, v in r["parts"].items()}}
 
 
 if __name__ == "__main__":
