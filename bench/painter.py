@@ -3,7 +3,8 @@
     .venv/bin/python bench/painter.py [--painter DIR] [--quick] [--scenes playbot_lod3,proc:1000-1003]
 
 * speed: median ms to restore a 512×512 and a 1280×720 frame on the CPU (2 threads);
-* quality: for held-out scenes (never trained on: playbot_lod3 and procedural seeds ≥ 1000),
+* quality: for held-out scenes (never trained on: playbot_lod3, the built-in demo scene and
+  procedural seeds ≥ 1000),
   held-out orbit views, and kept fractions 1 %, 3 %, 10 %: PSNR/SSIM of the pruned render
   ("UGC only", or the simple pruning when exgs.ugc is unavailable) and of the restored render
   against the full-scene render, plus the restored-vs-input PSNR on full renders (do-no-harm).
@@ -49,7 +50,7 @@ def bench_quality(painter, specs, keeps, views: int, size: int, prune_method: st
                   scenes_dir: str) -> dict:
     from exgs.cameras import orbit_for_scene
     from exgs.metrics import psnr, ssim
-    from exgs.painter.data import load_scene, prune
+    from exgs.painter.data import load_scene, prune_many
     from exgs.render import render
 
     rows = []
@@ -66,8 +67,7 @@ def bench_quality(painter, specs, keeps, views: int, size: int, prune_method: st
             rows.append({"scene": spec, "keep": 1.0, "pruned_psnr": 100.0,  # identical: capped
                          "restored_psnr": psnr(o, r.rgb), "pruned_ssim": 1.0,
                          "restored_ssim": ssim(o, r.rgb)})
-        for keep in keeps:
-            ps = prune(scene, keep, prune_method)
+        for keep, ps in zip(keeps, prune_many(scene, keeps, prune_method)):
             for r, c in zip(full, cams):
                 d = render(ps, c, device="cpu")
                 o = painter.restore(d.rgb, d.alpha)
@@ -84,7 +84,7 @@ def side_by_side(painter, spec: str, keeps, size: int, prune_method: str, scenes
 
     from exgs.cameras import orbit_for_scene
     from exgs.metrics import psnr
-    from exgs.painter.data import load_scene, prune
+    from exgs.painter.data import load_scene, prune_many
     from exgs.render import render
 
     scene = load_scene(spec, scenes_dir)
@@ -92,8 +92,8 @@ def side_by_side(painter, spec: str, keeps, size: int, prune_method: str, scenes
                           elevation_deg=(15, 15), azimuth_offset_deg=40)[0]
     full = render(scene, cam, device="cpu")
     rows = []
-    for keep in keeps:
-        d = render(prune(scene, keep, prune_method), cam, device="cpu")
+    for keep, ps in zip(keeps, prune_many(scene, keeps, prune_method)):
+        d = render(ps, cam, device="cpu")
         o = painter.restore(d.rgb, d.alpha)
         print(f"  figure {spec} keep {keep:.3f}: pruned {psnr(d.rgb, full.rgb):.2f} dB, "
               f"restored {psnr(o, full.rgb):.2f} dB")
@@ -123,7 +123,7 @@ def summarize(rows) -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--painter", default=None, help="weights directory (default: shipped)")
-    ap.add_argument("--scenes", default="playbot_lod3,proc:1000-1003")
+    ap.add_argument("--scenes", default="playbot_lod3,demo,proc:1000-1003")
     ap.add_argument("--scenes-dir", default="/work/shared/scenes")
     ap.add_argument("--keeps", default="0.01,0.03,0.10")
     ap.add_argument("--views", type=int, default=4)

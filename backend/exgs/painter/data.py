@@ -103,11 +103,11 @@ def parse_scene_specs(specs: list[str]) -> list[str]:
                     out += [f"proc:{k}" for k in range(a, b)]
                 else:
                     out.append(f"proc:{int(rng)}")
-            elif part in ("garden", "playbot_lod2", "playbot_lod3", "playbot_lod4") \
+            elif part in ("garden", "demo", "playbot_lod2", "playbot_lod3", "playbot_lod4") \
                     or part.endswith(".ply"):
                 out.append(part)
             else:
-                raise UsageError(f"unknown training scene {part!r} (use playbot_lodN, garden, "
+                raise UsageError(f"unknown training scene {part!r} (use playbot_lodN, garden, demo, "
                                  "proc:A-B or a .ply path)")
     return out
 
@@ -118,6 +118,10 @@ def load_scene(spec: str, scenes_dir: str | os.PathLike = DEFAULT_SCENES_DIR,
 
     if spec.startswith("proc:"):
         return random_procedural_scene(int(spec[5:]))
+    if spec == "demo":  # exgs.synth.demo_scene: never used for training (a held-out scene)
+        from ..synth import demo_scene
+
+        return demo_scene()
     if spec == "garden":
         return garden_scene(Path(scenes_dir) / "garden_sfm_points.npz", cache_dir=cache_dir)
     from ..io import read_scene
