@@ -225,11 +225,10 @@ def test_server_killed_mid_render_is_clean(run_bpy, tmp_path):
                 return
             jobs = jobs.get("jobs", jobs) if isinstance(jobs, dict) else jobs
             if any(j.get("state") == "running" for j in jobs):
-                time.sleep(0.3)
                 os.kill(proc.pid, signal.SIGKILL)
                 killed.set()
                 return
-            time.sleep(0.1)
+            time.sleep(0.05)
 
     killer = threading.Thread(target=kill_when_rendering, daemon=True)
     killer.start()
