@@ -1,0 +1,244 @@
+"""Our CPU Gaussian rasterizer (numba): same image as gsplat's CUDA ``rasterization``.
+
+Pipeline per view (no Python loop per Gaussian anywhere):
+
+1. :func:`exgs.render.project.project` — parallel EWA projection, culling, tile ranges, SH.
+2. Binning — visible Gaussians are ordered by depth once (``np.argsort``, stable), then a
+   counting sort by tile (:func:`bin_tiles`) scatters them into one flat work list; because
+   the scatter walks the Gaussians in depth order, every tile's slice is already depth-sorted
+   (the same order gsplat's 64-bit ``tile | depth`` key sort gives).
+3. :func:`raster_kernel` — ``prange`` over tiles (16×16 px). For each Gaussian of the tile,
+   front to back, only the pixels inside its α ≥ 1/255 ellipse (solved per row) are
+   visited; per pixel, exactly gsplat's rule::
+
+       σ = ½(a·dx² + c·dy²) + b·dx·dy          (d = mean2d − pixel centre, centre = +0.5)
+       α = min(0.999, opacity·exp(−σ));  skip if σ < 0 or α < 1/255
+       T' = T·(1 − α);  if T' ≤ 1e-4: pixel done, this Gaussian NOT blended
+       C += colour·α·T;  D += z·α·T;  T = T'
+
+   A tile stops as soon as all its pixels are done.
+4. Contributions (optional): ``contrib[j] = Σ_pixels α_j·T_j`` and ``hits[j]`` (pixels where
+   j was blended) are accumulated per tile–Gaussian pair (no races) and reduced per Gaussian.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numba as nb
+import numpy as np
+
+from .project import ALPHA_THRESHOLD, EPS2D, TILE, Projected, project
+
+#: Transmittance below which a pixel is finished (gsplat: ``next_T <= 1e-4``).
+T_MIN = 1e-4
+#: gsplat's upper clamp of a Gaussian's alpha.
+ALPHA_MAX = 0.999
+
+
+class PreparedScene:
+    """Activated, contiguous float32 arrays of a :class:`~exgs.scene.GaussianScene`, computed
+    once and reused for every view (``render_many``): means [N,3], quats [N,4] (unit, wxyz),
+    scales [N,3] (σ), opacities [N], sh [N,K,3]."""
+
+    def __init__(self, scene):
+        q = scene.quats.astype(np.float32)
+        qn = np.sqrt(np.einsum("ij,ij->i", q.astype(np.float64), q.astype(np.float64)))
+        self.means = np.ascontiguousarray(scene.means, np.float32)
+        self.quats = np.ascontiguousarray(q / np.maximum(qn, 1e-30)[:, None], np.float32)
+        self.scales = np.ascontiguousarray(np.exp(scene.log_scales), np.float32)
+        self.opacities = np.ascontiguousarray(scene.opacities, np.float32)
+        self.sh = np.ascontiguousarray(scene.sh, np.float32)
+        self.n = len(scene)
+        self.sh_degree = scene.sh_degree
+
+
+@nb.njit(cache=True)
+def bin_tiles(order, rect, tiles_x, n_tiles):
+    """Counting sort of (Gaussian, tile) pairs by tile, Gaussians visited in ``order``.
+
+    order [V] int: visible Gaussians front to back; rect [N,4] tile ranges.
+    Returns (offsets [n_tiles+1] int64, ids [M] int32): tile t's Gaussians are
+    ``ids[offsets[t]:offsets[t+1]]``, depth-sorted."""
+    counts = np.zeros(n_tiles + 1, np.int64)
+    for k in range(order.shape[0]):
+        g = order[k]
+        for ty in range(rect[g, 1], rect[g, 3]):
+            for tx in range(rect[g, 0], rect[g, 2]):
+                counts[ty * tiles_x + tx + 1] += 1
+    for t in range(n_tiles):
+        counts[t + 1] += counts[t]
+    offsets = counts.copy()
+    ids = np.empty(counts[n_tiles], np.int32)
+    fill = counts[:n_tiles].copy()
+    for k in range(order.shape[0]):
+        g = order[k]
+        for ty in range(rect[g, 1], rect[g, 3]):
+            for tx in range(rect[g, 0], rect[g, 2]):
+                t = ty * tiles_x + tx
+                ids[fill[t]] = g
+                fill[t] += 1
+    return offsets, ids
+
+
+@nb.njit(parallel=True, cache=True, fastmath=True)
+def raster_kernel(offsets, ids, xy, conic, opac, color, depth, width, height, tile, tiles_x,
+                  out_rgb, out_t, out_d, want_contrib, pair_contrib, pair_hits):
+    """Composite every tile front to back (see module doc). Writes out_rgb [H,W,3]
+    (premultiplied, no background), out_t [H,W] final transmittance, out_d [H,W] Σ z·α·T.
+    When ``want_contrib``: pair_contrib [M] Σ α·T and pair_hits [M] per work-list entry."""
+    n_tiles = offsets.shape[0] - 1
+    npx = tile * tile
+    log_thr = math.log(ALPHA_THRESHOLD)
+    for t in nb.prange(n_tiles):
+        tx0 = (t % tiles_x) * tile
+        ty0 = (t // tiles_x) * tile
+        tw = min(tile, width - tx0)
+        th = min(tile, height - ty0)
+        T = np.ones(npx, np.float64)
+        cr = np.zeros(npx, np.float64)
+        cg = np.zeros(npx, np.float64)
+        cb = np.zeros(npx, np.float64)
+        cd = np.zeros(npx, np.float64)
+        done = np.zeros(npx, np.bool_)
+        n_live = tw * th
+        for k in range(offsets[t], offsets[t + 1]):
+            g = ids[k]
+            mx = float(xy[g, 0])
+            my = float(xy[g, 1])
+            ca = float(conic[g, 0])
+            cbb = float(conic[g, 1])
+            cc = float(conic[g, 2])
+            op = float(opac[g])
+            # α ≥ 1/255 ⇔ σ ≤ L with L = ln(255·op); the ellipse ½ dᵀQd ≤ L, solved per row.
+            L = math.log(op) - log_thr
+            L = L * 1.0001 + 1e-6  # never drop a pixel the exact test would keep
+            if ca <= 0.0:
+                continue
+            # Schur complement: ½ ca (dx + cbb/ca·dy)² + ½ (cc − cbb²/ca) dy² ≤ L
+            schur = cc - cbb * cbb / ca
+            if schur <= 0.0:
+                continue
+            hy = math.sqrt(2.0 * L / schur)
+            # rows whose centre v = j + 0.5 satisfies |v − my| ≤ hy
+            r0 = max(0, int(math.ceil(my - hy - 0.5)) - ty0)
+            r1 = min(th - 1, int(math.floor(my + hy - 0.5)) - ty0)
+            cr_r = float(color[g, 0])
+            cg_r = float(color[g, 1])
+            cb_r = float(color[g, 2])
+            z = float(depth[g])
+            acc_c = 0.0
+            acc_h = 0
+            for r in range(r0, r1 + 1):
+                dy = my - (ty0 + r + 0.5)
+                rem = 2.0 * L - schur * dy * dy
+                if rem < 0.0:
+                    continue
+                hx = math.sqrt(rem / ca)
+                xc = mx + cbb / ca * dy
+                c0 = max(0, int(math.ceil(xc - hx - 0.5)) - tx0)
+                c1 = min(tw - 1, int(math.floor(xc + hx - 0.5)) - tx0)
+                base = r * tile
+                for c in range(c0, c1 + 1):
+                    p = base + c
+                    if done[p]:
+                        continue
+                    dx = mx - (tx0 + c + 0.5)
+                    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cbb * dx * dy
+                    if sigma < 0.0:
+                        continue
+                    alpha = min(ALPHA_MAX, op * math.exp(-sigma))
+                    if alpha < ALPHA_THRESHOLD:
+                        continue
+                    tp = T[p]
+                    nt = tp * (1.0 - alpha)
+                    if nt <= T_MIN:
+                        done[p] = True
+                        n_live -= 1
+                        continue
+                    vis = alpha * tp
+                    cr[p] += cr_r * vis
+                    cg[p] += cg_r * vis
+                    cb[p] += cb_r * vis
+                    cd[p] += z * vis
+                    T[p] = nt
+                    acc_c += vis
+                    acc_h += 1
+            if want_contrib:
+                pair_contrib[k] = acc_c
+                pair_hits[k] = acc_h
+            if n_live <= 0:
+                break
+        for r in range(th):
+            for c in range(tw):
+                p = r * tile + c
+                out_rgb[ty0 + r, tx0 + c, 0] = cr[p]
+                out_rgb[ty0 + r, tx0 + c, 1] = cg[p]
+                out_rgb[ty0 + r, tx0 + c, 2] = cb[p]
+                out_t[ty0 + r, tx0 + c] = T[p]
+                out_d[ty0 + r, tx0 + c] = cd[p]
+
+
+@nb.njit(cache=True)
+def reduce_pairs(ids, pair_contrib, pair_hits, contrib, hits):
+    """contrib[g] += pair_contrib[k], hits[g] += pair_hits[k] for g = ids[k]."""
+    for k in range(ids.shape[0]):
+        g = ids[k]
+        contrib[g] += pair_contrib[k]
+        hits[g] += pair_hits[k]
+
+
+def depth_order(proj: Projected) -> np.ndarray:
+    """Indices of the visible Gaussians, front to back (stable for equal depths)."""
+    vis = np.flatnonzero(proj.visible)
+    return vis[np.argsort(proj.depth[vis], kind="stable")].astype(np.int32)
+
+
+def rasterize(proj: Projected, *, return_contrib: bool = False):
+    """Composite a projection. Returns (rgb [H,W,3] premultiplied, T [H,W], depth_sum [H,W],
+    contrib [N] | None, hits [N] | None) as float32/int32 arrays."""
+    W, H, tile = proj.width, proj.height, proj.tile
+    tiles_x, tiles_y = (W + tile - 1) // tile, (H + tile - 1) // tile
+    order = depth_order(proj)
+    offsets, ids = bin_tiles(order, proj.rect, tiles_x, tiles_x * tiles_y)
+    rgb = np.empty((H, W, 3), np.float32)
+    trans = np.empty((H, W), np.float32)
+    dsum = np.empty((H, W), np.float32)
+    m = len(ids) if return_contrib else 1
+    pair_c = np.zeros(m, np.float64)
+    pair_h = np.zeros(m, np.int32)
+    raster_kernel(offsets, ids, proj.xy, proj.conic, proj.opacities, proj.color, proj.depth,
+                  W, H, tile, tiles_x, rgb, trans, dsum, bool(return_contrib), pair_c, pair_h)
+    contrib = hits = None
+    if return_contrib:
+        n = len(proj.depth)
+        c64 = np.zeros(n, np.float64)
+        hits = np.zeros(n, np.int32)
+        reduce_pairs(ids, pair_c, pair_h, c64, hits)
+        contrib = c64.astype(np.float32)
+    return rgb, trans, dsum, contrib, hits
+
+
+def render_prepared(prep: PreparedScene, camera, *, sh_degree: int, background,
+                    return_contrib: bool = False, eps2d: float = EPS2D):
+    """Render a :class:`PreparedScene`: returns (rgb over background, alpha, depth, contrib,
+    hits) following the :class:`exgs.render.RenderResult` contract."""
+    proj = project(prep, camera, sh_degree, eps2d=eps2d, tile=TILE)
+    rgb, trans, dsum, contrib, hits = rasterize(proj, return_contrib=return_contrib)
+    alpha = 1.0 - trans
+    bg = np.asarray(background, np.float32).reshape(3)
+    if bg.any():
+        rgb += trans[..., None] * bg
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = np.where(alpha >= 1e-6, dsum / np.maximum(alpha, 1e-10), np.inf).astype(np.float32)
+    return rgb, alpha.astype(np.float32), depth, contrib, hits
+
+
+def set_threads(n: int | None = None) -> int:
+    """Use ``n`` numba threads (default: all the cores numba sees, or $EXGS_RENDER_THREADS)."""
+    if n is None:
+        n = int(os.environ.get("EXGS_RENDER_THREADS", "0") or 0) or nb.config.NUMBA_NUM_THREADS
+    n = max(1, min(int(n), nb.config.NUMBA_NUM_THREADS))
+    nb.set_num_threads(n)
+    return n
