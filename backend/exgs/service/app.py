@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -51,7 +51,7 @@ from . import frames as frame_codec
 from .auth import check_bearer
 from .config import ServiceConfig
 from .jobs import FINISHED, JobLimitError, JobManager
-from .models import BlenderCameraSpec, CameraSpec, CompressRequest, OpenRequest, RenderRequest
+from .models import BlenderCameraSpec, CompressRequest, OpenRequest, RenderRequest
 from .scenes import SceneError, SceneStore
 
 log = logging.getLogger("exgs.service")

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ExgsError, SceneFormatError
+from ..errors import ExgsError
 
 log = logging.getLogger("exgs.service")
 
