@@ -312,3 +312,35 @@ def test_camera_path_compositor_and_headless_render_match_backend(run_bpy, serve
     assert res["rc"] == 0, res["err"]
     written = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("farm_"))
     assert written == ["farm_0001.exr", "farm_0002.exr"]
+
+
+def test_two_objects_are_depth_composited(run_bpy, server, tmp_path):
+    """Two splat objects (one backend call each) overlap on screen: the nearer one wins per
+    pixel (the order-independence is unit-tested in test_conventions); Depth is the nearer one's."""
+    url, token, _ = server
+    res = run_bpy(helpers=RENDER_PASS + SETUP_CAMERA + ONE_GAUSSIAN, code=f"""
+        from bl_ext.user_default.exgs import io_import, plyio
+        bpy.ops.wm.read_homefile(use_empty=True)
+        out = {{}}
+        for name, colour in (("red", (1, 0, 0)), ("blue", (0, 0, 1))):
+            p = {str(tmp_path)!r} + f"/{{name}}.ply"
+            one_gaussian_ply(p, (0.0, 0.0, 0.0), sigma=0.3)
+            v = np.array(plyio.read_vertices(p))
+            for c in range(3):
+                v[f"f_dc_{{c}}"] = (colour[c] - 0.5) / 0.28209479177387814
+            plyio.write_ply(p, v)
+            o, _ = io_import.import_file(bpy.context, p, name=name, preview=False)
+            out[name] = o
+        out["red"].location = (0, 0, 0)      # nearer to the camera (camera at y = -4)
+        out["blue"].location = (0.2, 1.0, 0)
+        add_camera(loc=(0, -4, 0), size=(40, 30))
+        sc = bpy.context.scene
+        sc.render.engine = "EXGS"
+        sc.view_layers[0].use_pass_z = True
+        img = render_pass("Image")
+        dep = render_pass("Depth")[..., 0]
+        RESULT = dict(c=img[15, 20].tolist(), d=float(dep[15, 20]))
+    """, EXGS_BACKEND_URL=url, EXGS_TOKEN=token)
+    r, g, b, a = res["c"]
+    assert r > 0.9 and b < 0.05 and a > 0.99  # opaque red in front hides blue
+    assert abs(res["d"] - 4.0) < 0.2
