@@ -344,3 +344,32 @@ def test_two_objects_are_depth_composited(run_bpy, server, tmp_path):
     r, g, b, a = res["c"]
     assert r > 0.9 and b < 0.05 and a > 0.99  # opaque red in front hides blue
     assert abs(res["d"] - 4.0) < 0.2
+
+
+def test_f12_with_gausspainter_restore(run_bpy, server, tmp_path):
+    """The engine's restore option reaches the backend (GaussPainter) and fills the passes."""
+    import importlib.util as u
+
+    from exgs.io.ply import write_ply
+    from exgs.synth import demo_scene
+
+    weights = os.path.join(os.path.dirname(u.find_spec("exgs.painter").origin), "weights")
+    if not os.path.exists(os.path.join(weights, "painter.json")):
+        pytest.skip("no GaussPainter weights shipped yet")
+    url, token, _ = server
+    ply = str(tmp_path / "r.ply")
+    write_ply(demo_scene(3000, sh_degree=0, seed=1), ply)
+    res = run_bpy(helpers=RENDER_PASS + SETUP_CAMERA, code=f"""
+        from bl_ext.user_default.exgs import io_import
+        from bl_ext.user_default.exgs.engine import final
+        bpy.ops.wm.read_homefile(use_empty=True)
+        io_import.import_file(bpy.context, {ply!r})
+        add_camera(loc=(0.0, -6.0, 1.2), rot=(1.4, 0, 0), lens=35, size=(64, 48))
+        sc = bpy.context.scene
+        sc.render.engine = "EXGS"
+        sc.exgs_render.restore = True
+        img = render_pass("Image")
+        RESULT = dict(errors=final.ERRORS, cover=float((img[..., 3] > 0.5).mean()),
+                      peak=float(img[..., :3].max()))
+    """, EXGS_BACKEND_URL=url, EXGS_TOKEN=token, timeout=240)
+    assert res["errors"] == [] and res["cover"] > 0.05 and res["peak"] > 0.05
