@@ -345,6 +345,9 @@ class LocalServer:
             self._log.close()
         except Exception:
             pass
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)  # token + log of this server
 
 
 # --------------------------------------------------------------------------- the client

@@ -200,6 +200,9 @@ class EXGS_OT_render_camera_path(bpy.types.Operator):
 
     def _finish(self, context):
         scene = context.scene
+        if not self._written:
+            self.report({"WARNING"}, "ExGS: no frames rendered (check the frame range)")
+            return {"CANCELLED"}
         first = min(self._written)
         rgba, depth = frame_paths(self._out, first)
         compositor.wire(scene, rgba, depth, first, len(self._written), z_combine=self.z_combine)
