@@ -14,6 +14,7 @@ Logs go to stderr. See docs/service.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -114,6 +115,8 @@ def run(args) -> int:
                     ("--max-jobs", args.max_jobs)):
         if not v > 0:
             raise UsageError(f"{name} must be positive, got {v}")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port} is not in 0..65535")
     device = resolve_device(args.device)  # fails early when cuda is asked for but missing
     token, token_file = load_or_create_token(args.token_file)
     own_data = args.data_dir is None
@@ -125,6 +128,16 @@ def run(args) -> int:
     config = ServiceConfig(token=token, token_file=token_file, allow_dir=allow, device=device,
                            data_dir=os.path.abspath(data_dir), painter_weights=args.painter_weights,
                            limits=limits)
+    app = None
+
+    def cleanup():
+        if app is not None:
+            app.state.jobs.shutdown()
+        if own_data:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        if args.token_file is None:  # our private temporary token folder
+            shutil.rmtree(os.path.dirname(token_file), ignore_errors=True)
+
     try:
         app = create_app(config)
         sock = _bind(args.host, args.port)
@@ -144,16 +157,21 @@ def run(args) -> int:
                     sys.stdout.write("EXGS_SERVER_READY " + json.dumps(ready) + "\n")
                     sys.stdout.flush()
 
+            @contextlib.contextmanager
+            def capture_signals(self):
+                # uvicorn re-raises SIGTERM/SIGINT when leaving this context, which ends the
+                # process: clean up inside it
+                with super().capture_signals():
+                    try:
+                        yield
+                    finally:
+                        cleanup()
+
         uconfig = uvicorn.Config(app, log_level=args.log_level, access_log=False,
                                  lifespan="off", timeout_graceful_shutdown=3,
                                  server_header=False)
         server = _Server(uconfig)
         server.run(sockets=[sock])
     finally:
-        try:
-            app.state.jobs.shutdown()  # noqa: F821 (unbound when create_app failed)
-        except Exception:
-            pass
-        if own_data:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        cleanup()
     return 0
