@@ -88,6 +88,11 @@ class EXGS_OT_import(bpy.types.Operator, ImportHelper):
     preview: BoolProperty(name="Viewport preview", default=True,
                           description="Show coloured points (Geometry Nodes + material)")
 
+    def invoke(self, context, event):
+        if self.filepath and os.path.exists(self.filepath):  # drag and drop: no file browser
+            return self.execute(context)
+        return ImportHelper.invoke(self, context, event)
+
     def execute(self, context):
         try:
             obj, secs = import_file(context, self.filepath, axis=self.axis, preview=self.preview)
@@ -105,11 +110,24 @@ class EXGS_OT_import(bpy.types.Operator, ImportHelper):
         return {"FINISHED"}
 
 
+class EXGS_FH_import(bpy.types.FileHandler):
+    """Drag and drop of splat files into the 3D Viewport."""
+
+    bl_idname = "EXGS_FH_import"
+    bl_label = "3D Gaussian Splatting"
+    bl_import_operator = "exgs.import_splats"
+    bl_file_extensions = ".ply;.spz;.sog;.exgs"
+
+    @classmethod
+    def poll_drop(cls, context):
+        return context.area is not None and context.area.type == "VIEW_3D"
+
+
 def menu_import(self, context):
     self.layout.operator(EXGS_OT_import.bl_idname, text="3D Gaussian Splatting (.ply/.spz/.exgs/.sog)")
 
 
-classes = (EXGS_OT_import,)
+classes = (EXGS_OT_import,) + ((EXGS_FH_import,) if hasattr(bpy.types, "FileHandler") else ())
 
 
 def register():

@@ -59,6 +59,7 @@ def test_register_unregister_leaves_nothing(run_bpy):
     """)
     on, off, again = res["on"], res["off"], res["again"]
     assert "EXGS_PT_sidebar" in on["types"] and "import_splats" in on["ops"]
+    assert "EXGS_FH_import" in on["types"]  # drag and drop handler
     assert on["scene"] == ["exgs_render", "exgs_tools"] and on["compat"]
     assert "EXGS" in on["engines"]
     assert on["cli"] and not off["cli"]  # `blender -c exgs` registered / unregistered
