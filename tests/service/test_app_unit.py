@@ -108,3 +108,16 @@ def test_frame_codec_round_trip_and_client_decoder():
     assert f.rgb.flags.writeable
     with pytest.raises(C.BackendError):
         C.decode_frame(bytes(blob[:-4]))
+
+
+def test_serve_bad_options_one_line_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    for args in (["--allow-dir", str(tmp_path / "missing")], ["--port", "70000"],
+                 ["--max-jobs", "0"]):
+        r = subprocess.run([sys.executable, "-m", "exgs.cli", "serve", *args],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stdout == "" and r.stderr.startswith("exgs: error: ")
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
