@@ -55,30 +55,64 @@ class PreparedScene:
 
 
 @nb.njit(cache=True)
-def bin_tiles(order, rect, tiles_x, n_tiles):
-    """Counting sort of (Gaussian, tile) pairs by tile, Gaussians visited in ``order``.
+def radix_argsort_f32(keys):
+    """Stable argsort of float32 ``keys`` (LSD radix sort, 3 passes of 11 bits) → int32."""
+    n = keys.shape[0]
+    u = keys.view(np.uint32)
+    k = np.empty(n, np.uint32)
+    for i in range(n):  # order-preserving float → uint map
+        v = u[i]
+        k[i] = ~v if v & np.uint32(0x80000000) else v | np.uint32(0x80000000)
+    idx = np.arange(n).astype(np.int32)
+    tmp = np.empty(n, np.int32)
+    for shift in (0, 11, 22):
+        cnt = np.zeros(2049, np.int64)
+        for i in range(n):
+            cnt[((k[idx[i]] >> shift) & 0x7FF) + 1] += 1
+        for b in range(2048):
+            cnt[b + 1] += cnt[b]
+        for i in range(n):
+            d = (k[idx[i]] >> shift) & 0x7FF
+            tmp[cnt[d]] = idx[i]
+            cnt[d] += 1
+        idx, tmp = tmp, idx
+    return idx
 
-    order [V] int: visible Gaussians front to back; rect [N,4] tile ranges.
-    Returns (offsets [n_tiles+1] int64, ids [M] int32): tile t's Gaussians are
-    ``ids[offsets[t]:offsets[t+1]]``, depth-sorted."""
-    counts = np.zeros(n_tiles + 1, np.int64)
-    for k in range(order.shape[0]):
-        g = order[k]
-        for ty in range(rect[g, 1], rect[g, 3]):
-            for tx in range(rect[g, 0], rect[g, 2]):
-                counts[ty * tiles_x + tx + 1] += 1
-    for t in range(n_tiles):
-        counts[t + 1] += counts[t]
-    offsets = counts.copy()
-    ids = np.empty(counts[n_tiles], np.int32)
-    fill = counts[:n_tiles].copy()
-    for k in range(order.shape[0]):
-        g = order[k]
-        for ty in range(rect[g, 1], rect[g, 3]):
-            for tx in range(rect[g, 0], rect[g, 2]):
-                t = ty * tiles_x + tx
-                ids[fill[t]] = g
-                fill[t] += 1
+
+@nb.njit(parallel=True, cache=True)
+def bin_tiles(order, rect, tiles_x, n_tiles, n_chunks):
+    """Parallel, stable counting sort of (Gaussian, tile) pairs by tile, Gaussians visited in
+    ``order`` (front to back), split into ``n_chunks`` contiguous chunks.
+
+    order [V] int32; rect [N,4] tile ranges. Returns (offsets [n_tiles+1] int64,
+    ids [M] int32): tile t's Gaussians are ``ids[offsets[t]:offsets[t+1]]``, depth-sorted."""
+    v = order.shape[0]
+    step = (v + n_chunks - 1) // n_chunks
+    counts = np.zeros((n_chunks, n_tiles), np.int64)
+    for ch in nb.prange(n_chunks):
+        for k in range(ch * step, min(v, (ch + 1) * step)):
+            g = order[k]
+            for ty in range(rect[g, 1], rect[g, 3]):
+                for tx in range(rect[g, 0], rect[g, 2]):
+                    counts[ch, ty * tiles_x + tx] += 1
+    offsets = np.zeros(n_tiles + 1, np.int64)
+    run = 0
+    for t in range(n_tiles):  # tile-major, then chunk (= depth) order: stable
+        offsets[t] = run
+        for ch in range(n_chunks):
+            c = counts[ch, t]
+            counts[ch, t] = run
+            run += c
+    offsets[n_tiles] = run
+    ids = np.empty(run, np.int32)
+    for ch in nb.prange(n_chunks):
+        for k in range(ch * step, min(v, (ch + 1) * step)):
+            g = order[k]
+            for ty in range(rect[g, 1], rect[g, 3]):
+                for tx in range(rect[g, 0], rect[g, 2]):
+                    t = ty * tiles_x + tx
+                    ids[counts[ch, t]] = g
+                    counts[ch, t] += 1
     return offsets, ids
 
 
@@ -191,8 +225,8 @@ def reduce_pairs(ids, pair_contrib, pair_hits, contrib, hits):
 
 def depth_order(proj: Projected) -> np.ndarray:
     """Indices of the visible Gaussians, front to back (stable for equal depths)."""
-    vis = np.flatnonzero(proj.visible)
-    return vis[np.argsort(proj.depth[vis], kind="stable")].astype(np.int32)
+    vis = np.flatnonzero(proj.visible).astype(np.int32)
+    return vis[radix_argsort_f32(np.ascontiguousarray(proj.depth[vis]))]
 
 
 def rasterize(proj: Projected, *, return_contrib: bool = False):
@@ -201,15 +235,18 @@ def rasterize(proj: Projected, *, return_contrib: bool = False):
     W, H, tile = proj.width, proj.height, proj.tile
     tiles_x, tiles_y = (W + tile - 1) // tile, (H + tile - 1) // tile
     order = depth_order(proj)
-    offsets, ids = bin_tiles(order, proj.rect, tiles_x, tiles_x * tiles_y)
+    n_chunks = max(1, min(4 * nb.get_num_threads(), len(order) // 4096 + 1))
+    offsets, ids = bin_tiles(order, proj.rect, tiles_x, tiles_x * tiles_y, n_chunks)
     rgb = np.empty((H, W, 3), np.float32)
     trans = np.empty((H, W), np.float32)
     dsum = np.empty((H, W), np.float32)
     m = len(ids) if return_contrib else 1
     pair_c = np.zeros(m, np.float64)
     pair_h = np.zeros(m, np.int32)
-    raster_kernel(offsets, ids, proj.xy, proj.conic, proj.opacities, proj.color, proj.depth,
-                  W, H, tile, tiles_x, rgb, trans, dsum, bool(return_contrib), pair_c, pair_h)
+    with nb.parallel_chunksize(4):  # dynamic schedule: tiles differ a lot in cost
+        raster_kernel(offsets, ids, proj.xy, proj.conic, proj.opacities, proj.color,
+                      proj.depth, W, H, tile, tiles_x, rgb, trans, dsum, bool(return_contrib),
+                      pair_c, pair_h)
     contrib = hits = None
     if return_contrib:
         n = len(proj.depth)

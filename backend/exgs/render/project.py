@@ -28,7 +28,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .sh import sh_basis
+from .sh import sh_rgb
 
 ALPHA_THRESHOLD = 1.0 / 255.0
 EPS2D = 0.3
@@ -58,6 +58,26 @@ def _covar3d(qw, qx, qy, qz, sx, sy, sz, out):
     out[5] = m10 * m20 + m11 * m21 + m12 * m22
     out[8] = m20 * m20 + m21 * m21 + m22 * m22
     out[3], out[6], out[7] = out[1], out[2], out[5]
+
+
+@nb.njit(cache=True, inline="always")
+def _covar3d_tuple(qw, qx, qy, qz, sx, sy, sz):
+    """(xx, xy, xz, yy, yz, zz) of R S Sᵀ Rᵀ for a unit quaternion (no heap allocation)."""
+    r00 = 1.0 - 2.0 * (qy * qy + qz * qz)
+    r01 = 2.0 * (qx * qy - qw * qz)
+    r02 = 2.0 * (qx * qz + qw * qy)
+    r10 = 2.0 * (qx * qy + qw * qz)
+    r11 = 1.0 - 2.0 * (qx * qx + qz * qz)
+    r12 = 2.0 * (qy * qz - qw * qx)
+    r20 = 2.0 * (qx * qz - qw * qy)
+    r21 = 2.0 * (qy * qz + qw * qx)
+    r22 = 1.0 - 2.0 * (qx * qx + qy * qy)
+    m00, m01, m02 = r00 * sx, r01 * sy, r02 * sz
+    m10, m11, m12 = r10 * sx, r11 * sy, r12 * sz
+    m20, m21, m22 = r20 * sx, r21 * sy, r22 * sz
+    return (m00 * m00 + m01 * m01 + m02 * m02, m00 * m10 + m01 * m11 + m02 * m12,
+            m00 * m20 + m01 * m21 + m02 * m22, m10 * m10 + m11 * m11 + m12 * m12,
+            m10 * m20 + m11 * m21 + m12 * m22, m20 * m20 + m21 * m21 + m22 * m22)
 
 
 @nb.njit(cache=True)
@@ -99,7 +119,6 @@ def project_kernel(means, quats, scales, opacities, sh, degree, viewmat, campos,
     lim_x_neg = cx / fx + 0.3 * tan_fovx
     lim_y_pos = (height - cy) / fy + 0.3 * tan_fovy
     lim_y_neg = cy / fy + 0.3 * tan_fovy
-    nk = (degree + 1) * (degree + 1)
     w00, w01, w02, w03 = viewmat[0, 0], viewmat[0, 1], viewmat[0, 2], viewmat[0, 3]
     w10, w11, w12, w13 = viewmat[1, 0], viewmat[1, 1], viewmat[1, 2], viewmat[1, 3]
     w20, w21, w22, w23 = viewmat[2, 0], viewmat[2, 1], viewmat[2, 2], viewmat[2, 3]
@@ -120,19 +139,19 @@ def project_kernel(means, quats, scales, opacities, sh, degree, viewmat, campos,
         op = float(opacities[i])
         if op < ALPHA_THRESHOLD:
             continue
-        c = np.empty(9, np.float64)
-        _covar3d(float(quats[i, 0]), float(quats[i, 1]), float(quats[i, 2]), float(quats[i, 3]),
-                 float(scales[i, 0]), float(scales[i, 1]), float(scales[i, 2]), c)
-        # Σ_c = W Σ Wᵀ: first A = W Σ (rows of W times Σ), then A Wᵀ
-        a00 = w00 * c[0] + w01 * c[3] + w02 * c[6]
-        a01 = w00 * c[1] + w01 * c[4] + w02 * c[7]
-        a02 = w00 * c[2] + w01 * c[5] + w02 * c[8]
-        a10 = w10 * c[0] + w11 * c[3] + w12 * c[6]
-        a11 = w10 * c[1] + w11 * c[4] + w12 * c[7]
-        a12 = w10 * c[2] + w11 * c[5] + w12 * c[8]
-        a20 = w20 * c[0] + w21 * c[3] + w22 * c[6]
-        a21 = w20 * c[1] + w21 * c[4] + w22 * c[7]
-        a22 = w20 * c[2] + w21 * c[5] + w22 * c[8]
+        c0, c1, c2, c4, c5, c8 = _covar3d_tuple(
+            float(quats[i, 0]), float(quats[i, 1]), float(quats[i, 2]), float(quats[i, 3]),
+            float(scales[i, 0]), float(scales[i, 1]), float(scales[i, 2]))
+        # Σ_c = W Σ Wᵀ: first A = W Σ (Σ symmetric), then A Wᵀ
+        a00 = w00 * c0 + w01 * c1 + w02 * c2
+        a01 = w00 * c1 + w01 * c4 + w02 * c5
+        a02 = w00 * c2 + w01 * c5 + w02 * c8
+        a10 = w10 * c0 + w11 * c1 + w12 * c2
+        a11 = w10 * c1 + w11 * c4 + w12 * c5
+        a12 = w10 * c2 + w11 * c5 + w12 * c8
+        a20 = w20 * c0 + w21 * c1 + w22 * c2
+        a21 = w20 * c1 + w21 * c4 + w22 * c5
+        a22 = w20 * c2 + w21 * c5 + w22 * c8
         s00 = a00 * w00 + a01 * w01 + a02 * w02
         s01 = a00 * w10 + a01 * w11 + a02 * w12
         s02 = a00 * w20 + a01 * w21 + a02 * w22
@@ -186,13 +205,10 @@ def project_kernel(means, quats, scales, opacities, sh, degree, viewmat, campos,
         # view-dependent colour
         dx, dy, dz = px - campos[0], py - campos[1], pz - campos[2]
         nrm = max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
-        basis = np.empty(16, np.float64)
-        sh_basis(degree, dx / nrm, dy / nrm, dz / nrm, basis)
-        for ch in range(3):
-            acc = 0.0
-            for k in range(nk):
-                acc += basis[k] * sh[i, k, ch]
-            color[i, ch] = max(acc + 0.5, 0.0)
+        r, g, b = sh_rgb(degree, dx / nrm, dy / nrm, dz / nrm, sh, i)
+        color[i, 0] = max(r + 0.5, 0.0)
+        color[i, 1] = max(g + 0.5, 0.0)
+        color[i, 2] = max(b + 0.5, 0.0)
 
 
 class Projected:
