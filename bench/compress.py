@@ -8,6 +8,7 @@ scene is compressed into .exgs files of (at most) the same size with different p
 
 * ``ugc``        — significance score + voxel sampling + amplification (the default)
 * ``ugc_noamp``  — significance score + voxel sampling (ablation)
+* ``score_amp``  — significance score (top-k) + amplification, no voxel sampling (ablation)
 * ``score``      — top-k by significance score only (ablation; = LightGaussian-style)
 * ``opacity``    — top-k by opacity
 * ``random``     — uniform random subset (seeded)
@@ -45,11 +46,13 @@ RESULTS = os.path.join(ROOT, "bench", "results")
 METHODS = {
     "ugc": dict(method="ugc"),
     "ugc_noamp": dict(method="ugc", amplify=False),
+    "score_amp": dict(method="ugc", voxel=False),
     "score": dict(method="score"),
     "opacity": dict(method="opacity"),
     "random": dict(method="random"),
 }
-COLOURS = {"ugc": (200, 30, 30), "ugc_noamp": (230, 140, 20), "score": (30, 100, 200),
+COLOURS = {"ugc": (200, 30, 30), "ugc_noamp": (230, 140, 20), "score_amp": (240, 100, 140),
+           "score": (30, 100, 200),
            "opacity": (40, 160, 60), "random": (120, 120, 120), "spz": (140, 40, 160),
            "spz_sh0": (200, 100, 220)}
 
@@ -175,7 +178,7 @@ def plot(scenes: list[dict], path: str) -> None:
     from PIL import Image, ImageDraw
 
     pw, ph, m = 420, 320, 50
-    img = Image.new("RGB", (pw * len(scenes), ph + 40), "white")
+    img = Image.new("RGB", (pw * len(scenes), ph + 50), "white")
     d = ImageDraw.Draw(img)
     for i, sc in enumerate(scenes):
         x0 = i * pw
@@ -205,7 +208,7 @@ def plot(scenes: list[dict], path: str) -> None:
                 d.line(pts, fill=col, width=2)
             for px, py in pts:
                 d.ellipse([px - 3, py - 3, px + 3, py + 3], fill=col)
-            d.text((x0 + m + 5 + (k % 4) * 90, ph + 5 + (k // 4) * 14), meth, fill=col)
+            d.text((x0 + 10 + (k % 4) * 100, ph + 5 + (k // 4) * 14), meth, fill=col)
     img.save(path)
 
 

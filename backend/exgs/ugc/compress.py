@@ -37,6 +37,14 @@ def inria_ply_bytes(n: int, sh_degree: int) -> int:
     return n * 4 * (14 + 3 * sh_coeffs_for_degree(sh_degree)) + 1024
 
 
+def adaptive_strength(kept_fraction: float) -> float:
+    """Amplification strength λ = (1 − f)² for kept fraction f: gentle when little is pruned
+    (f = 0.5 → 0.25, where enlarging survivors blurs detail and costs SSIM), full under
+    extreme pruning (f = 0.1 → 0.81, f = 0.01 → 0.98). Chosen on held-out views of
+    playbot_lod4 (see docs/ugc.md)."""
+    return float(np.clip(1.0 - kept_fraction, 0.0, 1.0) ** 2)
+
+
 def _emit(progress, frac, msg):
     if progress is not None:
         progress(float(frac), msg)
@@ -72,7 +80,7 @@ def compress(scene: GaussianScene, *, ratio: float | None = None, keep: float | 
              view_size: tuple[int, int] = (320, 240), up="-y",
              volume_beta: float | None = None, method: str = "ugc", voxel: bool = True,
              voxel_size: float | None = None, min_voxel_count: int = 5,
-             amplify: bool = True, amplify_strength: float = 1.0,
+             amplify: bool = True, amplify_strength: float | None = None,
              colour_strength: float = 0.5, distill: bool = True,
              position_bits: int = 16, zstd_level: int = 19, device: str = "auto",
              score: np.ndarray | None = None, seed: int = 0) -> CompressResult:
@@ -134,7 +142,8 @@ def compress(scene: GaussianScene, *, ratio: float | None = None, keep: float | 
     settings = {"method": method, "voxel": bool(voxel), "voxel_size": voxel_size,
                 "min_voxel_count": min_voxel_count,
                 "amplify": bool(amplify and method == "ugc"),
-                "amplify_strength": amplify_strength,
+                "amplify_strength": ("adaptive (1-f)^2" if amplify_strength is None
+                                     else amplify_strength),
                 "colour_strength": colour_strength, "sh_degree": int(sh_degree),
                 "distill": bool(distill), "volume_beta": volume_beta,
                 "score_views": len(cameras), "position_bits": position_bits,
@@ -147,8 +156,11 @@ def compress(scene: GaussianScene, *, ratio: float | None = None, keep: float | 
         idx, vinfo = select(scene, score, count, method, voxel=voxel, voxel_size=voxel_size,
                             min_voxel_count=min_voxel_count, seed=seed)
         if amplify and method == "ugc":
-            pruned, ainfo = amplify_fn(base, idx, strength=amplify_strength,
+            lam = adaptive_strength(len(idx) / n) if amplify_strength is None \
+                else float(amplify_strength)
+            pruned, ainfo = amplify_fn(base, idx, strength=lam,
                                        colour_strength=colour_strength)
+            ainfo["strength"] = lam
         else:
             pruned, ainfo = base.subset(idx), {}
         stats_in = {"kept": len(idx), "kept_fraction": len(idx) / n}
