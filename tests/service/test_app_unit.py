@@ -121,3 +121,10 @@ def test_serve_bad_options_one_line_exit_2(tmp_path):
         assert r.returncode == 2, (args, r.stderr)
         assert r.stdout == "" and r.stderr.startswith("exgs: error: ")
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_f32_size_matches_encoding():
+    a = np.zeros((3, 4, 3), np.float32)
+    b = np.zeros((3, 4), np.float32)
+    assert frames.f32_size(4, 3, {"rgb": a, "depth": b}) == len(frames.encode_f32(
+        {"rgb": a, "depth": b}))

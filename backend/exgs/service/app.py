@@ -50,7 +50,7 @@ from ..errors import ExgsError, UsageError
 from . import frames as frame_codec
 from .auth import check_bearer
 from .config import ServiceConfig
-from .jobs import FINISHED, JobLimitError, JobManager
+from .jobs import FINISHED, JobLimitError, JobManager, LazyFrame
 from .models import BlenderCameraSpec, CompressRequest, OpenRequest, RenderRequest
 from .scenes import SceneError, SceneStore
 
@@ -512,13 +512,18 @@ def create_app(config: ServiceConfig) -> FastAPI:
                     rgb = np.asarray(painter.restore(rgb, res.alpha), np.float32)
                     if any(bg):
                         rgb = rgb + (1.0 - res.alpha[..., None]) * np.asarray(bg, np.float32)
+                # encoded when fetched (HTTP thread pool), so the next frame starts now
+                h_, w_ = res.alpha.shape
                 if fmt == "png":
-                    data = frame_codec.encode_png(rgb, res.alpha if "alpha" in passes else None,
-                                                  bg)
+                    a_ = res.alpha if "alpha" in passes else None
+                    data = LazyFrame(lambda rgb=rgb, a_=a_: frame_codec.encode_png(rgb, a_, bg),
+                                     h_ * w_ * 4)
                     media = "image/png"
                 else:
                     src = {"rgb": rgb, "alpha": res.alpha, "depth": res.depth}
-                    data = frame_codec.encode_f32({p: src[p] for p in passes})
+                    sel = {p: src[p] for p in passes}
+                    data = LazyFrame(lambda sel=sel: frame_codec.encode_f32(sel),
+                                     frame_codec.f32_size(w_, h_, sel))
                     media = frame_codec.F32_MEDIA_TYPE
                 ctx.add_frame(data, media, (i + 1) / n, f"frame {i + 1}/{n}")
             ctx.job.result = {"frames": n, "format": fmt, "passes": passes,
@@ -586,7 +591,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
             raise ApiError(409, f"frame {index} is not rendered yet",
                            {"frames_ready": len(frames)})
         item, media = frames[index]
-        if isinstance(item, str):
+        if isinstance(item, LazyFrame):
+            item = await run_in_threadpool(item.get)
+        elif isinstance(item, str):
             try:
                 item = await run_in_threadpool(Path(item).read_bytes)
             except FileNotFoundError:

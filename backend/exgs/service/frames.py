@@ -36,6 +36,12 @@ F32_MEDIA_TYPE = "application/x-exgs-frame"
 CHANNELS = {"rgb": 3, "alpha": 1, "depth": 1}
 
 
+def f32_size(width: int, height: int, passes: dict) -> int:
+    """Byte size of the binary frame holding ``passes`` ({name: array}) at width×height."""
+    ch = sum(1 if np.ndim(a) == 2 else np.shape(a)[2] for a in passes.values())
+    return HEADER.size + PASS_ENTRY.size * len(passes) + 4 * width * height * ch
+
+
 def encode_f32(passes: dict[str, np.ndarray]) -> bytearray:
     """``{name: [H,W,C] or [H,W] array}`` (insertion order kept) → binary frame bytes
     (a ``bytearray``; each pass is copied once, straight into place)."""

@@ -3,8 +3,10 @@
 A job goes ``queued → running → done | failed | cancelled``. Its function receives a
 :class:`JobContext`: ``ctx.progress(fraction, message)`` reports progress (0..1) and raises
 :class:`Cancelled` once a cancel was requested, ``ctx.check()`` only checks, and
-``ctx.add_frame(bytes, media_type)`` stores a finished frame (in memory up to a budget shared
-by all jobs, on disk beyond it) so it can be fetched while later frames are still rendering.
+``ctx.add_frame(bytes | LazyFrame, media_type)`` stores a finished frame (in memory up to a
+budget shared by all jobs, on disk beyond it) so it can be fetched while later frames are
+still rendering. A :class:`LazyFrame` is encoded when first fetched (in the HTTP thread pool),
+which takes the encoding off the worker's critical path.
 
 Every state change bumps ``job.version``; ``JobManager.wait(job, since, timeout)`` blocks
 until the version passes ``since`` (long polling).
@@ -53,7 +55,7 @@ class Job:
     message: str = "queued"
     error: str | None = None
     result: dict = field(default_factory=dict)
-    frames: list = field(default_factory=list)   # [(bytes | path str, media_type)]
+    frames: list = field(default_factory=list)   # [(bytes | LazyFrame | path, media_type)]
     frame_mem: int = 0                           # bytes of frames held in memory
     created: float = field(default_factory=time.time)
     started: float | None = None
@@ -71,6 +73,26 @@ class Job:
             "frames_total": self.total_frames, "version": self.version,
             "created": self.created, "started": self.started, "finished": self.finished,
         }
+
+
+class LazyFrame:
+    """Frame bytes produced on first use by ``encode()`` (then kept); ``nbytes`` is their
+    size (or an upper estimate), used for the memory budget."""
+
+    def __init__(self, encode: Callable[[], bytes], nbytes: int):
+        self._encode, self.nbytes = encode, int(nbytes)
+        self._data = None
+        self._lock = threading.Lock()
+
+    def get(self):
+        with self._lock:
+            if self._data is None:
+                self._data = self._encode()
+                self._encode = None
+            return self._data
+
+    def __len__(self) -> int:
+        return self.nbytes
 
 
 class JobContext:
@@ -111,6 +133,8 @@ class JobContext:
         if in_memory:
             item = data
         else:
+            if isinstance(data, LazyFrame):
+                data = data.get()
             path = self.job.dir / f"frame_{i:06d}"
             tmp = path.with_suffix(".part")
             with open(tmp, "wb") as f:
