@@ -48,10 +48,10 @@ def test_pair_sampler_shapes_and_identity_pairs():
     pair = dict(clean_rgb=c, clean_alpha=a, deg_rgb=np.zeros((2, 40, 48, 3), np.float16),
                 deg_alpha=np.zeros((2, 40, 48), np.float16), keeps=np.array([0.01, 0.1], np.float32))
     s = PairSampler([pair], p_identity=1.0)
-    x, al, y = s.sample(rng, 3, 32)
+    x, al, y, ca = s.sample(rng, 3, 32)
     assert x.shape == (3, 32, 32, 3) and al.shape == (3, 32, 32) and y.shape == (3, 32, 32, 3)
     np.testing.assert_allclose(x, y, atol=1e-6)  # identity pairs: degraded = clean
-    x, al, y = PairSampler([pair], p_identity=0.0, p_background=0.0).sample(rng, 2, 64)
+    x, al, y, ca = PairSampler([pair], p_identity=0.0, p_background=0.0).sample(rng, 2, 64)
     assert x.shape == (2, 64, 64, 3)  # small renders are padded
     assert float(al.max()) == 0.0
 

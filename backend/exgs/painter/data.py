@@ -295,21 +295,21 @@ def load_pairs(files) -> list[dict]:
 class PairSampler:
     """Random training crops with augmentation from cached pairs.
 
-    ``sample(rng, batch, crop)`` → (deg_rgb, deg_alpha, clean_rgb) float32 arrays
-    [B,crop,crop,3], [B,crop,crop], [B,crop,crop,3]. Augmentations: random crop, horizontal
+    ``sample(rng, batch, crop)`` → (deg_rgb, deg_alpha, clean_rgb, clean_alpha) float32
+    arrays [B,crop,crop,3], [B,crop,crop], [B,crop,crop,3], [B,crop,crop]. Augmentations: random crop, horizontal
     flip, 90° rotation (p = 0.15), colour matrix near identity + channel permutation + gain
     (applied to premultiplied colour, so rgb/alpha stay consistent), a random background
     colour composited with each render's own alpha (p = ``p_background``), and identity pairs
     (degraded = clean, p = ``p_identity``) that teach the gate to leave complete renders alone.
     """
 
-    def __init__(self, pairs: list[dict], p_identity: float = 0.1, p_background: float = 0.3):
+    def __init__(self, pairs: list[dict], p_identity: float = 0.1, p_background: float = 0.0):
         self.pairs = pairs
         self.p_identity = p_identity
         self.p_background = p_background
 
     def sample(self, rng: np.random.Generator, batch: int, crop: int):
-        xs, als, ys = [], [], []
+        xs, als, ys, cas = [], [], [], []
         for _ in range(batch):
             p = self.pairs[rng.integers(len(self.pairs))]
             H, W = p["clean_alpha"].shape
@@ -334,7 +334,7 @@ class PairSampler:
                 bg = rng.uniform(0, 1, 3).astype(np.float32) * (rng.uniform() < 0.8)
                 cr = cr + (1 - ca[..., None]) * bg
                 dr = dr + (1 - da[..., None]) * bg
-            st = np.concatenate([dr, da[..., None], cr], -1)
+            st = np.concatenate([dr, da[..., None], cr, ca[..., None]], -1)
             if rng.uniform() < 0.5:
                 st = st[:, ::-1]
             if rng.uniform() < 0.15:
@@ -344,6 +344,6 @@ class PairSampler:
                 st = np.pad(st, ((0, crop - c), (0, crop - c), (0, 0)))
             xs.append(st[..., :3])
             als.append(st[..., 3])
-            ys.append(st[..., 4:])
-        return (np.ascontiguousarray(np.stack(xs)), np.ascontiguousarray(np.stack(als)),
-                np.ascontiguousarray(np.stack(ys)))
+            ys.append(st[..., 4:7])
+            cas.append(st[..., 7])
+        return tuple(np.ascontiguousarray(np.stack(v)) for v in (xs, als, ys, cas))

@@ -50,6 +50,8 @@ class PainterConfig:
     gate_gain: float = 2.0  #: gate ≤ max(clamp(gain·(1 − alpha), 0, 1), gate_floor)
     gate_floor: float = 0.0  #: > 0 lets the painter touch opaque pixels too (up to this much)
     use_mask: bool = True  #: False = ablation: no mask/alpha input, gate from confidence only
+    fill: bool = True  #: decode a correction on top of a pull-push fill (False: absolute colour)
+    fill_levels: int = 6  #: pyramid levels of the pull-push fill
     tile: int = 256  #: inference tile size (pixels, multiple of 8)
     overlap: int = 32  #: inference tile overlap (pixels, multiple of 8)
 
@@ -92,6 +94,33 @@ def build_unet(cfg: PainterConfig):
     )
 
 
+def pull_push_fill(rgb: torch.Tensor, alpha: torch.Tensor, levels: int = 6) -> torch.Tensor:
+    """Parameter-free hole fill of a premultiplied render: [B,3,H,W], [B,1,H,W] → [B,3,H,W].
+
+    Pull: average-pool premultiplied colour c and alpha w ``levels`` times (×2 each). Push:
+    the coarsest level is normalised (c / w), then each finer level is composited *over* the
+    upsampled coarser fill: ``f_k = c_k + (1 − w_k) · up(f_{k+1})``. Where alpha = 1 the result
+    is the input exactly; in holes it is the colour of the surrounding covered pixels.
+    """
+    cs, ws = [rgb], [alpha]
+    for _ in range(levels):
+        c, w = cs[-1], ws[-1]
+        ph, pw = c.shape[-2] % 2, c.shape[-1] % 2
+        if ph or pw:
+            c = F.pad(c, (0, pw, 0, ph), mode="replicate")
+            w = F.pad(w, (0, pw, 0, ph), mode="replicate")
+        cs.append(F.avg_pool2d(c, 2))
+        ws.append(F.avg_pool2d(w, 2))
+        if min(cs[-1].shape[-2:]) <= 1:
+            break
+    f = cs[-1] / ws[-1].clamp(min=1e-3)
+    f = torch.where(ws[-1] > 1e-3, f, torch.zeros_like(f))
+    for c, w in zip(reversed(cs[:-1]), reversed(ws[:-1])):
+        up = F.interpolate(f, size=c.shape[-2:], mode="bilinear", align_corners=False)
+        f = c + (1.0 - w).clamp(0, 1) * up
+    return f.clamp(0.0, 1.0)
+
+
 class PainterNet(nn.Module):
     """VAE encoder → one UNet step → VAE decoder → gated residual (see module docstring)."""
 
@@ -111,6 +140,9 @@ class PainterNet(nn.Module):
         last = self.vae.decoder.layers[-1]
         last.weight[3:4].mul_(0.1)
         last.bias[3:4].fill_(bias)
+        if self.cfg.fill:  # the colour correction starts near 0: decoded ≈ the fill
+            last.weight[:3].mul_(0.1)
+            last.bias[:3].zero_()
 
     # --------------------------------------------------------------------- pieces
     def encode(self, rgb: torch.Tensor) -> torch.Tensor:
@@ -148,6 +180,13 @@ class PainterNet(nn.Module):
             g = g * cap
         return g
 
+    def decoded_colour(self, dec: torch.Tensor, rgb: torch.Tensor, alpha: torch.Tensor):
+        """Decoder colour output → restored colour: fill(rgb, alpha) + dec with ``cfg.fill``,
+        else dec itself."""
+        if self.cfg.fill:
+            return pull_push_fill(rgb, alpha, self.cfg.fill_levels) + dec
+        return dec
+
     def forward(self, rgb: torch.Tensor, alpha: torch.Tensor, *, return_all: bool = False):
         """rgb [B,3,H,W], alpha [B,1,H,W] (H, W multiples of 8) → restored rgb [B,3,H,W].
 
@@ -156,6 +195,7 @@ class PainterNet(nn.Module):
         z = self.encode(rgb)
         zh = self.restore_latent(z, alpha)
         dec, conf = self.decode(zh)
+        dec = self.decoded_colour(dec, rgb, alpha)
         g = self.gate(conf, alpha)
         out = rgb + g * (dec.clamp(0.0, 1.0) - rgb)
         if return_all:

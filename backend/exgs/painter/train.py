@@ -70,12 +70,15 @@ class TrainConfig:
 
 
 def losses(net: PainterNet, deg: torch.Tensor, alpha: torch.Tensor, clean: torch.Tensor,
-           tc: TrainConfig) -> tuple[torch.Tensor, dict]:
-    """deg, clean [B,3,H,W]; alpha [B,1,H,W] → (total loss, dict of floats)."""
+           tc: TrainConfig, clean_alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """deg, clean [B,3,H,W]; alpha, clean_alpha [B,1,H,W] → (total loss, dict of floats)."""
     out, aux = net(deg, alpha, return_all=True)
     z_clean = net.encode(clean)
     h = max(1, clean.shape[0] // 2)  # auto-encoder term on half the batch (CPU time)
     rec, _ = net.decode(z_clean[:h])
+    if clean_alpha is None:
+        clean_alpha = torch.ones_like(alpha)
+    rec = net.decoded_colour(rec, clean[:h], clean_alpha[:h])
     l1 = (out - clean).abs().mean()
     l_ssim = 1.0 - ssim_torch(out, clean)
     l_lat = F.mse_loss(aux["z_hat"], z_clean.detach())
@@ -94,9 +97,12 @@ def losses(net: PainterNet, deg: torch.Tensor, alpha: torch.Tensor, clean: torch
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
-def to_tensors(deg, alpha, clean):
+def to_tensors(deg, alpha, clean, clean_alpha=None):
     t = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()  # noqa: E731
-    return t(deg), torch.from_numpy(alpha)[:, None].contiguous(), t(clean)
+    out = (t(deg), torch.from_numpy(alpha)[:, None].contiguous(), t(clean))
+    if clean_alpha is not None:
+        out = out + (torch.from_numpy(clean_alpha)[:, None].contiguous(),)
+    return out
 
 
 def export_diffusers(net: PainterNet, out_dir: str | Path, meta: dict | None = None) -> Path:
@@ -222,8 +228,8 @@ def train(net: PainterNet, sampler, tc: TrainConfig, out_dir: str | Path, *, val
             break
         for g in opt.param_groups:
             g["lr"] = lr_at(step, time.time() - t0)
-        deg, alpha, clean = to_tensors(*sampler.sample(rng, tc.batch, tc.crop))
-        loss, parts = losses(net, deg, alpha, clean, tc)
+        deg, alpha, clean, clean_alpha = to_tensors(*sampler.sample(rng, tc.batch, tc.crop))
+        loss, parts = losses(net, deg, alpha, clean, tc, clean_alpha)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
