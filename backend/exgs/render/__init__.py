@@ -93,7 +93,6 @@ def _render_prepared(prep, backend, camera, sh_degree, background, return_contri
         from .cpu import render_prepared as fn
     rgb, alpha, depth, contrib, hits = fn(prep, camera, sh_degree=sh_degree, background=bg,
                                           return_contrib=return_contrib)
-    np.clip(rgb, 0.0, 1.0, out=rgb)
     return RenderResult(rgb=rgb, alpha=alpha, depth=depth, contrib=contrib, hits=hits,
                         backend=backend)
 

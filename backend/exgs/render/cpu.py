@@ -118,9 +118,10 @@ def bin_tiles(order, rect, tiles_x, n_tiles, n_chunks):
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
 def raster_kernel(offsets, ids, xy, conic, opac, color, depth, width, height, tile, tiles_x,
-                  out_rgb, out_t, out_d, want_contrib, pair_contrib, pair_hits):
+                  bg, out_rgb, out_a, out_d, want_contrib, pair_contrib, pair_hits):
     """Composite every tile front to back (see module doc). Writes out_rgb [H,W,3]
-    (premultiplied, no background), out_t [H,W] final transmittance, out_d [H,W] Σ z·α·T.
+    = clip(Σ c·α·T + T·bg, 0, 1), out_a [H,W] = 1 − T, out_d [H,W] = Σ z·α·T / (1 − T)
+    (+inf where 1 − T < 1e-6).
     When ``want_contrib``: pair_contrib [M] Σ α·T and pair_hits [M] per work-list entry."""
     n_tiles = offsets.shape[0] - 1
     npx = tile * tile
@@ -207,11 +208,13 @@ def raster_kernel(offsets, ids, xy, conic, opac, color, depth, width, height, ti
         for r in range(th):
             for c in range(tw):
                 p = r * tile + c
-                out_rgb[ty0 + r, tx0 + c, 0] = cr[p]
-                out_rgb[ty0 + r, tx0 + c, 1] = cg[p]
-                out_rgb[ty0 + r, tx0 + c, 2] = cb[p]
-                out_t[ty0 + r, tx0 + c] = T[p]
-                out_d[ty0 + r, tx0 + c] = cd[p]
+                tp = T[p]
+                a = 1.0 - tp
+                out_rgb[ty0 + r, tx0 + c, 0] = min(1.0, max(0.0, cr[p] + tp * bg[0]))
+                out_rgb[ty0 + r, tx0 + c, 1] = min(1.0, max(0.0, cg[p] + tp * bg[1]))
+                out_rgb[ty0 + r, tx0 + c, 2] = min(1.0, max(0.0, cb[p] + tp * bg[2]))
+                out_a[ty0 + r, tx0 + c] = a
+                out_d[ty0 + r, tx0 + c] = cd[p] / a if a >= 1e-6 else np.inf
 
 
 @nb.njit(cache=True)
@@ -229,24 +232,25 @@ def depth_order(proj: Projected) -> np.ndarray:
     return vis[radix_argsort_f32(np.ascontiguousarray(proj.depth[vis]))]
 
 
-def rasterize(proj: Projected, *, return_contrib: bool = False):
-    """Composite a projection. Returns (rgb [H,W,3] premultiplied, T [H,W], depth_sum [H,W],
-    contrib [N] | None, hits [N] | None) as float32/int32 arrays."""
+def rasterize(proj: Projected, *, background=(0.0, 0.0, 0.0), return_contrib: bool = False):
+    """Composite a projection. Returns (rgb [H,W,3] over ``background`` clipped to [0,1],
+    alpha [H,W], depth [H,W], contrib [N] | None, hits [N] | None) (float32 / int32)."""
     W, H, tile = proj.width, proj.height, proj.tile
     tiles_x, tiles_y = (W + tile - 1) // tile, (H + tile - 1) // tile
     order = depth_order(proj)
     n_chunks = max(1, min(4 * nb.get_num_threads(), len(order) // 4096 + 1))
     offsets, ids = bin_tiles(order, proj.rect, tiles_x, tiles_x * tiles_y, n_chunks)
     rgb = np.empty((H, W, 3), np.float32)
-    trans = np.empty((H, W), np.float32)
-    dsum = np.empty((H, W), np.float32)
+    alpha = np.empty((H, W), np.float32)
+    depth = np.empty((H, W), np.float32)
     m = len(ids) if return_contrib else 1
     pair_c = np.zeros(m, np.float64)
     pair_h = np.zeros(m, np.int32)
+    bg = np.asarray(background, np.float64).reshape(3)
     with nb.parallel_chunksize(4):  # dynamic schedule: tiles differ a lot in cost
         raster_kernel(offsets, ids, proj.xy, proj.conic, proj.opacities, proj.color,
-                      proj.depth, W, H, tile, tiles_x, rgb, trans, dsum, bool(return_contrib),
-                      pair_c, pair_h)
+                      proj.depth, W, H, tile, tiles_x, bg, rgb, alpha, depth,
+                      bool(return_contrib), pair_c, pair_h)
     contrib = hits = None
     if return_contrib:
         n = len(proj.depth)
@@ -254,7 +258,7 @@ def rasterize(proj: Projected, *, return_contrib: bool = False):
         hits = np.zeros(n, np.int32)
         reduce_pairs(ids, pair_c, pair_h, c64, hits)
         contrib = c64.astype(np.float32)
-    return rgb, trans, dsum, contrib, hits
+    return rgb, alpha, depth, contrib, hits
 
 
 def render_prepared(prep: PreparedScene, camera, *, sh_degree: int, background,
@@ -262,14 +266,7 @@ def render_prepared(prep: PreparedScene, camera, *, sh_degree: int, background,
     """Render a :class:`PreparedScene`: returns (rgb over background, alpha, depth, contrib,
     hits) following the :class:`exgs.render.RenderResult` contract."""
     proj = project(prep, camera, sh_degree, eps2d=eps2d, tile=TILE)
-    rgb, trans, dsum, contrib, hits = rasterize(proj, return_contrib=return_contrib)
-    alpha = 1.0 - trans
-    bg = np.asarray(background, np.float32).reshape(3)
-    if bg.any():
-        rgb += trans[..., None] * bg
-    with np.errstate(divide="ignore", invalid="ignore"):
-        depth = np.where(alpha >= 1e-6, dsum / np.maximum(alpha, 1e-10), np.inf).astype(np.float32)
-    return rgb, alpha.astype(np.float32), depth, contrib, hits
+    return rasterize(proj, background=background, return_contrib=return_contrib)
 
 
 def set_threads(n: int | None = None) -> int:

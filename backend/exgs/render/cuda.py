@@ -77,7 +77,8 @@ def render_gsplat(prep: PreparedTorchScene, camera, *, sh_degree: int, backgroun
     contrib = hits = None
     if return_contrib:
         contrib, hits = _contrib_gsplat(prep, common, W, H)
-    return rgb.astype(np.float32), alpha.astype(np.float32), depth, contrib, hits
+    rgb = np.clip(rgb, 0.0, 1.0).astype(np.float32)
+    return rgb, alpha.astype(np.float32), depth, contrib, hits
 
 
 def _contrib_gsplat(prep, common, W, H):
