@@ -129,3 +129,17 @@ def test_eval_restore_without_painter(ply, monkeypatch, capsys):
     assert main(["eval", str(ply), str(ply), "--views", "1", "--size", "16x16",
                  "--restore"]) == 2
     assert "GaussPainter" in capsys.readouterr().err
+
+
+def test_compress_with_training_cameras(ply, tmp_path, capsys):
+    from exgs.cameras import orbit_for_scene, write_cameras_json
+
+    cams = orbit_for_scene(read_ply(ply), 3, 1280, 960, seed=5)  # scored at 320x240
+    cj = tmp_path / "cameras.json"
+    write_cameras_json(cams, cj)
+    out = tmp_path / "c.exgs"
+    assert main(["compress", str(ply), "-o", str(out), "--keep", "0.2", "--cameras", str(cj),
+                 "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["score_views"] == 3 and st["kept"] == 500
+    assert read_exgs_header(out)["settings"]["score_views"] == 3

@@ -88,8 +88,9 @@ def compress(scene: GaussianScene, *, ratio: float | None = None, keep: float | 
 
     Give ``ratio`` (source/output size, met by searching the kept count; the file is never
     larger than ``source_bytes/ratio``) or ``keep`` (fraction in (0, 1] or count ≥ 1);
-    neither → keep 10 %. ``cameras`` — scoring views (training cameras); default ``views``
-    orbit views of ``view_size`` around the scene with ``up``. ``score`` — precomputed
+    neither → keep 10 %. ``cameras`` — scoring views (training cameras, scored with their long
+    side reduced to ``max(view_size)``); default ``views`` orbit views of ``view_size``
+    around the scene with ``up``. ``score`` — precomputed
     significance [N] (skips rendering). ``progress(fraction, message)`` is called along the way.
     """
     from ..io.exgs_format import decode_exgs, encode_exgs, _resolve_keep
@@ -121,6 +122,14 @@ def compress(scene: GaussianScene, *, ratio: float | None = None, keep: float | 
     t0 = time.perf_counter()
     if cameras is None:
         cameras = default_views(scene, views, view_size, up=up)
+    else:
+        # training cameras are scored at reduced resolution (long side ≤ max(view_size)):
+        # the ranking barely changes and 200 full-HD views would take long on a CPU
+        cap = max(view_size)
+        cameras = [c if max(c.width, c.height) <= cap else
+                   c.resized(max(1, round(c.width * cap / max(c.width, c.height))),
+                             max(1, round(c.height * cap / max(c.width, c.height))))
+                   for c in cameras]
     cameras = list(cameras)
     if not cameras:
         raise UsageError("no scoring cameras")
