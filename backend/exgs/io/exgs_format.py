@@ -50,7 +50,6 @@ import hashlib
 import json
 import os
 import struct
-from pathlib import Path
 
 import numpy as np
 
@@ -389,26 +388,28 @@ def _decode_body(h: dict, read, keep) -> GaussianScene:
 
 
 # ================================================================================= files
-def _read_all(path) -> bytes:
+def _read_head(f, path) -> bytes:
+    head = f.read(PREFIX.size)
+    if len(head) == PREFIX.size and head[:4] == MAGIC:
+        hlen = PREFIX.unpack(head)[3]
+        head += f.read(min(hlen, MAX_HEADER_BYTES) + DIGEST_BYTES)
+    return head
+
+
+def _open(path):
     try:
-        return Path(path).read_bytes()
-    except IsADirectoryError:
-        raise SceneFormatError(path, "is a folder, not a .exgs file") from None
+        if os.path.isdir(path):
+            raise SceneFormatError(path, "is a folder, not a .exgs file")
+        return open(path, "rb"), os.path.getsize(path)
     except OSError as e:
         raise SceneFormatError(path, f"cannot read: {e.strerror or e}") from None
 
 
 def read_exgs_header(path: str | os.PathLike) -> dict:
     """The validated JSON header of a .exgs file, plus ``file_bytes``. Does not decode data."""
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            head = f.read(PREFIX.size)
-            if len(head) == PREFIX.size and head[:4] == MAGIC:
-                hlen = PREFIX.unpack(head)[3]
-                head += f.read(min(hlen, MAX_HEADER_BYTES) + DIGEST_BYTES)
-    except OSError as e:
-        raise SceneFormatError(path, f"cannot read: {e.strerror or e}") from None
+    f, size = _open(path)
+    with f:
+        head = _wrap(path, lambda: _read_head(f, path))
     h, _ = _wrap(path, lambda: _parse_header(head, size))
     h["file_bytes"] = size
     return h
@@ -416,5 +417,18 @@ def read_exgs_header(path: str | os.PathLike) -> dict:
 
 def read_exgs_scene(path: str | os.PathLike, keep: float | int | None = None) -> GaussianScene:
     """Read a .exgs file → :class:`GaussianScene` (SH degree as stored). ``keep`` (fraction
-    in (0, 1] or count ≥ 1) decodes only that many of the most significant Gaussians."""
-    return decode_exgs(_read_all(path), keep=keep, path=path)
+    in (0, 1] or count ≥ 1) decodes only that many of the most significant Gaussians, reading
+    only the chunks they are in."""
+    f, size = _open(path)
+    with f:
+        head = _wrap(path, lambda: _read_head(f, path))
+        h, start = _wrap(path, lambda: _parse_header(head, size))
+
+        def read(off, ln):
+            try:
+                f.seek(start + off)
+                return f.read(ln)
+            except OSError as e:
+                raise _Bad(f"cannot read chunk data: {e.strerror or e}") from None
+
+        return _wrap(path, lambda: _decode_body(h, read, keep))
