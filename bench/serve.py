@@ -30,6 +30,12 @@ sys.path.insert(0, ROOT)
 SCENES = os.path.join(os.path.dirname(ROOT), "shared", "scenes")
 
 
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all threads), from /proc."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scene", default=os.path.join(SCENES, "playbot_lod3.ply"))
@@ -66,15 +72,19 @@ def main() -> int:
             got = cl.render(sid, cams[:1])
             same = bool(np.array_equal(ref[0].rgb, got[0].rgb)
                         and np.array_equal(ref[0].depth, got[0].depth))
-            direct, service = [], []
+            direct, service, direct_cpu, service_cpu = [], [], [], []
+            spid = cl.server.process.pid
             for r in range(args.runs):
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 frames = list(render_many(scene, cams))
                 direct.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
+                direct_cpu.append(time.process_time() - c0)
+                c0, s0, t0 = time.process_time(), proc_cpu_s(spid), time.perf_counter()
                 sframes = cl.render(sid, cams)
                 service.append(time.perf_counter() - t0)
-                print(f"  run {r + 1}: direct {direct[-1]:.3f} s  service {service[-1]:.3f} s")
+                service_cpu.append(time.process_time() - c0 + proc_cpu_s(spid) - s0)
+                print(f"  run {r + 1}: direct {direct[-1]:.3f} s ({direct_cpu[-1]:.2f} s CPU)  "
+                      f"service {service[-1]:.3f} s ({service_cpu[-1]:.2f} s CPU)")
             assert len(sframes) == len(frames)
             frame_bytes = 4 * args.size * args.size * 5 + 16 + 36
         finally:
@@ -85,6 +95,8 @@ def main() -> int:
     # paired view (each service run against the direct run just before it): less sensitive
     # to load from other processes drifting over the benchmark
     paired = statistics.median((s_ - d_) / d_ * 100.0 for d_, s_ in zip(direct, service))
+    mdc, msc = statistics.median(direct_cpu), statistics.median(service_cpu)
+    cpu_overhead = (msc - mdc) / mdc * 100.0
     per_frame_ms = (ms - md) / args.frames * 1000.0
     print()
     print(f"{'path':<10} {'median s':>9} {'per frame ms':>13}")
@@ -93,12 +105,17 @@ def main() -> int:
     print(f"overhead: {overhead:+.1f} % ({per_frame_ms:+.1f} ms/frame; goal ≤ 10 %); "
           f"frames identical: {same}; server start {startup:.2f} s; upload {upload:.2f} s")
     print(f"median of paired run overheads: {paired:+.1f} %")
+    print(f"CPU time (server + client vs direct): {msc:.2f} s vs {mdc:.2f} s → "
+          f"{cpu_overhead:+.1f} %")
     result = {
         "scene": os.path.basename(args.scene), "gaussians": len(scene),
         "frames": args.frames, "size": [args.size, args.size], "runs": args.runs,
         "direct_s": direct, "service_s": service,
         "median_direct_s": md, "median_service_s": ms, "overhead_percent": overhead,
         "paired_overhead_percent_median": paired,
+        "direct_cpu_s": direct_cpu, "service_cpu_s": service_cpu,
+        "median_direct_cpu_s": mdc, "median_service_cpu_s": msc,
+        "cpu_overhead_percent": cpu_overhead,
         "overhead_ms_per_frame": per_frame_ms, "goal_percent": 10.0,
         "frames_identical": same, "frame_bytes": frame_bytes,
         "server_startup_s": startup, "upload_s": upload,

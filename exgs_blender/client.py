@@ -562,11 +562,15 @@ class ExgsClient:
     def delete_job(self, job_id: str) -> dict:
         return self._request("DELETE", f"/v1/jobs/{_q(job_id)}")
 
-    def frame(self, job_id: str, index: int, during_job: str | None = None):
-        """Frame ``index`` of a render job → :class:`Frame` (or PNG bytes)."""
+    def frame(self, job_id: str, index: int, wait: float = 0.0,
+              during_job: str | None = None):
+        """Frame ``index`` of a render job → :class:`Frame` (or PNG bytes). With ``wait``
+        the server holds the request up to that many seconds until the frame exists
+        (otherwise BackendError 409, whose ``detail`` has the job's progress)."""
         data, ctype = self._request("GET", f"/v1/jobs/{_q(job_id)}/frames/{int(index)}",
-                                    raw=True, during_job=during_job,
-                                    headers={"Accept": "*/*"})
+                                    query={"wait": float(wait)} if wait else None,
+                                    timeout=self.timeout + wait, raw=True,
+                                    during_job=during_job, headers={"Accept": "*/*"})
         if ctype.startswith("image/png"):
             return data
         return decode_frame(data)
@@ -662,22 +666,40 @@ class ExgsClient:
                restore: bool = False, passes=("rgb", "alpha", "depth"), format: str = "f32",
                sh_degree=None, progress=None, cancel=None) -> list:
         """Render ``cameras`` → one :class:`Frame` per camera (PNG bytes for format="png").
-        Frames are fetched while later ones render; the job is deleted afterwards."""
+        Each frame is fetched (long poll) as soon as it is rendered, while later ones render;
+        the job is deleted afterwards."""
         cameras = list(cameras)
         job = self.submit_render(scene_id, cameras, size=size, background=background,
                                  restore=restore, passes=passes, format=format,
                                  sh_degree=sh_degree)
         jid = job["id"]
         what = f"render job {jid}"
+        n = len(cameras)
         out = []
         try:
-            self.wait(jid, progress=progress, cancel=cancel,
-                      on_frame=lambda i: out.append(self.frame(jid, i, during_job=what)))
+            # long-poll each frame in turn: one request per frame while the job runs
+            while len(out) < n:
+                if self._cancel_requested(cancel):
+                    self._cancel_and_wait(jid, what)
+                    raise JobCancelled(f"{what} cancelled")
+                try:
+                    out.append(self.frame(jid, len(out), wait=0.25, during_job=what))
+                except BackendError as e:
+                    d = e.detail if isinstance(e.detail, dict) else {}
+                    if e.status == 409:  # not rendered yet: report the job's own progress
+                        if progress is not None:
+                            progress(float(d.get("progress", len(out) / n)),
+                                     d.get("message") or "")
+                        continue
+                    if e.status == 404 and d.get("state") == "failed":
+                        raise JobFailed(0, d.get("error") or f"{what} failed") from None
+                    if e.status == 404 and d.get("state") == "cancelled":
+                        raise JobCancelled(f"{what} was cancelled") from None
+                    raise
+                if progress is not None:
+                    progress(len(out) / n, f"frame {len(out)}/{n}")
         finally:
             self._forget(jid)
-        if len(out) != len(cameras):
-            raise BackendError(0, f"{what} returned {len(out)} frames for {len(cameras)} "
-                                  "cameras")
         return out
 
     def _forget(self, job_id: str) -> None:

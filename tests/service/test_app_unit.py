@@ -128,3 +128,12 @@ def test_f32_size_matches_encoding():
     b = np.zeros((3, 4), np.float32)
     assert frames.f32_size(4, 3, {"rgb": a, "depth": b}) == len(frames.encode_f32(
         {"rgb": a, "depth": b}))
+
+
+def test_array_frame_streams_the_same_bytes():
+    rng = np.random.default_rng(1)
+    p = {"rgb": rng.random((9, 11, 3), np.float32), "alpha": rng.random((9, 11), np.float32)}
+    af = frames.ArrayFrame(p)
+    ref = bytes(frames.encode_f32(p))
+    assert af.tobytes() == ref and af.nbytes == len(ref) == frames.f32_size(11, 9, p)
+    assert b"".join(bytes(c) for c in af.chunks(100)) == ref

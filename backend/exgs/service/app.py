@@ -314,6 +314,33 @@ def create_app(config: ServiceConfig) -> FastAPI:
     def scene_or_404(sid: str):
         return store.get(sid)
 
+    async def wait_for_change(job, done, timeout: float) -> None:
+        """Wait (without busy looping) until ``done()`` is true or ``timeout`` seconds."""
+        if done():
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        changed = asyncio.Event()
+
+        def wake():
+            loop.call_soon_threadsafe(changed.set)
+
+        jobs.add_waiter(job, wake)
+        try:
+            while not done():
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                changed.clear()
+                if done():
+                    break
+                try:
+                    await asyncio.wait_for(changed.wait(), timeout=left)
+                except asyncio.TimeoutError:
+                    break
+        finally:
+            jobs.remove_waiter(job, wake)
+
     def job_or_404(jid: str):
         job = jobs.get(jid)
         if job is None:
@@ -512,6 +539,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
                     rgb = np.asarray(painter.restore(rgb, res.alpha), np.float32)
                     if any(bg):
                         rgb = rgb + (1.0 - res.alpha[..., None]) * np.asarray(bg, np.float32)
+                # no encoding here: f32 frames are streamed from the arrays, PNGs are
                 # encoded when fetched (HTTP thread pool), so the next frame starts now
                 h_, w_ = res.alpha.shape
                 if fmt == "png":
@@ -521,9 +549,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
                     media = "image/png"
                 else:
                     src = {"rgb": rgb, "alpha": res.alpha, "depth": res.depth}
-                    sel = {p: src[p] for p in passes}
-                    data = LazyFrame(lambda sel=sel: frame_codec.encode_f32(sel),
-                                     frame_codec.f32_size(w_, h_, sel))
+                    data = frame_codec.ArrayFrame({p: src[p] for p in passes})
                     media = frame_codec.F32_MEDIA_TYPE
                 ctx.add_frame(data, media, (i + 1) / n, f"frame {i + 1}/{n}")
             ctx.job.result = {"frames": n, "format": fmt, "passes": passes,
@@ -543,21 +569,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
                        wait: float = Query(0.0, ge=0.0, le=limits.max_long_poll_s,
                                            description="seconds to wait for a change")):
         job = job_or_404(job_id)
-        if wait > 0 and job.version <= since and job.state not in FINISHED:
-            loop = asyncio.get_running_loop()
-            changed = asyncio.Event()
-
-            def wake():
-                loop.call_soon_threadsafe(changed.set)
-
-            jobs.add_waiter(job, wake)
-            try:
-                if job.version <= since and job.state not in FINISHED:
-                    await asyncio.wait_for(changed.wait(), timeout=wait)
-            except asyncio.TimeoutError:
-                pass
-            finally:
-                jobs.remove_waiter(job, wake)
+        if wait > 0:
+            await wait_for_change(job, lambda: job.version > since or job.state in FINISHED,
+                                  wait)
         return job.info()
 
     @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"], summary="Request cancellation")
@@ -573,32 +587,40 @@ def create_app(config: ServiceConfig) -> FastAPI:
         return {"deleted": job.id}
 
     @app.get("/v1/jobs/{job_id}/frames/{index}", tags=["jobs"],
-             summary="Frame `index` of a render job (binary float32 or PNG)",
+             summary="Frame `index` of a render job (binary float32 or PNG); with wait>0, "
+                     "waits up to that long for it to be rendered",
              response_class=Response,
              responses={200: {"content": {frame_codec.F32_MEDIA_TYPE: {}, "image/png": {}}},
-                        409: {"description": "not rendered yet"}})
-    async def get_frame(job_id: str, index: int):
+                        409: {"description": "not rendered yet (detail: job progress)"}})
+    async def get_frame(job_id: str, index: int,
+                        wait: float = Query(0.0, ge=0.0, le=limits.max_long_poll_s,
+                                            description="seconds to wait for the frame")):
         job = job_or_404(job_id)
-        frames = job.frames  # a snapshot: releasing a job swaps in a new list
         if job.kind != "render":
             raise ApiError(404, f"job {job_id} is a {job.kind} job and has no frames")
-        if index < 0 or index >= max(job.total_frames, len(frames)):
+        if index < 0 or index >= max(job.total_frames, len(job.frames)):
             raise ApiError(404, f"job {job_id} has no frame {index} "
                                 f"(frames 0..{job.total_frames - 1})")
+        if wait > 0:
+            await wait_for_change(job, lambda: index < len(job.frames)
+                                  or job.state in FINISHED, wait)
+        frames = job.frames  # a snapshot: releasing a job swaps in a new list
         if index >= len(frames):
             if job.state in FINISHED:
-                raise ApiError(404, f"frame {index} was not rendered (job {job.state})")
+                raise ApiError(404, f"frame {index} was not rendered (job {job.state})",
+                               {"state": job.state, "error": job.error})
             raise ApiError(409, f"frame {index} is not rendered yet",
-                           {"frames_ready": len(frames)})
+                           {"frames_ready": len(frames), "state": job.state,
+                            "progress": job.progress, "message": job.message})
         item, media = frames[index]
-        if isinstance(item, LazyFrame):
-            item = await run_in_threadpool(item.get)
+        if isinstance(item, (frame_codec.ArrayFrame, LazyFrame)):
+            item = await run_in_threadpool(item.tobytes)
         elif isinstance(item, str):
             try:
                 item = await run_in_threadpool(Path(item).read_bytes)
             except FileNotFoundError:
                 raise ApiError(404, f"frame {index} of job {job_id} was deleted") from None
-        return Response(memoryview(item), media_type=media)
+        return Response(item, media_type=media)
 
     app.add_middleware(BearerAuthMiddleware, token=config.token)
     return app

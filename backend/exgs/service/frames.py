@@ -36,6 +36,37 @@ F32_MEDIA_TYPE = "application/x-exgs-frame"
 CHANNELS = {"rgb": 3, "alpha": 1, "depth": 1}
 
 
+class ArrayFrame:
+    """A binary float32 frame kept as its parts (header + the pass arrays, no copy until
+    it is fetched); ``tobytes()`` joins them into the wire format."""
+
+    def __init__(self, passes: dict[str, np.ndarray]):
+        arrays = []
+        for name, a in passes.items():
+            a = np.ascontiguousarray(a, dtype="<f4")
+            arrays.append((name, a[:, :, None] if a.ndim == 2 else a))
+        h, w = arrays[0][1].shape[:2]
+        head = bytearray(HEADER.pack(MAGIC, VERSION, len(arrays), w, h))
+        for name, a in arrays:
+            if a.shape[:2] != (h, w):
+                raise ValueError(f"pass {name!r} is {a.shape[:2]}, expected {(h, w)}")
+            head += PASS_ENTRY.pack(name.encode("ascii")[:8], a.shape[2])
+        self.parts = [memoryview(bytes(head))] + [memoryview(a).cast("B") for _, a in arrays]
+        self.nbytes = sum(p.nbytes for p in self.parts)
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def chunks(self, size: int = 1 << 18):
+        """The bytes in slices of at most ``size`` (memoryviews)."""
+        for p in self.parts:
+            for off in range(0, p.nbytes, size):
+                yield p[off:off + size]
+
+    def tobytes(self) -> bytes:
+        return b"".join(self.parts)
+
+
 def f32_size(width: int, height: int, passes: dict) -> int:
     """Byte size of the binary frame holding ``passes`` ({name: array}) at width×height."""
     ch = sum(1 if np.ndim(a) == 2 else np.shape(a)[2] for a in passes.values())

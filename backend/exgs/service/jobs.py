@@ -84,7 +84,7 @@ class LazyFrame:
         self._data = None
         self._lock = threading.Lock()
 
-    def get(self):
+    def tobytes(self):
         with self._lock:
             if self._data is None:
                 self._data = self._encode()
@@ -133,8 +133,8 @@ class JobContext:
         if in_memory:
             item = data
         else:
-            if isinstance(data, LazyFrame):
-                data = data.get()
+            if hasattr(data, "tobytes"):  # LazyFrame, frames.ArrayFrame
+                data = data.tobytes()
             path = self.job.dir / f"frame_{i:06d}"
             tmp = path.with_suffix(".part")
             with open(tmp, "wb") as f:
