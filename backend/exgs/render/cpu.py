@@ -85,7 +85,8 @@ def bin_tiles(order, rect, tiles_x, n_tiles, n_chunks):
     ``order`` (front to back), split into ``n_chunks`` contiguous chunks.
 
     order [V] int32; rect [N,4] tile ranges. Returns (offsets [n_tiles+1] int64,
-    ids [M] int32): tile t's Gaussians are ``ids[offsets[t]:offsets[t+1]]``, depth-sorted."""
+    ids [M] int32): tile t's Gaussians are ``order[ids[offsets[t]:offsets[t+1]]]``; ids are
+    *depth ranks* (positions in ``order``), increasing within a tile."""
     v = order.shape[0]
     step = (v + n_chunks - 1) // n_chunks
     counts = np.zeros((n_chunks, n_tiles), np.int64)
@@ -111,17 +112,18 @@ def bin_tiles(order, rect, tiles_x, n_tiles, n_chunks):
             for ty in range(rect[g, 1], rect[g, 3]):
                 for tx in range(rect[g, 0], rect[g, 2]):
                     t = ty * tiles_x + tx
-                    ids[counts[ch, t]] = g
+                    ids[counts[ch, t]] = k  # depth rank (see rasterize)
                     counts[ch, t] += 1
     return offsets, ids
 
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
-def raster_kernel(offsets, ids, xy, conic, opac, color, depth, width, height, tile, tiles_x,
+def raster_kernel(offsets, ids, packed, width, height, tile, tiles_x,
                   bg, out_rgb, out_a, out_d, want_contrib, pair_contrib, pair_hits):
     """Composite every tile front to back (see module doc). Writes out_rgb [H,W,3]
     = clip(Σ c·α·T + T·bg, 0, 1), out_a [H,W] = 1 − T, out_d [H,W] = Σ z·α·T / (1 − T)
-    (+inf where 1 − T < 1e-6).
+    (+inf where 1 − T < 1e-6). ``packed`` [V,10] rows (x, y, conic a, b, c, opacity, r, g,
+    b, z) of the visible Gaussians in depth order; ``ids`` index its rows.
     When ``want_contrib``: pair_contrib [M] Σ α·T and pair_hits [M] per work-list entry."""
     n_tiles = offsets.shape[0] - 1
     npx = tile * tile
@@ -140,12 +142,12 @@ def raster_kernel(offsets, ids, xy, conic, opac, color, depth, width, height, ti
         n_live = tw * th
         for k in range(offsets[t], offsets[t + 1]):
             g = ids[k]
-            mx = float(xy[g, 0])
-            my = float(xy[g, 1])
-            ca = float(conic[g, 0])
-            cbb = float(conic[g, 1])
-            cc = float(conic[g, 2])
-            op = float(opac[g])
+            mx = float(packed[g, 0])
+            my = float(packed[g, 1])
+            ca = float(packed[g, 2])
+            cbb = float(packed[g, 3])
+            cc = float(packed[g, 4])
+            op = float(packed[g, 5])
             # α ≥ 1/255 ⇔ σ ≤ L with L = ln(255·op); the ellipse ½ dᵀQd ≤ L, solved per row.
             L = math.log(op) - log_thr
             L = L * 1.0001 + 1e-6  # never drop a pixel the exact test would keep
@@ -159,10 +161,10 @@ def raster_kernel(offsets, ids, xy, conic, opac, color, depth, width, height, ti
             # rows whose centre v = j + 0.5 satisfies |v − my| ≤ hy
             r0 = max(0, int(math.ceil(my - hy - 0.5)) - ty0)
             r1 = min(th - 1, int(math.floor(my + hy - 0.5)) - ty0)
-            cr_r = float(color[g, 0])
-            cg_r = float(color[g, 1])
-            cb_r = float(color[g, 2])
-            z = float(depth[g])
+            cr_r = float(packed[g, 6])
+            cg_r = float(packed[g, 7])
+            cb_r = float(packed[g, 8])
+            z = float(packed[g, 9])
             acc_c = 0.0
             acc_h = 0
             for r in range(r0, r1 + 1):
@@ -183,7 +185,7 @@ def raster_kernel(offsets, ids, xy, conic, opac, color, depth, width, height, ti
                     sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cbb * dx * dy
                     if sigma < 0.0:
                         continue
-                    alpha = min(ALPHA_MAX, op * math.exp(-sigma))
+                    alpha = min(ALPHA_MAX, op * float(math.exp(np.float32(-sigma))))
                     if alpha < ALPHA_THRESHOLD:
                         continue
                     tp = T[p]
@@ -217,11 +219,30 @@ def raster_kernel(offsets, ids, xy, conic, opac, color, depth, width, height, ti
                 out_d[ty0 + r, tx0 + c] = cd[p] / a if a >= 1e-6 else np.inf
 
 
+@nb.njit(parallel=True, cache=True)
+def pack_visible(order, xy, conic, opac, color, depth):
+    """[V,10] float32 rows (x, y, a, b, c, opacity, r, g, b, z) for Gaussians ``order``."""
+    out = np.empty((order.shape[0], 10), np.float32)
+    for k in nb.prange(order.shape[0]):
+        g = order[k]
+        out[k, 0] = xy[g, 0]
+        out[k, 1] = xy[g, 1]
+        out[k, 2] = conic[g, 0]
+        out[k, 3] = conic[g, 1]
+        out[k, 4] = conic[g, 2]
+        out[k, 5] = opac[g]
+        out[k, 6] = color[g, 0]
+        out[k, 7] = color[g, 1]
+        out[k, 8] = color[g, 2]
+        out[k, 9] = depth[g]
+    return out
+
+
 @nb.njit(cache=True)
-def reduce_pairs(ids, pair_contrib, pair_hits, contrib, hits):
-    """contrib[g] += pair_contrib[k], hits[g] += pair_hits[k] for g = ids[k]."""
+def reduce_pairs(ids, order, pair_contrib, pair_hits, contrib, hits):
+    """contrib[g] += pair_contrib[k], hits[g] += pair_hits[k] for g = order[ids[k]]."""
     for k in range(ids.shape[0]):
-        g = ids[k]
+        g = order[ids[k]]
         contrib[g] += pair_contrib[k]
         hits[g] += pair_hits[k]
 
@@ -240,6 +261,7 @@ def rasterize(proj: Projected, *, background=(0.0, 0.0, 0.0), return_contrib: bo
     order = depth_order(proj)
     n_chunks = max(1, min(4 * nb.get_num_threads(), len(order) // 4096 + 1))
     offsets, ids = bin_tiles(order, proj.rect, tiles_x, tiles_x * tiles_y, n_chunks)
+    packed = pack_visible(order, proj.xy, proj.conic, proj.opacities, proj.color, proj.depth)
     rgb = np.empty((H, W, 3), np.float32)
     alpha = np.empty((H, W), np.float32)
     depth = np.empty((H, W), np.float32)
@@ -248,15 +270,14 @@ def rasterize(proj: Projected, *, background=(0.0, 0.0, 0.0), return_contrib: bo
     pair_h = np.zeros(m, np.int32)
     bg = np.asarray(background, np.float64).reshape(3)
     with nb.parallel_chunksize(4):  # dynamic schedule: tiles differ a lot in cost
-        raster_kernel(offsets, ids, proj.xy, proj.conic, proj.opacities, proj.color,
-                      proj.depth, W, H, tile, tiles_x, bg, rgb, alpha, depth,
+        raster_kernel(offsets, ids, packed, W, H, tile, tiles_x, bg, rgb, alpha, depth,
                       bool(return_contrib), pair_c, pair_h)
     contrib = hits = None
     if return_contrib:
         n = len(proj.depth)
         c64 = np.zeros(n, np.float64)
         hits = np.zeros(n, np.int32)
-        reduce_pairs(ids, pair_c, pair_h, c64, hits)
+        reduce_pairs(ids, order, pair_c, pair_h, c64, hits)
         contrib = c64.astype(np.float32)
     return rgb, alpha, depth, contrib, hits
 
