@@ -140,3 +140,61 @@ class _noraise:
 
     def __exit__(self, *a):
         return False
+
+
+def _exgs(*argv):
+    """Run the real command line in a subprocess → (returncode, stdout, stderr)."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "exgs.cli", *map(str, argv)],
+                       capture_output=True, text=True, timeout=120)
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.mark.parametrize("case,msg", [
+    ("missing", "no such file"),
+    ("size", "size must look like 1280x720"),
+    ("cameras_json", "cameras.json"),
+    ("both", "not allowed with argument"),
+    ("distance", "must be a positive number"),
+])
+def test_bad_input_subprocess_one_line(scene_ply, tmp_path, case, msg):
+    _, ply = scene_ply
+    out = tmp_path / "o"
+    args = {
+        "missing": [tmp_path / "nope.ply", "--orbit", "1"],
+        "size": [ply, "--size", "640by480"],
+        "cameras_json": [ply, "--cameras", tmp_path / "cameras.json"],
+        "both": [ply, "--cameras", tmp_path / "cameras.json", "--orbit", "2"],
+        "distance": [ply, "--orbit", "1", "--distance", "-1"],
+    }[case]
+    (tmp_path / "cameras.json").write_text('[{"id": 0, "width": 10}]')
+    rc, _, err = _exgs("render", *args, "--out", out, "--device", "cpu")
+    assert rc == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("exgs: error:") and msg in err.lower() and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_subprocess_orbit_distance_and_input_kept(scene_ply, tmp_path):
+    """The real command writes frames; a closer orbit (--distance) covers more of the image;
+    an output that would replace the input scene is refused before anything is written."""
+    s, ply = scene_ply
+    out = tmp_path / "near"
+    rc, so, err = _exgs("render", ply, "--orbit", "1", "--size", "32x24", "--distance", "0.5",
+                        "--out", out, "--device", "cpu")
+    assert rc == 0, err
+    assert sorted(os.listdir(out)) == ["0000.png"]
+    near = np.asarray(Image.open(out / "0000.png")).astype(float)
+    cam = orbit_for_scene(s, 1, 32, 24, up="-y", distance=1.0)[0]
+    far = render(s, cam, device="cpu").alpha
+    assert (near.max(-1) > 5).mean() > (far > 0.02).mean()
+    # input named like an output frame, output folder = its folder: refused, untouched
+    victim = tmp_path / "0000.png"
+    victim.write_bytes(ply.read_bytes())
+    before = victim.read_bytes()
+    rc, _, err = _exgs("render", victim, "--orbit", "1", "--size", "8x8", "--out", tmp_path,
+                       "--device", "cpu")
+    assert rc == 2 and "refusing to overwrite" in err
+    assert victim.read_bytes() == before

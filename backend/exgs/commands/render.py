@@ -2,15 +2,19 @@
 
 Cameras come from an INRIA ``cameras.json`` (``--cameras``) or an orbit around the scene's
 robust bounds (``--orbit N``, default 8 views, ``--up`` gives the scene's up axis; captures
-are usually y-down, so the default is ``-y``). Files: ``DIR/0000.png`` ... (RGB over
+are usually y-down, so the default is ``-y``; ``--distance`` scales the orbit radius, 1.0
+frames the bounds). With ``--cameras``, ``--size`` resizes every camera (intrinsics scaled). Files: ``DIR/0000.png`` ... (RGB over
 ``--background``; RGBA with *straight* alpha with ``--alpha``), ``DIR/0000.depth.npy``
 (float32 [H,W] camera z, +inf where empty) or ``.depth.exr`` with ``--depth``. Every file is
-written atomically.
+written atomically, and the input scene is never overwritten. Bad input (missing or
+unreadable scene, bad size, bad cameras.json, --cameras with --orbit) prints one line
+``exgs: error: ...`` and exits 2 before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,22 @@ def _background(text: str) -> tuple[float, float, float]:
     if len(v) != 3 or not all(0.0 <= x <= 1.0 for x in v):
         raise argparse.ArgumentTypeError(f"background must be R,G,B in [0,1], got {text!r}")
     return v  # type: ignore[return-value]
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return v
+
+
+def _one_line_error(message: str):
+    """argparse errors of this sub-command as one line (no usage block), exit code 2."""
+    print(f"exgs: error: render: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def register(sub) -> None:
@@ -45,13 +65,17 @@ def register(sub) -> None:
     p.add_argument("--alpha", action="store_true", help="write RGBA PNGs (straight alpha)")
     p.add_argument("--background", type=_background, default=(0.0, 0.0, 0.0),
                    metavar="R,G,B", help="background colour in [0,1] (default 0,0,0)")
-    p.add_argument("--up", default="-y", help="scene up axis for --orbit (default -y)")
+    p.add_argument("--up", default=None,
+                   help="scene up axis for --orbit: ±x, ±y or ±z (default -y)")
+    p.add_argument("--distance", type=_positive, default=None, metavar="F",
+                   help="orbit radius scale for --orbit (1.0 frames the scene; default 1.0)")
     p.add_argument("--sh-degree", type=int, choices=[0, 1, 2, 3], default=None,
                    help="SH bands to use (default: all the scene has)")
     p.add_argument("--restore", action="store_true",
                    help="restore each frame with GaussPainter before writing it")
     p.add_argument("--painter", help="GaussPainter weights folder (default: shipped weights)")
     p.set_defaults(func=run)
+    p.error = _one_line_error  # type: ignore[method-assign]
 
 
 def save_png(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None) -> None:
@@ -114,6 +138,8 @@ def cameras_for(args, scene):
     from ..cameras import orbit_for_scene, read_cameras_json
 
     if args.cameras:
+        if args.up is not None or args.distance is not None:
+            raise UsageError("--up and --distance apply to --orbit, not --cameras")
         cams = read_cameras_json(args.cameras)
         if args.size:
             cams = [c.resized(*args.size) for c in cams]
@@ -122,7 +148,8 @@ def cameras_for(args, scene):
     if count < 1:
         raise UsageError(f"--orbit must be ≥ 1, got {count}")
     w, h = args.size or (960, 540)
-    return orbit_for_scene(scene, count, w, h, up=args.up)
+    return orbit_for_scene(scene, count, w, h, up=args.up or "-y",
+                           distance=1.0 if args.distance is None else args.distance)
 
 
 def run(args) -> int:
@@ -147,20 +174,23 @@ def run(args) -> int:
         raise UsageError(f"--sh-degree {args.sh_degree} is more than the scene's "
                          f"{scene.sh_degree}")
     cams = cameras_for(args, scene)
+    names = [(out / f"{i:04d}.png", out / f"{i:04d}.depth.{args.depth}" if args.depth else None)
+             for i in range(len(cams))]
+    for path in (q for pair in names for q in pair if q is not None):
+        if same_file(path, args.scene):
+            raise UsageError(f"{path}: is the input scene (refusing to overwrite it)")
     restore = load_restorer(args.painter, backend) if args.restore else None
     out.mkdir(parents=True, exist_ok=True)
     frames = render_many(scene, cams, sh_degree=args.sh_degree, device=backend if backend != "gsplat" else "cuda",
                          background=args.background)
-    for i, r in enumerate(tqdm(frames, total=len(cams), desc="render", unit="frame")):
+    for (png, dpath), r in zip(names, tqdm(frames, total=len(cams), desc="render",
+                                           unit="frame")):
         rgb = r.rgb
         if restore is not None:
             rgb = restore(rgb, r.alpha)
-        png = out / f"{i:04d}.png"
-        if same_file(png, args.scene):
-            raise UsageError(f"{png}: is the input scene (refusing to overwrite it)")
         save_png(png, straight(rgb, r.alpha) if args.alpha else rgb,
                  r.alpha if args.alpha else None)
-        if args.depth:
-            save_depth(out / f"{i:04d}.depth.{args.depth}", r.depth, args.depth)
+        if dpath is not None:
+            save_depth(dpath, r.depth, args.depth)
     print(f"{len(cams)} frame(s) {cams[0].width}x{cams[0].height} ({backend}) -> {out}")
     return 0
