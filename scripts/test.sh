@@ -16,5 +16,5 @@ if [ "${EXGS_TEST_BPY42:-1}" != "0" ]; then
       2> >(grep -v "^WARNING: Location" >&2)
   fi
   echo "== add-on tests under Blender 4.2 LTS ==" >&2
-  EXGS_BPY_PYTHON="$PWD/.venv-bpy42/bin/python" .venv/bin/python -m pytest -q -p no:cacheprovider tests/addon "$@"
+  EXGS_BPY_PYTHON="$PWD/.venv-bpy42/bin/python" .venv/bin/python -m pytest -q -p no:cacheprovider tests/addon
 fi
