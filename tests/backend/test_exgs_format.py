@@ -184,15 +184,35 @@ def test_fuzzed_corruption_gives_one_line_error(tmp_path):
         _check_one_line(ei.value, "bad.exgs")
 
 
-def _forge(data: bytes, edit) -> bytes:
+def _header(data: bytes) -> tuple[dict, int]:
+    import zstandard
+
+    _, _, flags, hlen = X.PREFIX.unpack_from(data, 0)
+    raw = data[12:12 + hlen]
+    if flags & 1:
+        raw = zstandard.ZstdDecompressor().decompress(raw)
+    return json.loads(raw), hlen
+
+
+def _forge(data: bytes, edit, compress_header: bool = True) -> bytes:
     """Re-encode the header after ``edit(header)`` with a valid digest (schema checks)."""
-    _, _, _, hlen = X.PREFIX.unpack_from(data, 0)
-    h = json.loads(data[12:12 + hlen])
+    import zstandard
+
+    h, hlen = _header(data)
     edit(h)
     hj = json.dumps(h).encode()
+    if compress_header:
+        hj = zstandard.compress(hj)
     body = data[12 + hlen + 8:]
-    return (X.PREFIX.pack(b"EXGS", 1, 0, len(hj)) + hj
+    return (X.PREFIX.pack(b"EXGS", 1, int(compress_header), len(hj)) + hj
             + hashlib.blake2b(hj, digest_size=8).digest() + body)
+
+
+def test_plain_json_header_accepted():
+    good = X.encode_exgs(_scene(50, 0))
+    plain = _forge(good, lambda h: None, compress_header=False)
+    assert plain[12:13] == b"{"
+    assert len(X.decode_exgs(plain)) == 50
 
 
 @pytest.mark.parametrize("edit", [
@@ -223,9 +243,10 @@ def test_forged_headers_rejected(tmp_path, edit):
 def test_forged_chunk_payload_rejected(tmp_path):
     """Valid checksums over data that is not zstd / has the wrong size."""
     good = X.encode_exgs(_scene(100, 0))
-    _, _, _, hlen = X.PREFIX.unpack_from(good, 0)
-    h = json.loads(good[12:12 + hlen])
-    for payload in (b"not zstd at all", __import__("zstandard").compress(b"x" * 5)):
+    h, hlen = _header(good)
+    huge = (b"\x28\xb5\x2f\xfd" + bytes([0b11100000]) + struct.pack("<Q", 1 << 40)
+            + bytes([0x01, 0x05, 0x00]) + b"hello")  # frame claiming 1 TiB of content
+    for payload in (b"not zstd at all", __import__("zstandard").compress(b"x" * 5), huge):
         def edit(hh, payload=payload):
             hh["chunks"][0].update(length=len(payload),
                                    checksum=hashlib.blake2b(payload, digest_size=8).hexdigest())
