@@ -117,7 +117,11 @@ def bin_tiles(order, rect, tiles_x, n_tiles, n_chunks):
     return offsets, ids
 
 
-@nb.njit(parallel=True, cache=True, fastmath=True)
+#: fast-math without nnan/ninf: the kernel writes +inf depths and must keep NaN/inf checks.
+_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+@nb.njit(parallel=True, cache=True, fastmath=_FASTMATH)
 def raster_kernel(offsets, ids, packed, width, height, tile, tiles_x,
                   bg, out_rgb, out_a, out_d, want_contrib, pair_contrib, pair_hits):
     """Composite every tile front to back (see module doc). Writes out_rgb [H,W,3]
@@ -151,16 +155,19 @@ def raster_kernel(offsets, ids, packed, width, height, tile, tiles_x,
             # α ≥ 1/255 ⇔ σ ≤ L with L = ln(255·op); the ellipse ½ dᵀQd ≤ L, solved per row.
             L = math.log(op) - log_thr
             L = L * 1.0001 + 1e-6  # never drop a pixel the exact test would keep
-            if ca <= 0.0:
+            if not ca > 0.0:  # (also NaN)
                 continue
             # Schur complement: ½ ca (dx + cbb/ca·dy)² + ½ (cc − cbb²/ca) dy² ≤ L
             schur = cc - cbb * cbb / ca
-            if schur <= 0.0:
+            if not schur > 0.0:
                 continue
             hy = math.sqrt(2.0 * L / schur)
             # rows whose centre v = j + 0.5 satisfies |v − my| ≤ hy
-            r0 = max(0, int(math.ceil(my - hy - 0.5)) - ty0)
-            r1 = min(th - 1, int(math.floor(my + hy - 0.5)) - ty0)
+            # (clamped in float first: huge splats must not overflow the int conversion)
+            r0 = int(math.ceil(min(max(my - hy - 0.5 - ty0, -1.0), th + 1.0)))
+            r1 = int(math.floor(min(max(my + hy - 0.5 - ty0, -2.0), th + 1.0)))
+            r0 = max(0, r0)
+            r1 = min(th - 1, r1)
             cr_r = float(packed[g, 6])
             cg_r = float(packed[g, 7])
             cb_r = float(packed[g, 8])
@@ -174,8 +181,8 @@ def raster_kernel(offsets, ids, packed, width, height, tile, tiles_x,
                     continue
                 hx = math.sqrt(rem / ca)
                 xc = mx + cbb / ca * dy
-                c0 = max(0, int(math.ceil(xc - hx - 0.5)) - tx0)
-                c1 = min(tw - 1, int(math.floor(xc + hx - 0.5)) - tx0)
+                c0 = max(0, int(math.ceil(min(max(xc - hx - 0.5 - tx0, -1.0), tw + 1.0))))
+                c1 = min(tw - 1, int(math.floor(min(max(xc + hx - 0.5 - tx0, -2.0), tw + 1.0))))
                 base = r * tile
                 for c in range(c0, c1 + 1):
                     p = base + c
