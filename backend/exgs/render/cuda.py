@@ -93,9 +93,10 @@ def _contrib_gsplat(prep, common, W, H):
     # hits: every blended (Gaussian, pixel) pair, in one range covering all batches
     n_isects = int(meta["flatten_ids"].numel())
     trans = torch.ones((1, H, W), device=prep.device)
-    gs_ids, _, _ = rasterize_to_indices_in_range(
-        0, max(1, (n_isects + 255) // 256), trans, meta["means2d"], meta["conics"],
-        meta["opacities"], W, H, 16, meta["isect_offsets"], meta["flatten_ids"])
+    with torch.no_grad():
+        gs_ids, _, _ = rasterize_to_indices_in_range(
+            0, n_isects // 256 + 2, trans, meta["means2d"].detach(), meta["conics"].detach(),
+            meta["opacities"].detach(), W, H, 16, meta["isect_offsets"], meta["flatten_ids"])
     g = gs_ids % prep.n
     hits = torch.bincount(g.long(), minlength=prep.n).int().cpu().numpy()
     return contrib.astype(np.float32), hits
