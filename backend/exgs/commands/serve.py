@@ -103,6 +103,10 @@ def run(args) -> int:
     from ..service.auth import load_or_create_token
     from ..service.config import Limits, ServiceConfig
 
+    # OpenMP worker threads (numba's and torch's) busy-wait after each parallel region by
+    # default; in a server that must also answer HTTP (and on shared machines) that only
+    # burns the cores the request handling needs. Must be set before torch/numba load.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     allow = None
