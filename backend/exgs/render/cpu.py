@@ -24,7 +24,6 @@ Pipeline per view (no Python loop per Gaussian anywhere):
 from __future__ import annotations
 
 import math
-import os
 
 import numba as nb
 import numpy as np
@@ -295,12 +294,3 @@ def render_prepared(prep: PreparedScene, camera, *, sh_degree: int, background,
     hits) following the :class:`exgs.render.RenderResult` contract."""
     proj = project(prep, camera, sh_degree, eps2d=eps2d, tile=TILE)
     return rasterize(proj, background=background, return_contrib=return_contrib)
-
-
-def set_threads(n: int | None = None) -> int:
-    """Use ``n`` numba threads (default: all the cores numba sees, or $EXGS_RENDER_THREADS)."""
-    if n is None:
-        n = int(os.environ.get("EXGS_RENDER_THREADS", "0") or 0) or nb.config.NUMBA_NUM_THREADS
-    n = max(1, min(int(n), nb.config.NUMBA_NUM_THREADS))
-    nb.set_num_threads(n)
-    return n

@@ -36,31 +36,6 @@ TILE = 16
 
 
 @nb.njit(cache=True, inline="always")
-def _covar3d(qw, qx, qy, qz, sx, sy, sz, out):
-    """out[9] (row-major) = R S Sᵀ Rᵀ for a unit quaternion (w, x, y, z) and σ = (sx, sy, sz)."""
-    r00 = 1.0 - 2.0 * (qy * qy + qz * qz)
-    r01 = 2.0 * (qx * qy - qw * qz)
-    r02 = 2.0 * (qx * qz + qw * qy)
-    r10 = 2.0 * (qx * qy + qw * qz)
-    r11 = 1.0 - 2.0 * (qx * qx + qz * qz)
-    r12 = 2.0 * (qy * qz - qw * qx)
-    r20 = 2.0 * (qx * qz - qw * qy)
-    r21 = 2.0 * (qy * qz + qw * qx)
-    r22 = 1.0 - 2.0 * (qx * qx + qy * qy)
-    # M = R S
-    m00, m01, m02 = r00 * sx, r01 * sy, r02 * sz
-    m10, m11, m12 = r10 * sx, r11 * sy, r12 * sz
-    m20, m21, m22 = r20 * sx, r21 * sy, r22 * sz
-    out[0] = m00 * m00 + m01 * m01 + m02 * m02
-    out[1] = m00 * m10 + m01 * m11 + m02 * m12
-    out[2] = m00 * m20 + m01 * m21 + m02 * m22
-    out[4] = m10 * m10 + m11 * m11 + m12 * m12
-    out[5] = m10 * m20 + m11 * m21 + m12 * m22
-    out[8] = m20 * m20 + m21 * m21 + m22 * m22
-    out[3], out[6], out[7] = out[1], out[2], out[5]
-
-
-@nb.njit(cache=True, inline="always")
 def _covar3d_tuple(qw, qx, qy, qz, sx, sy, sz):
     """(xx, xy, xz, yy, yz, zz) of R S Sᵀ Rᵀ for a unit quaternion (no heap allocation)."""
     r00 = 1.0 - 2.0 * (qy * qy + qz * qz)
@@ -82,14 +57,15 @@ def _covar3d_tuple(qw, qx, qy, qz, sx, sy, sz):
 
 @nb.njit(cache=True)
 def _covars_kernel(quats, scales, out):
-    c = np.empty(9, np.float64)
     for i in range(quats.shape[0]):
         qw, qx, qy, qz = float(quats[i, 0]), float(quats[i, 1]), float(quats[i, 2]), float(quats[i, 3])
         n = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
-        _covar3d(qw / n, qx / n, qy / n, qz / n, float(scales[i, 0]), float(scales[i, 1]),
-                 float(scales[i, 2]), c)
-        for k in range(9):
-            out[i, k // 3, k % 3] = c[k]
+        xx, xy, xz, yy, yz, zz = _covar3d_tuple(qw / n, qx / n, qy / n, qz / n,
+                                                float(scales[i, 0]), float(scales[i, 1]),
+                                                float(scales[i, 2]))
+        out[i, 0, 0], out[i, 0, 1], out[i, 0, 2] = xx, xy, xz
+        out[i, 1, 0], out[i, 1, 1], out[i, 1, 2] = xy, yy, yz
+        out[i, 2, 0], out[i, 2, 1], out[i, 2, 2] = xz, yz, zz
 
 
 def quat_scale_to_covar(quats: np.ndarray, scales: np.ndarray) -> np.ndarray:
