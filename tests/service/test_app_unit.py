@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import C
+from svc_helpers import C
 from exgs.errors import UsageError
 from exgs.service import frames
 from exgs.service.app import create_app

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from conftest import C, require, start
+from svc_helpers import C, require, start
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is a test extra")
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402

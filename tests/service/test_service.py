@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import C, MAX_FRAMES, MAX_SIDE, UPLOAD_LIMIT_MB, load_client, require, start
+from svc_helpers import C, MAX_FRAMES, MAX_SIDE, UPLOAD_LIMIT_MB, load_client, require, start
 
 
 def _raw(client, method, path, body=None, headers=None, token=True):
