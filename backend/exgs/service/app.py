@@ -524,6 +524,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
         n = len(cams)
 
         def run(ctx):
+            if restore:
+                ctx.progress(0.0, "loading GaussPainter")
             painter = engines.painter(device) if restore else None
             ctx.progress(0.0, f"rendering {n} frame(s)")
             it = mod.render_many(scene, cams, sh_degree=body.sh_degree,
