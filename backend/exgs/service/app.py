@@ -429,7 +429,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
             raw = os.path.join(config.allow_dir, raw)
         real = os.path.realpath(raw)
         root = config.allow_dir
-        if os.path.commonpath([real, root]) != root:
+        try:
+            inside = os.path.commonpath([real, root]) == root
+        except ValueError:  # e.g. another drive on Windows
+            inside = False
+        if not inside:
             raise ApiError(403, f"{body.path}: outside the allowed folder")
         if not os.path.exists(real):
             raise ApiError(404, f"{body.path}: no such file")

@@ -177,7 +177,11 @@ class SceneStore:
 
     def add_path(self, real_path: str) -> tuple[SceneEntry, bool]:
         """A file or SOG folder on the server's disk (already checked against --allow-dir)."""
-        digest, size = hash_path(real_path)
+        try:
+            digest, size = hash_path(real_path)
+        except OSError as e:
+            raise SceneError(f"{os.path.basename(real_path)}: cannot read "
+                             f"({e.strerror or e})", 400) from None
         old = self.known(digest)
         if old is not None:
             return old, True
