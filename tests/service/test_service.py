@@ -428,3 +428,16 @@ print(type(f.rgb).__name__, f.width, f.height, list(f.rgb)[:4], f.depth[0], thir
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[:3] == ["array", "3", "2"]
     assert "[0.0, 1.0, 2.0, 3.0] inf []" in out.stdout
+
+
+def test_jobs_run_one_at_a_time_in_order(server, small_scene):
+    require("exgs.render")
+    _, path = small_scene
+    sid = server.upload(path)["id"]
+    ids = [server.submit_render(sid, _cams(6, 128, 96))["id"] for _ in range(3)]
+    infos = [server.wait(j) for j in ids]
+    for a, b in zip(infos, infos[1:]):
+        assert a["finished"] <= b["started"]  # one worker: no overlap, submission order
+    assert all(i["frames_ready"] == 6 and i["result"]["frames"] == 6 for i in infos)
+    for j in ids:
+        server.delete_job(j)
