@@ -42,8 +42,9 @@ passes=("rgb","alpha","depth"), format="f32", sh_degree=None, progress=None, can
     raw Blender numbers (``camera_matrix_world``, ``lens``, ``sensor_width``, ...,
     ``object_matrix_world``) that ``exgs.cameras.camera_from_blender`` takes.
 Lower level: ``submit_render(...)``/``submit_compress(...)`` → job dict, ``job(id, since,
-wait)``, ``wait(job_id, progress, cancel, on_frame)``, ``frame(job_id, i)``,
-``cancel_job(id)``, ``delete_job(id)``.
+wait)`` (long poll of the state), ``wait(job_id, progress, cancel, on_frame)``,
+``frame(job_id, i, wait=0.0)`` (long poll of one frame), ``cancel_job(id)``, ``delete_job(id)``.
+``Client`` is an alias of ``ExgsClient``; ``parse_ready_line`` and ``decode_frame`` are public.
 
 Callbacks: ``progress(fraction: float in 0..1, message: str)``; ``cancel`` is a
 ``threading.Event`` (anything with ``is_set()``) or a callable returning True to cancel.
