@@ -255,8 +255,8 @@ class LocalServer:
                 "--token-file", self.token_file, "--device", device]
         if allow_dir:
             args += ["--allow-dir", allow_dir]
-        if data_dir:
-            args += ["--data-dir", data_dir]
+        # default: inside our own temp folder, so stop() removes it even after a crash/kill
+        args += ["--data-dir", data_dir or os.path.join(self.dir, "data")]
         args += [str(a) for a in extra_args]
         run_env = dict(os.environ if env is None else env)
         for k in ("PYTHONPATH", "PYTHONHOME"):  # Blender's own must not leak into the backend
