@@ -78,8 +78,11 @@ def test_tiling_has_no_seams():
 
 
 def test_weights_roundtrip_diffusers_layout(tmp_path):
-    net = tiny_net(2)
+    net = tiny_net(2, gate_head=True)
+    with torch.no_grad():
+        net.gate_head.net[-1].bias.fill_(0.7)  # non-default head weights must round-trip
     d = export_diffusers(net, tmp_path / "w", {"note": "test"})
+    assert (d / "gate_head.safetensors").is_file()
     assert (d / "vae" / "diffusion_pytorch_model.safetensors").is_file()
     assert (d / "unet" / "config.json").is_file()
     p = load_painter(d)

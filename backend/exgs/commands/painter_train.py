@@ -53,6 +53,8 @@ def register(sub) -> None:
     p.add_argument("--gate-floor", type=float, default=1.0,
                    help="gate floor while training (1 = fully learned gate; the shipped floor "
                         "is chosen afterwards by measurement, see docs/painter.md)")
+    p.add_argument("--gate-head", action="store_true",
+                   help="add the small full-resolution gate head (coverage features)")
     p.add_argument("--no-mask", action="store_true", help="ablation: no mask/alpha input or gate")
     p.add_argument("--no-latent-loss", action="store_true", help="ablation: w_lat = 0")
     p.add_argument("--data-only", action="store_true", help="build the pair cache, do not train")
@@ -103,7 +105,8 @@ def run(args) -> int:
     from ..painter.train import TrainConfig, train
 
     cfg = PainterConfig(vae_width=args.vae_width, latent_channels=args.latent_channels,
-                        use_mask=not args.no_mask, gate_floor=args.gate_floor)
+                        use_mask=not args.no_mask, gate_floor=args.gate_floor,
+                        gate_head=args.gate_head)
     tc = TrainConfig(steps=args.steps, minutes=args.minutes, batch=args.batch, crop=args.crop,
                      lr=args.lr, w_lat=0.0 if args.no_latent_loss else 1.0, seed=args.seed,
                      checkpoint_minutes=args.checkpoint_minutes, threads=args.threads)

@@ -9,6 +9,7 @@ accepts)::
     DIR/vae/diffusion_pytorch_model.safetensors
     DIR/unet/config.json                  diffusers UNet2DModel
     DIR/unet/diffusion_pytorch_model.safetensors
+    DIR/gate_head.safetensors             the small gate head (when painter.json says so)
 
 Tiling: a frame is cut into ``tile``×``tile`` tiles overlapping by ``overlap`` pixels (edge
 tiles are shifted inwards, so every tile is full size when the frame is larger than a tile;
@@ -56,6 +57,15 @@ def load_net(path: str | os.PathLike | None = None, device: str = "cpu") -> Pain
     except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError) as e:
         raise ExgsError(f"{d}: cannot load painter weights: {' '.join(str(e).split())[:300]}") from None
     net = PainterNet(cfg, vae=vae, unet=unet)
+    if net.gate_head is not None:
+        head = d / "gate_head.safetensors"
+        try:
+            from safetensors.torch import load_file
+
+            net.gate_head.load_state_dict(load_file(head))
+        except (OSError, RuntimeError, ValueError) as e:
+            raise ExgsError(f"{d}: cannot load gate_head.safetensors: "
+                            f"{' '.join(str(e).split())[:200]}") from None
     return net.to(device).eval()
 
 

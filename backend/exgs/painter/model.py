@@ -52,6 +52,7 @@ class PainterConfig:
     use_mask: bool = True  #: False = ablation: no mask/alpha input, gate from confidence only
     fill: bool = True  #: decode a correction on top of a pull-push fill (False: absolute colour)
     fill_levels: int = 6  #: pyramid levels of the pull-push fill
+    gate_head: bool = False  #: add a small full-resolution gate head on coverage features
     tile: int = 256  #: inference tile size (pixels, multiple of 8)
     overlap: int = 32  #: inference tile overlap (pixels, multiple of 8)
 
@@ -94,13 +95,21 @@ def build_unet(cfg: PainterConfig):
     )
 
 
-def pull_push_fill(rgb: torch.Tensor, alpha: torch.Tensor, levels: int = 6) -> torch.Tensor:
+def soft_clamp(z: torch.Tensor) -> torch.Tensor:
+    """3·tanh(z/3): TAESD's latent range."""
+    return torch.tanh(z / 3.0) * 3.0
+
+
+def pull_push_fill(rgb: torch.Tensor, alpha: torch.Tensor, levels: int = 6,
+                   return_coverage: bool = False):
     """Parameter-free hole fill of a premultiplied render: [B,3,H,W], [B,1,H,W] → [B,3,H,W].
 
     Pull: average-pool premultiplied colour c and alpha w ``levels`` times (×2 each). Push:
     the coarsest level is normalised (c / w), then each finer level is composited *over* the
     upsampled coarser fill: ``f_k = c_k + (1 − w_k) · up(f_{k+1})``. Where alpha = 1 the result
     is the input exactly; in holes it is the colour of the surrounding covered pixels.
+    With ``return_coverage`` also returns the alpha pyramid levels 1–5 upsampled to H×W
+    ([B,5,H,W]: local coverage at 2…32 px scales).
     """
     cs, ws = [rgb], [alpha]
     for _ in range(levels):
@@ -118,7 +127,31 @@ def pull_push_fill(rgb: torch.Tensor, alpha: torch.Tensor, levels: int = 6) -> t
     for c, w in zip(reversed(cs[:-1]), reversed(ws[:-1])):
         up = F.interpolate(f, size=c.shape[-2:], mode="bilinear", align_corners=False)
         f = c + (1.0 - w).clamp(0, 1) * up
+    if return_coverage:
+        size = alpha.shape[-2:]
+        cov = [F.interpolate(w, size=size, mode="bilinear", align_corners=False)
+               for w in ws[1:6]]
+        cov += [cov[-1]] * (5 - len(cov))
+        return f.clamp(0.0, 1.0), torch.cat(cov, 1)
     return f.clamp(0.0, 1.0)
+
+
+class GateHead(nn.Module):
+    """Full-resolution confidence head: features [alpha, coverage at 2–32 px (5), fill (3),
+    rgb (3), |fill − rgb| (1)] = 13 channels → a logit added to the decoder's confidence.
+    Three 3×3 convs (16 channels, the middle one dilated ×2); the last starts at zero."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(13, width, 3, padding=1), nn.ReLU(),
+                                 nn.Conv2d(width, width, 3, padding=2, dilation=2), nn.ReLU(),
+                                 nn.Conv2d(width, 1, 3, padding=1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, rgb, alpha, fill, coverage):
+        x = torch.cat([alpha, coverage, fill, rgb, (fill - rgb).abs().mean(1, keepdim=True)], 1)
+        return self.net(x)
 
 
 class PainterNet(nn.Module):
@@ -130,6 +163,7 @@ class PainterNet(nn.Module):
         fresh = vae is None
         self.vae = vae if vae is not None else build_vae(self.cfg)
         self.unet = unet if unet is not None else build_unet(self.cfg)
+        self.gate_head = GateHead() if self.cfg.gate_head else None
         if fresh:
             self._init_closed_gate()
 
@@ -146,8 +180,9 @@ class PainterNet(nn.Module):
 
     # --------------------------------------------------------------------- pieces
     def encode(self, rgb: torch.Tensor) -> torch.Tensor:
-        """[B,3,H,W] in [0,1] → latent [B,Cz,H/8,W/8]."""
-        return self.vae.encoder(rgb * 2.0 - 1.0)
+        """[B,3,H,W] in [0,1] → latent [B,Cz,H/8,W/8], bounded to (−3, 3) with the same soft
+        clamp TAESD's decoder applies (3·tanh(z/3)), so latents cannot drift to huge values."""
+        return soft_clamp(self.vae.encoder(rgb * 2.0 - 1.0))
 
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """latent → (colour [B,3,H,W] in [0,1] (unclamped), confidence logit [B,1,H,W])."""
@@ -187,6 +222,15 @@ class PainterNet(nn.Module):
             return pull_push_fill(rgb, alpha, self.cfg.fill_levels) + dec
         return dec
 
+    def restored_and_conf(self, dec, conf, rgb, alpha):
+        """(restored colour d, confidence logit) from the decoder outputs and the input."""
+        if not self.cfg.fill:
+            return dec, conf
+        fill, cov = pull_push_fill(rgb, alpha, self.cfg.fill_levels, return_coverage=True)
+        if self.gate_head is not None:
+            conf = conf + self.gate_head(rgb, alpha, fill, cov)
+        return fill + dec, conf
+
     def forward(self, rgb: torch.Tensor, alpha: torch.Tensor, *, return_all: bool = False):
         """rgb [B,3,H,W], alpha [B,1,H,W] (H, W multiples of 8) → restored rgb [B,3,H,W].
 
@@ -195,7 +239,7 @@ class PainterNet(nn.Module):
         z = self.encode(rgb)
         zh = self.restore_latent(z, alpha)
         dec, conf = self.decode(zh)
-        dec = self.decoded_colour(dec, rgb, alpha)
+        dec, conf = self.restored_and_conf(dec, conf, rgb, alpha)
         g = self.gate(conf, alpha)
         out = rgb + g * (dec.clamp(0.0, 1.0) - rgb)
         if return_all:

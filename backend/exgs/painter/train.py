@@ -3,7 +3,8 @@
 Losses (per batch of crops; rgb in [0, 1]):
 
 * ``L_img  = |out − clean|₁ + w_ssim · (1 − SSIM(out, clean))`` on the gated output;
-* ``L_lat  = ‖ẑ − sg(E(clean))‖²`` latent supervision (sg = stop-gradient);
+* ``L_lat  = ‖c(ẑ) − sg(E(clean))‖²`` latent supervision (sg = stop-gradient, c = 3·tanh(·/3),
+  the soft clamp TAESD's decoder applies; E's output is soft-clamped the same way);
 * ``L_ae   = |D(E(clean)) − clean|₁`` keeps (E, D) an auto-encoder so the latent target is
   meaningful (without it the latent loss could be met by collapsing E);
 * ``L_hole = mean(m · |d − clean|₁)`` decoded colour inside the holes (m = 1 − alpha), so the
@@ -78,10 +79,12 @@ def losses(net: PainterNet, deg: torch.Tensor, alpha: torch.Tensor, clean: torch
     rec, _ = net.decode(z_clean[:h])
     if clean_alpha is None:
         clean_alpha = torch.ones_like(alpha)
-    rec = net.decoded_colour(rec, clean[:h], clean_alpha[:h])
+    rec = net.decoded_colour(rec, clean[:h], clean_alpha[:h])  # fill(clean) + correction
     l1 = (out - clean).abs().mean()
     l_ssim = 1.0 - ssim_torch(out, clean)
-    l_lat = F.mse_loss(aux["z_hat"], z_clean.detach())
+    from .model import soft_clamp
+
+    l_lat = F.mse_loss(soft_clamp(aux["z_hat"]), z_clean.detach())
     l_ae = (rec - clean[:h]).abs().mean()
     m = 1.0 - alpha
     l_hole = (m * (aux["decoded"] - clean).abs()).mean()
@@ -119,6 +122,11 @@ def export_diffusers(net: PainterNet, out_dir: str | Path, meta: dict | None = N
     try:
         net.vae.save_pretrained(tmp / "vae", safe_serialization=True)
         net.unet.save_pretrained(tmp / "unet", safe_serialization=True)
+        if net.gate_head is not None:
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in net.gate_head.state_dict().items()},
+                      tmp / "gate_head.safetensors")
         d = asdict(net.cfg)
         if meta:
             d["training"] = meta
@@ -185,8 +193,13 @@ def train(net: PainterNet, sampler, tc: TrainConfig, out_dir: str | Path, *, val
     rng = np.random.default_rng(tc.seed)
     if ck_path.exists():
         ck = torch.load(ck_path, map_location="cpu", weights_only=False)
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
+        missing, unexpected = net.load_state_dict(ck["model"], strict=False)
+        if unexpected:
+            raise RuntimeError(f"checkpoint has parameters this model lacks: {unexpected[:3]}")
+        if missing:  # e.g. a gate head added to a run: new parameters, fresh optimizer
+            log(f"checkpoint lacks {len(missing)} tensors (new modules): starting them fresh")
+        else:
+            opt.load_state_dict(ck["opt"])
         step, elapsed, history = ck["step"], ck["elapsed"], ck.get("history", [])
         rng = np.random.default_rng([tc.seed, step])
         log(f"resumed from {ck_path} at step {step} ({elapsed / 60:.1f} min trained)")
