@@ -121,16 +121,19 @@ _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 @nb.njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def raster_kernel(offsets, ids, packed, width, height, tile, tiles_x,
+def raster_kernel(offsets, ids, packed, geo, width, height, tile, tiles_x,
                   bg, out_rgb, out_a, out_d, want_contrib, pair_contrib, pair_hits):
     """Composite every tile front to back (see module doc). Writes out_rgb [H,W,3]
     = clip(Σ c·α·T + T·bg, 0, 1), out_a [H,W] = 1 − T, out_d [H,W] = Σ z·α·T / (1 − T)
     (+inf where 1 − T < 1e-6). ``packed`` [V,10] rows (x, y, conic a, b, c, opacity, r, g,
-    b, z) of the visible Gaussians in depth order; ``ids`` index its rows.
+    b, z) of the visible Gaussians in depth order; ``ids`` index its rows; ``geo`` [V,4]
+    float64 their α ≥ 1/255 ellipses (:func:`ellipse_geometry`). Finished pixels are
+    tracked as one live-bit mask per tile row (tile ≤ 63), so rows whose pixels are all
+    finished are skipped before any arithmetic and finished pixels cost one bit test.
     When ``want_contrib``: pair_contrib [M] Σ α·T and pair_hits [M] per work-list entry."""
     n_tiles = offsets.shape[0] - 1
     npx = tile * tile
-    log_thr = math.log(ALPHA_THRESHOLD)
+    one = np.int64(1)
     for t in nb.prange(n_tiles):
         tx0 = (t % tiles_x) * tile
         ty0 = (t // tiles_x) * tile
@@ -141,26 +144,26 @@ def raster_kernel(offsets, ids, packed, width, height, tile, tiles_x,
         cg = np.zeros(npx, np.float64)
         cb = np.zeros(npx, np.float64)
         cd = np.zeros(npx, np.float64)
-        done = np.zeros(npx, np.bool_)
+        live = np.zeros(tile, np.int64)  # bit c of live[r]: pixel (r, c) not finished
+        for r in range(th):
+            live[r] = (one << tw) - 1
         n_live = tw * th
         for k in range(offsets[t], offsets[t + 1]):
             g = ids[k]
+            # α ≥ 1/255 ⇔ σ ≤ L = ln(255·op): the ellipse ½ dᵀQd ≤ L, solved per row with
+            # the Schur complement ½ ca (dx + cbb/ca·dy)² + ½ schur·dy² ≤ L (see geo).
+            hy = geo[g, 2]
+            if not hy >= 0.0:  # degenerate conic (also NaN)
+                continue
+            two_l = geo[g, 0]
+            schur = geo[g, 1]
+            inv_ca = geo[g, 3]
             mx = float(packed[g, 0])
             my = float(packed[g, 1])
             ca = float(packed[g, 2])
             cbb = float(packed[g, 3])
             cc = float(packed[g, 4])
             op = float(packed[g, 5])
-            # α ≥ 1/255 ⇔ σ ≤ L with L = ln(255·op); the ellipse ½ dᵀQd ≤ L, solved per row.
-            L = math.log(op) - log_thr
-            L = L * 1.0001 + 1e-6  # never drop a pixel the exact test would keep
-            if not ca > 0.0:  # (also NaN)
-                continue
-            # Schur complement: ½ ca (dx + cbb/ca·dy)² + ½ (cc − cbb²/ca) dy² ≤ L
-            schur = cc - cbb * cbb / ca
-            if not schur > 0.0:
-                continue
-            hy = math.sqrt(2.0 * L / schur)
             # rows whose centre v = j + 0.5 satisfies |v − my| ≤ hy
             # (clamped in float first: huge splats must not overflow the int conversion)
             r0 = int(math.ceil(min(max(my - hy - 0.5 - ty0, -1.0), th + 1.0)))
@@ -174,19 +177,27 @@ def raster_kernel(offsets, ids, packed, width, height, tile, tiles_x,
             acc_c = 0.0
             acc_h = 0
             for r in range(r0, r1 + 1):
+                m = live[r]
+                if m == 0:
+                    continue
                 dy = my - (ty0 + r + 0.5)
-                rem = 2.0 * L - schur * dy * dy
+                rem = two_l - schur * dy * dy
                 if rem < 0.0:
                     continue
-                hx = math.sqrt(rem / ca)
-                xc = mx + cbb / ca * dy
+                hx = math.sqrt(rem * inv_ca)
+                xc = mx + cbb * inv_ca * dy
                 c0 = max(0, int(math.ceil(min(max(xc - hx - 0.5 - tx0, -1.0), tw + 1.0))))
                 c1 = min(tw - 1, int(math.floor(min(max(xc + hx - 0.5 - tx0, -2.0), tw + 1.0))))
+                if c1 < c0:
+                    continue
+                m &= ((one << (c1 + 1)) - 1) & ~((one << c0) - 1)
+                if m == 0:
+                    continue
                 base = r * tile
                 for c in range(c0, c1 + 1):
-                    p = base + c
-                    if done[p]:
+                    if not (m >> c) & 1:
                         continue
+                    p = base + c
                     dx = mx - (tx0 + c + 0.5)
                     sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cbb * dx * dy
                     if sigma < 0.0:
@@ -197,7 +208,7 @@ def raster_kernel(offsets, ids, packed, width, height, tile, tiles_x,
                     tp = T[p]
                     nt = tp * (1.0 - alpha)
                     if nt <= T_MIN:
-                        done[p] = True
+                        live[r] &= ~(one << c)
                         n_live -= 1
                         continue
                     vis = alpha * tp
@@ -223,6 +234,35 @@ def raster_kernel(offsets, ids, packed, width, height, tile, tiles_x,
                 out_rgb[ty0 + r, tx0 + c, 2] = min(1.0, max(0.0, cb[p] + tp * bg[2]))
                 out_a[ty0 + r, tx0 + c] = a
                 out_d[ty0 + r, tx0 + c] = cd[p] / a if a >= 1e-6 else np.inf
+
+
+@nb.njit(parallel=True, cache=True)
+def ellipse_geometry(packed):
+    """Per packed row (see :func:`pack_visible`) the α ≥ 1/255 ellipse of its Gaussian:
+    [V,4] float64 (2L, schur, hy, 1/ca) with L = ln(255·opacity)·1.0001 + 1e-6 (a margin so
+    that no pixel the exact per-pixel test keeps is dropped), schur = c − b²/a, hy = the
+    ellipse's half height in pixels; hy = −1 marks a degenerate conic (never drawn)."""
+    log_thr = math.log(ALPHA_THRESHOLD)
+    v = packed.shape[0]
+    out = np.empty((v, 4), np.float64)
+    for g in nb.prange(v):
+        ca = float(packed[g, 2])
+        cbb = float(packed[g, 3])
+        cc = float(packed[g, 4])
+        L = (math.log(float(packed[g, 5])) - log_thr) * 1.0001 + 1e-6
+        out[g, 0] = 2.0 * L
+        out[g, 1] = 0.0
+        out[g, 2] = -1.0
+        out[g, 3] = 0.0
+        if not ca > 0.0:
+            continue
+        schur = cc - cbb * cbb / ca
+        if not schur > 0.0:
+            continue
+        out[g, 1] = schur
+        out[g, 2] = math.sqrt(2.0 * L / schur)
+        out[g, 3] = 1.0 / ca
+    return out
 
 
 @nb.njit(parallel=True, cache=True)
@@ -268,6 +308,7 @@ def rasterize(proj: Projected, *, background=(0.0, 0.0, 0.0), return_contrib: bo
     n_chunks = max(1, min(4 * nb.get_num_threads(), len(order) // 4096 + 1))
     offsets, ids = bin_tiles(order, proj.rect, tiles_x, tiles_x * tiles_y, n_chunks)
     packed = pack_visible(order, proj.xy, proj.conic, proj.opacities, proj.color, proj.depth)
+    geo = ellipse_geometry(packed)
     rgb = np.empty((H, W, 3), np.float32)
     alpha = np.empty((H, W), np.float32)
     depth = np.empty((H, W), np.float32)
@@ -276,7 +317,7 @@ def rasterize(proj: Projected, *, background=(0.0, 0.0, 0.0), return_contrib: bo
     pair_h = np.zeros(m, np.int32)
     bg = np.asarray(background, np.float64).reshape(3)
     with nb.parallel_chunksize(4):  # dynamic schedule: tiles differ a lot in cost
-        raster_kernel(offsets, ids, packed, W, H, tile, tiles_x, bg, rgb, alpha, depth,
+        raster_kernel(offsets, ids, packed, geo, W, H, tile, tiles_x, bg, rgb, alpha, depth,
                       bool(return_contrib), pair_c, pair_h)
     contrib = hits = None
     if return_contrib:
