@@ -49,6 +49,7 @@ class PainterConfig:
     timestep: int = 500  #: the fixed timestep of the single UNet step
     gate_gain: float = 2.0  #: gate ≤ max(clamp(gain·(1 − alpha), 0, 1), gate_floor)
     gate_floor: float = 0.0  #: > 0 lets the painter touch opaque pixels too (up to this much)
+    gate_bias: float = 0.0  #: added to the confidence logit at inference (< 0: more conservative)
     use_mask: bool = True  #: False = ablation: no mask/alpha input, gate from confidence only
     fill: bool = True  #: decode a correction on top of a pull-push fill (False: absolute colour)
     fill_levels: int = 6  #: pyramid levels of the pull-push fill
@@ -207,7 +208,7 @@ class PainterNet(nn.Module):
         return z + self.unet(x, t).sample[..., :h, :w]
 
     def gate(self, conf_logit: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        g = torch.sigmoid(conf_logit)
+        g = torch.sigmoid(conf_logit + self.cfg.gate_bias)
         if self.cfg.use_mask:
             cap = torch.clamp(self.cfg.gate_gain * (1.0 - alpha), 0.0, 1.0)
             if self.cfg.gate_floor > 0:
