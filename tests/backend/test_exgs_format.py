@@ -94,7 +94,8 @@ def test_roundtrip_within_quantization_bounds(deg):
             a = q["sh_rest"]["absmax"][band - 1]
             sl = slice(band * band, (band + 1) ** 2)
             ref = np.clip(s.sh[:, sl], -a, a)
-            assert np.abs(d.sh[:, sl] - ref).max() <= a / 255 + 1e-5
+            bits = q["sh_rest"]["bits"][band - 1]
+            assert np.abs(d.sh[:, sl] - ref).max() <= a / (2**bits - 1) + 1e-5
 
 
 def test_every_prefix_decodes_and_is_consistent():
@@ -223,6 +224,7 @@ def test_plain_json_header_accepted():
     lambda h: h["quant"]["position"].update(bits=40),
     lambda h: h["quant"]["position"].update(min=[0, 0]),
     lambda h: h["quant"]["log_scale"].update(min=None),
+    lambda h: h["quant"]["sh_rest"].update(bits=[9]),
     lambda h: h["chunks"][0].update(raw_length=5),
     lambda h: h["chunks"][0].update(offset=3),
     lambda h: h["chunks"][0].update(length=h["chunks"][0]["length"] + 1),

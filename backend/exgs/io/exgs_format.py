@@ -38,7 +38,8 @@ scale      3            u8 log-scales over ``quant.log_scale`` [min, max]
 rotation   4            u8 smallest-three: dropped index, three components
 opacity    1            u8 activated opacity
 colour     3            u8 display colour (degree 0) or DC over ``quant.dc`` ranges
-sh_rest    3·(K−1)      u8 higher SH over ±``quant.sh_rest[band]`` (degree > 0 only)
+sh_rest    3·(K−1)      u8 higher SH over ±``quant.sh_rest.absmax[band]`` with
+                         ``quant.sh_rest.bits[band]`` bits (5, 4, 4; degree > 0 only)
 =========  ===========  ==========================================================
 
 Readers validate everything (magic, version, header digest, schema, chunk digests, sizes) and
@@ -65,6 +66,8 @@ MAX_HEADER_JSON = 64 << 20
 DIGEST_BYTES = 8
 MAX_HEADER_BYTES = 16 << 20
 FIRST_CHUNK = 4096
+#: bits per higher-SH coefficient for bands 1, 2, 3 (SPZ uses 5 and 4; stored in the header)
+SH_REST_BITS = (5, 4, 4)
 #: significance sub-levels inside a chunk (the ``rank`` byte holds 0..RANK_LEVELS−1)
 RANK_LEVELS = 16
 
@@ -127,7 +130,7 @@ def encode_exgs(scene: GaussianScene, *, position_bits: int = 16, zstd_level: in
         for band in range(1, deg + 1):
             coeffs = np.abs(scene.sh[:, band * band:(band + 1) ** 2])
             amax.append(max(float(np.quantile(coeffs, 0.999)) if n else 0.0, 1e-6))
-        quant["sh_rest"] = {"bits": 8, "absmax": amax}
+        quant["sh_rest"] = {"bits": list(SH_REST_BITS[:deg]), "absmax": amax}
 
     # ---- per-Gaussian codes (file order = significance order for now)
     grid = Q.quantize_uniform(means, lo, hi, position_bits).astype(np.uint64)
@@ -140,9 +143,13 @@ def encode_exgs(scene: GaussianScene, *, position_bits: int = 16, zstd_level: in
     else:
         col_q = Q.quantize_uniform(scene.sh[:, 0], quant["colour"]["min"],
                                    quant["colour"]["max"], 8)
-        bands = np.concatenate([np.full(2 * b + 1, b) for b in range(1, deg + 1)])
-        a = np.asarray(quant["sh_rest"]["absmax"])[bands - 1][None, :, None]
-        rest_q = Q.quantize_uniform(scene.sh[:, 1:], -a, a, 8).reshape(n, -1)
+        rest_q = np.empty((n, k - 1, 3), np.uint8)
+        for band in range(1, deg + 1):
+            a = quant["sh_rest"]["absmax"][band - 1]
+            sl = slice(band * band - 1, (band + 1) ** 2 - 1)
+            rest_q[:, sl] = Q.quantize_uniform(scene.sh[:, 1:][:, sl], -a, a,
+                                               SH_REST_BITS[band - 1])
+        rest_q = rest_q.reshape(n, -1)
 
     cctx = zstandard.ZstdCompressor(level=zstd_level)
     chunks, blobs, start, offset = [], [], 0, 0
@@ -275,6 +282,10 @@ def _parse_header(buf: bytes, total: int) -> tuple[dict, int]:
         _num_list(q["colour"].get("max"), 3, "quant.colour.max")
         _need(isinstance(q.get("sh_rest"), dict), "header field quant.sh_rest missing")
         _num_list(q["sh_rest"].get("absmax"), deg, "quant.sh_rest.absmax")
+        b = q["sh_rest"].get("bits")
+        _need(isinstance(b, list) and len(b) == deg and all(
+            isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 8 for x in b),
+            f"header field quant.sh_rest.bits must be {deg} integers in 1..8")
     chunks = h.get("chunks")
     _need(isinstance(chunks, list), "header field chunks must be a list")
     per = _bytes_per_gaussian(deg)
@@ -399,9 +410,11 @@ def _decode_body(h: dict, read, keep) -> GaussianScene:
     else:
         sh[:, 0] = Q.dequantize_uniform(col_q, q["colour"]["min"], q["colour"]["max"], 8)
         rest_q = np.concatenate([p[5] for p in parts]).reshape(m, k - 1, 3)
-        bands = np.concatenate([np.full(2 * b + 1, b) for b in range(1, deg + 1)])
-        a = np.asarray(q["sh_rest"]["absmax"], np.float64)[bands - 1][None, :, None]
-        sh[:, 1:] = Q.dequantize_uniform(rest_q, -a, a, 8)
+        for band in range(1, deg + 1):
+            a = q["sh_rest"]["absmax"][band - 1]
+            sl = slice(band * band, (band + 1) ** 2)
+            sh[:, sl] = Q.dequantize_uniform(rest_q[:, band * band - 1:(band + 1) ** 2 - 1],
+                                             -a, a, q["sh_rest"]["bits"][band - 1])
     # opacity 0 and 1 are representable in the file: keep logits finite
     return GaussianScene(means, quats, log_scales, logit(opac, eps=1e-4), sh)
 
