@@ -23,6 +23,20 @@ FORMATS = {
 }
 
 
+def sniff_format(head: bytes) -> str | None:
+    """Format name from a file's first bytes (≥ 4 KiB for PLY headers), None when unknown.
+    A zip is reported as "sog"; :func:`detect_format` also checks it holds a SOG scene."""
+    if head.startswith(b"ply"):
+        return "compressed_ply" if b"element chunk" in head else "ply"
+    if head[:2] == b"\x1f\x8b" or head[:4] == b"NGSP":
+        return "spz"
+    if head[:4] == b"EXGS":
+        return "exgs"
+    if head[:4] == b"PK\x03\x04":
+        return "sog"
+    return None
+
+
 def detect_format(path: str | os.PathLike) -> str:
     """Name of the format of ``path`` (see :data:`FORMATS`), from its magic bytes and name."""
     path = Path(path)
@@ -39,14 +53,11 @@ def detect_format(path: str | os.PathLike) -> str:
         raise SceneFormatError(path, f"cannot open: {e.strerror or e}") from None
     if not head:
         raise SceneFormatError(path, "empty file")
-    if head.startswith(b"ply"):
-        return "compressed_ply" if b"element chunk" in head else "ply"
-    if head[:2] == b"\x1f\x8b" or head[:4] == b"NGSP":
-        return "spz"
-    if head[:4] == b"EXGS":
-        return "exgs"
-    if head[:4] == b"PK\x03\x04" and (path.suffix.lower() == ".sog" or _zip_has_meta(path)):
-        return "sog"
+    fmt = sniff_format(head)
+    if fmt == "sog" and not (path.suffix.lower() == ".sog" or _zip_has_meta(path)):
+        fmt = None  # a zip, but not a SOG scene
+    if fmt is not None:
+        return fmt
     raise SceneFormatError(path, "unknown scene format (expected PLY, SPZ, SOG or .exgs)")
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ExgsError
+from ..io import sniff_format
 
 log = logging.getLogger("exgs.service")
 
@@ -54,19 +55,6 @@ class SceneEntry:
         d.update(self.summary)
         d.update(self.extra)
         return d
-
-
-def sniff_format(head: bytes) -> str | None:
-    """Format name from the first bytes of a file (None when unknown)."""
-    if head.startswith(b"ply"):
-        return "compressed_ply" if b"element chunk" in head else "ply"
-    if head[:2] == b"\x1f\x8b" or head[:4] == b"NGSP":
-        return "spz"
-    if head[:4] == b"EXGS":
-        return "exgs"
-    if head[:4] == b"PK\x03\x04":
-        return "sog"
-    return None
 
 
 def hash_path(path: str) -> tuple[str, int]:
