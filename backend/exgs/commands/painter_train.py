@@ -57,6 +57,9 @@ def register(sub) -> None:
                    help="add the small full-resolution gate head (coverage features)")
     p.add_argument("--no-mask", action="store_true", help="ablation: no mask/alpha input or gate")
     p.add_argument("--no-latent-loss", action="store_true", help="ablation: w_lat = 0")
+    p.add_argument("--p-identity", type=float, default=0.2,
+                   help="fraction of training crops that are identity pairs (nothing pruned): "
+                        "they teach the gate to leave complete renders alone")
     p.add_argument("--data-only", action="store_true", help="build the pair cache, do not train")
     p.set_defaults(func=run)
 
@@ -114,11 +117,11 @@ def run(args) -> int:
 
     torch.manual_seed(args.seed)
     net = PainterNet(cfg)
-    sampler = PairSampler(load_pairs(files))
+    sampler = PairSampler(load_pairs(files), p_identity=args.p_identity)
     val = load_pairs(vfiles) if vfiles else None
     meta = {"scenes": train_specs, "val_scenes": val_specs, "views": args.views,
             "size": args.size, "keeps_per_view": args.keeps_per_view, "prune": prune,
-            "val_prune": vprune, "extra_pairs": args.extra_pairs,
+            "val_prune": vprune, "p_identity": args.p_identity, "extra_pairs": args.extra_pairs,
             "data_minutes": round(t_data / 60, 2)}
     info = train(net, sampler, tc, args.out, val_pairs=val, meta=meta)
     print(json.dumps({"steps": info["step"], "minutes": round(info["minutes"], 1),
