@@ -2,6 +2,12 @@
 
 ``--ratio`` is size(IN file)/size(OUT), met by searching the kept count. Prints count, size,
 ratio and time; writes nothing on failure; never overwrites the input.
+
+``--adapt [SECONDS]`` (default 120 s when given bare) also fine-tunes a per-scene GaussPainter
+delta for that wall-time budget and stores it in the file's ``painter_delta`` section
+(:func:`exgs.painter.adapt.compress_adapted`); with ``--ratio`` the whole file, delta included,
+meets the ratio. The delta is left out when it does not beat the generic painter on held-out
+views at the same file size.
 """
 
 from __future__ import annotations
@@ -43,6 +49,17 @@ def positive_float(text: str) -> float:
     return v
 
 
+def adapt_seconds(text) -> float:
+    """``--adapt`` value → seconds (positive, finite, ≤ 1 day); UsageError otherwise."""
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        raise UsageError(f"--adapt must be a number of seconds > 0, got {text!r}") from None
+    if not (v > 0 and v <= 86400):
+        raise UsageError(f"--adapt must be a number of seconds in (0, 86400], got {text!r}")
+    return v
+
+
 def register(sub) -> None:
     from ._common import parse_size
 
@@ -71,6 +88,17 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="render device for scoring (auto|cpu|cuda)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--json", action="store_true", help="print the stats as JSON")
+    p.add_argument("--adapt", nargs="?", const="default", default=None, metavar="SECONDS",
+                   help="fine-tune a per-scene GaussPainter delta for SECONDS (default 120) "
+                        "and store it in the file (counted in --ratio)")
+    p.add_argument("--adapt-form", default=None, metavar="FORM",
+                   help="delta form: head (default), lora or bias")
+    p.add_argument("--adapt-threads", type=int, default=1, metavar="N",
+                   help="torch threads for the adaptation (default 1)")
+    p.add_argument("--adapt-min-gain", type=float, default=None, metavar="DB",
+                   help="keep the delta only if it gains at least DB dB on held-out views")
+    p.add_argument("--painter", default=None, help="GaussPainter weights for --adapt "
+                                                   "(default: shipped)")
     p.set_defaults(func=run)
 
 
@@ -99,6 +127,7 @@ def run(args) -> int:
         src_bytes = sum(f.stat().st_size for f in src.rglob("*") if f.is_file())
     else:
         src_bytes = os.path.getsize(src)
+    adapt_cfg = _adapt_config(args)
     if isinstance(args.keep, int) and args.keep > len(scene):
         raise UsageError(f"--keep {args.keep} exceeds the scene's {len(scene):,} Gaussians")
     last = [0.0]
@@ -109,13 +138,20 @@ def run(args) -> int:
             print(f"\r[{frac * 100:3.0f}%] {msg:60s}", end="", file=sys.stderr, flush=True)
             last[0] = now
 
-    res = compress(scene, ratio=args.ratio, keep=args.keep, sh_degree=args.sh_degree,
-                   cameras=cams, source_bytes=src_bytes, progress=progress,
-                   views=args.views, view_size=args.view_size, up=args.up,
-                   volume_beta=args.volume_beta, voxel=not args.no_voxel,
-                   voxel_size=args.voxel_size, amplify=not args.no_amplify,
-                   distill=not args.no_distill, position_bits=args.position_bits,
-                   device=args.device)
+    kw = dict(ratio=args.ratio, keep=args.keep, sh_degree=args.sh_degree,
+              cameras=cams, source_bytes=src_bytes, progress=progress,
+              views=args.views, view_size=args.view_size, up=args.up,
+              volume_beta=args.volume_beta, voxel=not args.no_voxel,
+              voxel_size=args.voxel_size, amplify=not args.no_amplify,
+              distill=not args.no_distill, position_bits=args.position_bits,
+              device=args.device)
+    if adapt_cfg is not None:
+        from ..painter.adapt import compress_adapted
+        from ..painter.infer import load_net
+
+        res = compress_adapted(scene, adapt_config=adapt_cfg, net=load_net(args.painter), **kw)
+    else:
+        res = compress(scene, **kw)
     if not args.json and sys.stderr.isatty():
         print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
     write_exgs(res, dst)
@@ -129,4 +165,35 @@ def run(args) -> int:
     print(f"  size {human_bytes(st['file_bytes'])} ({st['bytes_per_gaussian']:.2f} B/Gaussian), "
           f"ratio {st['ratio']:.1f}x vs the {human_bytes(src_bytes)} input, "
           f"time {st['seconds_total']:.1f} s")
+    pd = st.get("painter_delta")
+    if pd:
+        if pd.get("enabled"):
+            print(f"  painter delta ({pd['form']}): {pd['bytes']:,} bytes of the file, "
+                  f"held-out {pd['heldout_generic_db']:.2f} -> {pd['heldout_adapted_db']:.2f} dB "
+                  f"({pd['gain_db']:+.2f} dB at equal size), {pd['steps']} steps")
+        else:
+            print(f"  painter delta: not stored ({pd.get('reason', 'switched off')})")
     return 0
+
+
+def _adapt_config(args):
+    """The AdaptConfig of ``--adapt*`` (None without ``--adapt``); UsageError on bad values."""
+    if args.adapt is None:
+        if args.adapt_form or args.adapt_min_gain is not None or args.painter:
+            raise UsageError("--adapt-form, --adapt-min-gain and --painter need --adapt")
+        return None
+    from ..painter.adapt import DEFAULT_SECONDS, AdaptConfig
+
+    secs = DEFAULT_SECONDS if args.adapt == "default" else adapt_seconds(args.adapt)
+    if not 1 <= args.adapt_threads <= 256:
+        raise UsageError(f"--adapt-threads must be in 1..256, got {args.adapt_threads}")
+    cfg = AdaptConfig(seconds=secs, threads=args.adapt_threads)
+    if args.adapt_form:
+        cfg.form = args.adapt_form
+    if args.adapt_min_gain is not None:
+        import math
+
+        if not math.isfinite(args.adapt_min_gain):
+            raise UsageError("--adapt-min-gain must be a finite number of dB")
+        cfg.min_gain_db = float(args.adapt_min_gain)
+    return cfg.validate()

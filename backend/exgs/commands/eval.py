@@ -26,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--restore", action="store_true",
                    help="also score GaussPainter-restored candidate renders")
     p.add_argument("--painter-weights", default=None, help="GaussPainter weights (default: shipped)")
+    p.add_argument("--no-delta", action="store_true",
+                   help="with --restore: ignore the candidate's per-scene painter delta")
     p.add_argument("--device", default="auto", help="render device (auto|cpu|cuda)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
@@ -33,8 +35,10 @@ def register(sub) -> None:
 
 def evaluate(reference, candidate, *, views: int = 16, size=(512, 512), cameras=None,
              up="-y", keep=None, restore: bool = False, painter_weights=None,
-             device: str = "auto") -> dict:
-    """Python API of ``exgs eval`` (paths in, dict out)."""
+             device: str = "auto", use_delta: bool = True) -> dict:
+    """Python API of ``exgs eval`` (paths in, dict out). With ``restore`` a .exgs
+    candidate's painter delta is used unless ``use_delta`` is False (``restored_delta`` in
+    the result says whether it was)."""
     from ..cameras import read_cameras_json
     from ..io import detect_format, read_scene
     from ..io.exgs_format import read_exgs_scene
@@ -50,7 +54,21 @@ def evaluate(reference, candidate, *, views: int = 16, size=(512, 512), cameras=
         if keep is not None:
             raise UsageError("--keep only applies to a .exgs candidate")
         cand = read_scene(candidate).validate(candidate)
-    restorer = load_restorer(painter_weights) if restore else None
+    restorer, delta_info = None, None
+    if restore and detect_format(candidate) != "exgs":
+        restorer = load_restorer(painter_weights)  # UsageError when the painter is missing
+    elif restore:
+        import sys
+
+        try:
+            from ..painter.delta import painter_for_file
+        except ImportError as e:
+            raise UsageError(f"--restore needs GaussPainter (exgs.painter), not available: "
+                             f"{e}") from None
+        p, delta_info = painter_for_file(
+            candidate, painter_dir=painter_weights, use_delta=use_delta,
+            warn=lambda m: print(f"exgs: warning: {m}", file=sys.stderr))
+        restorer = p.restore
     if cameras:
         cams = [c.resized(*size) if size else c for c in read_cameras_json(cameras)]
     else:
@@ -62,10 +80,14 @@ def evaluate(reference, candidate, *, views: int = 16, size=(512, 512), cameras=
                 "reference_gaussians": len(ref), "candidate_gaussians": len(cand),
                 "reference_bytes": rb, "candidate_bytes": cb, "size_ratio": rb / max(cb, 1),
                 "size": [cams[0].width, cams[0].height]})
+    if restore:
+        res["restored_delta"] = bool(delta_info and delta_info["delta"])
     return res
 
 
 def run(args) -> int:
+    if args.no_delta and not args.restore:
+        raise UsageError("--no-delta needs --restore")
     keep = None
     if args.keep is not None:
         from .compress import keep_value
@@ -78,7 +100,8 @@ def run(args) -> int:
             raise UsageError(str(e)) from None
     res = evaluate(args.reference, args.candidate, views=args.views, size=args.size,
                    cameras=args.cameras, up=args.up, keep=keep, restore=args.restore,
-                   painter_weights=args.painter_weights, device=args.device)
+                   painter_weights=args.painter_weights, device=args.device,
+                   use_delta=not args.no_delta)
     if args.json:
         print(json.dumps(res, indent=2, default=lambda x: None if isinstance(x, float)
                          and not math.isfinite(x) else str(x)))
@@ -89,5 +112,7 @@ def run(args) -> int:
     print(f"  PSNR {res['psnr']:.2f} dB   SSIM {res['ssim']:.4f}   "
           f"size ratio {res['size_ratio']:.1f}x")
     if args.restore:
-        print(f"  restored: PSNR {res['restored_psnr']:.2f} dB   SSIM {res['restored_ssim']:.4f}")
+        how = " (with the file's painter delta)" if res.get("restored_delta") else ""
+        print(f"  restored{how}: PSNR {res['restored_psnr']:.2f} dB   "
+              f"SSIM {res['restored_ssim']:.4f}")
     return 0

@@ -74,6 +74,8 @@ def register(sub) -> None:
     p.add_argument("--restore", action="store_true",
                    help="restore each frame with GaussPainter before writing it")
     p.add_argument("--painter", help="GaussPainter weights folder (default: shipped weights)")
+    p.add_argument("--no-delta", action="store_true",
+                   help="with --restore: ignore the per-scene painter delta of a .exgs file")
     p.set_defaults(func=run)
     p.error = _one_line_error  # type: ignore[method-assign]
 
@@ -124,14 +126,28 @@ def straight(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def load_restorer(painter_dir: str | None, device: str):
-    """GaussPainter's ``restore`` or UsageError when the painter is not available."""
+def load_restorer(painter_dir: str | None, device: str, scene_path=None,
+                  use_delta: bool = True):
+    """GaussPainter's ``restore`` or UsageError when the painter is not available. With a
+    .exgs ``scene_path`` holding a per-scene painter delta (and ``use_delta``), the delta is
+    applied (:func:`exgs.painter.delta.painter_for_file`)."""
     try:
         from .. import painter
         load = painter.load_painter
     except (ImportError, AttributeError):
         raise UsageError("GaussPainter is not available") from None
-    return load(painter_dir, device="cuda" if device == "gsplat" else "cpu").restore
+    dev = "cuda" if device == "gsplat" else "cpu"
+    if scene_path is None:
+        return load(painter_dir, device=dev).restore
+    from ..painter.delta import painter_for_file
+
+    p, info = painter_for_file(scene_path, painter_dir=painter_dir, device=dev,
+                               use_delta=use_delta,
+                               warn=lambda m: print(f"exgs: warning: {m}", file=sys.stderr))
+    if info["delta"]:
+        print(f"restoring with the file's painter delta ({info['form']}, {info['bytes']:,} "
+              f"bytes)", file=sys.stderr)
+    return p.restore
 
 
 def cameras_for(args, scene):
@@ -163,6 +179,8 @@ def run(args) -> int:
         raise UsageError("--alpha writes straight alpha, --background does not apply")
     if args.painter and not args.restore:
         raise UsageError("--painter needs --restore")
+    if args.no_delta and not args.restore:
+        raise UsageError("--no-delta needs --restore")
     if args.depth == "exr":
         _exr_check()
     backend = select_device(args.device)
@@ -179,7 +197,8 @@ def run(args) -> int:
     for path in (q for pair in names for q in pair if q is not None):
         if same_file(path, args.scene):
             raise UsageError(f"{path}: is the input scene (refusing to overwrite it)")
-    restore = load_restorer(args.painter, backend) if args.restore else None
+    restore = load_restorer(args.painter, backend, args.scene, not args.no_delta) \
+        if args.restore else None
     out.mkdir(parents=True, exist_ok=True)
     frames = render_many(scene, cams, sh_degree=args.sh_degree, device=backend if backend != "gsplat" else "cuda",
                          background=args.background)

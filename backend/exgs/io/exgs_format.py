@@ -4,19 +4,29 @@ Byte layout (all integers little-endian)::
 
     offset      size  field
     0           4     magic  b"EXGS"
-    4           2     format version (u16) = 1
+    4           2     format version (u16): 1, or 2 when the file has extra sections
     6           2     flags (u16): bit 0 = header is zstd-compressed (set by this writer:
                       ~0.6 kB instead of ~1.2 kB, which matters for files of a few kB)
     8           4     H = length of the stored header (u32)
     12          H     JSON header, UTF-8, zstd-compressed when flag bit 0 is set
     12+H        8     BLAKE2b-64 digest of the H stored header bytes
     20+H        ...   data: one zstd frame per chunk, back to back
+    ...         ...   extra sections (version 2 only), back to back after the last chunk
 
 The header holds ``count``, ``sh_degree``, the quantization parameters (``quant``), the
 bounds of the centres, the source (``source.bytes``: size of the input file, ``gaussians``,
 ``sh_degree``), the compression ``settings`` and ``stats``, and the chunk table:
 ``chunks = [{"count", "offset", "length", "raw_length", "checksum"}]`` (offset relative to the
 start of the data; checksum = BLAKE2b-64 hex of the compressed chunk bytes).
+
+**Extra sections** (version 2): ``sections = [{"name", "offset", "length", "checksum"}]``
+(offset from the start of the data, right after the chunks and each other; checksum =
+BLAKE2b-64 hex of the section bytes; names unique, ``[a-z0-9_]{1,64}``). The only one defined
+is ``painter_delta`` (a per-scene GaussPainter delta, :mod:`exgs.painter.delta`). A file
+without sections is written as version 1, byte for byte as before. The section table and the
+total length are validated with the header, so a truncated file is refused as a whole; a
+section's *content* is verified only when it is asked for (:func:`read_exgs_section`,
+:func:`read_exgs_delta`): a corrupt delta never prevents reading the scene.
 
 **Progressive order.** Gaussians are stored in significance order (most important first) in
 chunks of growing size (4096, 4096, 8192, 16384, ... Gaussians): a chunk holds the next
@@ -60,6 +70,12 @@ from ..scene import MAX_GAUSSIANS, GaussianScene, logit, sh_coeffs_for_degree
 
 MAGIC = b"EXGS"
 VERSION = 1
+#: version of files that carry extra sections (version 1 + the ``sections`` table)
+VERSION_SECTIONS = 2
+VERSIONS = (VERSION, VERSION_SECTIONS)
+#: the section holding a per-scene GaussPainter delta
+DELTA_SECTION = "painter_delta"
+MAX_SECTIONS = 16
 PREFIX = struct.Struct("<4sHHI")  # magic, version, flags, header length
 FLAG_HEADER_ZSTD = 1
 MAX_HEADER_JSON = 64 << 20
@@ -72,7 +88,12 @@ SH_REST_BITS = (5, 4, 4)
 RANK_LEVELS = 16
 
 __all__ = ["encode_exgs", "decode_exgs", "read_exgs_scene", "read_exgs_header",
-           "write_exgs_bytes", "chunk_counts", "MAGIC", "VERSION"]
+           "write_exgs_bytes", "chunk_counts", "attach_sections", "read_exgs_section",
+           "read_exgs_delta", "exgs_section_from_bytes", "MAGIC", "VERSION",
+           "VERSION_SECTIONS", "DELTA_SECTION"]
+
+
+_SECTION_NAME = __import__("re").compile(r"[a-z0-9_]{1,64}")
 
 
 def _digest(data) -> str:
@@ -98,9 +119,12 @@ def _bytes_per_gaussian(sh_degree: int) -> int:
 # ================================================================================= encode
 def encode_exgs(scene: GaussianScene, *, position_bits: int = 16, zstd_level: int = 19,
                 source: dict | None = None, settings: dict | None = None,
-                stats: dict | None = None, first_chunk: int = FIRST_CHUNK) -> bytes:
+                stats: dict | None = None, first_chunk: int = FIRST_CHUNK,
+                sections: dict[str, bytes] | None = None) -> bytes:
     """Encode ``scene`` (Gaussians already in significance order, most important first) into
-    the bytes of a .exgs file. ``source``/``settings``/``stats`` are stored in the header."""
+    the bytes of a .exgs file. ``source``/``settings``/``stats`` are stored in the header;
+    ``sections`` (name → bytes, e.g. ``{"painter_delta": delta}``) are appended as extra
+    sections (the file is then version 2)."""
     import zstandard
 
     from ..ugc import quantize as Q
@@ -179,10 +203,55 @@ def encode_exgs(scene: GaussianScene, *, position_bits: int = 16, zstd_level: in
               "bounds": {"min": lo.tolist(), "max": hi.tolist()},
               "quant": quant, "chunks": chunks, "order": "significance",
               "source": source or {}, "settings": settings or {}, "stats": stats or {}}
+    return _assemble(header, blobs, sections)
+
+
+def _assemble(header: dict, blobs: list[bytes], sections: dict[str, bytes] | None) -> bytes:
+    """Prefix + header + digest + chunk blobs (+ sections, version 2 when there are any)."""
+    import zstandard
+
+    header = dict(header)
+    header.pop("sections", None)
+    header.pop("file_bytes", None)
+    extra = []
+    if sections:
+        off = sum(len(b) for b in blobs)
+        table = []
+        for name, blob in sections.items():
+            if not (isinstance(name, str) and _SECTION_NAME.fullmatch(name)):
+                raise ValueError(f"bad section name {name!r}")
+            blob = bytes(blob)
+            table.append({"name": name, "offset": off, "length": len(blob),
+                          "checksum": _digest(blob)})
+            extra.append(blob)
+            off += len(blob)
+        if len(table) > MAX_SECTIONS:
+            raise ValueError(f"at most {MAX_SECTIONS} sections")
+        header["sections"] = table
+    version = VERSION_SECTIONS if extra else VERSION
+    header["version"] = version
     hjson = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
     hstored = zstandard.ZstdCompressor(level=19).compress(hjson)
-    return b"".join([PREFIX.pack(MAGIC, VERSION, FLAG_HEADER_ZSTD, len(hstored)), hstored,
-                     bytes.fromhex(_digest(hstored))] + blobs)
+    return b"".join([PREFIX.pack(MAGIC, version, FLAG_HEADER_ZSTD, len(hstored)), hstored,
+                     bytes.fromhex(_digest(hstored))] + list(blobs) + extra)
+
+
+def attach_sections(data: bytes, sections: dict[str, bytes | None], path=None) -> bytes:
+    """The .exgs ``data`` with extra ``sections`` added or replaced (a value of None removes
+    that section). The scene chunks are copied unchanged; the header is re-encoded (version
+    2 when any section remains, else 1). Raises SceneFormatError if ``data`` is invalid."""
+    buf = memoryview(data)
+    h, start = _wrap(path, lambda: _parse_header(buf, len(buf)))
+    end = start + sum(c["length"] for c in h["chunks"])
+    blobs = [bytes(buf[start:end])]
+    cur = {s["name"]: bytes(buf[start + s["offset"]:start + s["offset"] + s["length"]])
+           for s in h.get("sections", [])}
+    for k, v in sections.items():
+        if v is None:
+            cur.pop(k, None)
+        else:
+            cur[k] = bytes(v)
+    return _assemble(h, blobs, cur)
 
 
 def write_exgs_bytes(data: bytes, path: str | os.PathLike) -> None:
@@ -239,8 +308,8 @@ def _parse_header(buf: bytes, total: int) -> tuple[dict, int]:
     _need(len(buf) >= PREFIX.size, f"file too short for a .exgs prefix ({len(buf)} bytes)")
     magic, version, flags, hlen = PREFIX.unpack_from(buf, 0)
     _need(magic == MAGIC, "not a .exgs file (bad magic)")
-    _need(version == VERSION, f"unsupported .exgs version {version} (this reader knows "
-                              f"{VERSION})")
+    _need(version in VERSIONS, f"unsupported .exgs version {version} (this reader knows "
+                               f"{', '.join(map(str, VERSIONS))})")
     _need(flags & ~FLAG_HEADER_ZSTD == 0, f"unknown flags 0x{flags:04x}")
     _need(0 < hlen <= MAX_HEADER_BYTES, f"header length {hlen} is out of range")
     data_start = PREFIX.size + hlen + DIGEST_BYTES
@@ -261,7 +330,7 @@ def _parse_header(buf: bytes, total: int) -> tuple[dict, int]:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _Bad(f"header is not valid JSON: {e}") from None
     _need(isinstance(h, dict), "header is not a JSON object")
-    _need(h.get("format") == "exgs" and h.get("version") == VERSION,
+    _need(h.get("format") == "exgs" and h.get("version") == version,
           "header format/version do not match the prefix")
     n = _int(h.get("count"), "count", 0, MAX_GAUSSIANS)
     deg = _int(h.get("sh_degree"), "sh_degree", 0, 3)
@@ -304,6 +373,27 @@ def _parse_header(buf: bytes, total: int) -> tuple[dict, int]:
         expect_off += ln
         total_count += cnt
     _need(total_count == n, f"chunk counts add up to {total_count}, header says {n}")
+    secs = h.get("sections")
+    if version == VERSION:
+        _need(secs is None, "header has sections but the file is version 1")
+    else:
+        _need(isinstance(secs, list) and 0 < len(secs) <= MAX_SECTIONS,
+              f"header field sections must be a list of 1..{MAX_SECTIONS} entries")
+        names = set()
+        for i, sec in enumerate(secs):
+            _need(isinstance(sec, dict), f"section {i} is not an object")
+            nm = sec.get("name")
+            _need(isinstance(nm, str) and _SECTION_NAME.fullmatch(nm) is not None,
+                  f"section {i}: bad name")
+            _need(nm not in names, f"section {nm}: listed twice")
+            names.add(nm)
+            off = _int(sec.get("offset"), f"sections[{i}].offset")
+            ln = _int(sec.get("length"), f"sections[{i}].length")
+            _need(off == expect_off, f"section {nm}: offset {off} is not {expect_off}")
+            _need(isinstance(sec.get("checksum"), str)
+                  and len(sec["checksum"]) == 2 * DIGEST_BYTES,
+                  f"section {nm}: bad checksum field")
+            expect_off += ln
     _need(total >= data_start + expect_off,
           f"truncated: data needs {data_start + expect_off} bytes, file has {total}")
     _need(total == data_start + expect_off,
@@ -464,3 +554,66 @@ def read_exgs_scene(path: str | os.PathLike, keep: float | int | None = None) ->
                 raise _Bad(f"cannot read chunk data: {e.strerror or e}") from None
 
         return _wrap(path, lambda: _decode_body(h, read, keep))
+
+
+# ================================================================================= sections
+def _section(h: dict, start: int, read, name: str) -> bytes | None:
+    for sec in h.get("sections") or []:
+        if sec["name"] == name:
+            blob = bytes(read(start + sec["offset"], sec["length"]))
+            _need(len(blob) == sec["length"], f"section {name} is truncated")
+            _need(_digest(blob) == sec["checksum"],
+                  f"section {name} checksum mismatch (the section is corrupt)")
+            return blob
+    return None
+
+
+def exgs_section_from_bytes(data: bytes, name: str, path=None) -> bytes | None:
+    """The verified bytes of section ``name`` of .exgs ``data``, or None if absent."""
+    buf = memoryview(data)
+    h, start = _wrap(path, lambda: _parse_header(buf, len(buf)))
+    return _wrap(path, lambda: _section(h, start, lambda o, n: buf[o:o + n], name))
+
+
+def read_exgs_section(path: str | os.PathLike, name: str) -> bytes | None:
+    """The bytes of extra section ``name`` of a .exgs file (checksum verified), or None when
+    the file has no such section. Raises SceneFormatError naming the file when the file or
+    the section is corrupt. Reads only the header and that section."""
+    f, size = _open(path)
+    with f:
+        head = _wrap(path, lambda: _read_head(f, path))
+        h, start = _wrap(path, lambda: _parse_header(head, size))
+
+        def read(off, ln):
+            try:
+                f.seek(off)
+                return f.read(ln)
+            except OSError as e:
+                raise _Bad(f"cannot read section data: {e.strerror or e}") from None
+
+        return _wrap(path, lambda: _section(h, start, read, name))
+
+
+def _check_delta(path, blob):
+    from ..painter.delta import DeltaError, decode_delta
+
+    try:
+        decode_delta(blob)
+    except DeltaError as e:
+        raise SceneFormatError(path, f"section {DELTA_SECTION}: {e}") from None
+    return blob
+
+
+def read_exgs_delta(path: str | os.PathLike) -> bytes | None:
+    """The per-scene GaussPainter delta stored in a .exgs file (bytes for
+    :func:`exgs.painter.delta.apply_delta`), or None when the file has none. Raises
+    SceneFormatError (one line naming the file) when the delta section is corrupt (checksum,
+    size, or a payload that does not decode)."""
+    blob = read_exgs_section(path, DELTA_SECTION)
+    return None if blob is None else _check_delta(path, blob)
+
+
+def exgs_delta_from_bytes(data: bytes, path=None) -> bytes | None:
+    """:func:`read_exgs_delta` for .exgs bytes in memory."""
+    blob = exgs_section_from_bytes(data, DELTA_SECTION, path)
+    return None if blob is None else _check_delta(path, blob)

@@ -24,11 +24,14 @@ PRUNE_METHODS = ("ugc", "score", "opacity", "random")
 @dataclass
 class CompressResult:
     """``scene``: the decoded content of ``data`` (pruned, amplified, quantized; significance
-    order), ``data``: the bytes of the .exgs file, ``stats``: JSON-able figures."""
+    order), ``data``: the bytes of the .exgs file, ``stats``: JSON-able figures, ``score``:
+    the significance [N] of the input's Gaussians (pass it back as ``score=`` to re-compress
+    the same scene without re-rendering)."""
 
     scene: GaussianScene
     data: bytes
     stats: dict = field(default_factory=dict)
+    score: np.ndarray | None = None
 
 
 def inria_ply_bytes(n: int, sh_degree: int) -> int:
@@ -199,7 +202,7 @@ def compress(scene: GaussianScene, *, ratio: float | None = None, keep: float | 
              "seconds": time.perf_counter() - t_start, "encode_trials": len(trials),
              "voxel": info.get("voxel", {}), "amplify": info.get("amplify", {})}
     _emit(progress, 1.0, f"done: {len(result_scene):,} Gaussians, {size:,} bytes")
-    return CompressResult(scene=result_scene, data=data, stats=stats)
+    return CompressResult(scene=result_scene, data=data, stats=stats, score=score)
 
 
 def _search_ratio(build, n: int, target: float, progress):

@@ -1,0 +1,273 @@
+"""A per-scene GaussPainter delta: serialization, validation and application.
+
+A delta is a small set of additive weight changes to a *frozen* base PainterNet (the shipped
+generic weights), stored inside a .exgs file as its ``painter_delta`` section
+(:mod:`exgs.io.exgs_format`). Applying it never touches the base net: :func:`apply_delta`
+returns an adapted copy. Every form (``head``, ``lora``, ``bias``; see
+:mod:`exgs.painter.adapt`) ends up as "parameter += difference" at apply time, so applying is
+exact and deterministic (float32 arithmetic on the dequantized values, in a fixed order).
+
+Byte layout of a delta (all integers little-endian)::
+
+    offset  size  field
+    0       4     magic b"EXPD"
+    4       1     layout version = 1
+    5       4     L = length of the zstd frame that follows (u32)
+    9       L     zstd( u32 J ‖ JSON descriptor (J bytes, UTF-8) ‖ payload )
+
+JSON descriptor::
+
+    {"form": "head"|"lora"|"bias", "rank": r (lora) or 0, "dtype": "int8"|"fp16",
+     "base": BLAKE2b-64 hex of the base net's parameters (see :func:`base_fingerprint`),
+     "tensors": [{"name": parameter name in the PainterNet state dict, "shape": [...],
+                  "kind": "diff" | "lora_a" | "lora_b", "scale": float (int8 only),
+                  "offset": byte offset in the payload, "length": bytes}],
+     "stats": {...}}   # informative only (training time, held-out gain, ...)
+
+``diff`` tensors have the target parameter's shape and are added to it. A ``lora_a``
+[r, fan_in] / ``lora_b`` [out, r] pair with the same ``name`` adds ``(B @ A).reshape(shape)``.
+int8 values are ``round(x / scale)`` in [−127, 127] (symmetric, one scale per tensor);
+fp16 values are stored as IEEE half floats. Readers validate everything and raise
+:class:`DeltaError` (an :class:`~exgs.errors.ExgsError`) with one line.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import struct
+
+import numpy as np
+
+from ..errors import ExgsError
+
+MAGIC = b"EXPD"
+LAYOUT_VERSION = 1
+PREFIX = struct.Struct("<4sBI")
+MAX_DELTA_BYTES = 16 << 20  #: refuse descriptors/payloads beyond this (hostile input)
+KINDS = ("diff", "lora_a", "lora_b")
+DTYPES = ("int8", "fp16")
+
+
+class DeltaError(ExgsError):
+    """A painter delta that cannot be decoded or does not fit the painter (one line)."""
+
+
+class DeltaMismatch(DeltaError):
+    """The delta was made for other painter weights (its ``base`` fingerprint differs)."""
+
+
+def base_fingerprint(net) -> str:
+    """BLAKE2b-64 hex over the base net's parameters and buffers (sorted names, float32
+    little-endian bytes): identifies the weights a delta was trained against."""
+    h = hashlib.blake2b(digest_size=8)
+    for name, t in sorted(net.state_dict().items()):
+        h.update(name.encode() + b"\0")
+        h.update(np.ascontiguousarray(t.detach().cpu().numpy().astype("<f4")).tobytes())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------ encode
+def quantize(x: np.ndarray, dtype: str) -> tuple[bytes, float | None]:
+    """float array → (bytes, scale). int8: symmetric per-tensor, scale = max|x|/127."""
+    x = np.asarray(x, np.float32)
+    if dtype == "fp16":
+        return x.astype("<f2").tobytes(), None
+    if dtype != "int8":
+        raise ValueError(f"unknown delta dtype {dtype!r}")
+    m = float(np.abs(x).max()) if x.size else 0.0
+    scale = m / 127.0 if m > 0 else 1.0
+    q = np.clip(np.round(x / scale), -127, 127).astype(np.int8)
+    return q.tobytes(), scale
+
+
+def dequantize(buf: bytes, shape, dtype: str, scale: float | None) -> np.ndarray:
+    if dtype == "fp16":
+        return np.frombuffer(buf, "<f2").astype(np.float32).reshape(shape)
+    return (np.frombuffer(buf, np.int8).astype(np.float32) * np.float32(scale)).reshape(shape)
+
+
+def encode_delta(form: str, tensors: list[tuple[str, str, np.ndarray]], *, base: str,
+                 dtype: str = "int8", rank: int = 0, stats: dict | None = None,
+                 level: int = 19) -> bytes:
+    """Serialize ``tensors`` = [(param name, kind, float array)] → delta bytes."""
+    import zstandard
+
+    entries, parts, off = [], [], 0
+    for name, kind, arr in tensors:
+        if kind not in KINDS:
+            raise ValueError(f"unknown tensor kind {kind!r}")
+        buf, scale = quantize(arr, dtype)
+        e = {"name": name, "shape": list(np.shape(arr)), "kind": kind, "offset": off,
+             "length": len(buf)}
+        if scale is not None:
+            e["scale"] = float(scale)
+        entries.append(e)
+        parts.append(buf)
+        off += len(buf)
+    desc = {"form": form, "rank": int(rank), "dtype": dtype, "base": base, "tensors": entries,
+            "stats": stats or {}}
+    dj = json.dumps(desc, separators=(",", ":"), allow_nan=False).encode()
+    body = struct.pack("<I", len(dj)) + dj + b"".join(parts)
+    frame = zstandard.ZstdCompressor(level=level).compress(body)
+    return PREFIX.pack(MAGIC, LAYOUT_VERSION, len(frame)) + frame
+
+
+# ------------------------------------------------------------------------------ decode
+def _need(cond, msg):
+    if not cond:
+        raise DeltaError(f"painter delta: {msg}")
+
+
+def decode_delta(data: bytes) -> tuple[dict, list[tuple[dict, np.ndarray]]]:
+    """Validate delta bytes → (descriptor, [(tensor entry, float32 array)]). Raises
+    :class:`DeltaError` (one line) on any inconsistency."""
+    import zstandard
+
+    data = bytes(data)
+    _need(len(data) >= PREFIX.size, f"too short ({len(data)} bytes)")
+    magic, ver, flen = PREFIX.unpack_from(data, 0)
+    _need(magic == MAGIC, "bad magic (not a painter delta)")
+    _need(ver == LAYOUT_VERSION, f"unsupported layout version {ver}")
+    _need(flen == len(data) - PREFIX.size, f"frame length {flen} does not match the "
+                                           f"{len(data) - PREFIX.size} bytes present")
+    try:
+        frame = data[PREFIX.size:]
+        cs = zstandard.get_frame_parameters(frame).content_size
+        _need(cs == zstandard.CONTENTSIZE_UNKNOWN or cs <= MAX_DELTA_BYTES,
+              f"declares {cs} bytes of content")
+        body = zstandard.ZstdDecompressor().decompress(frame, max_output_size=MAX_DELTA_BYTES)
+    except zstandard.ZstdError as e:
+        raise DeltaError(f"painter delta: does not decompress: {e}") from None
+    _need(len(body) >= 4, "truncated descriptor")
+    (jlen,) = struct.unpack_from("<I", body, 0)
+    _need(4 + jlen <= len(body), "descriptor length out of range")
+    try:
+        desc = json.loads(body[4:4 + jlen].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DeltaError(f"painter delta: descriptor is not valid JSON: {e}") from None
+    payload = body[4 + jlen:]
+    _need(isinstance(desc, dict), "descriptor is not an object")
+    _need(isinstance(desc.get("form"), str), "descriptor lacks form")
+    _need(desc.get("dtype") in DTYPES, f"dtype must be one of {DTYPES}")
+    _need(isinstance(desc.get("base"), str), "descriptor lacks base")
+    _need(isinstance(desc.get("rank"), int) and 0 <= desc["rank"] <= 4096, "bad rank")
+    ts = desc.get("tensors")
+    _need(isinstance(ts, list) and ts, "descriptor has no tensors")
+    out, expect = [], 0
+    isz = 1 if desc["dtype"] == "int8" else 2
+    for i, e in enumerate(ts):
+        _need(isinstance(e, dict) and isinstance(e.get("name"), str), f"tensor {i}: no name")
+        _need(e.get("kind") in KINDS, f"tensor {i}: bad kind")
+        shp = e.get("shape")
+        _need(isinstance(shp, list) and 0 < len(shp) <= 6 and all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 < s <= 1 << 24 for s in shp),
+            f"tensor {i}: bad shape")
+        n = int(np.prod(shp))
+        _need(e.get("offset") == expect and e.get("length") == n * isz,
+              f"tensor {i}: offset/length do not match its shape")
+        scale = e.get("scale")
+        if desc["dtype"] == "int8":
+            _need(isinstance(scale, (int, float)) and not isinstance(scale, bool)
+                  and np.isfinite(scale) and scale > 0, f"tensor {i}: bad scale")
+        arr = dequantize(payload[expect:expect + n * isz], shp, desc["dtype"], scale)
+        _need(np.isfinite(arr).all(), f"tensor {i}: non-finite values")
+        expect += n * isz
+        out.append((e, arr))
+    _need(expect == len(payload), f"payload has {len(payload)} bytes, tensors need {expect}")
+    return desc, out
+
+
+def delta_differences(desc: dict, tensors) -> dict[str, np.ndarray]:
+    """name → summed float32 difference (lora pairs multiplied out) in descriptor order."""
+    diffs: dict[str, np.ndarray] = {}
+    pending: dict[str, dict] = {}
+    for e, arr in tensors:
+        name = e["name"]
+        if e["kind"] == "diff":
+            diffs[name] = diffs.get(name, 0) + arr
+            continue
+        p = pending.setdefault(name, {})
+        _need(e["kind"] not in p, f"{name}: repeated {e['kind']}")
+        p[e["kind"]] = arr
+        if len(p) == 2:
+            a, b = p.pop("lora_a"), p.pop("lora_b")
+            _need(a.ndim == 2 and b.ndim == 2 and b.shape[1] == a.shape[0],
+                  f"{name}: lora shapes {list(b.shape)} @ {list(a.shape)} do not chain")
+            diffs[name] = diffs.get(name, 0) + (b @ a)
+            pending.pop(name)
+    _need(not any(pending.values()), "a lora tensor lacks its pair")
+    return diffs
+
+
+def apply_delta(net, data: bytes, *, check_base: bool = True):
+    """A copy of ``net`` (PainterNet) with the delta added to its parameters. The base net is
+    not modified. Raises :class:`DeltaMismatch` when the delta was made for other weights
+    (with ``check_base``), :class:`DeltaError` when it does not decode or does not fit."""
+    import torch
+
+    desc, tensors = decode_delta(data)
+    if check_base:
+        fp = base_fingerprint(net)
+        if desc["base"] != fp:
+            raise DeltaMismatch(f"painter delta was made for other painter weights (base "
+                                f"{desc['base']}, these are {fp})")
+    diffs = delta_differences(desc, tensors)
+    out = copy.deepcopy(net)
+    params = dict(out.named_parameters())
+    with torch.no_grad():
+        for name, d in diffs.items():
+            _need(name in params, f"no parameter {name!r} in this painter")
+            p = params[name]
+            _need(int(np.prod(d.shape)) == p.numel(),
+                  f"{name}: {list(d.shape)} does not fit {list(p.shape)}")
+            p.add_(torch.from_numpy(np.ascontiguousarray(d, np.float32)).reshape(p.shape)
+                   .to(p.device))
+    return out.eval()
+
+
+def describe_delta(data: bytes) -> dict:
+    """Descriptor summary (form, rank, dtype, base, tensors, params, bytes, stats)."""
+    desc, tensors = decode_delta(data)
+    return {"form": desc["form"], "rank": desc["rank"], "dtype": desc["dtype"],
+            "base": desc["base"], "tensors": len(tensors),
+            "params": int(sum(a.size for _, a in tensors)), "bytes": len(data),
+            "stats": desc.get("stats", {})}
+
+
+def painter_for_file(path, *, painter_dir=None, device: str = "cpu", use_delta: bool = True,
+                     warn=None):
+    """The :class:`~exgs.painter.infer.Painter` to restore renders of the scene in ``path``:
+    the generic painter (``painter_dir`` or the shipped weights) with the file's delta
+    applied when it is a .exgs holding one (and ``use_delta``).
+
+    Returns (painter, info) with info = {"delta": bool, "form", "bytes", "reason"}. A corrupt
+    delta raises :class:`~exgs.errors.SceneFormatError` naming the file; a delta made for
+    other painter weights is skipped with ``warn(message)`` (the generic painter is used).
+    """
+    from ..io import detect_format
+    from ..io.exgs_format import read_exgs_delta
+    from .infer import Painter, load_net
+
+    blob = None
+    if use_delta and path is not None and detect_format(path) == "exgs":
+        blob = read_exgs_delta(path)
+    net = load_net(painter_dir, device)
+    info = {"delta": False, "form": None, "bytes": 0, "reason": "no delta in the file"}
+    if not use_delta:
+        info["reason"] = "delta disabled"
+    if blob is not None:
+        try:
+            net = apply_delta(net, blob)
+            d = describe_delta(blob)
+            info = {"delta": True, "form": d["form"], "bytes": len(blob), "reason": "applied"}
+        except DeltaMismatch as e:
+            info["reason"] = str(e)
+            if warn is not None:
+                warn(f"{path}: {e}; restoring with the generic painter")
+        except DeltaError as e:
+            from ..errors import SceneFormatError
+
+            raise SceneFormatError(path, str(e)) from None
+    return Painter(net, device, None if painter_dir is None else str(painter_dir)), info
