@@ -42,6 +42,9 @@ def register(sub) -> None:
                         "(e.g. CACHE/ugc built by another --data-only run); repeatable")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--minutes", type=float, default=0.0, help="wall-time budget (0 = none)")
+    p.add_argument("--stop-at", type=int, default=0,
+                   help="stop at this step while keeping the learning-rate schedule of --steps "
+                        "(equal-step ablations against a longer run's checkpoint)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -111,7 +114,8 @@ def run(args) -> int:
                         use_mask=not args.no_mask, gate_floor=args.gate_floor,
                         gate_head=args.gate_head)
     tc = TrainConfig(steps=args.steps, minutes=args.minutes, batch=args.batch, crop=args.crop,
-                     lr=args.lr, w_lat=0.0 if args.no_latent_loss else 1.0, seed=args.seed,
+                     lr=args.lr, stop_at=args.stop_at, seed=args.seed,
+                     w_lat=0.0 if args.no_latent_loss else 1.0,
                      checkpoint_minutes=args.checkpoint_minutes, threads=args.threads)
     import torch
 

@@ -59,6 +59,8 @@ def ssim_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class TrainConfig:
     steps: int = 3000
     minutes: float = 0.0  #: stop after this wall time (0 = no limit); resumable
+    stop_at: int = 0  #: stop after this step but keep the schedule of ``steps`` (0 = off):
+    #: equal-step ablations compared with a longer run's checkpoint
     batch: int = 8
     crop: int = 128
     lr: float = 2e-3
@@ -235,7 +237,7 @@ def train(net: PainterNet, sampler, tc: TrainConfig, out_dir: str | Path, *, val
     pbar = tqdm(total=tc.steps, initial=step, desc="painter-train", mininterval=5)
     run = {}
     t0 = time.time() - elapsed
-    while step < tc.steps:
+    while step < (min(tc.steps, tc.stop_at) if tc.stop_at else tc.steps):
         if tc.minutes and (time.time() - t0) / 60 >= tc.minutes:
             log(f"time budget {tc.minutes} min reached")
             break
