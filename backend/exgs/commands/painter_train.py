@@ -63,6 +63,9 @@ def register(sub) -> None:
     p.add_argument("--p-identity", type=float, default=0.2,
                    help="fraction of training crops that are identity pairs (nothing pruned): "
                         "they teach the gate to leave complete renders alone")
+    p.add_argument("--calibrate", action="store_true",
+                   help="after training, choose the shipped gate bias/floor on training pairs "
+                        "(exgs.painter.calibrate) and write them into OUT/painter/painter.json")
     p.add_argument("--data-only", action="store_true", help="build the pair cache, do not train")
     p.set_defaults(func=run)
 
@@ -130,5 +133,37 @@ def run(args) -> int:
     info = train(net, sampler, tc, args.out, val_pairs=val, meta=meta)
     print(json.dumps({"steps": info["step"], "minutes": round(info["minutes"], 1),
                       "val": info.get("val")}, indent=2))
+    if args.calibrate:
+        calibrate_weights(f"{args.out}/painter", files[::max(1, len(files) // 120)])
     print(f"weights: {args.out}/painter")
     return 0
+
+
+def calibrate_weights(weights_dir: str, files) -> dict:
+    """Sweep the gate bias/floor on ``files`` (training pairs), print the table, write the chosen
+    values into ``weights_dir/painter.json`` (atomically) and return the chosen row."""
+    from pathlib import Path
+
+    from ..fsutil import atomic_path
+    from ..painter.calibrate import choose, gate_sweep
+    from ..painter.data import load_pairs
+    from ..painter.infer import load_net
+
+    net = load_net(weights_dir)
+    rows = gate_sweep(net, load_pairs(files), biases=[-3, -2, -1.5, -1, -0.5, 0, 0.5, 1],
+                      floors=[0.0, 0.1, 0.25, 0.5, 1.0])
+    best = choose(rows)
+    print(f"gate calibration on {len(files)} training views (PSNR gain dB; identity: dB vs input)")
+    print(f"{'bias':>6} {'floor':>6} {'<2%':>7} {'2-10%':>7} {'>10%':>7} {'identity':>9}")
+    for r in rows:
+        mark = "  <- chosen" if r is best else ""
+        print(f"{r['bias']:6.2f} {r['floor']:6.2f} {r.get('<2%', 0):7.2f} {r.get('2-10%', 0):7.2f} "
+              f"{r.get('>10%', 0):7.2f} {r.get('identity', 0):9.2f}{mark}")
+    cfg_file = Path(weights_dir) / "painter.json"
+    d = json.loads(cfg_file.read_text())
+    d["gate_bias"], d["gate_floor"] = best["bias"], best["floor"]
+    d.setdefault("training", {})["calibration"] = {"views": len(files), "chosen": best,
+                                                   "rule": "exgs.painter.calibrate.choose"}
+    with atomic_path(cfg_file) as tmp:
+        Path(tmp).write_text(json.dumps(d, indent=2))
+    return best
