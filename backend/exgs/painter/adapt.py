@@ -62,7 +62,7 @@ class AdaptConfig:
     form: str = DEFAULT_FORM
     seconds: float = DEFAULT_SECONDS  #: wall-time budget of the whole adaptation
     steps: int | None = None  #: fixed step count (deterministic); None = until the budget
-    rank: int = 4  #: lora rank
+    rank: int = 2  #: lora rank
     dtype: str = "int8"  #: "int8" or "fp16"
     views: int = 40  #: rendered views (training + held out)
     holdout: int = 8  #: views held out for the switch-off decision
