@@ -7,7 +7,9 @@
   procedural seeds ≥ 1000),
   held-out orbit views, and kept fractions 1 %, 3 %, 10 %: PSNR/SSIM of the pruned render
   ("UGC only", or the simple pruning when exgs.ugc is unavailable) and of the restored render
-  against the full-scene render, plus the restored-vs-input PSNR on full renders (do-no-harm).
+  against the full-scene render, plus the restored-vs-input PSNR on full renders (do-no-harm),
+  and "bg": the mean brightness (0–255) where the full render is empty (alpha < 0.02) —
+  content invented on the background shows up there.
 
 Prints a table and writes bench/results/painter.json.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -64,16 +67,22 @@ def bench_quality(painter, specs, keeps, views: int, size: int, prune_method: st
         full = [render(scene, c, device="cpu") for c in cams]
         for r in full:  # do-no-harm: nothing pruned
             o = painter.restore(r.rgb, r.alpha)
+            empty = r.alpha < 0.02
             rows.append({"scene": spec, "keep": 1.0, "pruned_psnr": 100.0,  # identical: capped
                          "restored_psnr": psnr(o, r.rgb), "pruned_ssim": 1.0,
-                         "restored_ssim": ssim(o, r.rgb)})
+                         "restored_ssim": ssim(o, r.rgb),
+                         "pruned_bg": float(r.rgb[empty].mean() * 255) if empty.any() else 0.0,
+                         "restored_bg": float(o[empty].mean() * 255) if empty.any() else 0.0})
         for keep, ps in zip(keeps, prune_many(scene, keeps, prune_method)):
             for r, c in zip(full, cams):
                 d = render(ps, c, device="cpu")
                 o = painter.restore(d.rgb, d.alpha)
+                empty = r.alpha < 0.02  # the full scene has nothing here: must stay background
+                bg = (lambda img: float(img[empty].mean() * 255) if empty.any() else 0.0)  # noqa: E731
                 rows.append({"scene": spec, "keep": keep,
                              "pruned_psnr": psnr(d.rgb, r.rgb), "restored_psnr": psnr(o, r.rgb),
-                             "pruned_ssim": ssim(d.rgb, r.rgb), "restored_ssim": ssim(o, r.rgb)})
+                             "pruned_ssim": ssim(d.rgb, r.rgb), "restored_ssim": ssim(o, r.rgb),
+                             "pruned_bg": bg(d.rgb), "restored_bg": bg(o)})
     return rows
 
 
@@ -115,7 +124,8 @@ def summarize(rows) -> list[dict]:
             out.append({"keep": keep, "scene": scene, "n": len(s),
                         "pruned_psnr": f("pruned_psnr"), "restored_psnr": f("restored_psnr"),
                         "gain_db": f("restored_psnr") - f("pruned_psnr"),
-                        "pruned_ssim": f("pruned_ssim"), "restored_ssim": f("restored_ssim")})
+                        "pruned_ssim": f("pruned_ssim"), "restored_ssim": f("restored_ssim"),
+                        "pruned_bg": f("pruned_bg"), "restored_bg": f("restored_bg")})
     del keys
     return out
 
@@ -133,6 +143,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="speed only")
     ap.add_argument("--figure", default=None, help="also write a side-by-side PNG here")
     ap.add_argument("--figure-scene", default="playbot_lod3")
+    ap.add_argument("--figure-size", type=int, default=256, help="pixels per panel")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "painter.json"))
     args = ap.parse_args(argv)
 
@@ -141,7 +152,7 @@ def main(argv=None) -> int:
 
     painter = load_painter(args.painter)
     prune_method = args.prune if args.prune != "auto" else ("ugc" if ugc_available() else "simple")
-    res = {"painter": args.painter or "default", "machine": "2 shared CPU cores (timings inflated by other jobs)",
+    res = {"painter": args.painter or "default", "machine": f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at start",
            "speed": bench_speed(painter, args.reps)}
     print("speed (median ms per frame, 2 threads):")
     for k, v in res["speed"].items():
@@ -155,14 +166,14 @@ def main(argv=None) -> int:
         res["summary"] = summarize(rows)
         print(f"\nquality on held-out scenes/views ({args.size}px, pruning: {prune_method}):")
         print(f"{'keep':>6} {'scene':>14} {'n':>3} {'pruned dB':>10} {'restored dB':>12} {'gain':>7}"
-              f" {'SSIM pr':>8} {'SSIM re':>8}")
+              f" {'SSIM pr':>8} {'SSIM re':>8} {'bg pr':>6} {'bg re':>6}")
         for s in res["summary"]:
             print(f"{s['keep']:>6.3f} {s['scene']:>14} {s['n']:>3} {s['pruned_psnr']:>10.2f} "
                   f"{s['restored_psnr']:>12.2f} {s['gain_db']:>+7.2f} {s['pruned_ssim']:>8.4f} "
-                  f"{s['restored_ssim']:>8.4f}")
+                  f"{s['restored_ssim']:>8.4f} {s['pruned_bg']:>6.2f} {s['restored_bg']:>6.2f}")
     if args.figure:
         side_by_side(painter, args.figure_scene, [float(x) for x in args.keeps.split(",")],
-                     args.size, prune_method, args.scenes_dir, args.figure)
+                     args.figure_size, prune_method, args.scenes_dir, args.figure)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2, default=float))
     print(f"\nwrote {args.out}")
