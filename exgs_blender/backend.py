@@ -211,22 +211,34 @@ class Connection:
     def forget(self, digest: str) -> None:
         self._scenes.pop(digest, None)
 
-    def render(self, sid, cameras, *, restore=False, progress=None, cancel=None):
+    def render(self, sid, cameras, *, restore=False, painter_delta=None, progress=None,
+               cancel=None):
         """cameras: raw Blender numbers (+ object_matrix_world) → [(rgb, alpha, depth)]
-        (display sRGB premultiplied [H,W,3], alpha [H,W], camera z [H,W]; row 0 = top)."""
+        (display sRGB premultiplied [H,W,3], alpha [H,W], camera z [H,W]; row 0 = top).
+        ``painter_delta``: bytes of a per-scene painter delta to restore with."""
+        kw = {"painter_delta": painter_delta} if (restore and painter_delta) else {}
         frames = self.api.render(sid, cameras, restore=restore,
                                  passes=("rgb", "alpha", "depth"), progress=progress,
-                                 cancel=cancel)
+                                 cancel=cancel, **kw)
         return [(f.rgb, f.alpha, f.depth) for f in frames]
 
-    def compress(self, sid, *, ratio=None, keep=None, sh_degree=0, progress=None, cancel=None):
-        """UGC in the backend → (.exgs bytes, stats dict, compressed scene id)."""
+    def compress(self, sid, *, ratio=None, keep=None, sh_degree=0, adapt=None,
+                 adapt_min_gain=None, progress=None, cancel=None):
+        """UGC in the backend → (.exgs bytes, stats dict, compressed scene id). With
+        ``adapt`` seconds the stats hold ``painter_delta`` (figures, and ``data_b64`` when
+        a delta was stored in the file)."""
+        kw = {"adapt": float(adapt)} if adapt else {}
+        if adapt and adapt_min_gain is not None:
+            kw["adapt_min_gain"] = float(adapt_min_gain)
         res = self.api.compress(sid, ratio=ratio, keep=keep, sh_degree=sh_degree,
-                                progress=progress, cancel=cancel)
+                                progress=progress, cancel=cancel, **kw)
         new = res.get("scene_id")
         if not new:
             raise BackendError("the backend's compress job returned no scene")
-        return self.api.download(new), res.get("stats") or {}, new
+        stats = dict(res.get("stats") or {})
+        if res.get("painter_delta") is not None:
+            stats["painter_delta"] = res["painter_delta"]
+        return self.api.download(new), stats, new
 
 
 def connection() -> Connection:
@@ -284,12 +296,14 @@ def convert_to_ply(path: str) -> str:
 
 
 def compress(ply_path: str, digest: str, *, ratio=None, keep=None, sh_degree=0,
-             progress=None, cancel=None) -> tuple[bytes, dict, str]:
-    """Compress a scene in the backend → (.exgs bytes, stats, compressed scene id)."""
+             adapt=None, adapt_min_gain=None, progress=None,
+             cancel=None) -> tuple[bytes, dict, str]:
+    """Compress a scene in the backend → (.exgs bytes, stats, compressed scene id);
+    ``adapt``: seconds to fine-tune a per-scene painter delta (stored in the .exgs)."""
     conn = connection()
     sid = conn.scene_for(ply_path, digest)
-    return conn.compress(sid, ratio=ratio, keep=keep, sh_degree=sh_degree, progress=progress,
-                         cancel=cancel)
+    return conn.compress(sid, ratio=ratio, keep=keep, sh_degree=sh_degree, adapt=adapt,
+                         adapt_min_gain=adapt_min_gain, progress=progress, cancel=cancel)
 
 
 def run_convert(src: str, dst: str) -> None:

@@ -33,10 +33,14 @@ startup_timeout=120.0, timeout=60.0)``
 ``upload(path, progress=None, filename=None)`` → scene dict (``"deduplicated"`` tells reuse)
 ``open_path(path)`` → scene dict (server started with ``--allow-dir``; 403 otherwise)
 ``download(scene_id, dest=None)`` → bytes, or ``dest`` after writing it atomically
-``compress(scene_id, *, ratio=None, keep=None, sh_degree=0, cameras=None, progress=None,
-cancel=None)`` → job result ``{"scene_id", "stats", "file_bytes", ...}``
+``compress(scene_id, *, ratio=None, keep=None, sh_degree=0, cameras=None, adapt=None,
+adapt_form=None, adapt_min_gain=None, progress=None, cancel=None)`` → job result ``{"scene_id", "stats",
+"file_bytes", ...}`` (with ``adapt`` seconds: + ``"painter_delta"``: the adaptation's
+figures and, when a delta was stored, its bytes as base64 ``data_b64``)
 ``render(scene_id, cameras, *, size=None, background=(0,0,0), restore=False,
-passes=("rgb","alpha","depth"), format="f32", sh_degree=None, progress=None, cancel=None)``
+passes=("rgb","alpha","depth"), format="f32", sh_degree=None, use_delta=True,
+painter_delta=None, progress=None, cancel=None)`` (``painter_delta``: delta bytes to apply
+with ``restore``, instead of the scene file's own)
     → list of :class:`Frame` (``format="png"``: list of PNG ``bytes``). Cameras are dicts in
     either form: ``exgs.cameras.Camera.to_dict()`` (or any object with ``to_dict()``), or the
     raw Blender numbers (``camera_matrix_world``, ``lens``, ``sensor_width``, ...,
@@ -628,8 +632,15 @@ class ExgsClient:
 
     # ------------------------------------------------------------------ compress
     def submit_compress(self, scene_id: str, *, ratio=None, keep=None, sh_degree: int = 0,
-                        cameras=None) -> dict:
+                        cameras=None, adapt=None, adapt_form=None,
+                        adapt_min_gain=None) -> dict:
         body = {"sh_degree": int(sh_degree)}
+        if adapt_min_gain is not None:
+            body["adapt_min_gain"] = float(adapt_min_gain)
+        if adapt is not None:
+            body["adapt"] = float(adapt)
+        if adapt_form is not None:
+            body["adapt_form"] = str(adapt_form)
         if ratio is not None:
             body["ratio"] = float(ratio)
         if keep is not None:
@@ -639,11 +650,14 @@ class ExgsClient:
         return self._request("POST", f"/v1/scenes/{_q(scene_id)}/compress", json_body=body)
 
     def compress(self, scene_id: str, *, ratio=None, keep=None, sh_degree: int = 0,
-                 cameras=None, progress=None, cancel=None) -> dict:
+                 cameras=None, adapt=None, adapt_form=None, adapt_min_gain=None,
+                 progress=None, cancel=None) -> dict:
         """UGC compression in the backend → ``{"scene_id", "stats", "file_bytes", ...}``;
-        the .exgs is ``download(result["scene_id"])``."""
+        the .exgs is ``download(result["scene_id"])``. ``adapt``: seconds to fine-tune a
+        per-scene painter delta stored in the file."""
         job = self.submit_compress(scene_id, ratio=ratio, keep=keep, sh_degree=sh_degree,
-                                   cameras=cameras)
+                                   cameras=cameras, adapt=adapt, adapt_form=adapt_form,
+                                   adapt_min_gain=adapt_min_gain)
         try:
             info = self.wait(job["id"], progress=progress, cancel=cancel)
         finally:
@@ -653,10 +667,16 @@ class ExgsClient:
     # ------------------------------------------------------------------ render
     def submit_render(self, scene_id: str, cameras, *, size=None, background=(0.0, 0.0, 0.0),
                       restore: bool = False, passes=("rgb", "alpha", "depth"),
-                      format: str = "f32", sh_degree=None) -> dict:
+                      format: str = "f32", sh_degree=None, use_delta: bool = True,
+                      painter_delta=None) -> dict:
         body = {"cameras": [_camera_dict(c) for c in cameras],
                 "background": [float(x) for x in background], "restore": bool(restore),
                 "passes": list(passes), "format": format}
+        if not use_delta:
+            body["use_delta"] = False
+        if painter_delta is not None:
+            import base64
+            body["painter_delta"] = base64.b64encode(bytes(painter_delta)).decode("ascii")
         if size is not None:
             body["size"] = [int(size[0]), int(size[1])]
         if sh_degree is not None:
@@ -665,14 +685,16 @@ class ExgsClient:
 
     def render(self, scene_id: str, cameras, *, size=None, background=(0.0, 0.0, 0.0),
                restore: bool = False, passes=("rgb", "alpha", "depth"), format: str = "f32",
-               sh_degree=None, progress=None, cancel=None) -> list:
+               sh_degree=None, use_delta: bool = True, painter_delta=None, progress=None,
+               cancel=None) -> list:
         """Render ``cameras`` → one :class:`Frame` per camera (PNG bytes for format="png").
         Each frame is fetched (long poll) as soon as it is rendered, while later ones render;
         the job is deleted afterwards."""
         cameras = list(cameras)
         job = self.submit_render(scene_id, cameras, size=size, background=background,
                                  restore=restore, passes=passes, format=format,
-                                 sh_degree=sh_degree)
+                                 sh_degree=sh_degree, use_delta=use_delta,
+                                 painter_delta=painter_delta)
         jid = job["id"]
         what = f"render job {jid}"
         n = len(cameras)

@@ -64,6 +64,7 @@ class SplatItem:
     ply_path: str
     digest: str
     count: int
+    painter_delta: bytes | None = None  # per-scene painter delta (from a compress --adapt)
 
 
 _CACHE_DIR = None
@@ -121,6 +122,21 @@ def export_mesh_ply(mesh) -> tuple[str, str, int]:
     return path, digest, len(v)
 
 
+def mesh_painter_delta(mesh) -> bytes | None:
+    """The per-scene painter delta kept on a compressed mesh (``exgs_painter_delta``, base64
+    as the compress job returned it), or None."""
+    import base64
+    import binascii
+
+    b64 = mesh.get("exgs_painter_delta") if hasattr(mesh, "get") else None
+    if not b64 or not isinstance(b64, str):
+        return None
+    try:
+        return base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
 def splat_instances(depsgraph):
     """[(original object, item name, world matrix)] of every visible splat object of the
     evaluated scene, collection instances included (instance names: ``obj@k``)."""
@@ -146,7 +162,7 @@ def gather(depsgraph) -> list[SplatItem]:
     for orig, name, mat in splat_instances(depsgraph):
         path, digest, n = export_mesh_ply(orig.data)
         if n:
-            items.append(SplatItem(name, mat, path, digest, n))
+            items.append(SplatItem(name, mat, path, digest, n, mesh_painter_delta(orig.data)))
     return items
 
 
@@ -226,14 +242,17 @@ def render_cameras(items: list[SplatItem], cams: list[dict], *, restore: bool = 
                 progress((i + frac) / total, msg or f"{it.name}: rendering")
 
         cam_list = [dict(c, object_matrix_world=it.matrix_world) for c in cams]
+        kw = {"painter_delta": it.painter_delta} if (restore and it.painter_delta) else {}
         try:
-            outs = conn.render(sid, cam_list, restore=restore, progress=sub, cancel=cancel)
+            outs = conn.render(sid, cam_list, restore=restore, progress=sub, cancel=cancel,
+                               **kw)
         except Exception as e:  # the service forgot the scene (restart, eviction): re-send once
             if getattr(e, "status", 0) != 404:
                 raise
             conn.forget(it.digest)
             sid = conn.scene_for(it.ply_path, it.digest)
-            outs = conn.render(sid, cam_list, restore=restore, progress=sub, cancel=cancel)
+            outs = conn.render(sid, cam_list, restore=restore, progress=sub, cancel=cancel,
+                               **kw)
         for k, o in enumerate(outs):
             frames_layers[k].append(o)
     if progress:

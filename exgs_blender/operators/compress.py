@@ -7,16 +7,16 @@ from __future__ import annotations
 import os
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
 from .. import backend, gaussians, plyio, render_core
 
 
-def _compress_job(ply, digest, ratio, keep, sh_degree, out_exgs):
+def _compress_job(ply, digest, ratio, keep, sh_degree, out_exgs, adapt=None):
     def run(progress, cancel):
         data, stats, _sid = backend.compress(ply, digest, ratio=ratio, keep=keep,
-                                             sh_degree=sh_degree, progress=progress,
-                                             cancel=cancel)
+                                             sh_degree=sh_degree, adapt=adapt,
+                                             progress=progress, cancel=cancel)
         if cancel.is_set():
             raise backend.Cancelled("compression cancelled")
         tmp = out_exgs + ".part"
@@ -42,6 +42,13 @@ class EXGS_OT_compress(bpy.types.Operator):
                          description="Target size ratio original / compressed")
     keep: FloatProperty(name="Kept %", default=10.0, min=0.1, max=100.0, subtype="PERCENTAGE")
     sh_degree: IntProperty(name="SH degree", default=0, min=0, max=3)
+    adapt: BoolProperty(name="Adapt to scene", default=False,
+                        description="Fine-tune a small per-scene GaussPainter delta and store "
+                                    "it in the file (counted in the ratio; left out when it "
+                                    "does not pay)")
+    adapt_seconds: FloatProperty(name="Time budget", default=120.0, min=5.0, max=3600.0,
+                                 subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE",
+                                 description="Seconds spent adapting the painter")
 
     _timer = None
     _worker = None
@@ -53,6 +60,7 @@ class EXGS_OT_compress(bpy.types.Operator):
     def invoke(self, context, event):
         s = context.scene.exgs_tools
         self.mode, self.ratio, self.keep, self.sh_degree = s.mode, s.ratio, s.keep, s.sh_degree
+        self.adapt, self.adapt_seconds = s.adapt, s.adapt_seconds
         return self.execute(context)
 
     def execute(self, context):
@@ -62,10 +70,12 @@ class EXGS_OT_compress(bpy.types.Operator):
         backend.prime()
         ratio = self.ratio if self.mode == "RATIO" else None
         keep = self.keep / 100.0 if self.mode == "KEEP" else None
+        adapt = float(self.adapt_seconds) if self.adapt else None
+        tag = f"-adapt{adapt:g}" if adapt else ""
         self._exgs = os.path.join(render_core.cache_dir(), f"{digest}-{self.mode}-"
-                                  f"{ratio or keep:g}-sh{self.sh_degree}.exgs")
+                                  f"{ratio or keep:g}-sh{self.sh_degree}{tag}.exgs")
         self._worker = render_core.Worker(_compress_job(ply, digest, ratio, keep,
-                                                        self.sh_degree, self._exgs))
+                                                        self.sh_degree, self._exgs, adapt))
         wm = context.window_manager
         if bpy.app.background or context.window is None:  # background: run to completion
             try:
@@ -131,10 +141,19 @@ class EXGS_OT_compress(bpy.types.Operator):
         for k, val in (stats or {}).items():
             if isinstance(val, (int, float, str)):
                 me[f"exgs_stat_{k}"] = val
+        pd = (stats or {}).get("painter_delta") or {}
+        extra = ""
+        if pd.get("data_b64"):
+            # kept in the .blend (like the Gaussians): render nodes need no other file
+            me["exgs_painter_delta"] = pd["data_b64"]
+            extra = (f", painter delta {pd.get('form', '')} {pd.get('bytes', 0):,} bytes "
+                     f"({pd.get('gain_db', 0):+.1f} dB)")
+        elif pd:
+            extra = ", no painter delta (did not pay)"
         context.view_layer.objects.active = new
         ratio = orig_bytes / max(1, me["exgs_source_bytes"]) if orig_bytes else 0
         self.report({"INFO"}, f"ExGS: {len(me.vertices):,} Gaussians kept, "
-                              f"{me['exgs_source_bytes']:,} bytes ({ratio:.0f}×)")
+                              f"{me['exgs_source_bytes']:,} bytes ({ratio:.0f}×){extra}")
         return {"FINISHED"}
 
 
@@ -144,6 +163,12 @@ class ExgsToolSettings(bpy.types.PropertyGroup):
     ratio: FloatProperty(name="Ratio", default=100.0, min=10.0, max=1000.0)
     keep: FloatProperty(name="Kept %", default=10.0, min=0.1, max=100.0, subtype="PERCENTAGE")
     sh_degree: IntProperty(name="SH degree", default=0, min=0, max=3)
+    adapt: BoolProperty(name="Adapt to scene", default=False,
+                        description="Fine-tune a small per-scene GaussPainter delta and store "
+                                    "it in the file (counted in the ratio)")
+    adapt_seconds: FloatProperty(name="Time budget", default=120.0, min=5.0, max=3600.0,
+                                 subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE",
+                                 description="Seconds spent adapting the painter")
 
 
 classes = (ExgsToolSettings, EXGS_OT_compress)

@@ -54,6 +54,11 @@ class EXGS_PT_sidebar(bpy.types.Panel):
             box.prop(tools, "mode", expand=True)
             box.prop(tools, "ratio" if tools.mode == "RATIO" else "keep", slider=True)
             box.prop(tools, "sh_degree")
+            row = box.row(align=True)
+            row.prop(tools, "adapt")
+            sub = row.row(align=True)
+            sub.enabled = tools.adapt
+            sub.prop(tools, "adapt_seconds", text="")
             box.operator("exgs.compress", icon="PLAY")
             lay.operator("exgs.export_splats", icon="EXPORT")
         total = sum(len(o.data.vertices) for o in context.scene.objects if gaussians.is_splat(o)

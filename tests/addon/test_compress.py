@@ -71,3 +71,55 @@ def test_compress_operator_cli_and_cancel(run_bpy, tmp_path):
     assert info["exported_same"] and info["ratio"] > 1.0
     assert res["rc"] == 0 and open(out, "rb").read(4) == b"EXGS", res["err"]
     assert res["cancelled"]
+
+
+def test_compress_adapt_to_scene_keeps_the_delta_and_renders_with_it(run_bpy, tmp_path):
+    """"Adapt to scene": the backend trains a painter delta; when it pays, the new mesh keeps
+    it (base64, saved in the .blend) and restore renders send it to the backend."""
+    pytest.importorskip("diffusers")
+    from exgs.io.ply import write_ply
+    from exgs.synth import demo_scene
+
+    ply = str(tmp_path / "demo.ply")
+    write_ply(demo_scene(3000, sh_degree=1, seed=5), ply)
+    res = run_bpy(f"""
+        import base64
+        from bl_ext.user_default.exgs import io_import, backend, render_core
+        bpy.ops.wm.read_homefile(use_empty=True)
+        obj, _ = io_import.import_file(bpy.context, {ply!r})
+        bpy.context.view_layer.objects.active = obj
+        t = bpy.context.scene.exgs_tools
+        t.adapt, t.adapt_seconds = True, 5.0  # the panel's settings exist
+        r = list(bpy.ops.exgs.compress(mode="KEEP", keep=5.0, adapt=True, adapt_seconds=5.0))
+        new = bpy.data.objects.get("demo (ExGS)")
+        me = new.data
+        b64 = me.get("exgs_painter_delta")
+        info = dict(r=r, has=bool(b64), src=me["exgs_source"])
+        if not b64:  # did not pay in 5 s: force one (min gain −100 dB) for the render path
+            ply_path, digest, _ = render_core.export_mesh_ply(obj.data)
+            _, st, _ = backend.compress(ply_path, digest, keep=0.05, adapt=5.0,
+                                        adapt_min_gain=-100.0)
+            me["exgs_painter_delta"] = st["painter_delta"]["data_b64"]
+            b64 = me["exgs_painter_delta"]
+        if b64:
+            info["magic"] = base64.b64decode(b64)[:4].decode("latin-1")
+            it = render_core.SplatItem("x", [[1,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]],
+                                       *render_core.export_mesh_ply(me),
+                                       render_core.mesh_painter_delta(me))
+            scene = bpy.context.scene
+            cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+            scene.collection.objects.link(cam)
+            cam.location = (0, -12, 0); cam.rotation_euler = (1.5708, 0, 0)
+            scene.render.resolution_x, scene.render.resolution_y = 48, 32
+            spec = render_core.blender_camera(scene, cam)
+            fr = render_core.render_cameras([it], [spec], restore=True)[0]
+            info["frame"] = list(fr.rgb.shape)
+        backend.stop_local()
+        RESULT = info
+    """, timeout=400)
+    assert res["r"] == ["FINISHED"]
+    from exgs.io.exgs_format import read_exgs_delta
+
+    stored = read_exgs_delta(res["src"])
+    assert res["has"] == (stored is not None)
+    assert res["magic"] == "EXPD" and res["frame"][:2] == [32, 48]

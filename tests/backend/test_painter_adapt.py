@@ -85,7 +85,7 @@ def test_delta_round_trips_bit_exactly_and_restores_identically(adapted, net):
     assert X.attach_sections(path.read_bytes(), {X.DELTA_SECTION: None}) == res.data
 
 
-@pytest.mark.parametrize("form", ["lora", "bias"])
+@pytest.mark.parametrize("form", ["last", "lora", "bias"])
 def test_other_forms_encode_and_apply(net, scene, form):
     from exgs.ugc import compress
 

@@ -441,3 +441,61 @@ def test_jobs_run_one_at_a_time_in_order(server, small_scene):
     assert all(i["frames_ready"] == 6 and i["result"]["frames"] == 6 for i in infos)
     for j in ids:
         server.delete_job(j)
+
+
+# --------------------------------------------------------------------------- painter delta
+def test_render_restore_uses_the_files_painter_delta(server, small_scene, tmp_path):
+    """A .exgs with a painter delta: restore applies it (as exgs.painter.delta does
+    locally); use_delta=false restores generically; a delta sent with the request is used
+    for any scene; compress with adapt returns the delta (base64)."""
+    import base64
+    import math
+
+    require("exgs.ugc", "compress")
+    pytest.importorskip("diffusers")
+    if not server.health()["painter"]["available"]:
+        pytest.skip("painter weights not shipped")
+    from exgs.io.exgs_format import DELTA_SECTION, attach_sections, read_exgs_delta
+    from exgs.painter import load_painter
+    from exgs.painter.adapt import AdaptConfig, adapt
+    from exgs.painter.delta import painter_for_file
+    from exgs.render import render
+    from exgs.ugc import compress
+
+    scene, ply = small_scene
+    res = compress(scene, keep=0.1, device="cpu", views=4, view_size=(64, 48))
+    cfg = AdaptConfig(views=5, holdout=2, size=64, crop=32, batch=2, steps=3, seconds=600,
+                      min_gain_db=-math.inf)
+    delta = adapt(scene, res.scene, config=cfg).delta
+    p = tmp_path / "d.exgs"
+    p.write_bytes(attach_sections(res.data, {DELTA_SECTION: delta}))
+    sid = server.upload(p)["id"]
+    cams = _cams(1)
+    r = render(res.scene, cams[0])
+    adapted = painter_for_file(p)[0].restore(r.rgb, r.alpha)
+    generic = load_painter().restore(r.rgb, r.alpha)
+    assert not np.allclose(adapted, generic, atol=1e-4)
+    (f,) = server.render(sid, cams, restore=True, passes=("rgb", "alpha"))
+    np.testing.assert_allclose(f.rgb, adapted, atol=1e-4)
+    (f,) = server.render(sid, cams, restore=True, passes=("rgb", "alpha"), use_delta=False)
+    np.testing.assert_allclose(f.rgb, generic, atol=1e-4)
+    plain = server.upload(_write(tmp_path, res.data))
+    (f,) = server.render(plain["id"], cams, restore=True, passes=("rgb", "alpha"),
+                         painter_delta=delta)
+    np.testing.assert_allclose(f.rgb, adapted, atol=1e-4)
+    with pytest.raises(C.BackendError) as ei:
+        server.render(plain["id"], cams, restore=True, painter_delta=b"EXPD junk")
+    assert ei.value.status == 400 and "painter delta" in ei.value.message
+    # compress with adapt (forced on): the result carries the delta, the file holds it
+    sid0 = server.upload(ply)["id"]
+    out = server.compress(sid0, keep=0.1, adapt=2.0, adapt_min_gain=-100.0)
+    pd = out["painter_delta"]
+    assert pd["enabled"] and pd["data_b64"]
+    dl = server.download(out["scene_id"], tmp_path / "a.exgs")
+    assert read_exgs_delta(dl) == base64.b64decode(pd["data_b64"])
+
+
+def _write(tmp_path, data):
+    q = tmp_path / "plain.exgs"
+    q.write_bytes(data)
+    return q

@@ -92,7 +92,7 @@ def register(sub) -> None:
                    help="fine-tune a per-scene GaussPainter delta for SECONDS (default 120) "
                         "and store it in the file (counted in --ratio)")
     p.add_argument("--adapt-form", default=None, metavar="FORM",
-                   help="delta form: head (default), lora or bias")
+                   help="delta form: last (default), head, lora or bias")
     p.add_argument("--adapt-threads", type=int, default=1, metavar="N",
                    help="torch threads for the adaptation (default 1)")
     p.add_argument("--adapt-min-gain", type=float, default=None, metavar="DB",

@@ -48,8 +48,8 @@ import numpy as np
 from ..errors import UsageError
 from .delta import base_fingerprint, encode_delta
 
-FORMS = ("head", "lora", "bias")
-DEFAULT_FORM = "head"
+FORMS = ("head", "last", "lora", "bias")
+DEFAULT_FORM = "last"
 DEFAULT_SECONDS = 120.0
 MIN_TRAIN_VIEWS = 4  #: rendered even when that overruns a tiny budget
 MIN_STEPS = 30  #: training steps done even when that overruns a tiny budget
@@ -126,6 +126,12 @@ def targets(net, form: str) -> list[tuple[str, str]]:
     if form == "head":
         if net.gate_head is not None:
             out += [(n, "diff") for n in names if n.startswith("gate_head.")]
+        out += [(f"vae.decoder.layers.{nlayers - 1}.{p}", "diff") for p in ("weight", "bias")]
+    elif form == "last":
+        if net.gate_head is not None:
+            last = _last_conv(net.gate_head)
+            gh = {id(m): n for n, m in net.gate_head.named_modules()}
+            out += [(f"gate_head.{gh[id(last)]}.{p}", "diff") for p in ("weight", "bias")]
         out += [(f"vae.decoder.layers.{nlayers - 1}.{p}", "diff") for p in ("weight", "bias")]
     elif form == "bias":
         for n, p in names.items():
@@ -261,12 +267,22 @@ class _Tail:
             fill, cov = pull_push_fill(rgb, alpha, net.cfg.fill_levels, return_coverage=True)
             c = {"rgb": rgb, "alpha": alpha, "clean": clean, "fill": fill, "cov": cov}
             z = net.encode(rgb)
-            if self.form == "head":
+            if self.form in ("head", "last"):
                 zh = net.restore_latent(z, alpha)
                 x = torch.tanh(zh / 3) * 3
                 for layer in list(net.vae.decoder.layers)[:-1]:
                     x = layer(x)
                 c["feat"] = x
+            if self.form == "last" and net.gate_head is not None and net.cfg.fill:
+                # the gate head's frozen part: capture its last conv's input
+                last = _last_conv(net.gate_head)
+                got = {}
+                h = last.register_forward_pre_hook(lambda m, a: got.setdefault("x", a[0]))
+                try:
+                    net.gate_head(rgb, alpha, fill, cov)
+                finally:
+                    h.remove()
+                c["gfeat"] = got["x"]
             else:
                 c["z"] = z
         return c
@@ -276,18 +292,26 @@ class _Tail:
         import torch
 
         net = self.net
-        if self.form == "head":
+        if "feat" in c:
             d4 = net.vae.decoder.layers[-1](c["feat"])
         else:
             zh = net.restore_latent(c["z"], c["alpha"])
             d4 = net.vae.decoder.layers(torch.tanh(zh / 3) * 3)
         dec, conf = d4[:, :3], d4[:, 3:4]
         if net.cfg.fill:
-            if net.gate_head is not None:
+            if "gfeat" in c:
+                conf = conf + _last_conv(net.gate_head)(c["gfeat"])
+            elif net.gate_head is not None:
                 conf = conf + net.gate_head(c["rgb"], c["alpha"], c["fill"], c["cov"])
             dec = c["fill"] + dec
         g = net.gate(conf, c["alpha"])
         return c["rgb"] + g * (dec.clamp(0.0, 1.0) - c["rgb"])
+
+
+def _last_conv(module):
+    from torch import nn
+
+    return [m for m in module.modules() if isinstance(m, nn.Conv2d)][-1]
 
 
 def _to_t(x, chw=True):
@@ -453,7 +477,9 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
         from .infer import load_net
 
         net = load_net()
-    net = net.cpu().eval()
+    if any(p.device.type != "cpu" for p in net.parameters()):
+        net = copy.deepcopy(net).cpu()  # never move the caller's (shared) net
+    net.eval()
     base_fp = base_fingerprint(net)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng([cfg.seed, 1])
@@ -494,8 +520,8 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
     eval_reserve = 2.5 * per_view * len(hold) + 1.0
     params = _parametrize(work, cfg.form, cfg.rank, cfg.seed)
     trainable = [p for _, _, pm in params for p in pm.parameters()]
-    batch = cfg.batch or (8 if cfg.form == "head" else 4)
-    lr = cfg.lr or {"head": 2e-3, "bias": 1e-3, "lora": 1e-3}[cfg.form]
+    batch = cfg.batch or (8 if cfg.form in ("head", "last") else 4)
+    lr = cfg.lr or {"head": 2e-3, "last": 2e-3, "bias": 1e-3, "lora": 1e-3}[cfg.form]
     opt = torch.optim.Adam(trainable, lr=lr)
 
     # crop sampler: crop origins on the 8-px grid, weighted by the local error

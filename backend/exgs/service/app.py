@@ -145,6 +145,31 @@ class Engines:
                 self._painter = load_painter(path, device="cuda" if device == "cuda" else "cpu")
             return self._painter
 
+    def adapted_painter(self, device: str, delta: bytes):
+        """(painter, note): the generic painter with ``delta`` applied (a few recent ones
+        are cached by content); a delta made for other weights gives the generic painter and
+        a note saying so. (Deltas are validated before the job is queued.)"""
+        from ..painter.delta import DeltaMismatch, apply_delta
+        from ..painter.infer import Painter
+
+        generic = self.painter(device)
+        key = hashlib.sha256(delta).hexdigest()
+        with self._lock:
+            cache = self.__dict__.setdefault("_adapted", {})
+            if key in cache:
+                cache[key] = cache.pop(key)  # most recent last
+                return cache[key], "applied"
+        try:
+            p = Painter(apply_delta(generic.net, delta), generic.device)
+        except DeltaMismatch as e:
+            log.warning("painter delta skipped: %s", e)
+            return generic, f"skipped: {e}"
+        with self._lock:
+            cache[key] = p
+            while len(cache) > 4:
+                cache.pop(next(iter(cache)))
+        return p, "applied"
+
 
 def resolve_device(requested: str) -> str:
     """"auto" | "cpu" | "cuda" → the worker's device label "cpu" or "cuda"."""
@@ -246,6 +271,22 @@ def _progress_adapter(ctx):
         ctx.progress(frac, msg)
 
     return cb
+
+
+def _delta_result(res) -> dict:
+    """The compress job's ``painter_delta`` result: the adaptation's figures and, when a
+    delta was stored, its bytes in base64 (``data_b64``) so a client that keeps the scene in
+    another form (the Blender add-on keeps a PLY) can send it back with render requests."""
+    import base64
+
+    from ..io.exgs_format import exgs_delta_from_bytes
+
+    pd = _jsonable(dict(res.stats.get("painter_delta") or {}))
+    pd.pop("loss_history", None)
+    blob = exgs_delta_from_bytes(res.data)
+    if blob is not None:
+        pd["data_b64"] = base64.b64encode(blob).decode("ascii")
+    return pd
 
 
 # --------------------------------------------------------------------------- the app
@@ -482,14 +523,28 @@ def create_app(config: ServiceConfig) -> FastAPI:
             cams = [to_camera(c, i) for i, c in enumerate(body.cameras)]
             for i, c in enumerate(cams):
                 check_size(c, i, limits)
+        if body.adapt is not None:
+            engines.check_painter()
         scene, stem = e.scene, Path(e.name).stem or "scene"
 
         def run(ctx):
             ctx.progress(0.0, "compressing")
-            res = mod.compress(scene, ratio=body.ratio, keep=body.keep,
-                               sh_degree=body.sh_degree, cameras=cams,
-                               source_bytes=e.file_bytes, progress=_progress_adapter(ctx),
-                               device=device)
+            kw = dict(ratio=body.ratio, keep=body.keep, sh_degree=body.sh_degree,
+                      cameras=cams, source_bytes=e.file_bytes,
+                      progress=_progress_adapter(ctx), device=device)
+            if body.adapt is not None:
+                from ..painter.adapt import AdaptConfig, compress_adapted
+
+                ctx.progress(0.0, "loading GaussPainter")
+                net = engines.painter(device).net
+                cfg = AdaptConfig(seconds=float(body.adapt), threads=1)
+                if body.adapt_form:
+                    cfg.form = body.adapt_form
+                if body.adapt_min_gain is not None:
+                    cfg.min_gain_db = float(body.adapt_min_gain)
+                res = compress_adapted(scene, adapt_config=cfg, net=net, **kw)
+            else:
+                res = mod.compress(scene, **kw)
             ctx.check()
             stats = _jsonable(dict(getattr(res, "stats", {}) or {}))
             new, _ = store.add_bytes(bytes(res.data), f"{stem}.exgs", "compress",
@@ -497,6 +552,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
             ctx.job.result = {"scene_id": new.id, "stats": stats,
                               "file_bytes": new.file_bytes, "gaussians": new.summary.get(
                                   "gaussians"), "source_bytes": e.file_bytes}
+            if body.adapt is not None:
+                ctx.job.result["painter_delta"] = _delta_result(res)
 
         return jobs.submit("compress", device, run).info()
 
@@ -526,11 +583,33 @@ def create_app(config: ServiceConfig) -> FastAPI:
         bg = tuple(float(x) for x in body.background)
         passes, fmt, restore = list(body.passes), body.format, body.restore
         n = len(cams)
+        delta = None
+        if restore and body.painter_delta is not None:
+            import base64
+            import binascii
+
+            try:
+                delta = base64.b64decode(body.painter_delta, validate=True)
+            except (binascii.Error, ValueError):
+                raise ApiError(422, "painter_delta is not valid base64") from None
+            from ..painter.delta import decode_delta
+
+            decode_delta(delta)  # DeltaError (an ExgsError) → 400 with its one line
+        elif restore and body.use_delta and e.format == "exgs":
+            from ..io.exgs_format import read_exgs_delta
+
+            try:
+                delta = read_exgs_delta(e.path)
+            except ExgsError as err:
+                raise ApiError(400, str(err).replace(str(e.path), e.name)) from None
 
         def run(ctx):
             if restore:
                 ctx.progress(0.0, "loading GaussPainter")
             painter = engines.painter(device) if restore else None
+            note = "none"
+            if restore and delta is not None:
+                painter, note = engines.adapted_painter(device, delta)
             ctx.progress(0.0, f"rendering {n} frame(s)")
             it = mod.render_many(scene, cams, sh_degree=body.sh_degree,
                                  background=(0.0, 0.0, 0.0) if restore else bg,
@@ -560,6 +639,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
                 ctx.add_frame(data, media, (i + 1) / n, f"frame {i + 1}/{n}")
             ctx.job.result = {"frames": n, "format": fmt, "passes": passes,
                               "width": cams[0].width, "height": cams[0].height}
+            if restore:
+                ctx.job.result["painter_delta"] = note
 
         return jobs.submit("render", device, run, total_frames=n).info()
 

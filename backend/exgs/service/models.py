@@ -82,6 +82,14 @@ class CompressRequest(BaseModel):
     sh_degree: int = Field(0, ge=0, le=3)
     cameras: Optional[Annotated[list[AnyCamera], Field(max_length=4096)]] = Field(
         None, description="training/significance views (default: chosen by the compressor)")
+    adapt: Optional[Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]] = Field(
+        None, description="seconds to fine-tune a per-scene GaussPainter delta stored in the "
+                          ".exgs (counted in the ratio; left out when it does not pay)")
+    adapt_form: Optional[Literal["last", "head", "lora", "bias"]] = Field(
+        None, description="form of the delta (default last)")
+    adapt_min_gain: Optional[Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False)]] = \
+        Field(None, description="keep the delta only if it gains at least this many dB on "
+                                "held-out views (default: the compressor's rule)")
 
 
 class RenderRequest(BaseModel):
@@ -93,6 +101,11 @@ class RenderRequest(BaseModel):
     background: Annotated[list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]],
                           Field(min_length=3, max_length=3)] = [0.0, 0.0, 0.0]
     restore: bool = Field(False, description="run GaussPainter on each frame")
+    use_delta: bool = Field(True, description="with restore: apply the scene file's "
+                                              "per-scene painter delta when it has one")
+    painter_delta: Optional[Annotated[str, Field(max_length=8 << 20)]] = Field(
+        None, description="with restore: a painter delta (base64) to apply instead of the "
+                          "scene file's own (e.g. a delta kept with a scene uploaded as PLY)")
     passes: Annotated[list[Literal["rgb", "alpha", "depth"]],
                       Field(min_length=1, max_length=3)] = ["rgb", "alpha", "depth"]
     format: Literal["f32", "png"] = "f32"
