@@ -137,7 +137,12 @@ def load_restorer(painter_dir: str | None, device: str, scene_path=None,
     except (ImportError, AttributeError):
         raise UsageError("GaussPainter is not available") from None
     dev = "cuda" if device == "gsplat" else "cpu"
-    if scene_path is None:
+    if scene_path is None or not use_delta:
+        return load(painter_dir, device=dev).restore
+    from ..io import detect_format
+    from ..io.exgs_format import read_exgs_delta
+
+    if detect_format(scene_path) != "exgs" or read_exgs_delta(scene_path) is None:
         return load(painter_dir, device=dev).restore
     from ..painter.delta import painter_for_file
 
