@@ -32,6 +32,11 @@ def describe(path: str | os.PathLike) -> dict:
     info.update(scene.summary())
     if info["gaussians"]:
         info["bytes_per_gaussian"] = info["file_bytes"] / info["gaussians"]
+    if fmt == "exgs":
+        from ..io.exgs_format import read_exgs_header
+
+        secs = read_exgs_header(path).get("sections") or []
+        info["sections"] = [{"name": s["name"], "bytes": s["length"]} for s in secs]
     return info
 
 
@@ -54,4 +59,6 @@ def run(args) -> int:
     print(f"  memory          {human_bytes(info['memory_bytes'])}")
     if info["extras"]:
         print(f"  extra props     {', '.join(info['extras'])}")
+    for sec in info.get("sections", []):
+        print(f"  section         {sec['name']} ({human_bytes(sec['bytes'])})")
     return 0
