@@ -2,6 +2,7 @@
 
     blender -c exgs import IN.ply OUT.blend [--axis Y_DOWN]
     blender -c exgs compress IN.ply OUT.exgs [--ratio 100 | --keep 0.1] [--sh-degree 0]
+        [--adapt SECONDS]
     blender -c exgs render FILE.blend [-s START] [-e END] [-o //frames/####] [--restore]
 
 Exit codes: 0 success, 1 failed (backend/render error, message on stderr), 2 bad usage.
@@ -37,6 +38,8 @@ def _parser():
     g.add_argument("--ratio", type=float)
     g.add_argument("--keep", type=float, help="fraction (0..1] or count of Gaussians kept")
     c.add_argument("--sh-degree", type=int, default=0)
+    c.add_argument("--adapt", type=float, default=None, metavar="SECONDS",
+                   help="fine-tune a per-scene painter delta for SECONDS, stored in the file")
     r = sub.add_parser("render", help="render a .blend's frame range with the ExGS engine")
     r.add_argument("blend")
     r.add_argument("-s", "--start", type=int)
@@ -79,8 +82,11 @@ def main(argv) -> int:
                 plyio.write_ply(ply, v)
             keep = args.keep
             ratio = args.ratio if (args.ratio or keep is not None) else 100.0
+            if args.adapt is not None and not 0 < args.adapt <= 86400:
+                _err(f"--adapt must be a number of seconds in (0, 86400], got {args.adapt}")
+                return 2
             data, stats, _sid = backend.compress(ply, digest, ratio=ratio, keep=keep,
-                                                 sh_degree=args.sh_degree)
+                                                 sh_degree=args.sh_degree, adapt=args.adapt)
             tmp = args.output + ".part"
             with open(tmp, "wb") as f:
                 f.write(data)
