@@ -271,3 +271,14 @@ def test_cli_no_delta_needs_restore(tmp_path, adapted, capsys):
     path, _, _ = adapted
     assert main(["render", str(path), "--out", str(tmp_path / "r"), "--no-delta"]) == 2
     assert "--no-delta needs --restore" in capsys.readouterr().err
+
+
+def test_few_training_cameras_are_topped_up_with_orbits(net, scene):
+    from exgs.cameras import orbit_for_scene
+    from exgs.painter.adapt import adaptation_cameras
+
+    cams = orbit_for_scene(scene, 2, 320, 240, seed=3)
+    cfg = tiny_cfg(steps=1)
+    got = adaptation_cameras(scene, cfg, cams)
+    assert len(got) == cfg.views and max(got[0].width, got[0].height) == cfg.size
+    assert sum(c.name.startswith("orbit") and c.width == cfg.size for c in got) >= 3

@@ -202,18 +202,22 @@ def adaptation_cameras(scene, cfg: AdaptConfig, cameras=None) -> list:
     from ..cameras import orbit_for_scene
 
     rng = np.random.default_rng([cfg.seed, 8])
+    out = []
     if cameras:
         cams = list(cameras)
-        idx = np.linspace(0, len(cams) - 1, min(cfg.views, len(cams))).round().astype(int)
-        out = []
+        idx = np.unique(np.linspace(0, len(cams) - 1, min(cfg.views, len(cams)))
+                        .round().astype(int))
         for i in idx:
             c = cams[int(i)]
             s = cfg.size / max(c.width, c.height)
             out.append(c.resized(max(8, round(c.width * s)), max(8, round(c.height * s))))
         order = rng.permutation(len(out))
-        return [out[i] for i in order]
-    cams = []
-    for i in range(cfg.views):
+        out = [out[i] for i in order]
+        if len(out) >= cfg.views:
+            return out
+    # orbits (all of them without cameras; the rest when too few cameras were given)
+    cams = out
+    for i in range(cfg.views - len(out)):
         el = rng.uniform(-10, 60)
         cams += orbit_for_scene(scene, 1, cfg.size, cfg.size, up=cfg.up,
                                 distance=rng.uniform(0.35, 1.3), fov_x_deg=rng.uniform(20, 70),
