@@ -50,7 +50,8 @@ class PainterConfig:
     gate_gain: float = 2.0  #: gate ≤ max(clamp(gain·(1 − alpha), 0, 1), gate_floor)
     gate_floor: float = 0.0  #: > 0 lets the painter touch opaque pixels too (up to this much)
     gate_bias: float = 0.0  #: added to the confidence logit at inference (< 0: more conservative)
-    use_mask: bool = True  #: False = ablation: no mask/alpha input, gate from confidence only
+    use_mask: bool = True  #: False = ablation: no mask/alpha input to the UNet or the gate head,
+    #: no alpha cap on the gate (the parameter-free fill still uses the render's alpha)
     fill: bool = True  #: decode a correction on top of a pull-push fill (False: absolute colour)
     fill_levels: int = 6  #: pyramid levels of the pull-push fill
     gate_head: bool = False  #: add a small full-resolution gate head on coverage features
@@ -229,6 +230,8 @@ class PainterNet(nn.Module):
             return dec, conf
         fill, cov = pull_push_fill(rgb, alpha, self.cfg.fill_levels, return_coverage=True)
         if self.gate_head is not None:
+            if not self.cfg.use_mask:  # ablation: no alpha-derived features for the gate
+                alpha, cov = torch.zeros_like(alpha), torch.zeros_like(cov)
             conf = conf + self.gate_head(rgb, alpha, fill, cov)
         return fill + dec, conf
 
