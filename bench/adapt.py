@@ -77,7 +77,13 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--painter", default=None, help="painter weights (default: shipped)")
     ap.add_argument("--out", default=os.path.join(RESULTS, "adapt.json"))
+    ap.add_argument("--table", action="store_true", help="only print the table of --out")
     args = ap.parse_args(argv)
+    if args.table:
+        from exgs.painter.adapt import AdaptConfig
+
+        _table(json.load(open(args.out))["rows"], AdaptConfig().min_gain_db)
+        return 0
 
     import numpy as np
     import torch
@@ -180,11 +186,16 @@ def main(argv=None) -> int:
                       f"{pdl.get('gain_db'):+.2f}; {pdl.get('steps')} steps, "
                       f"{pdl.get('seconds')} s", flush=True)
     save()
-    _table(json.load(open(args.out))["rows"])
+    _table(json.load(open(args.out))["rows"], default_min_gain)
     return 0
 
 
-def _table(rows):
+def _table(rows, min_gain):
+    """Markdown table of all rows; "on by default" is recomputed with the current default
+    switch-off margin from the compressor's own held-out estimate (internal gain)."""
+    for r in rows:
+        if r.get("fits"):
+            r["on_by_default"] = bool(r["internal_gain_db"] >= min_gain)
     print()
     print("| scene | ratio | form | budget s | kept generic → adapted | delta B | total B "
           "(budget) | generic PSNR / SSIM | adapted PSNR / SSIM | gain dB (median) | "

@@ -46,7 +46,7 @@ class EXGS_OT_compress(bpy.types.Operator):
                         description="Fine-tune a small per-scene GaussPainter delta and store "
                                     "it in the file (counted in the ratio; left out when it "
                                     "does not pay)")
-    adapt_seconds: FloatProperty(name="Time budget", default=120.0, min=5.0, max=3600.0,
+    adapt_seconds: FloatProperty(name="Time budget", default=60.0, min=5.0, max=3600.0,
                                  subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE",
                                  description="Seconds spent adapting the painter")
 
@@ -166,7 +166,7 @@ class ExgsToolSettings(bpy.types.PropertyGroup):
     adapt: BoolProperty(name="Adapt to scene", default=False,
                         description="Fine-tune a small per-scene GaussPainter delta and store "
                                     "it in the file (counted in the ratio)")
-    adapt_seconds: FloatProperty(name="Time budget", default=120.0, min=5.0, max=3600.0,
+    adapt_seconds: FloatProperty(name="Time budget", default=60.0, min=5.0, max=3600.0,
                                  subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE",
                                  description="Seconds spent adapting the painter")
 

@@ -3,7 +3,7 @@
 ``--ratio`` is size(IN file)/size(OUT), met by searching the kept count. Prints count, size,
 ratio and time; writes nothing on failure; never overwrites the input.
 
-``--adapt [SECONDS]`` (default 120 s when given bare) also fine-tunes a per-scene GaussPainter
+``--adapt [SECONDS]`` (default 60 s when given bare) also fine-tunes a per-scene GaussPainter
 delta for that wall-time budget and stores it in the file's ``painter_delta`` section
 (:func:`exgs.painter.adapt.compress_adapted`); with ``--ratio`` the whole file, delta included,
 meets the ratio. The delta is left out when it does not beat the generic painter on held-out
@@ -89,7 +89,7 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--json", action="store_true", help="print the stats as JSON")
     p.add_argument("--adapt", nargs="?", const="default", default=None, metavar="SECONDS",
-                   help="fine-tune a per-scene GaussPainter delta for SECONDS (default 120) "
+                   help="fine-tune a per-scene GaussPainter delta for SECONDS (default 60) "
                         "and store it in the file (counted in --ratio)")
     p.add_argument("--adapt-form", default=None, metavar="FORM",
                    help="delta form: last (default), head, lora or bias")

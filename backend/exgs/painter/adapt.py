@@ -50,7 +50,7 @@ from .delta import base_fingerprint, encode_delta
 
 FORMS = ("head", "last", "lora", "bias")
 DEFAULT_FORM = "last"
-DEFAULT_SECONDS = 120.0
+DEFAULT_SECONDS = 60.0
 MIN_TRAIN_VIEWS = 4  #: rendered even when that overruns a tiny budget
 MIN_STEPS = 30  #: training steps done even when that overruns a tiny budget
 
@@ -71,7 +71,7 @@ class AdaptConfig:
     batch: int = 0  #: 0 = form default (8 for head, 4 otherwise)
     lr: float = 0.0  #: 0 = form default
     w_ssim: float = 0.5
-    min_gain_db: float = 0.3  #: keep the delta only if it gains at least this much
+    min_gain_db: float = 0.5  #: keep the delta only if it gains at least this much (dB)
     seed: int = 0
     threads: int = 1
     up: str = "-y"
