@@ -48,7 +48,7 @@ def _scene_path(name: str) -> str:
     return os.path.join(SCENES, f"{name}.ply")
 
 
-def _eval(refs, scene, cams, restore):
+def _eval(refs, scene, cams, restore, keep=None):
     """(mean PSNR pruned, mean PSNR restored, mean SSIM restored, per-view restored PSNR)."""
     import numpy as np
 
@@ -58,7 +58,7 @@ def _eval(refs, scene, cams, restore):
     pr, rp, rs = [], [], []
     for ref, cam in zip(refs, cams):
         r = render(scene, cam, device="cpu")
-        out = np.clip(restore(r.rgb, r.alpha), 0, 1)
+        out = np.clip(restore(r.rgb, r.alpha, keep), 0, 1)
         pr.append(psnr(ref.rgb, r.rgb))
         rp.append(psnr(ref.rgb, out))
         rs.append(ssim(ref.rgb, out))
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from exgs.io import read_scene
-    from exgs.painter.adapt import AdaptConfig, compress_adapted
+    from exgs.painter.adapt import AdaptConfig, compress_adapted, restore_with_keep
     from exgs.painter.delta import apply_delta
     from exgs.painter.infer import Painter, load_net
     from exgs.ugc import compress, inria_ply_bytes
@@ -134,7 +134,9 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             g = compress(scene, ratio=ratio, source_bytes=src, score=score, device="cpu")
             score = g.score
-            gp, gr, gs, gviews = _eval(refs, g.scene, cams, generic.restore)
+            gp, gr, gs, gviews = _eval(refs, g.scene, cams,
+                                       lambda a, b, k: restore_with_keep(generic, a, b, k),
+                                       len(g.scene) / len(scene))
             base = {"scene": label, "ratio": ratio, "source_bytes": src,
                     "budget_bytes": int(src / ratio), "generic_kept": len(g.scene),
                     "generic_bytes": len(g.data), "generic_pruned_psnr": round(gp, 3),
@@ -163,7 +165,9 @@ def main(argv=None) -> int:
 
                 delta = exgs_delta_from_bytes(a.data)
                 adapted = Painter(apply_delta(net, delta))
-                ap_, ar, as_, aviews = _eval(refs, a.scene, cams, adapted.restore)
+                ap_, ar, as_, aviews = _eval(
+                    refs, a.scene, cams, lambda x, y, k: restore_with_keep(adapted, x, y, k),
+                    len(a.scene) / len(scene))
                 gain_views = np.array(aviews) - np.array(gviews)
                 row.update(fits=True, kept=len(a.scene), total_bytes=len(a.data),
                            delta_bytes=len(delta), pruned_psnr=round(ap_, 3),

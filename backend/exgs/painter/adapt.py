@@ -258,8 +258,8 @@ class _Tail:
     decoder's last-conv input (head) or the encoder latent z (lora, bias).
     """
 
-    def __init__(self, net, form: str):
-        self.net, self.form = net, form
+    def __init__(self, net, form: str, gate_bias: float | None = None):
+        self.net, self.form, self.gate_bias = net, form, gate_bias
 
     def cache_view(self, rgb, alpha, clean) -> dict:
         import torch
@@ -308,7 +308,10 @@ class _Tail:
             elif net.gate_head is not None:
                 conf = conf + net.gate_head(c["rgb"], c["alpha"], c["fill"], c["cov"])
             dec = c["fill"] + dec
-        g = net.gate(conf, c["alpha"])
+        if self.gate_bias is None:
+            g = net.gate(conf, c["alpha"])
+        else:
+            g = net.gate(conf, c["alpha"], self.gate_bias)
         return c["rgb"] + g * (dec.clamp(0.0, 1.0) - c["rgb"])
 
 
@@ -422,11 +425,32 @@ def _export(params, form, dtype, rank, base, stats) -> bytes:
                         stats=stats)
 
 
-def _restore_views(net, views, key_rgb="rgb", key_alpha="alpha") -> list[np.ndarray]:
+def gate_bias_for(net, keep: float | None):
+    """The gate bias the painter uses for a scene keeping ``keep`` of its Gaussians, when
+    the painter has a keep-dependent gate (``PainterConfig.bias_for_keep``); else None."""
+    f = getattr(net.cfg, "bias_for_keep", None)
+    return None if f is None or keep is None else float(f(keep))
+
+
+def restore_with_keep(painter, rgb, alpha, keep: float | None):
+    """``painter.restore(rgb, alpha, keep=keep)`` when the painter takes the kept fraction
+    (keep-dependent gate), else ``painter.restore(rgb, alpha)``."""
+    import inspect
+
+    try:
+        takes = "keep" in inspect.signature(painter.restore_batch).parameters
+    except (TypeError, ValueError, AttributeError):
+        takes = False
+    if takes and keep is not None:
+        return painter.restore(rgb, alpha, keep=keep)
+    return painter.restore(rgb, alpha)
+
+
+def _restore_views(net, views, key_rgb="rgb", key_alpha="alpha", keep=None) -> list:
     from .infer import Painter
 
     p = Painter(net)
-    return [p.restore(v[key_rgb], v[key_alpha]) for v in views]
+    return [restore_with_keep(p, v[key_rgb], v[key_alpha], keep) for v in views]
 
 
 def _mean_psnr(outs, views) -> float:
@@ -509,7 +533,10 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
     work = copy.deepcopy(net)
     for p in work.parameters():
         p.requires_grad_(False)
-    tail = _Tail(work, cfg.form)
+    n_full = max(len(full_scene), 1)
+    keep = min(1.0, len(pruned_scene) / n_full)
+    keep_base = keep if baseline_scene is None else min(1.0, len(baseline_scene) / n_full)
+    tail = _Tail(work, cfg.form, gate_bias_for(net, keep))
     caches, weights = [], []
     t0 = time.perf_counter()
     for i, v in enumerate(train_views):
@@ -603,16 +630,16 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
             "train_views": len(train_views), "heldout_views": len(hold)}
     blob = _export(params, cfg.form, cfg.dtype, cfg.rank, base_fp, info)
     adapted = apply_delta(net, blob)
-    out_ad = _restore_views(adapted, hold)
+    out_ad = _restore_views(adapted, hold, keep=keep)
     base_key = "base_rgb" if "base_rgb" in hold[0] else "rgb"
     base_a = "base_alpha" if base_key == "base_rgb" else "alpha"
-    out_gen = _restore_views(net, hold, base_key, base_a)
+    out_gen = _restore_views(net, hold, base_key, base_a, keep=keep_base)
     from ..metrics import psnr
 
     ps_pruned = float(np.mean([min(psnr(v["clean"], v["rgb"]), 99.0) for v in hold]))
     ps_ad = _mean_psnr(out_ad, hold)
     ps_gen = _mean_psnr(out_gen, hold)
-    out_gen_same = out_gen if base_key == "rgb" else _restore_views(net, hold)
+    out_gen_same = out_gen if base_key == "rgb" else _restore_views(net, hold, keep=keep)
     ps_gen_same = _mean_psnr(out_gen_same, hold)
     gain = ps_ad - ps_gen
     enabled = bool(gain >= cfg.min_gain_db)
