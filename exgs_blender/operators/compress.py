@@ -46,8 +46,7 @@ class EXGS_OT_compress(bpy.types.Operator):
                         description="Fine-tune a small per-scene GaussPainter delta and store "
                                     "it in the file (counted in the ratio; left out when it "
                                     "does not pay)")
-    adapt_seconds: FloatProperty(name="Time budget", default=60.0, min=5.0, max=3600.0,
-                                 subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE",
+    adapt_seconds: FloatProperty(name="Time budget (s)", default=60.0, min=5.0, max=3600.0,
                                  description="Seconds spent adapting the painter")
 
     _timer = None
@@ -166,8 +165,7 @@ class ExgsToolSettings(bpy.types.PropertyGroup):
     adapt: BoolProperty(name="Adapt to scene", default=False,
                         description="Fine-tune a small per-scene GaussPainter delta and store "
                                     "it in the file (counted in the ratio)")
-    adapt_seconds: FloatProperty(name="Time budget", default=60.0, min=5.0, max=3600.0,
-                                 subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE",
+    adapt_seconds: FloatProperty(name="Time budget (s)", default=60.0, min=5.0, max=3600.0,
                                  description="Seconds spent adapting the painter")
 
 

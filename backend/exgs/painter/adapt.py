@@ -8,6 +8,10 @@ the file's ``painter_delta`` section and applied by every ``--restore``.
 
 Forms (``AdaptConfig.form``):
 
+* ``last``  — (default) the decoder's last conv (colour correction + confidence logit) and
+  the gate head's last conv, int8 differences (725 parameters, ≈ 1 kB with the shipped net).
+  Trained on cached features (the frozen net and the gate head's first convs run once per
+  view); chosen by bench/adapt.py: as much gain as ``head`` at a quarter of the bytes.
 * ``head``  — the gate head (all of it) and the VAE decoder's last conv, stored as int8
   differences (≈ 4.9k parameters with the shipped net). Trained on cached features: the
   frozen encoder/UNet/decoder run once per view, each step only runs the last conv + gate
@@ -24,6 +28,8 @@ elevation −10–60°, up −y, seeded) rendered at ``size``×``size``; ``holdo
 trained on and decide whether the delta is kept. Crops of ``crop`` px (multiples of 8,
 sampled where the degraded render differs most from the clean one), batch ``batch``,
 loss ``|out − clean|₁ + w_ssim · (1 − SSIM)``, Adam with cosine decay over the budget.
+
+Defaults (measured, docs/painter.md): form ``last``, 60 s, int8, margin 0.5 dB.
 
 Switch-off rule: the delta is kept only if, on the held-out views, the adapted painter on
 the file's scene beats the generic painter on the *baseline* scene (the scene the file would
@@ -321,7 +327,7 @@ def _last_conv(module):
     return [m for m in module.modules() if isinstance(m, nn.Conv2d)][-1]
 
 
-def _to_t(x, chw=True):
+def _to_t(x):
     import torch
 
     if x.ndim == 3:
@@ -576,7 +582,6 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
     step, t_train0 = 0, time.perf_counter()
     train_end = deadline - eval_reserve
     max_steps = cfg.steps if cfg.steps is not None else 10 ** 9
-    est_total = None
     history = []
     run_loss = None
     while step < max_steps:
@@ -586,8 +591,6 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
         if cfg.steps is not None:
             prog = step / max(cfg.steps, 1)
         else:
-            if est_total is None and step == 5:
-                est_total = max(6, int((train_end - t_train0) / ((now - t_train0) / 5)))
             prog = (now - t_train0) / max(train_end - t_train0, 1e-6)
         cur_lr = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, prog))))
         if step < 10:
