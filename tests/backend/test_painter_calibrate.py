@@ -36,3 +36,49 @@ def test_choose_respects_do_no_harm_constraints():
             {"bias": -2, "floor": 0, "<2%": 0.5, "2-10%": 0.2, ">10%": 0.05, "identity": 70.0}]
     assert choose(rows) is rows[2]  # row 0 harms identity, row 1 harms light pruning
     assert choose(rows[:2])["floor"] == 0  # nothing admissible → the most conservative
+
+
+def test_bias_by_keep_is_monotone_and_respects_identity():
+    from exgs.painter.calibrate import bias_by_keep
+
+    biases = [-3.0, -1.0, 1.0]
+    rows = [{"bias": b, "floor": 0.0} for b in biases]
+    keeps = np.array([0.006, 0.007, 0.05, 0.2, 1.0, 1.0])
+    # gains per (bias, pair): heavy pruning likes an open gate, light pruning a shut one;
+    # identity pairs (keep 1) hold 50 / 44 / 38 dB vs the input
+    scores = np.array([[0.2, 0.3, 0.1, 0.0, 50, 50],
+                       [1.0, 1.1, 0.5, -0.2, 44, 44],
+                       [2.0, 2.1, 0.2, -1.0, 38, 38]])
+    table = bias_by_keep(rows, {"keeps": keeps, "scores": scores}, floor=0.0,
+                         edges=(0.005, 0.01, 0.1, 0.32), min_identity_db=45.0)
+    assert [b for _, b in table] == [1.0, -1.0, -3.0, -3.0]
+    assert table[-1][0] == 1.0
+
+
+def test_config_bias_for_keep_interpolates_in_log_keep():
+    from exgs.painter.model import PainterConfig
+
+    cfg = PainterConfig(gate_bias=-2.0, gate_bias_by_keep=((0.01, 1.0), (0.1, -1.0), (1.0, -3.0)))
+    assert cfg.bias_for_keep(None) == -2.0
+    assert cfg.bias_for_keep(0.001) == 1.0 and cfg.bias_for_keep(1.0) == -3.0
+    assert abs(cfg.bias_for_keep(0.01 ** 0.5 * 0.1 ** 0.5) - 0.0) < 1e-9  # halfway in log
+    assert PainterConfig.from_dict({"gate_bias_by_keep": [[0.01, 1], [1, -3]]}).gate_bias_by_keep \
+        == ((0.01, 1.0), (1.0, -3.0))
+    assert PainterConfig().bias_for_keep(0.01) == 0.0  # no table: the single bias
+
+
+def test_kept_fraction_of_exgs_file(tmp_path):
+    from exgs.painter.infer import kept_fraction
+    from exgs.synth import random_scene
+    from exgs.ugc import compress
+
+    scene = random_scene(3000, seed=1)
+    res = compress(scene, keep=0.1, zstd_level=1, device="cpu")
+    path = tmp_path / "s.exgs"
+    path.write_bytes(res.data)
+    k = kept_fraction(path)
+    assert k is not None and abs(k - len(res.scene) / len(scene)) < 1e-9
+    assert abs(kept_fraction(path, count=30) - 0.01) < 1e-9
+    other = tmp_path / "x.ply"
+    other.write_bytes(b"ply\nformat ascii 1.0\nend_header\n")
+    assert kept_fraction(other) is None

@@ -111,7 +111,8 @@ def run(args) -> int:
 
         painter = load_painter(device="cpu" if args.device == "auto" else args.device)
         t = time.perf_counter()
-        restored = [painter.restore(r.rgb, r.alpha) for r in pruned]
+        kept = len(decoded) / len(scene)  # the gate opens according to how much was pruned
+        restored = [painter.restore(r.rgb, r.alpha, keep=kept) for r in pruned]
         dt = (time.perf_counter() - t) / len(pruned)
         for i, rgb in enumerate(restored):
             _save_png(out / "restored" / f"{i:04d}.png", rgb)

@@ -73,6 +73,10 @@ def evaluate(reference, candidate, *, views: int = 16, size=(512, 512), cameras=
         cams = [c.resized(*size) if size else c for c in read_cameras_json(cameras)]
     else:
         cams = held_out_views(ref, views, size, up=up)
+    if restorer is not None:  # the painter's gate follows how much of the scene was kept
+        import functools
+
+        restorer = functools.partial(restorer, keep=min(1.0, len(cand) / max(len(ref), 1)))
     refs = render_views(ref, cams, device)
     res = compare(refs, cand, cams, device=device, restore=restorer)
     rb, cb = file_size(reference), file_size(candidate)

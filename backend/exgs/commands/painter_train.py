@@ -145,14 +145,15 @@ def calibrate_weights(weights_dir: str, files) -> dict:
     from pathlib import Path
 
     from ..fsutil import atomic_path
-    from ..painter.calibrate import choose, gate_sweep
+    from ..painter.calibrate import bias_by_keep, choose, gate_sweep
     from ..painter.data import load_pairs
     from ..painter.infer import load_net
 
     net = load_net(weights_dir)
-    rows = gate_sweep(net, load_pairs(files), biases=[-3, -2, -1.5, -1, -0.5, 0, 0.5, 1],
-                      floors=[0.0, 0.1, 0.25, 0.5, 1.0])
+    rows, items = gate_sweep(net, load_pairs(files), biases=[-5, -4, -3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1],
+                             floors=[0.0, 0.25, 1.0], return_items=True)
     best = choose(rows)
+    table = bias_by_keep(rows, items, floor=best["floor"])
     print(f"gate calibration on {len(files)} training views (PSNR gain dB; identity: dB vs input)")
     print(f"{'bias':>6} {'floor':>6} {'<2%':>7} {'2-10%':>7} {'>10%':>7} {'identity':>9}")
     for r in rows:
@@ -161,9 +162,12 @@ def calibrate_weights(weights_dir: str, files) -> dict:
               f"{r.get('>10%', 0):7.2f} {r.get('identity', 0):9.2f}{mark}")
     cfg_file = Path(weights_dir) / "painter.json"
     d = json.loads(cfg_file.read_text())
+    print("gate bias by kept fraction: " + ", ".join(f"{k:.4g}: {b:+.1f}" for k, b in table))
     d["gate_bias"], d["gate_floor"] = best["bias"], best["floor"]
-    d.setdefault("training", {})["calibration"] = {"views": len(files), "chosen": best,
-                                                   "rule": "exgs.painter.calibrate.choose"}
+    d["gate_bias_by_keep"] = [list(t) for t in table]
+    d.setdefault("training", {})["calibration"] = {
+        "views": len(files), "chosen": best, "bias_by_keep": [list(t) for t in table],
+        "rule": "exgs.painter.calibrate.choose / bias_by_keep"}
     with atomic_path(cfg_file) as tmp:
         Path(tmp).write_text(json.dumps(d, indent=2))
     return best

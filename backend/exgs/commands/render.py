@@ -204,6 +204,12 @@ def run(args) -> int:
             raise UsageError(f"{path}: is the input scene (refusing to overwrite it)")
     restore = load_restorer(args.painter, backend, args.scene, not args.no_delta) \
         if args.restore else None
+    if restore is not None:  # the painter's gate follows how much of the scene was kept
+        import functools
+
+        from ..painter.infer import kept_fraction
+
+        restore = functools.partial(restore, keep=kept_fraction(args.scene, len(scene)))
     out.mkdir(parents=True, exist_ok=True)
     frames = render_many(scene, cams, sh_degree=args.sh_degree, device=backend if backend != "gsplat" else "cuda",
                          background=args.background)

@@ -11,7 +11,13 @@ colour ``d`` and the confidence logit ``c`` do not depend on them)::
 Rule: among the candidates whose identity pairs (nothing pruned) stay ≥ ``min_identity_db``
 from the input and whose lightly pruned pairs (kept > 10 %) do not lose more than
 ``max_light_loss_db``, take the one with the largest mean PSNR gain over the pruned pairs
-(mean over the kept-fraction buckets < 2 %, 2–10 %, > 10 %).
+(mean over the kept-fraction buckets < 2 %, 2–10 %, > 10 %). That single bias is the default
+for scenes of unknown kept fraction.
+
+When the kept fraction is known (a .exgs file stores it), a bias per kept fraction does better:
+heavily pruned scenes gain from an open gate, nearly complete ones only lose from it.
+:func:`bias_by_keep` picks, per bin of kept fractions, the bias with the largest mean gain on the
+training pairs of that bin (non-increasing in keep; at keep = 1 the identity rule above).
 """
 
 from __future__ import annotations
@@ -32,12 +38,13 @@ def _psnr_t(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def gate_sweep(net: PainterNet, pairs: list[dict], biases, floors) -> list[dict]:
+def gate_sweep(net: PainterNet, pairs: list[dict], biases, floors, return_items: bool = False):
     """Score every (bias, floor) on cached pairs (see :mod:`exgs.painter.data`).
 
     Returns one dict per candidate: ``bias``, ``floor`` and per bucket the mean PSNR gain
     (restored − pruned, dB, vs the clean render) or, for ``identity``, the mean PSNR of the
-    output vs the input.
+    output vs the input. With ``return_items`` also a dict ``keeps`` [N] (1 for identity
+    pairs) and ``scores`` [candidates, N] (the per-pair values) for :func:`bias_by_keep`.
     """
     net.eval()
     cfg = net.cfg
@@ -59,10 +66,11 @@ def gate_sweep(net: PainterNet, pairs: list[dict], biases, floors) -> list[dict]
                 items.append((keep, x, al, clean, aux["decoded"].clamp(0, 1), aux["conf_logit"]))
     finally:
         cfg.gate_bias, cfg.gate_floor = saved
-    rows = []
+    rows, per_item = [], []
     for b in biases:
         for f in floors:
             acc: dict[str, list] = {}
+            scores = []
             for keep, x, al, clean, d, c in items:
                 cap = torch.clamp(cfg.gate_gain * (1.0 - al), 0.0, 1.0)
                 if cfg.use_mask:
@@ -72,12 +80,50 @@ def gate_sweep(net: PainterNet, pairs: list[dict], biases, floors) -> list[dict]
                 out = x + torch.sigmoid(c + b) * cap * (d - x)
                 k = _bucket(keep)
                 if k == "identity":
-                    acc.setdefault(k, []).append(_psnr_t(out, x))
+                    v = _psnr_t(out, x)
                 else:
-                    acc.setdefault(k, []).append(_psnr_t(out, clean) - _psnr_t(x, clean))
+                    v = _psnr_t(out, clean) - _psnr_t(x, clean)
+                acc.setdefault(k, []).append(v)
+                scores.append(v)
             rows.append({"bias": float(b), "floor": float(f),
                          **{k: float(np.mean(v)) for k, v in acc.items()}})
+            per_item.append(scores)
+    if return_items:
+        return rows, {"keeps": np.array([it[0] for it in items]), "scores": np.array(per_item)}
     return rows
+
+
+def bias_by_keep(rows: list[dict], items: dict, floor: float = 0.0,
+                 edges=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32),
+                 min_identity_db: float = 45.0) -> list[tuple[float, float]]:
+    """Gate bias per kept fraction (``PainterConfig.gate_bias_by_keep``) at gate floor ``floor``.
+
+    ``rows``/``items`` from ``gate_sweep(..., return_items=True)``. For each bin of kept
+    fractions (``edges``) the bias with the largest mean PSNR gain on the bin's pairs, made
+    non-increasing in keep (a less pruned scene never gets a more open gate); at keep = 1 (nothing
+    pruned) the largest bias whose identity pairs stay ≥ ``min_identity_db`` from the input
+    (capped by the last bin's). Table nodes sit at the bins' geometric centres.
+    """
+    cols = [i for i, r in enumerate(rows) if r["floor"] == floor]
+    biases = np.array([rows[i]["bias"] for i in cols])
+    sc = items["scores"][cols]  # [candidates, items]
+    keeps = items["keeps"]
+    table = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (keeps >= lo) & (keeps < hi)
+        if not sel.any():
+            continue
+        table.append([float(np.sqrt(lo * hi)), float(biases[int(np.argmax(sc[:, sel].mean(1)))])])
+    for i in range(1, len(table)):
+        table[i][1] = min(table[i][1], table[i - 1][1])
+    ident = keeps >= 1.0
+    if ident.any():
+        ok = [b for b, v in zip(biases, sc[:, ident].mean(1)) if v >= min_identity_db]
+        b1 = max(ok) if ok else float(biases.min())
+        if table:
+            b1 = min(b1, table[-1][1])
+        table.append([1.0, float(b1)])
+    return [(k, b) for k, b in table]
 
 
 def choose(rows: list[dict], min_identity_db: float = 45.0,

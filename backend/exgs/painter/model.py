@@ -29,6 +29,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -49,7 +50,11 @@ class PainterConfig:
     timestep: int = 500  #: the fixed timestep of the single UNet step
     gate_gain: float = 2.0  #: gate ≤ max(clamp(gain·(1 − alpha), 0, 1), gate_floor)
     gate_floor: float = 0.0  #: > 0 lets the painter touch opaque pixels too (up to this much)
-    gate_bias: float = 0.0  #: added to the confidence logit at inference (< 0: more conservative)
+    gate_bias: float = 0.0  #: added to the confidence logit at inference (< 0: more conservative);
+    #: used when the kept fraction of the scene is unknown
+    gate_bias_by_keep: tuple = ()  #: ((keep, bias), ...) ascending keep: the bias for a scene
+    #: that keeps this fraction of its Gaussians (piecewise linear in log keep, clamped at the
+    #: ends); chosen by :mod:`exgs.painter.calibrate`. Empty: always ``gate_bias``.
     use_mask: bool = True  #: False = ablation: no mask/alpha input to the UNet or the gate head,
     #: no alpha cap on the gate (the parameter-free fill still uses the render's alpha)
     fill: bool = True  #: decode a correction on top of a pull-push fill (False: absolute colour)
@@ -65,7 +70,19 @@ class PainterConfig:
     def from_dict(cls, d: dict) -> "PainterConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+        if "gate_bias_by_keep" in kw:
+            kw["gate_bias_by_keep"] = tuple((float(k), float(b)) for k, b in kw["gate_bias_by_keep"])
         return cls(**kw)
+
+    def bias_for_keep(self, keep: float | None) -> float:
+        """Gate bias for a scene keeping ``keep`` ∈ (0, 1] of its Gaussians (None: unknown →
+        ``gate_bias``). Piecewise linear in log(keep) through ``gate_bias_by_keep``."""
+        table = self.gate_bias_by_keep
+        if keep is None or not table:
+            return float(self.gate_bias)
+        ks = np.log(np.array([k for k, _ in table], np.float64))
+        bs = np.array([b for _, b in table], np.float64)
+        return float(np.interp(np.log(min(max(float(keep), 1e-6), 1.0)), ks, bs))
 
 
 def build_vae(cfg: PainterConfig):
@@ -208,8 +225,10 @@ class PainterNet(nn.Module):
         t = torch.full((z.shape[0],), float(self.cfg.timestep), device=z.device)
         return z + self.unet(x, t).sample[..., :h, :w]
 
-    def gate(self, conf_logit: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        g = torch.sigmoid(conf_logit + self.cfg.gate_bias)
+    def gate(self, conf_logit: torch.Tensor, alpha: torch.Tensor,
+             bias: float | None = None) -> torch.Tensor:
+        """σ(logit + bias) · coverage cap; ``bias`` None → ``cfg.gate_bias``."""
+        g = torch.sigmoid(conf_logit + (self.cfg.gate_bias if bias is None else bias))
         if self.cfg.use_mask:
             cap = torch.clamp(self.cfg.gate_gain * (1.0 - alpha), 0.0, 1.0)
             if self.cfg.gate_floor > 0:
@@ -235,8 +254,12 @@ class PainterNet(nn.Module):
             conf = conf + self.gate_head(rgb, alpha, fill, cov)
         return fill + dec, conf
 
-    def forward(self, rgb: torch.Tensor, alpha: torch.Tensor, *, return_all: bool = False):
+    def forward(self, rgb: torch.Tensor, alpha: torch.Tensor, *, return_all: bool = False,
+                keep: float | None = None):
         """rgb [B,3,H,W], alpha [B,1,H,W] (H, W multiples of 8) → restored rgb [B,3,H,W].
+
+        ``keep``: the kept fraction of the rendered scene when known (sets the gate bias,
+        :meth:`PainterConfig.bias_for_keep`); None → ``cfg.gate_bias``.
 
         With ``return_all`` also returns a dict with the latent ẑ, decoded colour and gate.
         """
@@ -244,7 +267,7 @@ class PainterNet(nn.Module):
         zh = self.restore_latent(z, alpha)
         dec, conf = self.decode(zh)
         dec, conf = self.restored_and_conf(dec, conf, rgb, alpha)
-        g = self.gate(conf, alpha)
+        g = self.gate(conf, alpha, self.cfg.bias_for_keep(keep))
         out = rgb + g * (dec.clamp(0.0, 1.0) - rgb)
         if return_all:
             return out, {"z_hat": zh, "decoded": dec, "gate": g, "conf_logit": conf}

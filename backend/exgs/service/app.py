@@ -607,6 +607,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
             if restore:
                 ctx.progress(0.0, "loading GaussPainter")
             painter = engines.painter(device) if restore else None
+            kept = None  # the painter's gate follows how much of the scene was kept
+            if restore:
+                from ..painter.infer import kept_fraction
+
+                kept = kept_fraction(e.path, len(scene))
             note = "none"
             if restore and delta is not None:
                 painter, note = engines.adapted_painter(device, delta)
@@ -621,7 +626,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
                 rgb = res.rgb
                 if painter is not None:
                     ctx.progress(None, f"restoring frame {i + 1}/{n}")
-                    rgb = np.asarray(painter.restore(rgb, res.alpha), np.float32)
+                    rgb = np.asarray(painter.restore(rgb, res.alpha, keep=kept), np.float32)
                     if any(bg):
                         rgb = rgb + (1.0 - res.alpha[..., None]) * np.asarray(bg, np.float32)
                 # no encoding here: f32 frames are streamed from the arrays, PNGs are
