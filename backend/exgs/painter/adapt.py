@@ -558,7 +558,7 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
     params = _parametrize(work, cfg.form, cfg.rank, cfg.seed)
     trainable = [p for _, _, pm in params for p in pm.parameters()]
     batch = cfg.batch or (8 if cfg.form in ("head", "last") else 4)
-    lr = cfg.lr or {"head": 2e-3, "last": 2e-3, "bias": 1e-3, "lora": 1e-3}[cfg.form]
+    lr = cfg.lr or {"head": 2e-3, "last": 1e-2, "bias": 1e-3, "lora": 1e-3}[cfg.form]
     opt = torch.optim.Adam(trainable, lr=lr)
 
     # crop sampler: crop origins on the 8-px grid, weighted by the local error
