@@ -282,3 +282,39 @@ def test_few_training_cameras_are_topped_up_with_orbits(net, scene):
     got = adaptation_cameras(scene, cfg, cams)
     assert len(got) == cfg.views and max(got[0].width, got[0].height) == cfg.size
     assert sum(c.name.startswith("orbit") and c.width == cfg.size for c in got) >= 3
+
+
+def test_fuzzed_files_with_a_delta_never_crash(adapted, tmp_path):
+    """Random truncations / byte flips / splices of a file with a delta: reading the scene or
+    the delta either gives the right answer or one-line SceneFormatError; a corrupted delta
+    is never returned as valid."""
+    path, res, delta = adapted
+    good = path.read_bytes()
+    want = X.decode_exgs(res.data)
+    rng = np.random.default_rng(99)
+    p = tmp_path / "fz.exgs"
+    for case in range(120):
+        b = bytearray(good)
+        kind = case % 3
+        if kind == 0:
+            b = b[:int(rng.integers(0, len(good)))]
+        elif kind == 1:
+            for _ in range(int(rng.integers(1, 5))):
+                i = int(rng.integers(0, len(b)))
+                b[i] ^= int(rng.integers(1, 256))
+        else:
+            i = int(rng.integers(len(good) - len(delta), len(good)))  # inside the delta
+            b[i:i + 4] = rng.integers(0, 256, 4, dtype=np.uint8).tobytes()
+        if bytes(b) == good:
+            continue
+        p.write_bytes(bytes(b))
+        for fn in (X.read_exgs_scene, X.read_exgs_delta):
+            try:
+                out = fn(p)
+            except SceneFormatError as e:
+                assert "fz.exgs" in str(e) and "\n" not in str(e)
+                continue
+            if fn is X.read_exgs_delta:
+                assert out == delta
+            else:
+                assert np.array_equal(out.means, want.means)
