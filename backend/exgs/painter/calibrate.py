@@ -95,11 +95,14 @@ def gate_sweep(net: PainterNet, pairs: list[dict], biases, floors, return_items:
 
 def bias_by_keep(rows: list[dict], items: dict, floor: float = 0.0,
                  edges=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32),
-                 min_identity_db: float = 45.0) -> list[tuple[float, float]]:
+                 min_identity_db: float = 45.0, loss_weight: float = 2.0) -> list[tuple[float, float]]:
     """Gate bias per kept fraction (``PainterConfig.gate_bias_by_keep``) at gate floor ``floor``.
 
     ``rows``/``items`` from ``gate_sweep(..., return_items=True)``. For each bin of kept
-    fractions (``edges``) the bias with the largest mean PSNR gain on the bin's pairs, made
+    fractions (``edges``) the bias with the largest risk-averse score on the bin's pairs —
+    mean gain + ``loss_weight`` · mean(min(gain, 0)), so a loss on some frames counts
+    (1 + loss_weight)× against gains elsewhere (unseen scenes vary more than the training
+    pairs) — made
     non-increasing in keep (a less pruned scene never gets a more open gate); at keep = 1 (nothing
     pruned) the largest bias whose identity pairs stay ≥ ``min_identity_db`` from the input
     (capped by the last bin's). Table nodes sit at the bins' geometric centres.
@@ -113,7 +116,9 @@ def bias_by_keep(rows: list[dict], items: dict, floor: float = 0.0,
         sel = (keeps >= lo) & (keeps < hi)
         if not sel.any():
             continue
-        table.append([float(np.sqrt(lo * hi)), float(biases[int(np.argmax(sc[:, sel].mean(1)))])])
+        g = sc[:, sel]
+        score = g.mean(1) + loss_weight * np.minimum(g, 0.0).mean(1)
+        table.append([float(np.sqrt(lo * hi)), float(biases[int(np.argmax(score))])])
     for i in range(1, len(table)):
         table[i][1] = min(table[i][1], table[i - 1][1])
     ident = keeps >= 1.0

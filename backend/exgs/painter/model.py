@@ -76,10 +76,13 @@ class PainterConfig:
 
     def bias_for_keep(self, keep: float | None) -> float:
         """Gate bias for a scene keeping ``keep`` ∈ (0, 1] of its Gaussians (None: unknown →
-        ``gate_bias``). Piecewise linear in log(keep) through ``gate_bias_by_keep``."""
+        ``gate_bias``). Piecewise linear in log(keep) through ``gate_bias_by_keep``; −∞ (the
+        input returned exactly) when keep ≥ 1 and a table is given."""
         table = self.gate_bias_by_keep
         if keep is None or not table:
             return float(self.gate_bias)
+        if keep >= 1.0:  # nothing was pruned: nothing to restore, the gate stays shut
+            return float("-inf")
         ks = np.log(np.array([k for k, _ in table], np.float64))
         bs = np.array([b for _, b in table], np.float64)
         return float(np.interp(np.log(min(max(float(keep), 1e-6), 1.0)), ks, bs))
