@@ -23,7 +23,9 @@ wall time of the adaptation (rendering its views + training + its held-out check
 shared, loaded machine, 1 torch thread by default: step counts are machine-dependent.
 
 Writes bench/results/adapt.json (merged with earlier runs: rows are keyed by scene, ratio,
-form and budget) and prints a table.
+form and budget; each row records ``painter_base``, the fingerprint of the generic weights —
+start a new file when the weights change) and prints a table; ``--table`` only reprints it.
+bench/results/adapt_interim.json holds the first runs, made with the interim step-810 weights.
 """
 
 from __future__ import annotations
@@ -96,8 +98,11 @@ def main(argv=None) -> int:
     from exgs.ugc import compress, inria_ply_bytes
     from exgs.ugc.evaluate import held_out_views, render_views
 
+    from exgs.painter.delta import base_fingerprint
+
     net = load_net(args.painter)
     generic = Painter(net)
+    fingerprint = base_fingerprint(net)
     default_min_gain = AdaptConfig().min_gain_db
     rows = []
     old = {}
@@ -113,7 +118,8 @@ def main(argv=None) -> int:
         for r in rows:
             merged[(r["scene"], r["ratio"], r["form"], r.get("seconds"))] = r
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        meta = {"painter": args.painter or "shipped", "views": args.views, "size": args.size,
+        meta = {"painter": args.painter or "shipped", "painter_base": fingerprint,
+                "views": args.views, "size": args.size,
                 "threads": args.threads, "source": "SH-3 INRIA PLY size (248 B/G + 1 kB)",
                 "default_min_gain_db": default_min_gain,
                 "load_avg": os.getloadavg()[0]}
@@ -153,7 +159,7 @@ def main(argv=None) -> int:
                 a = compress_adapted(scene, ratio=ratio, source_bytes=src, score=score,
                                      adapt_config=cfg, net=net, device="cpu")
                 pdl = a.stats.get("painter_delta", {})
-                row = dict(base, form=form, seconds=args.seconds,
+                row = dict(base, form=form, seconds=args.seconds, painter_base=fingerprint,
                            rank=cfg.rank if form == "lora" else 0)
                 if not pdl.get("enabled"):
                     row.update(fits=False, reason=pdl.get("reason"))

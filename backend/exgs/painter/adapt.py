@@ -59,6 +59,7 @@ DEFAULT_FORM = "last"
 DEFAULT_SECONDS = 60.0
 MIN_TRAIN_VIEWS = 4  #: rendered even when that overruns a tiny budget
 MIN_STEPS = 30  #: training steps done even when that overruns a tiny budget
+REFILL_BYTES = 256  #: re-search the kept count when the delta leaves more than this unused
 
 
 @dataclass
@@ -690,8 +691,9 @@ def compress_adapted(scene, *, ratio: float | None = None, keep=None,
     3. the delta is trained on that smaller scene and kept only if, on held-out views, it
        beats the generic painter on the baseline file by ``min_gain_db``; otherwise the
        baseline file is returned unchanged;
-    4. should the delta exceed its reserve, the kept count is searched once more with the
-       delta's actual size (the delta is kept: a few Gaussians less do not change it).
+    4. the kept count is searched once more with the delta's actual size when it exceeds its
+       reserve or leaves more than ``REFILL_BYTES`` unused (the delta is kept: a few
+       Gaussians more or less do not change what it learnt).
 
     With ``keep`` the kept count is fixed and the delta adds to the size; it is kept if it
     beats the generic painter on the same scene by ``min_gain_db``.
@@ -737,11 +739,27 @@ def compress_adapted(scene, *, ratio: float | None = None, keep=None,
         base.stats["painter_delta"] = res.stats
         return base
     data = attach_sections(cand.data, {DELTA_SECTION: res.delta})
-    if target is not None and len(data) > target:
+    if target is not None and (len(data) > target or target - len(data) > REFILL_BYTES):
+        # the reserve was an estimate: search the count again with the delta's real size
+        # (fills the budget, or fits it when the delta came out larger than reserved); the
+        # delta is kept — a few Gaussians more or less do not change what it learnt
         extra = len(data) - len(cand.data)
-        cand = compress(scene, ratio=src / (target - extra), progress=sub(0.98, 0.99), **kw)
-        data = attach_sections(cand.data, {DELTA_SECTION: res.delta})
-        res.stats["research"] = True
+        try:
+            again = compress(scene, ratio=src / (target - extra), progress=sub(0.98, 0.99),
+                             **kw)
+        except UsageError:
+            again = None
+        if again is not None:
+            d2 = attach_sections(again.data, {DELTA_SECTION: res.delta})
+            if len(d2) <= target and (len(data) > target or len(again.scene) > len(cand.scene)):
+                res.stats["research"] = {"kept_before": len(cand.scene),
+                                         "kept_after": len(again.scene)}
+                cand, data = again, d2
+        if len(data) > target:  # could not make room: the file must meet the ratio
+            res.stats.update(enabled=False, bytes=0, reason="switched off: the delta does "
+                             "not fit in the budget")
+            base.stats["painter_delta"] = res.stats
+            return base
     stats = dict(cand.stats)
     stats.update(file_bytes=len(data), ratio=src / len(data), requested_ratio=ratio,
                  bytes_per_gaussian=len(data) / max(len(cand.scene), 1),
