@@ -133,7 +133,7 @@ def summarize(rows) -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--painter", default=None, help="weights directory (default: shipped)")
-    ap.add_argument("--scenes", default="playbot_lod3,demo,proc:1000-1003")
+    ap.add_argument("--scenes", default="playbot_lod3,demo,proc:1000-1006")
     ap.add_argument("--scenes-dir", default="/work/shared/scenes")
     ap.add_argument("--keeps", default="0.01,0.03,0.10")
     ap.add_argument("--views", type=int, default=4)

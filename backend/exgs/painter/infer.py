@@ -82,6 +82,19 @@ def _ramp(n: int, overlap: int, left_edge: bool, right_edge: bool) -> np.ndarray
     return np.maximum(w, 1e-4)
 
 
+def _fit_tile(size: int, tile: int, overlap: int) -> int:
+    """Tile length (≤ ``tile``, multiple of 8) that covers ``size`` px with the fewest tiles
+    and as little duplicated work as possible: the same number of tiles as ``tile`` needs,
+    shrunk evenly (512 px with tile 256 / overlap 32: 3 × 192 instead of 256, 224, 256 —
+    a third fewer pixels through the network)."""
+    if size <= tile:
+        return size
+    n = math.ceil((size - overlap) / (tile - overlap))
+    t = math.ceil((size + (n - 1) * overlap) / n)
+    t += (-t) % LATENT_SCALE
+    return min(tile, t)
+
+
 def _starts(size: int, tile: int, overlap: int) -> list[int]:
     if size <= tile:
         return [0]
@@ -147,7 +160,7 @@ class Painter:
         if (Hp, Wp) != (H, W):
             rgb = np.pad(rgb, ((0, 0), (0, Hp - H), (0, Wp - W), (0, 0)), mode="edge")
             alpha = np.pad(alpha, ((0, 0), (0, Hp - H), (0, Wp - W)), mode="edge")
-        th, tw = min(tile, Hp), min(tile, Wp)
+        th, tw = _fit_tile(Hp, tile, ov), _fit_tile(Wp, tile, ov)
         ys, xs = _starts(Hp, th, ov), _starts(Wp, tw, ov)
         if len(ys) == 1 and len(xs) == 1:
             out = self._run(rgb, alpha, keep)
