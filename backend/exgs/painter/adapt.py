@@ -29,7 +29,7 @@ trained on and decide whether the delta is kept. Crops of ``crop`` px (multiples
 sampled where the degraded render differs most from the clean one), batch ``batch``,
 loss ``|out − clean|₁ + w_ssim · (1 − SSIM)``, Adam with cosine decay over the budget.
 
-Defaults (measured, docs/painter.md): form ``last``, 60 s, int8, margin 0.5 dB.
+Defaults (measured, docs/painter.md): form ``last``, 60 s, int8, margin 0.3 dB.
 
 Switch-off rule: the delta is kept only if, on the held-out views, the adapted painter on
 the file's scene beats the generic painter on the *baseline* scene (the scene the file would
@@ -78,7 +78,7 @@ class AdaptConfig:
     batch: int = 0  #: 0 = form default (8 for head, 4 otherwise)
     lr: float = 0.0  #: 0 = form default
     w_ssim: float = 0.5
-    min_gain_db: float = 0.5  #: keep the delta only if it gains at least this much (dB)
+    min_gain_db: float = 0.3  #: keep the delta only if it gains at least this much (dB)
     seed: int = 0
     threads: int = 1
     up: str = "-y"
