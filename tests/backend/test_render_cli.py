@@ -122,15 +122,15 @@ def test_restore_calls_painter(scene_ply, tmp_path, monkeypatch):
     calls = []
 
     class Fake:
-        def restore(self, rgb, alpha):
-            calls.append((rgb.shape, alpha.shape))
+        def restore(self, rgb, alpha, keep=None):
+            calls.append((rgb.shape, alpha.shape, keep))
             return np.full_like(rgb, 0.5)
 
     monkeypatch.setattr(painter, "load_painter", lambda path=None, device="cpu": Fake())
     out = tmp_path / "o"
     assert main(["render", str(ply), "--out", str(out), "--orbit", "1", "--size", "16x12",
                  "--restore", "--device", "cpu"]) == 0
-    assert calls == [((12, 16, 3), (12, 16))]
+    assert calls == [((12, 16, 3), (12, 16), None)]  # a PLY: kept fraction unknown
     assert (np.asarray(Image.open(out / "0000.png")) == 128).all()
 
 
@@ -198,3 +198,27 @@ def test_subprocess_orbit_distance_and_input_kept(scene_ply, tmp_path):
                        "--device", "cpu")
     assert rc == 2 and "refusing to overwrite" in err
     assert victim.read_bytes() == before
+
+
+def test_restore_of_exgs_passes_the_files_kept_fraction(tmp_path, monkeypatch):
+    """`exgs render X.exgs --restore` opens the painter's gate by the file's kept fraction
+    (stored count / source count from the .exgs header)."""
+    import exgs.painter as painter
+    from exgs.synth import random_scene
+    from exgs.ugc import compress
+
+    scene = random_scene(2000, seed=3)
+    res = compress(scene, keep=0.05, zstd_level=1, device="cpu", views=4, view_size=(64, 48))
+    path = tmp_path / "s.exgs"
+    path.write_bytes(res.data)
+    keeps = []
+
+    class Fake:
+        def restore(self, rgb, alpha, keep=None):
+            keeps.append(keep)
+            return rgb
+
+    monkeypatch.setattr(painter, "load_painter", lambda path=None, device="cpu": Fake())
+    assert main(["render", str(path), "--out", str(tmp_path / "o"), "--orbit", "2", "--size",
+                 "16x12", "--restore", "--device", "cpu"]) == 0
+    assert len(keeps) == 2 and all(abs(k - len(res.scene) / len(scene)) < 1e-9 for k in keeps)

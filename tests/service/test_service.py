@@ -472,8 +472,12 @@ def test_render_restore_uses_the_files_painter_delta(server, small_scene, tmp_pa
     sid = server.upload(p)["id"]
     cams = _cams(1)
     r = render(res.scene, cams[0])
-    adapted = painter_for_file(p)[0].restore(r.rgb, r.alpha)
-    generic = load_painter().restore(r.rgb, r.alpha)
+    from exgs.painter.infer import kept_fraction
+
+    keep = kept_fraction(p)  # the service opens the gate by the file's kept fraction too
+    assert keep is not None and abs(keep - 0.1) < 0.01
+    adapted = painter_for_file(p)[0].restore(r.rgb, r.alpha, keep=keep)
+    generic = load_painter().restore(r.rgb, r.alpha, keep=keep)
     assert not np.allclose(adapted, generic, atol=1e-4)
     (f,) = server.render(sid, cams, restore=True, passes=("rgb", "alpha"))
     np.testing.assert_allclose(f.rgb, adapted, atol=1e-4)
