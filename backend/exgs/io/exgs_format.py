@@ -545,15 +545,19 @@ def read_exgs_scene(path: str | os.PathLike, keep: float | int | None = None) ->
     with f:
         head = _wrap(path, lambda: _read_head(f, path))
         h, start = _wrap(path, lambda: _parse_header(head, size))
+        return _wrap(path, lambda: _decode_body(h, _reader(f, start, "chunk data"), keep))
 
-        def read(off, ln):
-            try:
-                f.seek(start + off)
-                return f.read(ln)
-            except OSError as e:
-                raise _Bad(f"cannot read chunk data: {e.strerror or e}") from None
 
-        return _wrap(path, lambda: _decode_body(h, read, keep))
+def _reader(f, base: int, what: str):
+    """``read(offset, length) -> bytes`` of open file ``f`` at ``base + offset``; OS errors
+    become one-line format errors about ``what``."""
+    def read(off, ln):
+        try:
+            f.seek(base + off)
+            return f.read(ln)
+        except OSError as e:
+            raise _Bad(f"cannot read {what}: {e.strerror or e}") from None
+    return read
 
 
 # ================================================================================= sections
@@ -583,15 +587,7 @@ def read_exgs_section(path: str | os.PathLike, name: str) -> bytes | None:
     with f:
         head = _wrap(path, lambda: _read_head(f, path))
         h, start = _wrap(path, lambda: _parse_header(head, size))
-
-        def read(off, ln):
-            try:
-                f.seek(off)
-                return f.read(ln)
-            except OSError as e:
-                raise _Bad(f"cannot read section data: {e.strerror or e}") from None
-
-        return _wrap(path, lambda: _section(h, start, read, name))
+        return _wrap(path, lambda: _section(h, start, _reader(f, 0, "section data"), name))
 
 
 def _check_delta(path, blob):
