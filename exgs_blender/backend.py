@@ -211,12 +211,15 @@ class Connection:
     def forget(self, digest: str) -> None:
         self._scenes.pop(digest, None)
 
-    def render(self, sid, cameras, *, restore=False, painter_delta=None, progress=None,
-               cancel=None):
+    def render(self, sid, cameras, *, restore=False, painter_delta=None, keep=None,
+               progress=None, cancel=None):
         """cameras: raw Blender numbers (+ object_matrix_world) → [(rgb, alpha, depth)]
         (display sRGB premultiplied [H,W,3], alpha [H,W], camera z [H,W]; row 0 = top).
-        ``painter_delta``: bytes of a per-scene painter delta to restore with."""
+        ``painter_delta``: bytes of a per-scene painter delta to restore with; ``keep``: the
+        scene's kept fraction (GaussPainter's gate), None = unknown."""
         kw = {"painter_delta": painter_delta} if (restore and painter_delta) else {}
+        if restore and keep is not None:
+            kw["keep"] = float(keep)
         frames = self.api.render(sid, cameras, restore=restore,
                                  passes=("rgb", "alpha", "depth"), progress=progress,
                                  cancel=cancel, **kw)

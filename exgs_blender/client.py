@@ -668,7 +668,7 @@ class ExgsClient:
     def submit_render(self, scene_id: str, cameras, *, size=None, background=(0.0, 0.0, 0.0),
                       restore: bool = False, passes=("rgb", "alpha", "depth"),
                       format: str = "f32", sh_degree=None, use_delta: bool = True,
-                      painter_delta=None) -> dict:
+                      painter_delta=None, keep=None) -> dict:
         body = {"cameras": [_camera_dict(c) for c in cameras],
                 "background": [float(x) for x in background], "restore": bool(restore),
                 "passes": list(passes), "format": format}
@@ -677,6 +677,8 @@ class ExgsClient:
         if painter_delta is not None:
             import base64
             body["painter_delta"] = base64.b64encode(bytes(painter_delta)).decode("ascii")
+        if keep is not None:
+            body["keep"] = float(keep)
         if size is not None:
             body["size"] = [int(size[0]), int(size[1])]
         if sh_degree is not None:
@@ -685,8 +687,8 @@ class ExgsClient:
 
     def render(self, scene_id: str, cameras, *, size=None, background=(0.0, 0.0, 0.0),
                restore: bool = False, passes=("rgb", "alpha", "depth"), format: str = "f32",
-               sh_degree=None, use_delta: bool = True, painter_delta=None, progress=None,
-               cancel=None) -> list:
+               sh_degree=None, use_delta: bool = True, painter_delta=None, keep=None,
+               progress=None, cancel=None) -> list:
         """Render ``cameras`` → one :class:`Frame` per camera (PNG bytes for format="png").
         Each frame is fetched (long poll) as soon as it is rendered, while later ones render;
         the job is deleted afterwards."""
@@ -694,7 +696,7 @@ class ExgsClient:
         job = self.submit_render(scene_id, cameras, size=size, background=background,
                                  restore=restore, passes=passes, format=format,
                                  sh_degree=sh_degree, use_delta=use_delta,
-                                 painter_delta=painter_delta)
+                                 painter_delta=painter_delta, keep=keep)
         jid = job["id"]
         what = f"render job {jid}"
         n = len(cameras)

@@ -65,6 +65,7 @@ class SplatItem:
     digest: str
     count: int
     painter_delta: bytes | None = None  # per-scene painter delta (from a compress --adapt)
+    kept_fraction: float | None = None  # of the original scene (compressed meshes): painter gate
 
 
 _CACHE_DIR = None
@@ -137,6 +138,17 @@ def mesh_painter_delta(mesh) -> bytes | None:
         return None
 
 
+def mesh_kept_fraction(mesh) -> float | None:
+    """Kept fraction of the original scene's Gaussians on a compressed mesh (the compress
+    job's ``kept_fraction`` stat, stored as ``exgs_stat_kept_fraction``), or None."""
+    v = mesh.get("exgs_stat_kept_fraction") if hasattr(mesh, "get") else None
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if 0.0 < v <= 1.0 else None
+
+
 def splat_instances(depsgraph):
     """[(original object, item name, world matrix)] of every visible splat object of the
     evaluated scene, collection instances included (instance names: ``obj@k``)."""
@@ -162,7 +174,8 @@ def gather(depsgraph) -> list[SplatItem]:
     for orig, name, mat in splat_instances(depsgraph):
         path, digest, n = export_mesh_ply(orig.data)
         if n:
-            items.append(SplatItem(name, mat, path, digest, n, mesh_painter_delta(orig.data)))
+            items.append(SplatItem(name, mat, path, digest, n, mesh_painter_delta(orig.data),
+                                   mesh_kept_fraction(orig.data)))
     return items
 
 
@@ -243,6 +256,8 @@ def render_cameras(items: list[SplatItem], cams: list[dict], *, restore: bool = 
 
         cam_list = [dict(c, object_matrix_world=it.matrix_world) for c in cams]
         kw = {"painter_delta": it.painter_delta} if (restore and it.painter_delta) else {}
+        if restore and it.kept_fraction is not None:
+            kw["keep"] = it.kept_fraction
         try:
             outs = conn.render(sid, cam_list, restore=restore, progress=sub, cancel=cancel,
                                **kw)

@@ -76,7 +76,7 @@ def render_sequence(items, specs, out_dir, *, restore=False, progress=None, canc
         if cancel is not None and cancel.is_set():
             raise backend.Cancelled("render cancelled")
         its = [render_core.SplatItem(it.name, m, it.ply_path, it.digest, it.count,
-                                     it.painter_delta)
+                                     it.painter_delta, it.kept_fraction)
                for it, m in zip(items, mats) if m is not None]
 
         def sub(frac, msg="", k=k):

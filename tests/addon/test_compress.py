@@ -94,7 +94,8 @@ def test_compress_adapt_to_scene_keeps_the_delta_and_renders_with_it(run_bpy, tm
         new = bpy.data.objects.get("demo (ExGS)")
         me = new.data
         b64 = me.get("exgs_painter_delta")
-        info = dict(r=r, has=bool(b64), src=me["exgs_source"])
+        info = dict(r=r, has=bool(b64), src=me["exgs_source"],
+                    kept=render_core.mesh_kept_fraction(me))
         if not b64:  # did not pay in 5 s: force one (min gain −100 dB) for the render path
             ply_path, digest, _ = render_core.export_mesh_ply(obj.data)
             _, st, _ = backend.compress(ply_path, digest, keep=0.05, adapt=5.0,
@@ -119,6 +120,10 @@ def test_compress_adapt_to_scene_keeps_the_delta_and_renders_with_it(run_bpy, tm
     """, timeout=400)
     assert res["r"] == ["FINISHED"]
     from exgs.io.exgs_format import read_exgs_delta
+    from exgs.painter.infer import kept_fraction
+
+    # the compressed mesh remembers its kept fraction: restore renders open the gate by it
+    assert res["kept"] is not None and abs(res["kept"] - kept_fraction(res["src"])) < 1e-6
 
     stored = read_exgs_delta(res["src"])
     assert res["has"] == (stored is not None)

@@ -503,3 +503,26 @@ def _write(tmp_path, data):
     q = tmp_path / "plain.exgs"
     q.write_bytes(data)
     return q
+
+
+def test_render_restore_keep_sets_the_painter_gate(server, small_scene, tmp_path):
+    """A scene uploaded as PLY has no kept fraction; ``keep`` in the request supplies it (the
+    Blender add-on sends its compressed mesh's) and the frame equals the local painter's."""
+    pytest.importorskip("diffusers")
+    if not server.health()["painter"]["available"]:
+        pytest.skip("painter weights not shipped")
+    from exgs.painter import load_painter
+    from exgs.render import render
+
+    scene, ply = small_scene
+    sid = server.upload(ply)["id"]
+    cams = _cams(1)
+    r = render(scene, cams[0])
+    painter = load_painter()
+    (f,) = server.render(sid, cams, restore=True, passes=("rgb", "alpha"), keep=0.01)
+    np.testing.assert_allclose(f.rgb, painter.restore(r.rgb, r.alpha, keep=0.01), atol=1e-4)
+    (g,) = server.render(sid, cams, restore=True, passes=("rgb", "alpha"))
+    np.testing.assert_allclose(g.rgb, painter.restore(r.rgb, r.alpha), atol=1e-4)
+    with pytest.raises(C.BackendError) as ei:
+        server.render(sid, cams, restore=True, keep=1.5)
+    assert ei.value.status == 422

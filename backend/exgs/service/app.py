@@ -611,7 +611,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
             if restore:
                 from ..painter.infer import kept_fraction
 
-                kept = kept_fraction(e.path, len(scene))
+                kept = body.keep if body.keep is not None else kept_fraction(e.path, len(scene))
             note = "none"
             if restore and delta is not None:
                 painter, note = engines.adapted_painter(device, delta)

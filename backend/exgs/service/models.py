@@ -106,6 +106,11 @@ class RenderRequest(BaseModel):
     painter_delta: Optional[Annotated[str, Field(max_length=8 << 20)]] = Field(
         None, description="with restore: a painter delta (base64) to apply instead of the "
                           "scene file's own (e.g. a delta kept with a scene uploaded as PLY)")
+    keep: Optional[float] = Field(
+        None, gt=0, le=1, allow_inf_nan=False,
+        description="with restore: the kept fraction of the original scene's Gaussians (sets "
+                    "how far GaussPainter's gate opens); default: read from the .exgs header, "
+                    "unknown for other formats")
     passes: Annotated[list[Literal["rgb", "alpha", "depth"]],
                       Field(min_length=1, max_length=3)] = ["rgb", "alpha", "depth"]
     format: Literal["f32", "png"] = "f32"
