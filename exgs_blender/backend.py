@@ -298,6 +298,45 @@ def convert_to_ply(path: str) -> str:
     return out
 
 
+_EXGS_EXTRAS = """
+import base64, json, sys
+from exgs.io.exgs_format import read_exgs_delta, read_exgs_header
+h = read_exgs_header(sys.argv[1])
+src = int((h.get("source") or {}).get("gaussians") or 0)
+out = {"kept_fraction": min(1.0, h["count"] / src) if src > 0 and h.get("count") else None,
+       "painter_delta_b64": None, "warning": None}
+try:
+    d = read_exgs_delta(sys.argv[1])
+    if d is not None:
+        out["painter_delta_b64"] = base64.b64encode(d).decode("ascii")
+except Exception as e:
+    out["warning"] = " ".join(str(e).split())
+print(json.dumps(out))
+"""
+
+
+def exgs_file_extras(path: str) -> dict:
+    """What a .exgs file holds besides its Gaussians, read by the backend Python (no torch):
+    ``{"kept_fraction": float | None, "painter_delta_b64": str | None, "warning": str | None}``
+    (a corrupt delta section gives a warning and no delta; the scene itself still imports)."""
+    import json
+    s = settings()
+    py = s.python
+    if not py or not os.path.exists(py):
+        return {"kept_fraction": None, "painter_delta_b64": None,
+                "warning": "no backend Python: painter delta and kept fraction not read"}
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    r = subprocess.run([py, "-c", _EXGS_EXTRAS, path], capture_output=True, text=True, env=env,
+                       stdin=subprocess.DEVNULL)
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        lines = [ln for ln in (r.stderr or "").strip().splitlines() if ln.strip()]
+        return {"kept_fraction": None, "painter_delta_b64": None,
+                "warning": lines[-1] if lines else f"exit code {r.returncode}"}
+
+
 def compress(ply_path: str, digest: str, *, ratio=None, keep=None, sh_degree=0,
              adapt=None, adapt_min_gain=None, progress=None,
              cancel=None) -> tuple[bytes, dict, str]:

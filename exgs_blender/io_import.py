@@ -49,8 +49,10 @@ def load_vertices(path: str, report=None):
 
 
 def import_file(context, path: str, *, axis: str = "Y_DOWN", preview: bool = True,
-                name: str | None = None):
-    """Import one scene file as a splat object; returns (object, seconds)."""
+                name: str | None = None, report=None):
+    """Import one scene file as a splat object; returns (object, seconds). A .exgs file's
+    kept fraction and painter delta go onto the mesh (restore renders use them);
+    ``report(level, message)`` gets a warning when its delta cannot be read."""
     t0 = time.perf_counter()
     path = os.path.abspath(bpy.path.abspath(path))
     if not os.path.exists(path):
@@ -66,6 +68,15 @@ def import_file(context, path: str, *, axis: str = "Y_DOWN", preview: bool = Tru
     me["exgs_format"] = fmt
     me["exgs_source_bytes"] = size
     me["exgs_original_bytes"] = size
+    if fmt == "exgs":  # what GaussPainter needs to restore it like `exgs render --restore`
+        from . import backend
+        extra = backend.exgs_file_extras(path)
+        if extra.get("kept_fraction"):
+            me["exgs_stat_kept_fraction"] = float(extra["kept_fraction"])
+        if extra.get("painter_delta_b64"):
+            me["exgs_painter_delta"] = extra["painter_delta_b64"]
+        if extra.get("warning") and report is not None:
+            report({"WARNING"}, f"{os.path.basename(path)}: {extra['warning']}")
     del v
     return obj, time.perf_counter() - t0
 
@@ -95,7 +106,8 @@ class EXGS_OT_import(bpy.types.Operator, ImportHelper):
 
     def execute(self, context):
         try:
-            obj, secs = import_file(context, self.filepath, axis=self.axis, preview=self.preview)
+            obj, secs = import_file(context, self.filepath, axis=self.axis, preview=self.preview,
+                                    report=self.report)
         except (ImportError_, OSError, ValueError) as e:
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}

@@ -189,3 +189,33 @@ def test_panels_draw_without_errors(run_bpy, small_ply):
     joined = " | ".join(map(str, res))
     assert "500 Gaussians, SH degree 1" in joined
     assert "Compress (UGC)" in joined and "python_path" in joined
+
+
+def test_exgs_import_keeps_kept_fraction_and_painter_delta(run_bpy, tmp_path):
+    """Importing a .exgs (compressed elsewhere) puts its kept fraction and painter delta on
+    the mesh, so Blender restore renders use them like `exgs render --restore`."""
+    import base64
+
+    from exgs.io.exgs_format import DELTA_SECTION, attach_sections
+    from exgs.synth import random_scene
+    from exgs.ugc import compress
+
+    scene = random_scene(3000, seed=5)
+    res = compress(scene, keep=0.1, zstd_level=1, device="cpu", views=4, view_size=(64, 48))
+    from exgs.painter.delta import encode_delta
+
+    delta = encode_delta("last", [("gate_head.net.4.bias", "diff", np.array([0.25], np.float32))],
+                         base="0123456789abcdef")
+    path = str(tmp_path / "d.exgs")
+    with open(path, "wb") as f:
+        f.write(attach_sections(res.data, {DELTA_SECTION: delta}))
+    out = run_bpy(f"""
+        from bl_ext.user_default.exgs import io_import, render_core
+        obj, _ = io_import.import_file(bpy.context, {path!r})
+        me = obj.data
+        RESULT = dict(n=len(me.vertices), kept=render_core.mesh_kept_fraction(me),
+                      delta=me.get("exgs_painter_delta"), fmt=me["exgs_format"])
+    """)
+    assert out["fmt"] == "exgs" and out["n"] == len(res.scene)
+    assert abs(out["kept"] - len(res.scene) / len(scene)) < 1e-6
+    assert base64.b64decode(out["delta"]) == delta
