@@ -316,7 +316,8 @@ print(json.dumps(out))
 
 
 def exgs_file_extras(path: str) -> dict:
-    """What a .exgs file holds besides its Gaussians, read by the backend Python (no torch):
+    """What a .exgs file holds besides its Gaussians, read by the backend Python (format
+    code only, no ML imports):
     ``{"kept_fraction": float | None, "painter_delta_b64": str | None, "warning": str | None}``
     (a corrupt delta section gives a warning and no delta; the scene itself still imports)."""
     import json
