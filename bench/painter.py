@@ -49,6 +49,11 @@ def bench_speed(painter, reps: int) -> dict:
     return out
 
 
+def _background(img, empty) -> float:
+    """Mean brightness (0–255) of ``img`` where ``empty`` (the full render has nothing)."""
+    return float(img[empty].mean() * 255) if empty.any() else 0.0
+
+
 def bench_quality(painter, specs, keeps, views: int, size: int, prune_method: str,
                   scenes_dir: str) -> dict:
     from exgs.cameras import orbit_for_scene
@@ -71,18 +76,18 @@ def bench_quality(painter, specs, keeps, views: int, size: int, prune_method: st
             rows.append({"scene": spec, "keep": 1.0, "pruned_psnr": 100.0,  # identical: capped
                          "restored_psnr": psnr(o, r.rgb), "pruned_ssim": 1.0,
                          "restored_ssim": ssim(o, r.rgb),
-                         "pruned_bg": float(r.rgb[empty].mean() * 255) if empty.any() else 0.0,
-                         "restored_bg": float(o[empty].mean() * 255) if empty.any() else 0.0})
+                         "pruned_bg": _background(r.rgb, empty),
+                         "restored_bg": _background(o, empty)})
         for keep, ps in zip(keeps, prune_many(scene, keeps, prune_method)):
             for r, c in zip(full, cams):
                 d = render(ps, c, device="cpu")
                 o = painter.restore(d.rgb, d.alpha, keep=len(ps) / len(scene))
                 empty = r.alpha < 0.02  # the full scene has nothing here: must stay background
-                bg = (lambda img: float(img[empty].mean() * 255) if empty.any() else 0.0)  # noqa: E731
                 rows.append({"scene": spec, "keep": keep,
                              "pruned_psnr": psnr(d.rgb, r.rgb), "restored_psnr": psnr(o, r.rgb),
                              "pruned_ssim": ssim(d.rgb, r.rgb), "restored_ssim": ssim(o, r.rgb),
-                             "pruned_bg": bg(d.rgb), "restored_bg": bg(o)})
+                             "pruned_bg": _background(d.rgb, empty),
+                             "restored_bg": _background(o, empty)})
     return rows
 
 

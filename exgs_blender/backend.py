@@ -300,11 +300,9 @@ def convert_to_ply(path: str) -> str:
 
 _EXGS_EXTRAS = """
 import base64, json, sys
-from exgs.io.exgs_format import read_exgs_delta, read_exgs_header
-h = read_exgs_header(sys.argv[1])
-src = int((h.get("source") or {}).get("gaussians") or 0)
-out = {"kept_fraction": min(1.0, h["count"] / src) if src > 0 and h.get("count") else None,
-       "painter_delta_b64": None, "warning": None}
+from exgs.io.exgs_format import exgs_kept_fraction, read_exgs_delta
+out = {"kept_fraction": exgs_kept_fraction(sys.argv[1]), "painter_delta_b64": None,
+       "warning": None}
 try:
     d = read_exgs_delta(sys.argv[1])
     if d is not None:

@@ -255,9 +255,7 @@ def render_cameras(items: list[SplatItem], cams: list[dict], *, restore: bool = 
                 progress((i + frac) / total, msg or f"{it.name}: rendering")
 
         cam_list = [dict(c, object_matrix_world=it.matrix_world) for c in cams]
-        kw = {"painter_delta": it.painter_delta} if (restore and it.painter_delta) else {}
-        if restore and it.kept_fraction is not None:
-            kw["keep"] = it.kept_fraction
+        kw = dict(painter_delta=it.painter_delta, keep=it.kept_fraction)  # used with restore
         try:
             outs = conn.render(sid, cam_list, restore=restore, progress=sub, cancel=cancel,
                                **kw)

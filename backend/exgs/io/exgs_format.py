@@ -537,6 +537,19 @@ def read_exgs_header(path: str | os.PathLike) -> dict:
     return h
 
 
+def exgs_kept_fraction(path: str | os.PathLike, count: int | None = None) -> float | None:
+    """Kept fraction of a .exgs file's Gaussians: the stored count (or ``count``, when only a
+    prefix was decoded) / the source's count, in (0, 1]. None when the header has no source
+    count. Raises SceneFormatError like :func:`read_exgs_header`."""
+    h = read_exgs_header(path)
+    try:
+        src = int((h.get("source") or {}).get("gaussians") or 0)
+        n = int(count if count is not None else h.get("count") or 0)
+    except (TypeError, ValueError):
+        return None
+    return min(1.0, n / src) if src > 0 and n > 0 else None
+
+
 def read_exgs_scene(path: str | os.PathLike, keep: float | int | None = None) -> GaussianScene:
     """Read a .exgs file → :class:`GaussianScene` (SH degree as stored). ``keep`` (fraction
     in (0, 1] or count ≥ 1) decodes only that many of the most significant Gaussians, reading

@@ -64,30 +64,26 @@ def gate_sweep(net: PainterNet, pairs: list[dict], biases, floors, return_items:
                 al = torch.from_numpy(a.astype(np.float32))[None, None, :H8, :W8]
                 _, aux = net(x.contiguous(), al.contiguous(), return_all=True)
                 items.append((keep, x, al, clean, aux["decoded"].clamp(0, 1), aux["conf_logit"]))
+        rows, per_item = [], []
+        for b in biases:
+            for f in floors:
+                cfg.gate_floor = f  # the candidate's gate, computed by the network's own rule
+                acc: dict[str, list] = {}
+                scores = []
+                for keep, x, al, clean, d, c in items:
+                    out = x + net.gate(c, al, b) * (d - x)
+                    k = _bucket(keep)
+                    if k == "identity":
+                        v = _psnr_t(out, x)
+                    else:
+                        v = _psnr_t(out, clean) - _psnr_t(x, clean)
+                    acc.setdefault(k, []).append(v)
+                    scores.append(v)
+                rows.append({"bias": float(b), "floor": float(f),
+                             **{k: float(np.mean(v)) for k, v in acc.items()}})
+                per_item.append(scores)
     finally:
         cfg.gate_bias, cfg.gate_floor = saved
-    rows, per_item = [], []
-    for b in biases:
-        for f in floors:
-            acc: dict[str, list] = {}
-            scores = []
-            for keep, x, al, clean, d, c in items:
-                cap = torch.clamp(cfg.gate_gain * (1.0 - al), 0.0, 1.0)
-                if cfg.use_mask:
-                    cap = torch.clamp(cap, min=f)
-                else:
-                    cap = torch.ones_like(cap)
-                out = x + torch.sigmoid(c + b) * cap * (d - x)
-                k = _bucket(keep)
-                if k == "identity":
-                    v = _psnr_t(out, x)
-                else:
-                    v = _psnr_t(out, clean) - _psnr_t(x, clean)
-                acc.setdefault(k, []).append(v)
-                scores.append(v)
-            rows.append({"bias": float(b), "floor": float(f),
-                         **{k: float(np.mean(v)) for k, v in acc.items()}})
-            per_item.append(scores)
     if return_items:
         return rows, {"keeps": np.array([it[0] for it in items]), "scores": np.array(per_item)}
     return rows

@@ -193,19 +193,12 @@ def kept_fraction(path: str | os.PathLike, count: int | None = None) -> float | 
     prefix was decoded, / source count, in (0, 1]); None for other formats or files without
     the source count (the painter then uses its conservative default gate)."""
     from ..io import detect_format
-    from ..io.exgs_format import read_exgs_header
+    from ..io.exgs_format import exgs_kept_fraction
 
     try:
-        if detect_format(path) != "exgs":
-            return None
-        h = read_exgs_header(path)
-        src = int((h.get("source") or {}).get("gaussians") or 0)
-        n = int(count if count is not None else h.get("count") or 0)
-    except (ExgsError, OSError, ValueError, TypeError):
+        return exgs_kept_fraction(path, count) if detect_format(path) == "exgs" else None
+    except (ExgsError, OSError):
         return None
-    if src <= 0 or n <= 0:
-        return None
-    return min(1.0, n / src)
 
 
 def load_painter(path: str | os.PathLike | None = None, device: str = "cpu") -> Painter:
