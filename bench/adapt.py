@@ -7,9 +7,9 @@
 For every shared PLAYBOT scene and target ratio (size of the scene as an **SH-degree-3 INRIA
 PLY**, 248 B/Gaussian + 1 kB, divided by the file size — the issue's reference):
 
-* ``generic``: ``exgs.ugc.compress(ratio=R)`` → the file fills the budget with Gaussians; its
+* ``generic``: ``exgs.pipeline.compress_scene(ratio=R)`` → the file fills the budget with Gaussians; its
   renders are restored by the generic painter.
-* ``adapted`` (per form): :func:`exgs.painter.adapt.compress_adapted` with the same ratio →
+* ``adapted`` (per form): :func:`exgs.pipeline.compress_scene` with the same ratio →
   fewer Gaussians + the delta, the *whole* file within the same budget; renders restored by
   the generic painter with the file's delta applied. The delta is forced on
   (``min_gain_db = −inf``) so every form is measured; ``on_by_default`` says whether the
@@ -92,10 +92,11 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from exgs.io import read_scene
-    from exgs.painter.adapt import AdaptConfig, compress_adapted, restore_with_keep
+    from exgs.painter.adapt import AdaptConfig
     from exgs.painter.delta import apply_delta
     from exgs.painter.infer import Painter, load_net
-    from exgs.ugc import compress, inria_ply_bytes
+    from exgs.pipeline import CompressOptions, compress_scene
+    from exgs.ugc import inria_ply_bytes
     from exgs.ugc.evaluate import held_out_views, render_views
 
     from exgs.painter.delta import base_fingerprint
@@ -138,10 +139,12 @@ def main(argv=None) -> int:
         score = None
         for ratio in (float(x) for x in args.ratios.split(",")):
             t0 = time.perf_counter()
-            g = compress(scene, ratio=ratio, source_bytes=src, score=score, device="cpu")
+            opts = CompressOptions(ratio=ratio, source_bytes=src, device="cpu",
+                                   ugc={"score": score})
+            g = compress_scene(scene, opts)
             score = g.score
             gp, gr, gs, gviews = _eval(refs, g.scene, cams,
-                                       lambda a, b, k: restore_with_keep(generic, a, b, k),
+                                       lambda a, b, k: generic.restore(a, b, kept_fraction=k),
                                        len(g.scene) / len(scene))
             base = {"scene": label, "ratio": ratio, "source_bytes": src,
                     "budget_bytes": int(src / ratio), "generic_kept": len(g.scene),
@@ -156,8 +159,8 @@ def main(argv=None) -> int:
                 if args.rank:
                     cfg.rank = args.rank
                 t1 = time.perf_counter()
-                a = compress_adapted(scene, ratio=ratio, source_bytes=src, score=score,
-                                     adapt_config=cfg, net=net, device="cpu")
+                opts.ugc = {"score": score}
+                a = compress_scene(scene, opts, cfg, net=net)
                 pdl = a.stats.get("painter_delta", {})
                 row = dict(base, form=form, seconds=args.seconds, painter_base=fingerprint,
                            rank=cfg.rank if form == "lora" else 0)
@@ -167,12 +170,12 @@ def main(argv=None) -> int:
                     rows.append(row)
                     save()
                     continue
-                from exgs.io.exgs_format import exgs_delta_from_bytes
+                from exgs.io.exgs import DELTA_SECTION, exgs_section_from_bytes
 
-                delta = exgs_delta_from_bytes(a.data)
+                delta = exgs_section_from_bytes(a.data, DELTA_SECTION)
                 adapted = Painter(apply_delta(net, delta))
                 ap_, ar, as_, aviews = _eval(
-                    refs, a.scene, cams, lambda x, y, k: restore_with_keep(adapted, x, y, k),
+                    refs, a.scene, cams, lambda x, y, k: adapted.restore(x, y, kept_fraction=k),
                     len(a.scene) / len(scene))
                 gain_views = np.array(aviews) - np.array(gviews)
                 row.update(fits=True, kept=len(a.scene), total_bytes=len(a.data),

@@ -68,7 +68,8 @@ else:
     from exgs.synth import demo_scene
     scene = demo_scene(n=int(arg), sh_degree=3)
 t1 = time.perf_counter()
-res = compress(scene, ratio=ratio, source_bytes=inria_ply_bytes(len(scene), 3))
+src = inria_ply_bytes(len(scene), 3)
+res = compress(scene, budget_bytes=src / ratio, source_bytes=src)
 t2 = time.perf_counter()
 hwm = [int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
 print(json.dumps({"gaussians": len(scene), "load_s": t1 - t0, "compress_s": t2 - t1,
@@ -116,7 +117,8 @@ def bench_scene(name: str, path: str, ratios, views: int, size) -> dict:
         for m, kw in METHODS.items():
             t = time.perf_counter()
             try:
-                r = compress(scene, ratio=ratio, source_bytes=src, score=score, cameras=cams,
+                r = compress(scene, budget_bytes=src / ratio, source_bytes=src, score=score,
+                             cameras=cams,
                              **kw)
             except Exception as e:  # unreachable ratio etc.
                 out["rows"].append({"ratio": ratio, "method": m, "error": str(e)})
@@ -151,7 +153,7 @@ def bench_scene(name: str, path: str, ratios, views: int, size) -> dict:
             print(f"{src / b:>6.1f} {tag:>10} {n:>7} {b:>8} {b / n:>6.2f} {q['psnr']:>6.2f} "
                   f"{q['ssim']:>6.4f}   (SPZ at its own size)", flush=True)
             # UGC at SPZ's size and SH degree
-            r = compress(scene, ratio=src / b, source_bytes=src, score=score, cameras=cams,
+            r = compress(scene, budget_bytes=b, source_bytes=src, score=score, cameras=cams,
                          sh_degree=sc.sh_degree)
             q = compare(refs, r.scene, ev)
             row = {"ratio": None, "method": f"ugc_at_{tag}", "kept": r.stats["kept"],

@@ -71,7 +71,7 @@ def bench_quality(painter, specs, keeps, views: int, size: int, prune_method: st
                                     azimuth_offset_deg=360 * i / views + 17)
         full = [render(scene, c, device="cpu") for c in cams]
         for r in full:  # do-no-harm: nothing pruned
-            o = painter.restore(r.rgb, r.alpha, keep=1.0)
+            o = painter.restore(r.rgb, r.alpha, kept_fraction=1.0)
             empty = r.alpha < 0.02
             rows.append({"scene": spec, "keep": 1.0, "pruned_psnr": 100.0,  # identical: capped
                          "restored_psnr": psnr(o, r.rgb), "pruned_ssim": 1.0,
@@ -81,7 +81,7 @@ def bench_quality(painter, specs, keeps, views: int, size: int, prune_method: st
         for keep, ps in zip(keeps, prune_many(scene, keeps, prune_method)):
             for r, c in zip(full, cams):
                 d = render(ps, c, device="cpu")
-                o = painter.restore(d.rgb, d.alpha, keep=len(ps) / len(scene))
+                o = painter.restore(d.rgb, d.alpha, kept_fraction=len(ps) / len(scene))
                 empty = r.alpha < 0.02  # the full scene has nothing here: must stay background
                 rows.append({"scene": spec, "keep": keep,
                              "pruned_psnr": psnr(d.rgb, r.rgb), "restored_psnr": psnr(o, r.rgb),
@@ -108,7 +108,7 @@ def side_by_side(painter, spec: str, keeps, size: int, prune_method: str, scenes
     rows = []
     for keep, ps in zip(keeps, prune_many(scene, keeps, prune_method)):
         d = render(ps, cam, device="cpu")
-        o = painter.restore(d.rgb, d.alpha, keep=len(ps) / len(scene))
+        o = painter.restore(d.rgb, d.alpha, kept_fraction=len(ps) / len(scene))
         print(f"  figure {spec} keep {keep:.3f}: pruned {psnr(d.rgb, full.rgb):.2f} dB, "
               f"restored {psnr(o, full.rgb):.2f} dB")
         rows.append(np.concatenate([full.rgb, d.rgb, o], 1))

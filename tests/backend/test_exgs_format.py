@@ -11,10 +11,11 @@ import pytest
 
 from exgs.errors import SceneFormatError, UsageError
 from exgs.io import detect_format, read_scene
-from exgs.io import exgs_format as X
+from exgs.io import exgs as X
+from exgs.io.exgs.container import PREFIX
 from exgs.scene import SH_C0, GaussianScene
 from exgs.synth import random_scene
-from exgs.ugc import quantize as Q
+from exgs.io.exgs import quantize as Q
 
 
 def _scene(n, deg, seed=0):
@@ -70,7 +71,7 @@ def test_roundtrip_within_quantization_bounds(deg):
     assert len(np.unique(perm)) == 200
     assert np.all(np.diff(perm * 16 // 200) >= 0)  # sub-levels in significance order
     s = s.subset(perm)
-    h = X._parse_header(data, len(data))[0]
+    h = X.decode_header(data)
     q = h["quant"]
     assert len(d) == 200 and d.sh_degree == deg
     assert h["source"]["bytes"] == 123 and h["settings"] == {"x": 1}
@@ -101,7 +102,7 @@ def test_roundtrip_within_quantization_bounds(deg):
 def test_every_prefix_decodes_and_is_consistent():
     s = _scene(700, 1, seed=4)
     data = X.encode_exgs(s, first_chunk=64)
-    h = X._parse_header(data, len(data))[0]
+    h = X.decode_header(data)
     assert [c["count"] for c in h["chunks"]] == [64, 64, 128, 256, 188]
     full = X.decode_exgs(data)
     for k in range(1, 701):
@@ -188,7 +189,7 @@ def test_fuzzed_corruption_gives_one_line_error(tmp_path):
 def _header(data: bytes) -> tuple[dict, int]:
     import zstandard
 
-    _, _, flags, hlen = X.PREFIX.unpack_from(data, 0)
+    _, _, flags, hlen = PREFIX.unpack_from(data, 0)
     raw = data[12:12 + hlen]
     if flags & 1:
         raw = zstandard.ZstdDecompressor().decompress(raw)
@@ -205,7 +206,7 @@ def _forge(data: bytes, edit, compress_header: bool = True) -> bytes:
     if compress_header:
         hj = zstandard.compress(hj)
     body = data[12 + hlen + 8:]
-    return (X.PREFIX.pack(b"EXGS", 1, int(compress_header), len(hj)) + hj
+    return (PREFIX.pack(b"EXGS", 1, int(compress_header), len(hj)) + hj
             + hashlib.blake2b(hj, digest_size=8).digest() + body)
 
 

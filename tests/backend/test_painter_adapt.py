@@ -10,15 +10,18 @@ import pytest
 
 from exgs.cli import main
 from exgs.errors import SceneFormatError
-from exgs.io import exgs_format as X
+from exgs.io import exgs as X
+from exgs.io.exgs.codec import check_header
+from exgs.io.exgs.container import PREFIX, parse_header
 from exgs.io.ply import write_ply
 from exgs.synth import demo_scene
 
 pytest.importorskip("diffusers")
 
-from exgs.painter.adapt import AdaptConfig, adapt, compress_adapted, targets  # noqa: E402
+from exgs.painter.adapt import AdaptConfig, adapt, targets  # noqa: E402
 from exgs.painter.delta import (DeltaError, DeltaMismatch, apply_delta,  # noqa: E402
-                                decode_delta, painter_for_file)
+                                decode_delta, file_delta)
+from exgs.pipeline import CompressOptions, compress_scene, restorer_for  # noqa: E402
 from exgs.painter.infer import Painter, load_net  # noqa: E402
 
 FAST = dict(views=4, view_size=(64, 48))
@@ -46,7 +49,7 @@ def adapted(tmp_path_factory, net, scene):
     """A .exgs (10 % kept) with a head delta, written to disk."""
     from exgs.ugc import compress
 
-    res = compress(scene, keep=0.1, device="cpu", **FAST)
+    res = compress(scene, keep_target=0.1, device="cpu", **FAST)
     out = adapt(scene, res.scene, net=net, config=tiny_cfg())
     assert out.delta is not None and out.stats["steps"] == 4
     data = X.attach_sections(res.data, {X.DELTA_SECTION: out.delta})
@@ -66,7 +69,7 @@ def _frame(scene, size=64):
 
 def test_delta_round_trips_bit_exactly_and_restores_identically(adapted, net):
     path, res, delta = adapted
-    assert X.read_exgs_delta(path) == delta
+    assert file_delta(path) == delta
     h = X.read_exgs_header(path)
     assert h["version"] == X.VERSION_SECTIONS and h["sections"][0]["name"] == "painter_delta"
     # the scene part is untouched by the section
@@ -74,9 +77,9 @@ def test_delta_round_trips_bit_exactly_and_restores_identically(adapted, net):
     assert np.array_equal(a.means, b.means) and np.array_equal(a.sh, b.sh)
     rgb, alpha = _frame(a)
     before = Painter(apply_delta(net, delta)).restore(rgb, alpha)
-    p2, info = painter_for_file(path)
-    after = p2.restore(rgb, alpha)
-    assert info["delta"] and info["form"] == "head" and info["bytes"] == len(delta)
+    r = restorer_for(path)
+    after = r.painter.restore(rgb, alpha)
+    assert r.delta["applied"] and r.delta["form"] == "head" and r.delta["bytes"] == len(delta)
     assert np.array_equal(before, after)
     # the base net is not modified by applying a delta, and the delta changes the output
     generic = Painter(net).restore(rgb, alpha)
@@ -89,7 +92,7 @@ def test_delta_round_trips_bit_exactly_and_restores_identically(adapted, net):
 def test_other_forms_encode_and_apply(net, scene, form):
     from exgs.ugc import compress
 
-    res = compress(scene, keep=0.2, device="cpu", **FAST)
+    res = compress(scene, keep_target=0.2, device="cpu", **FAST)
     out = adapt(scene, res.scene, net=net, config=tiny_cfg(form, steps=2))
     desc, tensors = decode_delta(out.delta)
     assert desc["form"] == form and desc["dtype"] == "int8"
@@ -111,12 +114,13 @@ def torch_equal(a, b):
 def test_file_without_delta_still_renders_and_restores(tmp_path, scene, capsys):
     from exgs.ugc import compress
 
-    res = compress(scene, keep=0.2, device="cpu", **FAST)
+    res = compress(scene, keep_target=0.2, device="cpu", **FAST)
     p = tmp_path / "plain.exgs"
     p.write_bytes(res.data)
-    assert X.read_exgs_header(p)["version"] == 1 and X.read_exgs_delta(p) is None
-    painter, info = painter_for_file(p)
-    assert not info["delta"]
+    assert X.read_exgs_header(p)["version"] == 1 and file_delta(p) is None
+    r = restorer_for(p)
+    painter = r.painter
+    assert not r.delta["applied"]
     rgb, alpha = _frame(X.read_exgs_scene(p))
     assert painter.restore(rgb, alpha).shape == rgb.shape
     assert main(["render", str(p), "--orbit", "1", "--size", "48x48", "--out",
@@ -125,7 +129,7 @@ def test_file_without_delta_still_renders_and_restores(tmp_path, scene, capsys):
 
 
 def _corrupt_section(data: bytes, fn) -> bytes:
-    h, start = X._parse_header(memoryview(data), len(data))
+    h, start = parse_header(memoryview(data), len(data), check_header)
     sec = h["sections"][0]
     b = bytearray(data)
     i0 = start + sec["offset"]
@@ -145,7 +149,7 @@ def test_corrupt_delta_gives_clean_error_scene_still_reads(adapted, tmp_path, ca
     # the scene is unaffected
     assert len(X.read_exgs_scene(bad)) == len(res.scene)
     with pytest.raises(SceneFormatError) as ei:
-        X.read_exgs_delta(bad)
+        file_delta(bad)
     msg = str(ei.value)
     assert "bad.exgs" in msg and "painter_delta" in msg and "\n" not in msg
     # render --restore: exit 2, one line naming the file; --no-delta restores generically
@@ -162,11 +166,11 @@ def test_corrupt_delta_gives_clean_error_scene_still_reads(adapted, tmp_path, ca
     forged = tmp_path / "forged.exgs"
     forged.write_bytes(X.attach_sections(good, {X.DELTA_SECTION: junk}))
     with pytest.raises(SceneFormatError, match="forged.exgs.*painter delta"):
-        X.read_exgs_delta(forged)
+        file_delta(forged)
     # truncation inside the section: the file as a whole is refused, in one line
     trunc = tmp_path / "trunc.exgs"
     trunc.write_bytes(good[:-3])
-    for fn in (X.read_exgs_scene, X.read_exgs_delta):
+    for fn in (X.read_exgs_scene, file_delta):
         with pytest.raises(SceneFormatError) as ei:
             fn(trunc)
         assert "trunc.exgs" in str(ei.value) and "\n" not in str(ei.value)
@@ -180,14 +184,14 @@ def _raw_file(h: dict, body: bytes) -> bytes:
     import zstandard
 
     hj = zstandard.compress(json.dumps(h).encode())
-    return (X.PREFIX.pack(b"EXGS", 2, 1, len(hj)) + hj
+    return (PREFIX.pack(b"EXGS", 2, 1, len(hj)) + hj
             + hashlib.blake2b(hj, digest_size=8).digest() + body)
 
 
 def test_forged_section_tables_rejected(adapted, tmp_path):
     path, _, _ = adapted
     good = path.read_bytes()
-    h, start = X._parse_header(memoryview(good), len(good))
+    h, start = parse_header(memoryview(good), len(good), check_header)
     body = good[start:]
     cases = [
         lambda h: h["sections"][0].update(offset=h["sections"][0]["offset"] + 1),
@@ -226,24 +230,23 @@ def test_delta_for_other_weights_is_skipped_with_a_warning(adapted, net):
 
 
 def test_compress_ratio_with_adapt_meets_the_ratio(scene):
-    from exgs.ugc import compress, inria_ply_bytes
+    from exgs.ugc import inria_ply_bytes
 
     src = inria_ply_bytes(len(scene), 3)
     ratio = 20.0
-    generic = compress(scene, ratio=ratio, source_bytes=src, device="cpu", **FAST)
-    res = compress_adapted(scene, ratio=ratio, source_bytes=src, device="cpu",
-                           adapt_config=tiny_cfg(), **FAST)
+    opts = CompressOptions(ratio=ratio, source_bytes=src, device="cpu", **FAST)
+    generic = compress_scene(scene, opts)
+    res = compress_scene(scene, opts, tiny_cfg())
     pd = res.stats["painter_delta"]
     assert pd["enabled"]
-    delta = X.exgs_delta_from_bytes(res.data)
+    delta = X.exgs_section_from_bytes(res.data, X.DELTA_SECTION)
     assert delta is not None and len(res.data) <= src / ratio
     assert res.stats["file_bytes"] == len(res.data)
     assert len(res.scene) < len(generic.scene)  # room was made for the delta
     # switched off (impossible margin): the generic file, without a section
-    off = compress_adapted(scene, ratio=ratio, source_bytes=src, device="cpu",
-                           adapt_config=tiny_cfg(min_gain_db=math.inf), **FAST)
+    off = compress_scene(scene, opts, tiny_cfg(min_gain_db=math.inf))
     assert not off.stats["painter_delta"]["enabled"]
-    assert X.exgs_delta_from_bytes(off.data) is None
+    assert X.exgs_section_from_bytes(off.data, X.DELTA_SECTION) is None
     assert off.data == generic.data
 
 
@@ -308,13 +311,13 @@ def test_fuzzed_files_with_a_delta_never_crash(adapted, tmp_path):
         if bytes(b) == good:
             continue
         p.write_bytes(bytes(b))
-        for fn in (X.read_exgs_scene, X.read_exgs_delta):
+        for fn in (X.read_exgs_scene, file_delta):
             try:
                 out = fn(p)
             except SceneFormatError as e:
                 assert "fz.exgs" in str(e) and "\n" not in str(e)
                 continue
-            if fn is X.read_exgs_delta:
+            if fn is file_delta:
                 assert out == delta
             else:
                 assert np.array_equal(out.means, want.means)

@@ -74,7 +74,7 @@ def test_kept_fraction_of_exgs_file(tmp_path):
     from exgs.ugc import compress
 
     scene = random_scene(3000, seed=1)
-    res = compress(scene, keep=0.1, zstd_level=1, device="cpu")
+    res = compress(scene, keep_target=0.1, zstd_level=1, device="cpu")
     path = tmp_path / "s.exgs"
     path.write_bytes(res.data)
     k = kept_fraction(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import os
 
 import numpy as np
@@ -101,15 +100,11 @@ def test_bad_scene_file(tmp_path, capsys):
 
 
 def test_restore_without_painter(scene_ply, tmp_path, capsys, monkeypatch):
+    """The painter's network (torch, diffusers: exgs.painter.infer) cannot be imported."""
+    import sys
+
     _, ply = scene_ply
-    real_import = builtins.__import__
-
-    def no_painter(name, globals=None, locals=None, fromlist=(), level=0):
-        if "painter" in name or (fromlist and "painter" in fromlist and level > 0):
-            raise ImportError("no painter")
-        return real_import(name, globals, locals, fromlist, level)
-
-    monkeypatch.setattr(builtins, "__import__", no_painter)
+    monkeypatch.setitem(sys.modules, "exgs.painter.infer", None)
     rc = main(["render", str(ply), "--out", str(tmp_path / "o"), "--orbit", "1", "--size",
                "16x16", "--restore", "--device", "cpu"])
     assert rc == 2 and "GaussPainter is not available" in capsys.readouterr().err
@@ -122,8 +117,8 @@ def test_restore_calls_painter(scene_ply, tmp_path, monkeypatch):
     calls = []
 
     class Fake:
-        def restore(self, rgb, alpha, keep=None):
-            calls.append((rgb.shape, alpha.shape, keep))
+        def restore(self, rgb, alpha, kept_fraction=None):
+            calls.append((rgb.shape, alpha.shape, kept_fraction))
             return np.full_like(rgb, 0.5)
 
     monkeypatch.setattr(painter, "load_painter", lambda path=None, device="cpu": Fake())
@@ -208,14 +203,14 @@ def test_restore_of_exgs_passes_the_files_kept_fraction(tmp_path, monkeypatch):
     from exgs.ugc import compress
 
     scene = random_scene(2000, seed=3)
-    res = compress(scene, keep=0.05, zstd_level=1, device="cpu", views=4, view_size=(64, 48))
+    res = compress(scene, keep_target=0.05, zstd_level=1, device="cpu", views=4, view_size=(64, 48))
     path = tmp_path / "s.exgs"
     path.write_bytes(res.data)
     keeps = []
 
     class Fake:
-        def restore(self, rgb, alpha, keep=None):
-            keeps.append(keep)
+        def restore(self, rgb, alpha, kept_fraction=None):
+            keeps.append(kept_fraction)
             return rgb
 
     monkeypatch.setattr(painter, "load_painter", lambda path=None, device="cpu": Fake())

@@ -244,7 +244,7 @@ def small_score(small):
 def test_compress_keep_and_progressive(small, small_score, tmp_path):
     cams, score = small_score
     seen = []
-    r = compress(small, keep=0.1, cameras=cams, progress=lambda f, m: seen.append(f))
+    r = compress(small, keep_target=0.1, cameras=cams, progress=lambda f, m: seen.append(f))
     assert len(r.scene) == 300 and r.stats["kept"] == 300
     assert seen[-1] == 1.0 and all(0 <= f <= 1 for f in seen)
     assert r.stats["bytes_per_gaussian"] <= 25
@@ -253,10 +253,10 @@ def test_compress_keep_and_progressive(small, small_score, tmp_path):
     back = read_exgs_scene(p)
     np.testing.assert_array_equal(back.means, r.scene.means)
     assert len(read_exgs_scene(p, keep=0.5)) == 150
-    r2 = compress(small, keep=123, score=score, cameras=cams, sh_degree=1)
+    r2 = compress(small, keep_target=123, score=score, cameras=cams, sh_degree=1)
     assert len(r2.scene) == 123 and r2.scene.sh_degree == 1
     # the file stores Gaussians most significant first: a prefix keeps the high scorers
-    r3 = compress(small, keep=160, method="score", score=score, cameras=cams)
+    r3 = compress(small, keep_target=160, method="score", score=score, cameras=cams)
     p3 = tmp_path / "b.exgs"
     write_exgs(r3, p3)
     first = read_exgs_scene(p3, keep=10)  # one sub-level of 160/16
@@ -269,7 +269,7 @@ def test_compress_keep_and_progressive(small, small_score, tmp_path):
 def test_compress_ratio_is_met(small, small_score, ratio):
     cams, score = small_score
     src = 3000 * 248
-    r = compress(small, ratio=ratio, score=score, cameras=cams, source_bytes=src)
+    r = compress(small, budget_bytes=src / ratio, score=score, cameras=cams, source_bytes=src)
     assert len(r.data) <= src / ratio
     # searched up to the budget, not far below (or everything fits)
     assert len(r.data) >= 0.9 * src / ratio or r.stats["kept"] == 3000
@@ -281,19 +281,19 @@ def test_pruning_methods(small, small_score, method):
     cams, score = small_score
     idx, _ = select(small, score, 200, method)
     assert len(idx) == 200 == len(np.unique(idx))
-    r = compress(small, keep=200, method=method, score=score, cameras=cams)
+    r = compress(small, keep_target=200, method=method, score=score, cameras=cams)
     assert len(decode_exgs(r.data)) == 200
 
 
 def test_compress_errors(small, small_score):
     cams, score = small_score
     with pytest.raises(UsageError, match="not both"):
-        compress(small, ratio=10, keep=0.1, score=score, cameras=cams)
+        compress(small, budget_bytes=1e4, keep_target=0.1, score=score, cameras=cams)
     with pytest.raises(UsageError, match="unreachable"):
-        compress(small, ratio=1e9, score=score, cameras=cams)
+        compress(small, budget_bytes=3000 * 248 / 1e9, score=score, cameras=cams)
     with pytest.raises(UsageError, match="exceeds"):
-        compress(small, keep=0.1, sh_degree=3, score=score, cameras=cams)
+        compress(small, keep_target=0.1, sh_degree=3, score=score, cameras=cams)
     with pytest.raises(UsageError):
-        compress(small, keep=0.1, method="magic", score=score, cameras=cams)
+        compress(small, keep_target=0.1, method="magic", score=score, cameras=cams)
     with pytest.raises(UsageError):
-        compress(GaussianScene.empty(0), keep=0.1)
+        compress(GaussianScene.empty(0), keep_target=0.1)

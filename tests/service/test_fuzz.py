@@ -81,7 +81,8 @@ def test_no_server_errors_on_any_endpoint(fuzz_server, small_scene):
 
     valid_bodies = {"/v1/scenes/{scene_id}/render": {"cameras": [cam], "size": [8, 6]},
                     "/v1/scenes/{scene_id}/compress": {"keep": 0.5},
-                    "/v1/scenes/open": {"path": "a.ply"}}
+                    "/v1/scenes/open": {"path": "a.ply"},
+                    "/v1/scenes/{scene_id}/facts": {"kept_fraction": 0.5}}
     explicit = {}
     for result in schema.get_all_operations():
         op = result.ok()

@@ -458,12 +458,12 @@ def test_render_restore_uses_the_files_painter_delta(server, small_scene, tmp_pa
     from exgs.io.exgs_format import DELTA_SECTION, attach_sections, read_exgs_delta
     from exgs.painter import load_painter
     from exgs.painter.adapt import AdaptConfig, adapt
-    from exgs.painter.delta import painter_for_file
+    from exgs.pipeline import restorer_for
     from exgs.render import render
     from exgs.ugc import compress
 
     scene, ply = small_scene
-    res = compress(scene, keep=0.1, device="cpu", views=4, view_size=(64, 48))
+    res = compress(scene, keep_target=0.1, device="cpu", views=4, view_size=(64, 48))
     cfg = AdaptConfig(views=5, holdout=2, size=64, crop=32, batch=2, steps=3, seconds=600,
                       min_gain_db=-math.inf)
     delta = adapt(scene, res.scene, config=cfg).delta
@@ -476,8 +476,8 @@ def test_render_restore_uses_the_files_painter_delta(server, small_scene, tmp_pa
 
     keep = kept_fraction(p)  # the service opens the gate by the file's kept fraction too
     assert keep is not None and abs(keep - 0.1) < 0.01
-    adapted = painter_for_file(p)[0].restore(r.rgb, r.alpha, keep=keep)
-    generic = load_painter().restore(r.rgb, r.alpha, keep=keep)
+    adapted = restorer_for(p)(r.rgb, r.alpha)
+    generic = load_painter().restore(r.rgb, r.alpha, kept_fraction=keep)
     assert not np.allclose(adapted, generic, atol=1e-4)
     (f,) = server.render(sid, cams, restore=True, passes=("rgb", "alpha"))
     np.testing.assert_allclose(f.rgb, adapted, atol=1e-4)
@@ -520,7 +520,7 @@ def test_render_restore_keep_sets_the_painter_gate(server, small_scene, tmp_path
     r = render(scene, cams[0])
     painter = load_painter()
     (f,) = server.render(sid, cams, restore=True, passes=("rgb", "alpha"), keep=0.01)
-    np.testing.assert_allclose(f.rgb, painter.restore(r.rgb, r.alpha, keep=0.01), atol=1e-4)
+    np.testing.assert_allclose(f.rgb, painter.restore(r.rgb, r.alpha, kept_fraction=0.01), atol=1e-4)
     (g,) = server.render(sid, cams, restore=True, passes=("rgb", "alpha"))
     np.testing.assert_allclose(g.rgb, painter.restore(r.rgb, r.alpha), atol=1e-4)
     with pytest.raises(C.BackendError) as ei:

@@ -5,9 +5,12 @@ ratio and time; writes nothing on failure; never overwrites the input.
 
 ``--adapt [SECONDS]`` (default 60 s when given bare) also fine-tunes a per-scene GaussPainter
 delta for that wall-time budget and stores it in the file's ``painter_delta`` section
-(:func:`exgs.painter.adapt.compress_adapted`); with ``--ratio`` the whole file, delta included,
+(:func:`exgs.pipeline.compress_scene`); with ``--ratio`` the whole file, delta included,
 meets the ratio. The delta is left out when it does not beat the generic painter on held-out
 views at the same file size.
+
+``--keep`` is the user's "how much to keep" (a fraction or a count); inside the pipeline it is
+``keep_target``, never the kept fraction (which is what a compressed scene *has* kept).
 """
 
 from __future__ import annotations
@@ -106,7 +109,8 @@ def run(args) -> int:
     from ..cameras import read_cameras_json
     from ..fsutil import same_file
     from ..io import read_scene
-    from ..ugc import compress, write_exgs
+    from ..pipeline import CompressOptions, compress_scene
+    from ..ugc import write_exgs
     from ._common import human_bytes
 
     src, dst = Path(args.input), Path(args.output)
@@ -127,7 +131,7 @@ def run(args) -> int:
         src_bytes = sum(f.stat().st_size for f in src.rglob("*") if f.is_file())
     else:
         src_bytes = os.path.getsize(src)
-    adapt_cfg = _adapt_config(args)
+    adapt = _adapt_options(args)
     if isinstance(args.keep, int) and args.keep > len(scene):
         raise UsageError(f"--keep {args.keep} exceeds the scene's {len(scene):,} Gaussians")
     last = [0.0]
@@ -135,23 +139,22 @@ def run(args) -> int:
     def progress(frac, msg):
         now = time.perf_counter()
         if not args.json and sys.stderr.isatty() and now - last[0] > 0.5:
-            print(f"\r[{frac * 100:3.0f}%] {msg:60s}", end="", file=sys.stderr, flush=True)
+            print(f"\r[{(frac or 0.0) * 100:3.0f}%] {msg:60s}", end="", file=sys.stderr,
+                  flush=True)
             last[0] = now
 
-    kw = dict(ratio=args.ratio, keep=args.keep, sh_degree=args.sh_degree,
-              cameras=cams, source_bytes=src_bytes, progress=progress,
-              views=args.views, view_size=args.view_size, up=args.up,
-              volume_beta=args.volume_beta, voxel=not args.no_voxel,
-              voxel_size=args.voxel_size, amplify=not args.no_amplify,
-              distill=not args.no_distill, position_bits=args.position_bits,
-              device=args.device)
-    if adapt_cfg is not None:
-        from ..painter.adapt import compress_adapted
+    options = CompressOptions(
+        ratio=args.ratio, keep_target=args.keep, source_bytes=src_bytes,
+        sh_degree=args.sh_degree, cameras=cams, views=args.views, view_size=args.view_size,
+        up=args.up, volume_beta=args.volume_beta, voxel=not args.no_voxel,
+        voxel_size=args.voxel_size, amplify=not args.no_amplify, distill=not args.no_distill,
+        position_bits=args.position_bits, device=args.device)
+    net = None
+    if adapt is not None:
         from ..painter.infer import load_net
 
-        res = compress_adapted(scene, adapt_config=adapt_cfg, net=load_net(args.painter), **kw)
-    else:
-        res = compress(scene, **kw)
+        net = load_net(args.painter)
+    res = compress_scene(scene, options, adapt, progress=progress, net=net)
     if not args.json and sys.stderr.isatty():
         print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
     write_exgs(res, dst)
@@ -176,24 +179,17 @@ def run(args) -> int:
     return 0
 
 
-def _adapt_config(args):
-    """The AdaptConfig of ``--adapt*`` (None without ``--adapt``); UsageError on bad values."""
+def _adapt_options(args):
+    """The AdaptOptions of ``--adapt*`` (None without ``--adapt``); UsageError on bad values."""
     if args.adapt is None:
         if args.adapt_form or args.adapt_min_gain is not None or args.painter:
             raise UsageError("--adapt-form, --adapt-min-gain and --painter need --adapt")
         return None
-    from ..painter.adapt import DEFAULT_SECONDS, AdaptConfig
+    from ..painter.adapt import DEFAULT_SECONDS
+    from ..pipeline import adapt_options
 
     secs = DEFAULT_SECONDS if args.adapt == "default" else adapt_seconds(args.adapt)
     if not 1 <= args.adapt_threads <= 256:
         raise UsageError(f"--adapt-threads must be in 1..256, got {args.adapt_threads}")
-    cfg = AdaptConfig(seconds=secs, threads=args.adapt_threads)
-    if args.adapt_form:
-        cfg.form = args.adapt_form
-    if args.adapt_min_gain is not None:
-        import math
-
-        if not math.isfinite(args.adapt_min_gain):
-            raise UsageError("--adapt-min-gain must be a finite number of dB")
-        cfg.min_gain_db = float(args.adapt_min_gain)
-    return cfg.validate()
+    return adapt_options(secs, form=args.adapt_form, min_gain_db=args.adapt_min_gain,
+                         threads=args.adapt_threads)

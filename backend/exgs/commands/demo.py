@@ -47,7 +47,8 @@ def run(args) -> int:
     from ..metrics import psnr, ssim
     from ..render import render
     from ..synth import demo_scene
-    from ..ugc import compress, write_exgs
+    from ..pipeline import CompressOptions, compress_scene
+    from ..ugc import write_exgs
     from ._common import parse_size
     from .info import describe
 
@@ -85,7 +86,8 @@ def run(args) -> int:
     report["render_ms_per_frame"] = dt_full * 1000
 
     t = time.perf_counter()
-    result = compress(scene, ratio=args.ratio, sh_degree=0, source_bytes=ply.stat().st_size)
+    result = compress_scene(scene, CompressOptions(ratio=args.ratio, sh_degree=0,
+                                                   source_bytes=ply.stat().st_size))
     exgs_path = out / "demo_scene.exgs"
     write_exgs(result, exgs_path)
     size = exgs_path.stat().st_size
@@ -107,12 +109,13 @@ def run(args) -> int:
     if not args.no_restore and not (Path(DEFAULT_WEIGHTS) / "painter.json").is_file():
         log(f"GaussPainter: no default weights shipped in {DEFAULT_WEIGHTS}; skipping restore")
     elif not args.no_restore:
-        from ..painter import load_painter
+        from ..pipeline import RestoreOptions, painter_device, resolve_device, restorer_for
 
-        painter = load_painter(device="cpu" if args.device == "auto" else args.device)
+        # the gate opens according to how much was pruned
+        restorer = restorer_for(exgs_path, RestoreOptions(
+            device=painter_device(resolve_device(args.device))))
         t = time.perf_counter()
-        kept = len(decoded) / len(scene)  # the gate opens according to how much was pruned
-        restored = [painter.restore(r.rgb, r.alpha, keep=kept) for r in pruned]
+        restored = [restorer(r.rgb, r.alpha) for r in pruned]
         dt = (time.perf_counter() - t) / len(pruned)
         for i, rgb in enumerate(restored):
             _save_png(out / "restored" / f"{i:04d}.png", rgb)

@@ -42,41 +42,33 @@ def evaluate(reference, candidate, *, views: int = 16, size=(512, 512), cameras=
     from ..cameras import read_cameras_json
     from ..io import detect_format, read_scene
     from ..io.exgs_format import read_exgs_scene
-    from ..ugc.evaluate import compare, held_out_views, load_restorer, render_views
+    from ..ugc.evaluate import compare, held_out_views, render_views
     from .info import file_size
 
     if views < 1:
         raise UsageError(f"--views must be ≥ 1, got {views}")
     ref = read_scene(reference).validate(reference)
-    if detect_format(candidate) == "exgs":
+    is_exgs = detect_format(candidate) == "exgs"
+    if is_exgs:
         cand = read_exgs_scene(candidate, keep=keep)
     else:
         if keep is not None:
             raise UsageError("--keep only applies to a .exgs candidate")
         cand = read_scene(candidate).validate(candidate)
-    restorer, delta_info = None, None
-    if restore and detect_format(candidate) != "exgs":
-        restorer = load_restorer(painter_weights)  # UsageError when the painter is missing
-    elif restore:
+    restorer = None
+    if restore:  # the painter's gate follows how much of the reference the candidate kept
         import sys
 
-        try:
-            from ..painter.delta import painter_for_file
-        except ImportError as e:
-            raise UsageError(f"--restore needs GaussPainter (exgs.painter), not available: "
-                             f"{e}") from None
-        p, delta_info = painter_for_file(
-            candidate, painter_dir=painter_weights, use_delta=use_delta,
-            warn=lambda m: print(f"exgs: warning: {m}", file=sys.stderr))
-        restorer = p.restore
+        from ..pipeline import RestoreOptions, restorer_for
+
+        restorer = restorer_for(candidate if is_exgs else None, RestoreOptions(
+            painter_dir=painter_weights, use_delta=use_delta,
+            kept_fraction=min(1.0, len(cand) / max(len(ref), 1)),
+            warn=lambda m: print(f"exgs: warning: {m}", file=sys.stderr)))
     if cameras:
         cams = [c.resized(*size) if size else c for c in read_cameras_json(cameras)]
     else:
         cams = held_out_views(ref, views, size, up=up)
-    if restorer is not None:  # the painter's gate follows how much of the scene was kept
-        import functools
-
-        restorer = functools.partial(restorer, keep=min(1.0, len(cand) / max(len(ref), 1)))
     refs = render_views(ref, cams, device)
     res = compare(refs, cand, cams, device=device, restore=restorer)
     rb, cb = file_size(reference), file_size(candidate)
@@ -85,7 +77,7 @@ def evaluate(reference, candidate, *, views: int = 16, size=(512, 512), cameras=
                 "reference_bytes": rb, "candidate_bytes": cb, "size_ratio": rb / max(cb, 1),
                 "size": [cams[0].width, cams[0].height]})
     if restore:
-        res["restored_delta"] = bool(delta_info and delta_info["delta"])
+        res["restored_delta"] = bool(restorer.delta["applied"])
     return res
 
 

@@ -126,35 +126,6 @@ def straight(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def load_restorer(painter_dir: str | None, device: str, scene_path=None,
-                  use_delta: bool = True):
-    """GaussPainter's ``restore`` or UsageError when the painter is not available. With a
-    .exgs ``scene_path`` holding a per-scene painter delta (and ``use_delta``), the delta is
-    applied (:func:`exgs.painter.delta.painter_for_file`)."""
-    try:
-        from .. import painter
-        load = painter.load_painter
-    except (ImportError, AttributeError):
-        raise UsageError("GaussPainter is not available") from None
-    dev = "cuda" if device == "gsplat" else "cpu"
-    if scene_path is None or not use_delta:
-        return load(painter_dir, device=dev).restore
-    from ..io import detect_format
-    from ..io.exgs_format import read_exgs_delta
-
-    if detect_format(scene_path) != "exgs" or read_exgs_delta(scene_path) is None:
-        return load(painter_dir, device=dev).restore
-    from ..painter.delta import painter_for_file
-
-    p, info = painter_for_file(scene_path, painter_dir=painter_dir, device=dev,
-                               use_delta=use_delta,
-                               warn=lambda m: print(f"exgs: warning: {m}", file=sys.stderr))
-    if info["delta"]:
-        print(f"restoring with the file's painter delta ({info['form']}, {info['bytes']:,} "
-              f"bytes)", file=sys.stderr)
-    return p.restore
-
-
 def cameras_for(args, scene):
     from ..cameras import orbit_for_scene, read_cameras_json
 
@@ -178,7 +149,7 @@ def run(args) -> int:
 
     from ..fsutil import same_file
     from ..io import read_scene
-    from ..render import render_many, select_device
+    from ..pipeline import RestoreOptions, painter_device, render_frames, resolve_device
 
     if args.alpha and tuple(args.background) != (0.0, 0.0, 0.0):
         raise UsageError("--alpha writes straight alpha, --background does not apply")
@@ -188,7 +159,7 @@ def run(args) -> int:
         raise UsageError("--no-delta needs --restore")
     if args.depth == "exr":
         _exr_check()
-    backend = select_device(args.device)
+    device = resolve_device(args.device)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder")
@@ -202,25 +173,26 @@ def run(args) -> int:
     for path in (q for pair in names for q in pair if q is not None):
         if same_file(path, args.scene):
             raise UsageError(f"{path}: is the input scene (refusing to overwrite it)")
-    restore = load_restorer(args.painter, backend, args.scene, not args.no_delta) \
-        if args.restore else None
-    if restore is not None:  # the painter's gate follows how much of the scene was kept
-        import functools
+    restorer = None
+    if args.restore:
+        from ..pipeline import restorer_for
 
-        from ..painter.infer import kept_fraction
-
-        restore = functools.partial(restore, keep=kept_fraction(args.scene, len(scene)))
+        restorer = restorer_for(args.scene, RestoreOptions(
+            painter_dir=args.painter, device=painter_device(device),
+            use_delta=not args.no_delta,
+            warn=lambda m: print(f"exgs: warning: {m}", file=sys.stderr)))
+        if restorer.delta["applied"]:
+            print(f"restoring with the file's painter delta ({restorer.delta['form']}, "
+                  f"{restorer.delta['bytes']:,} bytes)", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
-    frames = render_many(scene, cams, sh_degree=args.sh_degree, device=backend if backend != "gsplat" else "cuda",
-                         background=args.background)
+    frames = render_frames(scene, cams, device=device, sh_degree=args.sh_degree,
+                           background=args.background, restorer=restorer)
     for (png, dpath), r in zip(names, tqdm(frames, total=len(cams), desc="render",
                                            unit="frame")):
-        rgb = r.rgb
-        if restore is not None:
-            rgb = restore(rgb, r.alpha)
-        save_png(png, straight(rgb, r.alpha) if args.alpha else rgb,
+        save_png(png, straight(r.rgb, r.alpha) if args.alpha else r.rgb,
                  r.alpha if args.alpha else None)
         if dpath is not None:
             save_depth(dpath, r.depth, args.depth)
+    backend = "gsplat" if device == "cuda" else "cpu"
     print(f"{len(cams)} frame(s) {cams[0].width}x{cams[0].height} ({backend}) -> {out}")
     return 0

@@ -99,7 +99,8 @@ def run(args) -> int:
 
     from .. import __version__
     from ..errors import UsageError
-    from ..service.app import create_app, resolve_device
+    from ..pipeline import resolve_device
+    from ..service.app import create_app
     from ..service.auth import load_or_create_token
     from ..service.config import Limits, ServiceConfig
 

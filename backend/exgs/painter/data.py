@@ -14,7 +14,7 @@ key             shape / dtype     meaning
 
 Renders use :func:`exgs.render.render` (black background; other backgrounds are composited at
 training time from rgb + alpha, so one cache serves every background colour). Pruning uses
-``exgs.ugc.compress(scene, keep=f).scene`` when that module is importable (``prune="auto"``),
+``exgs.ugc.compress(scene, keep_target=f).scene`` when that module is importable (``prune="auto"``),
 otherwise a simple opacity × projected-area score (``prune="simple"``).
 
 Scene specs (``--scenes``): ``playbot_lod2`` / ``playbot_lod3`` / ``playbot_lod4`` (PLY files in
@@ -162,11 +162,9 @@ def random_views(scene: GaussianScene, spec: str, count: int, size: int, seed: i
 
 
 def get_renderer():
-    """:func:`exgs.render.render`, or the stop-gap torch renderer while it is missing."""
-    try:
-        from ..render import render
-    except ImportError:
-        from ._fallback_render import render
+    """:func:`exgs.render.render`."""
+    from ..render import render
+
     return render
 
 
@@ -204,7 +202,7 @@ def prune(scene: GaussianScene, keep: float, method: str = "auto",
           score: np.ndarray | None = None) -> GaussianScene:
     """Pruned (and, with UGC, amplified) scene keeping ``keep`` ∈ (0, 1] of the Gaussians.
 
-    ``method="ugc"``: ``exgs.ugc.compress(scene, keep=keep)`` with its defaults (SH degree 0,
+    ``method="ugc"``: ``exgs.ugc.compress(scene, keep_target=keep)`` with its defaults (SH degree 0,
     quantized, decoded back), given a precomputed significance ``score`` when available and a
     fast zstd level (the bytes are not used here)."""
     if keep >= 1.0:
@@ -214,7 +212,7 @@ def prune(scene: GaussianScene, keep: float, method: str = "auto",
     if method == "ugc":
         from .. import ugc
 
-        return ugc.compress(scene, keep=keep, score=score, zstd_level=1, device="cpu").scene
+        return ugc.compress(scene, keep_target=keep, score=score, zstd_level=1, device="cpu").scene
     return simple_prune(scene, keep)
 
 

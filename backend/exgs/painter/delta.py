@@ -2,7 +2,7 @@
 
 A delta is a small set of additive weight changes to a *frozen* base PainterNet (the shipped
 generic weights), stored inside a .exgs file as its ``painter_delta`` section
-(:mod:`exgs.io.exgs_format`). Applying it never touches the base net: :func:`apply_delta`
+(:mod:`exgs.io.exgs`). Applying it never touches the base net: :func:`apply_delta`
 returns an adapted copy. Every form (``head``, ``lora``, ``bias``; see
 :mod:`exgs.painter.adapt`) ends up as "parameter += difference" at apply time, so applying is
 exact and deterministic (float32 arithmetic on the dequantized values, in a fixed order).
@@ -236,38 +236,25 @@ def describe_delta(data: bytes) -> dict:
             "stats": desc.get("stats", {})}
 
 
-def painter_for_file(path, *, painter_dir=None, device: str = "cpu", use_delta: bool = True,
-                     warn=None):
-    """The :class:`~exgs.painter.infer.Painter` to restore renders of the scene in ``path``:
-    the generic painter (``painter_dir`` or the shipped weights) with the file's delta
-    applied when it is a .exgs holding one (and ``use_delta``).
+def check_delta(blob: bytes, path=None) -> bytes:
+    """``blob`` when it is a valid delta (:func:`decode_delta`); otherwise SceneFormatError
+    naming ``path`` (the file whose ``painter_delta`` section it is)."""
+    from ..errors import SceneFormatError
+    from ..io.exgs import DELTA_SECTION
 
-    Returns (painter, info) with info = {"delta": bool, "form", "bytes", "reason"}. A corrupt
-    delta raises :class:`~exgs.errors.SceneFormatError` naming the file; a delta made for
-    other painter weights is skipped with ``warn(message)`` (the generic painter is used).
-    """
-    from ..io import detect_format
-    from ..io.exgs_format import read_exgs_delta
-    from .infer import Painter, load_net
+    try:
+        decode_delta(blob)
+    except DeltaError as e:
+        raise SceneFormatError(path, f"section {DELTA_SECTION}: {e}") from None
+    return blob
 
-    blob = None
-    if use_delta and path is not None and detect_format(path) == "exgs":
-        blob = read_exgs_delta(path)
-    net = load_net(painter_dir, device)
-    info = {"delta": False, "form": None, "bytes": 0, "reason": "no delta in the file"}
-    if not use_delta:
-        info["reason"] = "delta disabled"
-    if blob is not None:
-        try:
-            net = apply_delta(net, blob)
-            d = describe_delta(blob)
-            info = {"delta": True, "form": d["form"], "bytes": len(blob), "reason": "applied"}
-        except DeltaMismatch as e:
-            info["reason"] = str(e)
-            if warn is not None:
-                warn(f"{path}: {e}; restoring with the generic painter")
-        except DeltaError as e:
-            from ..errors import SceneFormatError
 
-            raise SceneFormatError(path, str(e)) from None
-    return Painter(net, device, None if painter_dir is None else str(painter_dir)), info
+def file_delta(path) -> bytes | None:
+    """The per-scene painter delta stored in .exgs file ``path`` (validated bytes for
+    :func:`apply_delta`), or None when it has none. Raises SceneFormatError (one line naming
+    the file) when the section is corrupt: checksum, size, or a payload that does not
+    decode. (The container checks the checksum; what the bytes mean is checked here.)"""
+    from ..io.exgs import DELTA_SECTION, read_exgs_section
+
+    blob = read_exgs_section(path, DELTA_SECTION)
+    return None if blob is None else check_delta(blob, path)

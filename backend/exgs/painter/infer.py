@@ -120,21 +120,22 @@ class Painter:
 
     # ----------------------------------------------------------------------- core
     @torch.no_grad()
-    def _run(self, rgb: np.ndarray, alpha: np.ndarray, keep: float | None = None) -> np.ndarray:
+    def _run(self, rgb: np.ndarray, alpha: np.ndarray,
+             kept_fraction: float | None = None) -> np.ndarray:
         """[B,h,w,3], [B,h,w] with h, w multiples of 8 → [B,h,w,3]."""
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))).to(self.device)
         a = torch.from_numpy(np.ascontiguousarray(alpha[:, None])).to(self.device)
-        return self.net(x, a, keep=keep).clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu().numpy()
+        return self.net(x, a, keep=kept_fraction).clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu().numpy()
 
-    def restore_batch(self, rgb, alpha, *, keep: float | None = None, tile: int | None = None,
-                      overlap: int | None = None) -> np.ndarray:
+    def restore_batch(self, rgb, alpha, *, kept_fraction: float | None = None,
+                      tile: int | None = None, overlap: int | None = None) -> np.ndarray:
         """Restore B frames of one size.
 
         rgb [B,H,W,3] float (display sRGB in [0,1], composited over the render background),
         alpha [B,H,W] float in [0,1] (the pruned render's alpha) → [B,H,W,3] float32.
         Lists of frames are accepted too. Frames of any size (tiled, see module docstring).
-        ``keep``: the kept fraction of the rendered scene's Gaussians when known (e.g.
-        :func:`kept_fraction` of a .exgs file): the gate opens more for heavily pruned scenes
+        ``kept_fraction``: the kept fraction of the rendered scene's Gaussians when known
+        (a .exgs file stores it, :class:`exgs.pipeline.SceneFacts`): the gate opens more for heavily pruned scenes
         and stays shut for complete ones (``painter.json`` ``gate_bias_by_keep``); None = the
         conservative default bias.
         """
@@ -163,7 +164,7 @@ class Painter:
         th, tw = _fit_tile(Hp, tile, ov), _fit_tile(Wp, tile, ov)
         ys, xs = _starts(Hp, th, ov), _starts(Wp, tw, ov)
         if len(ys) == 1 and len(xs) == 1:
-            out = self._run(rgb, alpha, keep)
+            out = self._run(rgb, alpha, kept_fraction)
             return np.ascontiguousarray(out[:, :H, :W])
         acc = np.zeros((B, Hp, Wp, 3), np.float32)
         wsum = np.zeros((Hp, Wp), np.float32)
@@ -172,7 +173,7 @@ class Painter:
             for x in xs:
                 wx = _ramp(tw, ov, x == 0, x + tw >= Wp)
                 w = wy[:, None] * wx[None, :]
-                o = self._run(rgb[:, y:y + th, x:x + tw], alpha[:, y:y + th, x:x + tw], keep)
+                o = self._run(rgb[:, y:y + th, x:x + tw], alpha[:, y:y + th, x:x + tw], kept_fraction)
                 acc[:, y:y + th, x:x + tw] += o * w[None, :, :, None]
                 wsum[y:y + th, x:x + tw] += w
         out = acc / wsum[None, :, :, None]
@@ -180,7 +181,7 @@ class Painter:
 
     def restore(self, rgb, alpha, **kw) -> np.ndarray:
         """One frame: rgb [H,W,3] float in [0,1], alpha [H,W] → restored rgb [H,W,3] float32.
-        Keyword arguments as :meth:`restore_batch` (``keep``, ``tile``, ``overlap``)."""
+        Keyword arguments as :meth:`restore_batch` (``kept_fraction``, ``tile``, ``overlap``)."""
         rgb = np.asarray(rgb, np.float32)
         alpha = np.asarray(alpha, np.float32)
         if rgb.ndim != 3 or rgb.shape[-1] != 3:
@@ -193,10 +194,11 @@ def kept_fraction(path: str | os.PathLike, count: int | None = None) -> float | 
     prefix was decoded, / source count, in (0, 1]); None for other formats or files without
     the source count (the painter then uses its conservative default gate)."""
     from ..io import detect_format
-    from ..io.exgs_format import exgs_kept_fraction
+    from ..io.exgs import kept_fraction as of_header, read_exgs_header
 
     try:
-        return exgs_kept_fraction(path, count) if detect_format(path) == "exgs" else None
+        return of_header(read_exgs_header(path), count) if detect_format(path) == "exgs" \
+            else None
     except (ExgsError, OSError):
         return None
 

@@ -310,3 +310,35 @@ class JobManager:
             self._cond.notify_all()
         for q in self._queues.values():
             q.put(None)
+
+
+async def wait_for_change(manager: JobManager, job: Job, done: Callable[[], bool],
+                          timeout: float) -> None:
+    """Wait (on the event loop, without busy looping) until ``done()`` is true or
+    ``timeout`` seconds passed; the job's state changes wake it."""
+    import asyncio
+
+    if done():
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    changed = asyncio.Event()
+
+    def wake():
+        loop.call_soon_threadsafe(changed.set)
+
+    manager.add_waiter(job, wake)
+    try:
+        while not done():
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            changed.clear()
+            if done():
+                break
+            try:
+                await asyncio.wait_for(changed.wait(), timeout=left)
+            except asyncio.TimeoutError:
+                break
+    finally:
+        manager.remove_waiter(job, wake)

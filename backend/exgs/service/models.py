@@ -101,17 +101,33 @@ class RenderRequest(BaseModel):
     background: Annotated[list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]],
                           Field(min_length=3, max_length=3)] = [0.0, 0.0, 0.0]
     restore: bool = Field(False, description="run GaussPainter on each frame")
-    use_delta: bool = Field(True, description="with restore: apply the scene file's "
-                                              "per-scene painter delta when it has one")
+    use_delta: bool = Field(True, description="with restore: apply the scene's per-scene "
+                                              "painter delta (one of its facts) when it has one")
     painter_delta: Optional[Annotated[str, Field(max_length=8 << 20)]] = Field(
-        None, description="with restore: a painter delta (base64) to apply instead of the "
-                          "scene file's own (e.g. a delta kept with a scene uploaded as PLY)")
+        None, json_schema_extra={"deprecated": True},
+        description="deprecated (prefer PUT /v1/scenes/{id}/facts, which stores it with the "
+                    "scene once): with restore, a painter delta (base64) to apply instead of "
+                    "the scene's own")
     keep: Optional[float] = Field(
-        None, gt=0, le=1, allow_inf_nan=False,
-        description="with restore: the kept fraction of the original scene's Gaussians (sets "
-                    "how far GaussPainter's gate opens); default: read from the .exgs header, "
-                    "unknown for other formats")
+        None, gt=0, le=1, allow_inf_nan=False, json_schema_extra={"deprecated": True},
+        description="deprecated (prefer PUT /v1/scenes/{id}/facts): with restore, the kept "
+                    "fraction of the original scene's Gaussians, overriding the scene's own "
+                    "(sets how far GaussPainter's gate opens)")
     passes: Annotated[list[Literal["rgb", "alpha", "depth"]],
                       Field(min_length=1, max_length=3)] = ["rgb", "alpha", "depth"]
     format: Literal["f32", "png"] = "f32"
     sh_degree: Optional[int] = Field(None, ge=0, le=3)
+
+
+class FactsRequest(BaseModel):
+    """The facts of a compressed scene kept in another form (the Blender add-on uploads a
+    PLY of a compressed scene): stored with the scene and used by every render."""
+
+    model_config = ConfigDict(extra="forbid")
+    kept_fraction: Optional[float] = Field(
+        None, gt=0, le=1, allow_inf_nan=False,
+        description="kept / original Gaussians in (0, 1] (sets how far GaussPainter's gate "
+                    "opens); null = unknown")
+    painter_delta: Optional[Annotated[str, Field(max_length=8 << 20)]] = Field(
+        None, description="the per-scene painter delta, base64 (the bytes of a .exgs "
+                          "file's painter_delta section); null = none")

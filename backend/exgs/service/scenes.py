@@ -4,6 +4,9 @@ of its relative file names and contents), so the same content uploaded twice is 
 
 Scenes are read once (``exgs.io.read_scene``) and kept in memory as
 :class:`~exgs.scene.GaussianScene`; the file stays on disk for ``GET /v1/scenes/{id}/file``.
+Their facts (kept fraction, painter delta: :class:`exgs.pipeline.SceneFacts`) are read once
+with them — from a ``.exgs`` file's header and sections — and kept with the entry; a scene
+uploaded in another form gets them from ``PUT /v1/scenes/{id}/facts``.
 """
 
 from __future__ import annotations
@@ -48,12 +51,15 @@ class SceneEntry:
     owned: bool = True        # path lives in the data dir (deleted with the scene)
     created: float = field(default_factory=time.time)
     extra: dict = field(default_factory=dict)
+    facts: object = None      # exgs.pipeline.SceneFacts (set by the store)
 
     def info(self) -> dict:
         d = {"id": self.id, "name": self.name, "format": self.format, "source": self.source,
              "file_bytes": self.file_bytes}
         d.update(self.summary)
         d.update(self.extra)
+        if self.facts is not None:
+            d["facts"] = self.facts.info()
         return d
 
 
@@ -92,6 +98,25 @@ def read_any(path: str):
         raise SceneError(f"{os.path.basename(path)}: cannot read the scene "
                          f"({type(e).__name__}: {e})", 400) from None
     return fmt, scene
+
+
+def read_facts(path: str, fmt: str):
+    """The scene file's facts (:func:`exgs.pipeline.facts_of_file`), read once; file paths in
+    messages are replaced by the file's name (clients never see server paths)."""
+    from ..pipeline import SceneFacts, facts_of_file
+
+    if fmt != "exgs":
+        return SceneFacts()
+    try:
+        facts = facts_of_file(path)
+    except ExgsError as e:  # the scene itself was read: a header problem is not expected
+        raise SceneError(str(e).replace(str(path), os.path.basename(path)), 400) from None
+    if facts.delta_error:
+        from dataclasses import replace
+
+        facts = replace(facts, delta_error=facts.delta_error.replace(
+            str(path), os.path.basename(path)))
+    return facts
 
 
 class SceneStore:
@@ -156,11 +181,12 @@ class SceneStore:
         os.replace(tmp_path, path)
         try:
             fmt, scene = read_any(str(path))
+            facts = read_facts(str(path), fmt)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         entry = SceneEntry(digest, str(path), fmt, source, name or path.name, size, scene,
-                           scene.summary(), True, extra=dict(extra or {}))
+                           scene.summary(), True, extra=dict(extra or {}), facts=facts)
         return self._register(entry)
 
     def add_path(self, real_path: str) -> tuple[SceneEntry, bool]:
@@ -174,9 +200,19 @@ class SceneStore:
         if old is not None:
             return old, True
         fmt, scene = read_any(real_path)
+        facts = read_facts(real_path, fmt)
         entry = SceneEntry(digest, real_path, fmt, "open", os.path.basename(real_path), size,
-                           scene, scene.summary(), owned=False)
+                           scene, scene.summary(), owned=False, facts=facts)
         return self._register(entry)
+
+    def set_facts(self, sid: str, facts) -> SceneEntry:
+        """Replace the facts of scene ``sid`` (404 when unknown)."""
+        with self._lock:
+            e = self._scenes.get(sid)
+            if e is None:
+                raise SceneError(f"no scene with id {sid!r}", 404)
+            e.facts = facts
+        return e
 
     def add_bytes(self, data: bytes, name: str, source: str, extra: dict | None = None
                   ) -> tuple[SceneEntry, bool]:

@@ -1,7 +1,8 @@
 """UGC pipeline: score → voxel sampling → amplification → SH reduction → .exgs encoding, and
-the kept-fraction search that meets a size ratio. No re-optimization anywhere.
+the kept-count search that fills a byte budget. No re-optimization anywhere.
 
-Size ratio = ``source_bytes / len(file)``. ``source_bytes`` is what the caller states (the CLI
+Size ratio = ``source_bytes / len(file)``; a requested ratio is turned into a byte budget once,
+by the caller (:func:`exgs.pipeline.byte_budget`). ``source_bytes`` is what the caller states (the CLI
 passes the input file's size); when not given it is the size of the scene written as an INRIA
 PLY with its own SH degree and normals: ``4·(14 + 3·(deg+1)²)`` bytes per Gaussian (248 B for
 SH degree 3).
@@ -77,7 +78,8 @@ def select(scene: GaussianScene, score: np.ndarray, count: int, method: str = "u
     raise UsageError(f"unknown pruning method {method!r} (expected one of {PRUNE_METHODS})")
 
 
-def compress(scene: GaussianScene, *, ratio: float | None = None, keep: float | int | None = None,
+def compress(scene: GaussianScene, *, budget_bytes: float | None = None,
+             keep_target: float | int | None = None,
              sh_degree: int = 0, cameras=None, source_bytes: int | None = None,
              progress: Callable | None = None, views: int = 24,
              view_size: tuple[int, int] = (320, 240), up="-y",
@@ -86,27 +88,33 @@ def compress(scene: GaussianScene, *, ratio: float | None = None, keep: float | 
              amplify: bool = True, amplify_strength: float | None = None,
              colour_strength: float = 0.5, distill: bool = True,
              position_bits: int = 16, zstd_level: int = 19, device: str = "auto",
-             score: np.ndarray | None = None, seed: int = 0) -> CompressResult:
+             score: np.ndarray | None = None, seed: int = 0,
+             transform: Callable | None = None) -> CompressResult:
     """Compress ``scene`` into a progressive .exgs (see :mod:`exgs.ugc`).
 
-    Give ``ratio`` (source/output size, met by searching the kept count; the file is never
-    larger than ``source_bytes/ratio``) or ``keep`` (fraction in (0, 1] or count ≥ 1);
-    neither → keep 10 %. ``cameras`` — scoring views (training cameras, scored with their long
-    side reduced to ``max(view_size)``); default ``views`` orbit views of ``view_size``
-    around the scene with ``up``. ``score`` — precomputed
-    significance [N] (skips rendering). ``progress(fraction, message)`` is called along the way.
+    Give ``budget_bytes`` (the file is the largest kept count whose bytes fit in it; a ratio
+    R is the budget ``source_bytes / R``, converted once by :func:`exgs.pipeline.byte_budget`)
+    or ``keep_target`` (how much to keep: a fraction in (0, 1] or a count ≥ 1); neither →
+    keep 10 %. ``cameras`` — scoring views (training cameras, scored with their long side
+    reduced to ``max(view_size)``); default ``views`` orbit views of ``view_size`` around
+    the scene with ``up``. ``score`` — precomputed significance [N] (skips rendering).
+    ``progress(fraction, message)`` is called along the way. ``transform(base, idx,
+    pruned) -> GaussianScene`` (optional) replaces each candidate's survivors just before
+    encoding (``base`` = the SH-reduced full scene, ``idx`` = the kept indices, most
+    significant first, ``pruned`` = the amplified survivors in that order); it is the hook
+    a refinement step plugs into (:mod:`exgs.pipeline.compress`).
     """
-    from ..io.exgs_format import decode_exgs, encode_exgs, _resolve_keep
+    from ..io.exgs import decode_exgs, encode_exgs, resolve_count
     from .amplify import amplify as amplify_fn
     from .sh import reduce_sh
     from .significance import default_views, significance
 
     t_start = time.perf_counter()
     n = len(scene)
-    if ratio is not None and keep is not None:
+    if budget_bytes is not None and keep_target is not None:
         raise UsageError("give ratio or keep, not both")
-    if ratio is not None and not (np.isfinite(ratio) and ratio >= 1.0):
-        raise UsageError(f"ratio must be a number ≥ 1, got {ratio}")
+    if budget_bytes is not None and not (np.isfinite(budget_bytes) and budget_bytes > 0):
+        raise UsageError(f"the byte budget must be a positive number, got {budget_bytes}")
     if not isinstance(sh_degree, (int, np.integer)) or not 0 <= sh_degree <= 3:
         raise UsageError(f"sh_degree must be 0..3, got {sh_degree!r}")
     if sh_degree > scene.sh_degree:
@@ -116,8 +124,8 @@ def compress(scene: GaussianScene, *, ratio: float | None = None, keep: float | 
         raise UsageError(f"unknown pruning method {method!r} (expected one of {PRUNE_METHODS})")
     if n == 0:
         raise UsageError("the scene has no Gaussians")
-    if ratio is None and keep is None:
-        keep = 0.1
+    if budget_bytes is None and keep_target is None:
+        keep_target = 0.1
     src_bytes = int(source_bytes) if source_bytes else inria_ply_bytes(n, scene.sh_degree)
     src_kind = "stated" if source_bytes else "INRIA PLY estimate"
 
@@ -175,19 +183,20 @@ def compress(scene: GaussianScene, *, ratio: float | None = None, keep: float | 
             ainfo["strength"] = lam
         else:
             pruned, ainfo = base.subset(idx), {}
+        if transform is not None:
+            pruned = transform(base, idx, pruned)
         stats_in = {"kept": len(idx), "kept_fraction": len(idx) / n}
         data = encode_exgs(pruned, position_bits=position_bits, zstd_level=zstd_level,
                            source=source, settings=settings, stats=stats_in)
         trials.append((len(idx), len(data)))
         return data, {"voxel": vinfo, "amplify": ainfo}
 
-    if keep is not None:
-        count = _resolve_keep(keep, n)
+    if keep_target is not None:
+        count = resolve_count(keep_target, n)
         _emit(progress, 0.8, f"encoding {count:,} Gaussians")
         data, info = build(count)
     else:
-        target = src_bytes / float(ratio)
-        data, info, count = _search_ratio(build, n, target, progress)
+        data, info, count = _search_budget(build, n, float(budget_bytes), progress)
     t_build = time.perf_counter() - t0
 
     result_scene = decode_exgs(data)
@@ -196,8 +205,8 @@ def compress(scene: GaussianScene, *, ratio: float | None = None, keep: float | 
              "kept_fraction": len(result_scene) / n, "sh_degree": int(sh_degree),
              "file_bytes": size, "bytes_per_gaussian": size / max(len(result_scene), 1),
              "source_bytes": src_bytes, "source_bytes_kind": src_kind,
-             "ratio": src_bytes / size, "requested_ratio": ratio,
-             "requested_keep": keep, "method": method, "score_views": len(cameras),
+             "ratio": src_bytes / size, "budget_bytes": budget_bytes,
+             "requested_keep": keep_target, "method": method, "score_views": len(cameras),
              "score_seconds": t_score, "build_seconds": t_build,
              "seconds": time.perf_counter() - t_start, "encode_trials": len(trials),
              "voxel": info.get("voxel", {}), "amplify": info.get("amplify", {})}
@@ -205,7 +214,7 @@ def compress(scene: GaussianScene, *, ratio: float | None = None, keep: float | 
     return CompressResult(scene=result_scene, data=data, stats=stats, score=score)
 
 
-def _search_ratio(build, n: int, target: float, progress):
+def _search_budget(build, n: int, target: float, progress):
     """Largest kept count whose file fits in ``target`` bytes (size ≈ a + b·count: secant
     steps from a first guess, 2–4 encodes). Raises UsageError if even 1 Gaussian is too big."""
     best = None  # (count, data, info)
@@ -225,7 +234,7 @@ def _search_ratio(build, n: int, target: float, progress):
             lo_fail = count if lo_fail is None else min(lo_fail, count)
             if count == 1:
                 raise UsageError(f"ratio unreachable: even one Gaussian needs {size} bytes "
-                                 f"(> {target:.0f} allowed)")
+                                 f"(> the {target:.0f}-byte budget)")
         per = max((size - overhead) / count, 1.0)
         nxt = int((target - overhead) / per * (0.995 if size > target else 1.0))
         nxt = max(1, min(n, nxt))
@@ -247,5 +256,5 @@ def _search_ratio(build, n: int, target: float, progress):
                 best = (count, data, info)
                 break
         if best is None:
-            raise UsageError(f"ratio unreachable within {target:.0f} bytes")
+            raise UsageError(f"ratio unreachable within the {target:.0f}-byte budget")
     return best[1], best[2], best[0]

@@ -56,17 +56,3 @@ def compare(reference_renders: Sequence, candidate_scene, cameras: Sequence, *,
 
 def _mean(x):
     return float(np.mean(x)) if len(x) else float("nan")
-
-
-def load_restorer(weights: str | None = None, device: str = "cpu") -> Callable:
-    """``restore(rgb, alpha) -> rgb`` from GaussPainter (:func:`exgs.painter.load_painter`).
-    Raises UsageError when the painter is not part of this build."""
-    from ..errors import UsageError
-
-    try:
-        from ..painter import load_painter
-    except ImportError as e:
-        raise UsageError(f"--restore needs GaussPainter (exgs.painter), not available: {e}") \
-            from None
-    painter = load_painter(weights, device=device)
-    return painter.restore

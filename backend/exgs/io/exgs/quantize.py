@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..scene import SH_C0
+from ...scene import SH_C0
 
 SQRT1_2 = np.float32(np.sqrt(0.5))
 

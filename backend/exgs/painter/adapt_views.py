@@ -1,0 +1,61 @@
+"""The views a per-scene painter delta is trained and judged on (:mod:`exgs.painter.adapt`):
+cameras (the scene's training cameras, or seeded orbits of varied radius and focal length)
+and (clean, degraded) render pairs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def adaptation_cameras(scene, cfg, cameras=None) -> list:
+    """``cfg.views`` cameras: the given ones (resized to ``cfg.size`` long side, evenly
+    chosen, shuffled with the seed) or seeded orbits of varied radius and focal length."""
+    from ..cameras import orbit_for_scene
+
+    rng = np.random.default_rng([cfg.seed, 8])
+    out = []
+    if cameras:
+        cams = list(cameras)
+        idx = np.unique(np.linspace(0, len(cams) - 1, min(cfg.views, len(cams)))
+                        .round().astype(int))
+        for i in idx:
+            c = cams[int(i)]
+            s = cfg.size / max(c.width, c.height)
+            out.append(c.resized(max(8, round(c.width * s)), max(8, round(c.height * s))))
+        order = rng.permutation(len(out))
+        out = [out[i] for i in order]
+        if len(out) >= cfg.views:
+            return out
+    # orbits (all of them without cameras; the rest when too few cameras were given)
+    cams = out
+    for i in range(cfg.views - len(out)):
+        el = rng.uniform(-10, 60)
+        cams += orbit_for_scene(scene, 1, cfg.size, cfg.size, up=cfg.up,
+                                distance=rng.uniform(0.35, 1.3), fov_x_deg=rng.uniform(20, 70),
+                                seed=int(rng.integers(1 << 30)), elevation_deg=(el, el),
+                                azimuth_offset_deg=rng.uniform(0, 360))
+    return cams
+
+
+def render_pairs(full_scene, pruned_scene, cameras, baseline_scene=None, progress=None,
+                 frac=(0.0, 1.0)) -> list[dict]:
+    """Per camera: clean (full scene) and degraded (pruned scene) renders over black, and the
+    baseline scene's render when given. Arrays: rgb [H,W,3] float32, alpha [H,W]."""
+    from ..render import render
+
+    out = []
+    for i, cam in enumerate(cameras):
+        c = render(full_scene, cam, device="cpu")
+        d = render(pruned_scene, cam, device="cpu")
+        item = {"clean": c.rgb.astype(np.float32), "clean_alpha": c.alpha.astype(np.float32),
+                "rgb": d.rgb.astype(np.float32), "alpha": d.alpha.astype(np.float32)}
+        if baseline_scene is not None:
+            b = render(baseline_scene, cam, device="cpu")
+            item["base_rgb"] = b.rgb.astype(np.float32)
+            item["base_alpha"] = b.alpha.astype(np.float32)
+        out.append(item)
+        if progress is not None:
+            progress(frac[0] + (frac[1] - frac[0]) * (i + 1) / len(cameras),
+                     f"adapt: rendering view {i + 1}/{len(cameras)}")
+    return out

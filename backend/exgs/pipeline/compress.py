@@ -1,0 +1,148 @@
+"""Compression as the CLI, the service and the farms call it: :func:`compress_scene`.
+
+Sizes are byte budgets. A requested ratio R becomes the budget ``source_bytes / R`` once,
+here (:func:`byte_budget`); from then on the UGC search (:func:`exgs.ugc.compress`) and the
+painter-delta orchestration (:mod:`.adapt`) only see bytes.
+
+Steps: UGC (score → select → amplify → SH reduction → encode), optionally a per-scene
+painter delta (``adapt``: :class:`AdaptOptions`) stored in the file, and — the hook left for
+it — a refinement step on the survivors (``refine``), see :func:`compress_scene`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import UsageError
+from ..painter.adapt import AdaptConfig as AdaptOptions
+from ..ugc.compress import CompressResult
+
+__all__ = ["CompressOptions", "AdaptOptions", "CompressResult", "compress_scene",
+           "byte_budget", "adapt_options"]
+
+
+@dataclass
+class CompressOptions:
+    """What to compress to and how (units: bytes, pixels).
+
+    ``ratio`` (size(source) / size(file), ≥ 1) or ``keep_target`` (how much to keep: a
+    fraction in (0, 1] or a count ≥ 1), not both; neither keeps 10 %. ``source_bytes``:
+    the source's size (the CLI passes the input file's size; default: the scene as an INRIA
+    PLY). ``cameras``: scoring views (else ``views`` orbits of ``view_size`` with ``up``).
+    ``ugc``: further keywords of :func:`exgs.ugc.compress` (``method``, ``zstd_level``,
+    ``score``, ``amplify_strength``, ...)."""
+
+    ratio: float | None = None
+    keep_target: float | int | None = None
+    source_bytes: int | None = None
+    sh_degree: int = 0
+    cameras: list | None = None
+    views: int = 24
+    view_size: tuple[int, int] = (320, 240)
+    up: str = "-y"
+    volume_beta: float | None = None
+    voxel: bool = True
+    voxel_size: float | None = None
+    amplify: bool = True
+    distill: bool = True
+    position_bits: int = 16
+    device: str = "auto"
+    ugc: dict = field(default_factory=dict)
+
+    def ugc_keywords(self) -> dict:
+        """Keywords of :func:`exgs.ugc.compress` other than the size goal."""
+        return dict(sh_degree=self.sh_degree, cameras=self.cameras,
+                    source_bytes=self.source_bytes, views=self.views,
+                    view_size=tuple(self.view_size), up=self.up,
+                    volume_beta=self.volume_beta, voxel=self.voxel,
+                    voxel_size=self.voxel_size, amplify=self.amplify, distill=self.distill,
+                    position_bits=self.position_bits, device=self.device, **self.ugc)
+
+
+def byte_budget(options: CompressOptions, n_gaussians: int, sh_degree: int) -> float | None:
+    """The file's byte budget for ``options.ratio`` (None with ``keep_target``):
+    ``source_bytes / ratio``, with the INRIA-PLY estimate of ``n_gaussians`` at
+    ``sh_degree`` when no source size is given. UsageError for a bad ratio."""
+    from ..ugc.compress import inria_ply_bytes
+
+    r = options.ratio
+    if r is None:
+        return None
+    if options.keep_target is not None:
+        raise UsageError("give ratio or keep, not both")
+    if not (math.isfinite(r) and r >= 1.0):
+        raise UsageError(f"ratio must be a number ≥ 1, got {r}")
+    src = int(options.source_bytes) if options.source_bytes else \
+        inria_ply_bytes(n_gaussians, sh_degree)
+    return src / float(r)
+
+
+def adapt_options(seconds: float, *, form: str | None = None,
+                  min_gain_db: float | None = None, threads: int = 1) -> AdaptOptions:
+    """The :class:`AdaptOptions` of the user-facing settings (CLI ``--adapt*``, the
+    service's ``adapt*`` fields); validated (UsageError)."""
+    cfg = AdaptOptions(seconds=float(seconds), threads=int(threads))
+    if form:
+        cfg.form = form
+    if min_gain_db is not None:
+        if not math.isfinite(min_gain_db):
+            raise UsageError("--adapt-min-gain must be a finite number of dB")
+        cfg.min_gain_db = float(min_gain_db)
+    return cfg.validate()
+
+
+def compress_scene(scene, options: CompressOptions, adapt: AdaptOptions | None = None,
+                   refine=None, *, progress: Callable | None = None,
+                   net=None) -> CompressResult:
+    """Compress ``scene`` (:class:`~exgs.scene.GaussianScene`) into ``.exgs`` bytes →
+    :class:`CompressResult` (``data``, the decoded ``scene``, JSON-able ``stats``,
+    the significance ``score``).
+
+    ``adapt``: also fine-tune a per-scene painter delta and store it in the file when it
+    pays (with a ratio the whole file, delta included, meets the budget; :mod:`.adapt`).
+    ``net``: the base PainterNet for ``adapt`` (default: the shipped painter).
+    ``progress(fraction, message)``: the one progress callback type.
+
+    ``refine`` — **hook for a refinement step** (default None: no refinement, the current
+    behaviour). A refinement step changes the survivors' parameters (distillation against
+    the full scene's renders through the renderer's backward pass) before they are encoded.
+    It plugs in through :func:`exgs.ugc.compress`'s ``transform(base, idx, pruned) ->
+    GaussianScene`` argument, which runs on every candidate's survivors just before
+    encoding, so the byte-budget search measures refined files. Its module is expected to
+    provide ``refiner(scene, options, cameras) -> transform`` (``exgs.ugc.refine``); until it
+    does, a ``refine`` value is refused with one line.
+    """
+    from ..ugc import compress
+
+    from .device import resolve_device
+
+    budget = byte_budget(options, len(scene), scene.sh_degree)
+    kw = options.ugc_keywords()
+    kw["device"] = resolve_device(options.device)
+    transform = _refiner(scene, refine, options)
+    if transform is not None:
+        kw["transform"] = transform
+    if adapt is None:
+        res = compress(scene, budget_bytes=budget, keep_target=options.keep_target,
+                       progress=progress, **kw)
+    else:
+        from .adapt import compress_adapted
+
+        res = compress_adapted(scene, budget, options.keep_target, adapt, kw,
+                               progress=progress, net=net)
+    res.stats["requested_ratio"] = options.ratio
+    return res
+
+
+def _refiner(scene, refine, options: CompressOptions):
+    """The ``transform`` of a refinement step (None without ``refine``)."""
+    if refine is None:
+        return None
+    try:
+        from ..ugc.refine import refiner
+    except ImportError:
+        raise UsageError("refinement is not available in this build (exgs.ugc.refine "
+                         "provides no refiner)") from None
+    return refiner(scene, refine, options.cameras)

@@ -1,0 +1,191 @@
+"""Job routes: compress and render jobs (thin callers of :mod:`exgs.pipeline`), job state
+(long poll), cancel, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Query
+
+from .. import frames as frame_codec
+from ..convert import cameras as request_cameras
+from ..convert import jsonable
+from ..errors import ApiError
+from ..jobs import FINISHED, LazyFrame, wait_for_change
+from ..models import CompressRequest, RenderRequest
+from .scenes import decode_delta_b64
+
+
+def delta_result(res) -> dict:
+    """The compress job's ``painter_delta`` result: the adaptation's figures and, when a
+    delta was stored, its bytes in base64 (``data_b64``) so a client that keeps the scene in
+    another form (the Blender add-on keeps a PLY) can set it as the scene's facts."""
+    import base64
+
+    from ...io.exgs import DELTA_SECTION, exgs_section_from_bytes
+
+    pd = jsonable(dict(res.stats.get("painter_delta") or {}))
+    pd.pop("loss_history", None)
+    blob = exgs_section_from_bytes(res.data, DELTA_SECTION)
+    if blob is not None:
+        pd["data_b64"] = base64.b64encode(blob).decode("ascii")
+    return pd
+
+
+def job_or_404(jobs, jid: str):
+    job = jobs.get(jid)
+    if job is None:
+        raise ApiError(404, f"no job with id {jid!r}")
+    return job
+
+
+def router(state) -> APIRouter:
+    r = APIRouter(tags=["jobs"])
+    store, jobs, engines, limits = state.store, state.jobs, state.engines, state.limits
+    device = state.device
+
+    @r.post("/v1/scenes/{scene_id}/compress", status_code=202,
+            summary="Compress with UGC (job); the result holds the new scene id and stats")
+    async def compress(scene_id: str, body: CompressRequest):
+        from ...pipeline import CompressOptions, adapt_options, compress_scene
+
+        e = store.get(scene_id)
+        engines.compress_module()
+        if body.ratio is not None and body.keep is not None:
+            raise ApiError(422, "give ratio or keep, not both")
+        if body.sh_degree > e.summary.get("sh_degree", 0):
+            raise ApiError(422, f"sh_degree {body.sh_degree} exceeds the scene's SH degree "
+                                f"{e.summary.get('sh_degree', 0)}")
+        if isinstance(body.keep, int) and body.keep > e.summary.get("gaussians", 0):
+            raise ApiError(422, f"keep={body.keep} exceeds the scene's "
+                                f"{e.summary.get('gaussians', 0)} Gaussians")
+        cams = request_cameras(body.cameras, limits) if body.cameras else None
+        adapt = None
+        if body.adapt is not None:
+            engines.check_painter()
+            adapt = adapt_options(body.adapt, form=body.adapt_form,
+                                  min_gain_db=body.adapt_min_gain)
+        options = CompressOptions(ratio=body.ratio, keep_target=body.keep,
+                                  sh_degree=body.sh_degree, cameras=cams,
+                                  source_bytes=e.file_bytes, device=device)
+        scene, stem = e.scene, Path(e.name).stem or "scene"
+
+        def run(ctx):
+            ctx.progress(0.0, "compressing")
+            net = None
+            if adapt is not None:
+                ctx.progress(0.0, "loading GaussPainter")
+                net = engines.painters.generic().net
+            res = compress_scene(scene, options, adapt, progress=ctx.progress, net=net)
+            ctx.check()
+            stats = jsonable(dict(res.stats))
+            new, _ = store.add_bytes(bytes(res.data), f"{stem}.exgs", "compress",
+                                     extra={"parent": e.id, "stats": stats})
+            ctx.job.result = {"scene_id": new.id, "stats": stats,
+                              "file_bytes": new.file_bytes,
+                              "gaussians": new.summary.get("gaussians"),
+                              "source_bytes": e.file_bytes}
+            if adapt is not None:
+                ctx.job.result["painter_delta"] = delta_result(res)
+
+        return jobs.submit("compress", device, run).info()
+
+    @r.post("/v1/scenes/{scene_id}/render", status_code=202,
+            summary="Render cameras (job); fetch frames with GET /v1/jobs/{id}/frames/{i}")
+    async def render(scene_id: str, body: RenderRequest):
+        from ...pipeline import RestoreOptions, SceneFacts, render_frames, restorer_for
+
+        e = store.get(scene_id)
+        engines.render_module()
+        if len(body.cameras) > limits.max_frames:
+            raise ApiError(422, f"{len(body.cameras)} cameras exceed the limit of "
+                                f"{limits.max_frames} frames per request")
+        if body.restore:
+            engines.check_painter()
+        if len(set(body.passes)) != len(body.passes):
+            raise ApiError(422, "passes must not repeat")
+        if body.format == "png" and "depth" in body.passes:
+            raise ApiError(422, "PNG frames carry rgb and alpha only; use format f32 for depth")
+        if body.format == "png" and "rgb" not in body.passes:
+            raise ApiError(422, "PNG frames need the rgb pass")
+        deg = e.summary.get("sh_degree", 0)
+        if body.sh_degree is not None and body.sh_degree > deg:
+            raise ApiError(422, f"sh_degree {body.sh_degree} exceeds the scene's SH degree {deg}")
+        cams = request_cameras(body.cameras, limits, body.size)
+        scene = e.scene
+        bg = tuple(float(x) for x in body.background)
+        passes, fmt, restore = list(body.passes), body.format, body.restore
+        n = len(cams)
+        facts = e.facts or SceneFacts()
+        use_delta = body.use_delta
+        if restore and body.painter_delta is not None:  # deprecated per-request override
+            facts = SceneFacts(facts.kept_fraction, decode_delta_b64(body.painter_delta))
+            use_delta = True
+        if restore and use_delta and facts.delta_error:
+            raise ApiError(400, facts.delta_error)
+        options = RestoreOptions(device=engines.painters.device, use_delta=use_delta,
+                                 kept_fraction=body.keep)  # body.keep: deprecated override
+
+        def run(ctx):
+            restorer = None
+            if restore:
+                ctx.progress(0.0, "loading GaussPainter")
+                restorer = restorer_for(facts, options, cache=engines.painters)
+            ctx.progress(0.0, f"rendering {n} frame(s)")
+            frames = render_frames(scene, cams, device=device, sh_degree=body.sh_degree,
+                                   background=bg, restorer=restorer, progress=ctx.progress)
+            for i in range(n):
+                ctx.check()
+                res = next(frames)
+                # no encoding here: f32 frames are streamed from the arrays, PNGs are
+                # encoded when fetched (HTTP thread pool), so the next frame starts now
+                h_, w_ = res.alpha.shape
+                if fmt == "png":
+                    a_ = res.alpha if "alpha" in passes else None
+                    data = LazyFrame(lambda rgb=res.rgb, a_=a_:
+                                     frame_codec.encode_png(rgb, a_, bg), h_ * w_ * 4)
+                    media = "image/png"
+                else:
+                    src = {"rgb": res.rgb, "alpha": res.alpha, "depth": res.depth}
+                    data = frame_codec.ArrayFrame({p: src[p] for p in passes})
+                    media = frame_codec.F32_MEDIA_TYPE
+                ctx.add_frame(data, media, (i + 1) / n, f"frame {i + 1}/{n}")
+            ctx.job.result = {"frames": n, "format": fmt, "passes": passes,
+                              "width": cams[0].width, "height": cams[0].height}
+            if restorer is not None:
+                d = restorer.delta
+                ctx.job.result["painter_delta"] = "applied" if d["applied"] else (
+                    d["reason"] if d["reason"].startswith("skipped") else "none")
+
+        return jobs.submit("render", device, run, total_frames=n).info()
+
+    @r.get("/v1/jobs", summary="Jobs")
+    async def list_jobs():
+        return {"jobs": [j.info() for j in jobs.list()]}
+
+    @r.get("/v1/jobs/{job_id}",
+           summary="Job state; with wait>0, returns once its version exceeds `since`")
+    async def job_info(job_id: str,
+                       since: int = Query(-1, ge=-1, le=2**62,
+                                          description="version already seen"),
+                       wait: float = Query(0.0, ge=0.0, le=limits.max_long_poll_s,
+                                           description="seconds to wait for a change")):
+        job = job_or_404(jobs, job_id)
+        if wait > 0:
+            await wait_for_change(jobs, job, lambda: job.version > since
+                                  or job.state in FINISHED, wait)
+        return job.info()
+
+    @r.post("/v1/jobs/{job_id}/cancel", summary="Request cancellation")
+    async def cancel_job(job_id: str):
+        job = job_or_404(jobs, job_id)
+        jobs.cancel(job)
+        return job.info()
+
+    @r.delete("/v1/jobs/{job_id}", summary="Cancel and forget a job")
+    async def delete_job(job_id: str):
+        job = job_or_404(jobs, job_id)
+        jobs.delete(job)
+        return {"deleted": job.id}
+
+    return r
