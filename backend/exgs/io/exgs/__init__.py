@@ -20,8 +20,8 @@ from .container import (DELTA_SECTION, MAGIC, VERSION, VERSION_SECTIONS, assembl
 
 __all__ = ["encode_exgs", "decode_exgs", "read_exgs_scene", "read_exgs_header",
            "write_exgs_bytes", "chunk_counts", "attach_sections", "read_exgs_section",
-           "exgs_section_from_bytes", "kept_fraction", "decode_header", "resolve_count", "bytes_per_gaussian",
-           "MAGIC", "VERSION", "VERSION_SECTIONS", "DELTA_SECTION", "FIRST_CHUNK",
+           "exgs_section_from_bytes", "kept_fraction", "decode_header", "resolve_count",
+           "bytes_per_gaussian", "MAGIC", "VERSION", "VERSION_SECTIONS", "DELTA_SECTION", "FIRST_CHUNK",
            "RANK_LEVELS", "SH_REST_BITS"]
 
 
