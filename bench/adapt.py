@@ -50,7 +50,7 @@ def _scene_path(name: str) -> str:
     return os.path.join(SCENES, f"{name}.ply")
 
 
-def _eval(refs, scene, cams, restore, keep=None):
+def _eval(refs, scene, cams, restore, kept_fraction=None):
     """(mean PSNR pruned, mean PSNR restored, mean SSIM restored, per-view restored PSNR)."""
     import numpy as np
 
@@ -60,7 +60,7 @@ def _eval(refs, scene, cams, restore, keep=None):
     pr, rp, rs = [], [], []
     for ref, cam in zip(refs, cams):
         r = render(scene, cam, device="cpu")
-        out = np.clip(restore(r.rgb, r.alpha, keep), 0, 1)
+        out = np.clip(restore(r.rgb, r.alpha, kept_fraction), 0, 1)
         pr.append(psnr(ref.rgb, r.rgb))
         rp.append(psnr(ref.rgb, out))
         rs.append(ssim(ref.rgb, out))

@@ -59,13 +59,13 @@ def test_config_bias_for_keep_interpolates_in_log_keep():
     from exgs.painter.model import PainterConfig
 
     cfg = PainterConfig(gate_bias=-2.0, gate_bias_by_keep=((0.01, 1.0), (0.1, -1.0), (1.0, -3.0)))
-    assert cfg.bias_for_keep(None) == -2.0
-    assert cfg.bias_for_keep(0.001) == 1.0 and abs(cfg.bias_for_keep(0.99) + 3.0) < 0.01
-    assert cfg.bias_for_keep(1.0) == float("-inf")  # nothing pruned: gate shut
-    assert abs(cfg.bias_for_keep(0.01 ** 0.5 * 0.1 ** 0.5) - 0.0) < 1e-9  # halfway in log
+    assert cfg.bias_for_kept_fraction(None) == -2.0
+    assert cfg.bias_for_kept_fraction(0.001) == 1.0 and abs(cfg.bias_for_kept_fraction(0.99) + 3.0) < 0.01
+    assert cfg.bias_for_kept_fraction(1.0) == float("-inf")  # nothing pruned: gate shut
+    assert abs(cfg.bias_for_kept_fraction(0.01 ** 0.5 * 0.1 ** 0.5) - 0.0) < 1e-9  # halfway in log
     assert PainterConfig.from_dict({"gate_bias_by_keep": [[0.01, 1], [1, -3]]}).gate_bias_by_keep \
         == ((0.01, 1.0), (1.0, -3.0))
-    assert PainterConfig().bias_for_keep(0.01) == 0.0  # no table: the single bias
+    assert PainterConfig().bias_for_kept_fraction(0.01) == 0.0  # no table: the single bias
 
 
 def test_kept_fraction_of_exgs_file(tmp_path):

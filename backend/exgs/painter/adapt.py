@@ -220,9 +220,9 @@ def _cat(crops: list[dict]) -> dict:
 
 def gate_bias_for(net, kept_fraction: float | None):
     """The gate bias the painter uses for a scene with ``kept_fraction`` of its Gaussians
-    kept, when the painter's gate depends on it (``PainterConfig.bias_for_keep``); else
-    None."""
-    f = getattr(net.cfg, "bias_for_keep", None)
+    kept, when the painter's gate depends on it (``PainterConfig.bias_for_kept_fraction``);
+    else None."""
+    f = getattr(net.cfg, "bias_for_kept_fraction", None)
     return None if f is None or kept_fraction is None else float(f(kept_fraction))
 
 

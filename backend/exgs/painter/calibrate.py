@@ -28,8 +28,9 @@ import torch
 from .model import PainterNet
 
 
-def _bucket(keep: float) -> str:
-    return "identity" if keep >= 1 else "<2%" if keep < 0.02 else "2-10%" if keep <= 0.1 else ">10%"
+def _bucket(kept_fraction: float) -> str:
+    f = kept_fraction
+    return "identity" if f >= 1 else "<2%" if f < 0.02 else "2-10%" if f <= 0.1 else ">10%"
 
 
 def _psnr_t(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -59,20 +60,21 @@ def gate_sweep(net: PainterNet, pairs: list[dict], biases, floors, return_items:
             clean = clean[..., :H8, :W8]
             cands = [(float(k), p["deg_rgb"][i], p["deg_alpha"][i]) for i, k in enumerate(p["keeps"])]
             cands.append((1.0, p["clean_rgb"], p["clean_alpha"]))
-            for keep, r, a in cands:
+            for kept_fraction, r, a in cands:
                 x = torch.from_numpy(r.astype(np.float32)).permute(2, 0, 1)[None, :, :H8, :W8]
                 al = torch.from_numpy(a.astype(np.float32))[None, None, :H8, :W8]
                 _, aux = net(x.contiguous(), al.contiguous(), return_all=True)
-                items.append((keep, x, al, clean, aux["decoded"].clamp(0, 1), aux["conf_logit"]))
+                items.append((kept_fraction, x, al, clean, aux["decoded"].clamp(0, 1),
+                              aux["conf_logit"]))
         rows, per_item = [], []
         for b in biases:
             for f in floors:
                 cfg.gate_floor = f  # the candidate's gate, computed by the network's own rule
                 acc: dict[str, list] = {}
                 scores = []
-                for keep, x, al, clean, d, c in items:
+                for kept_fraction, x, al, clean, d, c in items:
                     out = x + net.gate(c, al, b) * (d - x)
-                    k = _bucket(keep)
+                    k = _bucket(kept_fraction)
                     if k == "identity":
                         v = _psnr_t(out, x)
                     else:

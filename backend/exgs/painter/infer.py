@@ -125,7 +125,7 @@ class Painter:
         """[B,h,w,3], [B,h,w] with h, w multiples of 8 → [B,h,w,3]."""
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))).to(self.device)
         a = torch.from_numpy(np.ascontiguousarray(alpha[:, None])).to(self.device)
-        return self.net(x, a, keep=kept_fraction).clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu().numpy()
+        return self.net(x, a, kept_fraction=kept_fraction).clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu().numpy()
 
     def restore_batch(self, rgb, alpha, *, kept_fraction: float | None = None,
                       tile: int | None = None, overlap: int | None = None) -> np.ndarray:

@@ -74,10 +74,12 @@ class PainterConfig:
             kw["gate_bias_by_keep"] = tuple((float(k), float(b)) for k, b in kw["gate_bias_by_keep"])
         return cls(**kw)
 
-    def bias_for_keep(self, keep: float | None) -> float:
-        """Gate bias for a scene keeping ``keep`` ∈ (0, 1] of its Gaussians (None: unknown →
-        ``gate_bias``). Piecewise linear in log(keep) through ``gate_bias_by_keep``; −∞ (the
-        input returned exactly) when keep ≥ 1 and a table is given."""
+    def bias_for_kept_fraction(self, kept_fraction: float | None) -> float:
+        """Gate bias for a scene that kept ``kept_fraction`` ∈ (0, 1] of its Gaussians (None:
+        unknown → ``gate_bias``). Piecewise linear in log(kept_fraction) through
+        ``gate_bias_by_keep`` (the name stored in painter.json); −∞ (the input returned
+        exactly) when kept_fraction ≥ 1 and a table is given."""
+        keep = kept_fraction
         table = self.gate_bias_by_keep
         if keep is None or not table:
             return float(self.gate_bias)
@@ -258,11 +260,11 @@ class PainterNet(nn.Module):
         return fill + dec, conf
 
     def forward(self, rgb: torch.Tensor, alpha: torch.Tensor, *, return_all: bool = False,
-                keep: float | None = None):
+                kept_fraction: float | None = None):
         """rgb [B,3,H,W], alpha [B,1,H,W] (H, W multiples of 8) → restored rgb [B,3,H,W].
 
-        ``keep``: the kept fraction of the rendered scene when known (sets the gate bias,
-        :meth:`PainterConfig.bias_for_keep`); None → ``cfg.gate_bias``.
+        ``kept_fraction``: the kept fraction of the rendered scene when known (sets the gate
+        bias, :meth:`PainterConfig.bias_for_kept_fraction`); None → ``cfg.gate_bias``.
 
         With ``return_all`` also returns a dict with the latent ẑ, decoded colour and gate.
         """
@@ -270,7 +272,7 @@ class PainterNet(nn.Module):
         zh = self.restore_latent(z, alpha)
         dec, conf = self.decode(zh)
         dec, conf = self.restored_and_conf(dec, conf, rgb, alpha)
-        g = self.gate(conf, alpha, self.cfg.bias_for_keep(keep))
+        g = self.gate(conf, alpha, self.cfg.bias_for_kept_fraction(kept_fraction))
         out = rgb + g * (dec.clamp(0.0, 1.0) - rgb)
         if return_all:
             return out, {"z_hat": zh, "decoded": dec, "gate": g, "conf_logit": conf}
