@@ -201,7 +201,7 @@ def test_exgs_import_keeps_kept_fraction_and_painter_delta(run_bpy, tmp_path):
     from exgs.ugc import compress
 
     scene = random_scene(3000, seed=5)
-    res = compress(scene, keep=0.1, zstd_level=1, device="cpu", views=4, view_size=(64, 48))
+    res = compress(scene, keep_target=0.1, zstd_level=1, device="cpu", views=4, view_size=(64, 48))
     from exgs.painter.delta import encode_delta
 
     delta = encode_delta("last", [("gate_head.net.4.bias", "diff", np.array([0.25], np.float32))],
