@@ -274,3 +274,47 @@ def test_unreadable_inputs(tmp_path):
     p.write_bytes(b"")
     with pytest.raises(SceneFormatError):
         X.read_exgs_header(p)
+
+
+# ----------------------------------------------------- issue 19: forged (digest-valid) ranges
+def _forged(edit, deg: int = 1) -> bytes:
+    """A .exgs whose header (re-digested, so it passes the checksum) is edited by ``edit``."""
+    from exgs.io.exgs.container import assemble
+
+    data = X.encode_exgs(_scene(300, deg, seed=9))
+    h = X.decode_header(data)
+    body = data[len(data) - sum(c["length"] for c in h["chunks"]):]
+    edit(h["quant"])
+    return assemble(h, [body], None)
+
+
+FORGED = {
+    "position_1e308": lambda q: q["position"].update(min=[-1e308] * 3, max=[1e308] * 3),
+    "position_max_1e308": lambda q: q["position"].update(max=[1e308, 1.0, 1.0]),
+    "log_scale_1e308": lambda q: q["log_scale"].update(max=1e308),
+    "log_scale_absurd": lambda q: q["log_scale"].update(min=50.0, max=300.0),
+    "colour_1e308": lambda q: q["colour"].update(min=[-1e308] * 3, max=[1e308] * 3),
+    "sh_rest_1e308": lambda q: q["sh_rest"].update(absmax=[1e308]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FORGED))
+def test_forged_header_ranges_are_refused_in_one_line(tmp_path, case, capsys):
+    import warnings
+
+    from exgs.cli import main
+    from exgs.errors import SceneFormatError
+
+    p = tmp_path / f"{case}.exgs"
+    p.write_bytes(_forged(FORGED[case]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy overflow warnings either
+        with pytest.raises(SceneFormatError) as ei:
+            X.read_exgs_scene(p)
+        with pytest.raises(SceneFormatError):
+            X.decode_exgs(p.read_bytes())
+    assert f"{case}.exgs" in str(ei.value) and "\n" not in str(ei.value)
+    out = tmp_path / "out.ply"
+    assert main(["decompress", str(p), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("exgs: error:") and err.count("\n") == 1 and not out.exists()

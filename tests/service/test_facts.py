@@ -160,3 +160,27 @@ def test_compressed_scene_carries_its_facts(svc, files):
     new = svc.get(f"/v1/scenes/{job['result']['scene_id']}", headers=HDR).json()
     assert abs(new["facts"]["kept_fraction"] - job["result"]["stats"]["kept_fraction"]) < 1e-12
     assert not new["facts"]["has_painter_delta"]
+
+
+def test_poisoned_exgs_upload_is_refused_and_the_list_survives(svc, tmp_path):
+    """Issue 19 item 1: a digest-valid .exgs whose ranges decode to Inf is a 400 (one line),
+    is never registered, and GET /v1/scenes keeps answering."""
+    from exgs.io import exgs as X
+    from exgs.io.exgs.container import assemble
+
+    data = X.encode_exgs(random_scene(300, sh_degree=0, seed=8))
+    h = X.decode_header(data)
+    body = data[len(data) - sum(c["length"] for c in h["chunks"]):]
+    h["quant"]["position"].update(min=[-1e308] * 3, max=[1e308] * 3)
+    bad = tmp_path / "poison.exgs"
+    bad.write_bytes(assemble(h, [body], None))
+    before = svc.get("/v1/scenes", headers=HDR).json()["scenes"]
+    r = svc.post("/v1/scenes?filename=poison.exgs", content=bad.read_bytes(), headers=HDR)
+    assert r.status_code == 400 and "poison.exgs" in r.json()["error"], r.text
+    assert "non-finite" in r.json()["error"]
+    r = svc.get("/v1/scenes", headers=HDR)
+    assert r.status_code == 200 and r.json()["scenes"] == before
+    import hashlib
+
+    sid = hashlib.sha256(bad.read_bytes()).hexdigest()
+    assert svc.get(f"/v1/scenes/{sid}", headers=HDR).status_code == 404

@@ -88,12 +88,15 @@ def kept_fraction(header: dict, count: int | None = None) -> float | None:
 def read_exgs_scene(path: str | os.PathLike, keep: float | int | None = None) -> GaussianScene:
     """Read a .exgs file → :class:`GaussianScene` (SH degree as stored). ``keep`` (how much
     to decode: a fraction in (0, 1] or a count ≥ 1) decodes only that many of the most
-    significant Gaussians, reading only the chunks they are in."""
+    significant Gaussians, reading only the chunks they are in. The decoded values are
+    validated like every reader's (:meth:`GaussianScene.validate`): a header whose ranges
+    decode to NaN/Inf or absurd scales is refused with one line."""
     f, size = open_file(path)
     with f:
         head = wrap(path, lambda: read_head(f))
         h, start = wrap(path, lambda: _parse(head, size))
-        return wrap(path, lambda: decode_body(h, file_reader(f, start, "chunk data"), keep))
+        scene = wrap(path, lambda: decode_body(h, file_reader(f, start, "chunk data"), keep))
+    return scene.validate(path)
 
 
 def exgs_section_from_bytes(data: bytes, name: str, path=None) -> bytes | None:

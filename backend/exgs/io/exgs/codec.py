@@ -214,11 +214,13 @@ def resolve_count(keep, n: int) -> int:
 
 def decode_exgs(data: bytes | memoryview, keep=None, path=None) -> GaussianScene:
     """Decode .exgs bytes into a :class:`GaussianScene` (the first ``keep`` Gaussians in
-    significance order; see :func:`resolve_count`). Raises SceneFormatError."""
+    significance order; see :func:`resolve_count`), validated like every reader's output
+    (finite values, sane scales: :meth:`GaussianScene.validate`). Raises SceneFormatError."""
     buf = memoryview(data)
     h, start = wrap(path, lambda: parse_header(buf, len(buf), check_header))
-    return wrap(path, lambda: decode_body(h, lambda off, ln: buf[start + off:start + off + ln],
-                                          keep))
+    scene = wrap(path, lambda: decode_body(h, lambda off, ln: buf[start + off:start + off + ln],
+                                           keep))
+    return scene.validate(path)
 
 
 def decode_body(h: dict, read, keep=None) -> GaussianScene:
@@ -267,6 +269,14 @@ def decode_body(h: dict, read, keep=None) -> GaussianScene:
         got += len(sel)
         parts.append((codes[sel], scale_q[sel], rot_q[sel], op_q[sel], col_q[sel],
                       None if rest_q is None else rest_q[sel]))
+    with np.errstate(all="ignore"):  # absurd header ranges: refused by validate()
+        return _assemble_scene(h, parts, bits, lo, hi, deg, k)
+
+
+def _assemble_scene(h, parts, bits, lo, hi, deg, k) -> GaussianScene:
+    from . import quantize as Q
+
+    q = h["quant"]
     codes, scale_q, rot_q, op_q, col_q = (np.concatenate([p[j] for p in parts])
                                           for j in range(5))
     m = len(codes)
