@@ -36,12 +36,13 @@ from typing import Optional
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from .auth import check_bearer
 from .config import ServiceConfig
 from .engines import Engines, device_info, painter_status
-from .errors import ApiError, install_handlers
+from .errors import ApiError, install_handlers, responses
 from .jobs import JobManager
 from .routes import AppState, frames, jobs, scenes
 from .scenes import SceneStore
@@ -80,12 +81,14 @@ def create_app(config: ServiceConfig) -> FastAPI:
     async def openapi():
         return JSONResponse(app.openapi())
 
-    @app.get("/v1/health", tags=["service"], summary="Version, device and capabilities")
+    @app.get("/v1/health", tags=["service"], summary="Version, device and capabilities",
+             responses=responses())
     async def health():
         return health_info(state)
 
     for module in (scenes, jobs, frames):
         app.include_router(module.router(state))
+    app.add_middleware(BodyLimitMiddleware, limit=limits.max_json_bytes)
     app.add_middleware(BearerAuthMiddleware, token=config.token)
     return app
 
@@ -131,4 +134,50 @@ class BearerAuthMiddleware:
         await self.app(scope, receive, send)
 
 
-__all__ = ["create_app", "ApiError", "BearerAuthMiddleware"]
+class BodyLimitMiddleware:
+    """Refuses request bodies over ``limit`` bytes with a JSON 413 *before* they are read
+    or parsed (issue 19: a 44 MB render body used to block the event loop for seconds): a
+    declared ``Content-Length`` is checked first, a chunked body is counted as it arrives.
+    Scene uploads (``POST /v1/scenes``) stream to disk under their own limit."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, int(limit)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or (scope["method"] == "POST"
+                                       and scope["path"] == "/v1/scenes"):
+            await self.app(scope, receive, send)
+            return
+        for k, v in scope.get("headers", ()):
+            if k == b"content-length":
+                try:
+                    n = int(v)
+                except ValueError:
+                    n = -1
+                if n > self.limit:
+                    await self._refuse(scope, receive, send, n)
+                    return
+                break
+        seen = 0
+        limit = self.limit
+
+        async def bounded_receive():
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > limit:  # an HTTPException: FastAPI's body reader lets it through
+                    raise StarletteHTTPException(
+                        413, f"request body exceeds the limit of {limit} bytes")
+            return msg
+
+        await self.app(scope, bounded_receive, send)
+
+    async def _refuse(self, scope, receive, send, n: int):
+        resp = JSONResponse({"error": f"request body of {n} bytes exceeds the limit of "
+                                      f"{self.limit} bytes", "detail": None}, status_code=413,
+                            headers={"Connection": "close"})
+        await resp(scope, receive, send)
+
+
+__all__ = ["create_app", "ApiError", "BearerAuthMiddleware", "BodyLimitMiddleware"]

@@ -19,6 +19,7 @@ class Limits:
     max_finished_jobs: int = 256            # finished jobs kept for polling (oldest dropped)
     max_long_poll_s: float = 30.0           # upper bound of GET /v1/jobs/{id}?wait=
     frame_memory_bytes: int = 1 << 30       # finished frames kept in RAM; beyond: on disk
+    max_json_bytes: int = 16 << 20          # any request body but an upload, before parsing
 
 
 @dataclass(frozen=True)

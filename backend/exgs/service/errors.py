@@ -31,6 +31,30 @@ def unavailable(what: str, module: str, exc: BaseException | None = None) -> Api
                          f"imported{reason}", {"module": module})
 
 
+_DESCRIPTIONS = {
+    400: "bad input: an unreadable scene, a painter delta that does not decode, a malformed "
+         "body (one line)",
+    401: "missing or wrong bearer token",
+    403: "not allowed (opening paths without --allow-dir, or outside it)",
+    404: "no such scene, job or frame",
+    409: "not ready yet, or no single file",
+    413: "body or upload larger than the limit",
+    422: "invalid request (pydantic message, limits, singular camera, ...)",
+    429: "too many open jobs",
+    500: "internal server error (logged on the server, no traceback)",
+    503: "a part missing from this build (renderer, compressor, painter)",
+}
+
+
+def responses(*codes: int) -> dict:
+    """OpenAPI ``responses`` for error statuses (every one is JSON ``{"error", "detail"}``),
+    plus 401 and 500, which any route can answer."""
+    from .models import ErrorBody
+
+    return {c: {"model": ErrorBody, "description": _DESCRIPTIONS[c]}
+            for c in sorted({401, 500, *codes})}
+
+
 def error_response(status, message, detail=None, headers=None) -> JSONResponse:
     return JSONResponse({"error": " ".join(str(message).split()) or "error",
                          "detail": detail}, status_code=status, headers=headers)

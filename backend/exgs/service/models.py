@@ -64,6 +64,13 @@ class BlenderCameraSpec(BaseModel):
 AnyCamera = Union[CameraSpec, BlenderCameraSpec]
 
 
+class ErrorBody(BaseModel):
+    """Every error answer: one line, and details when there are any."""
+
+    error: str
+    detail: Optional[Union[dict, list]] = None
+
+
 class OpenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: str = Field(min_length=1, max_length=4096,
@@ -94,7 +101,8 @@ class CompressRequest(BaseModel):
 
 class RenderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cameras: Annotated[list[AnyCamera], Field(min_length=1)]
+    cameras: Annotated[list[AnyCamera], Field(min_length=1, max_length=10_000,
+                                             description="at most 10,000 (and --max-frames)")]
     size: Optional[Annotated[list[Annotated[int, Field(ge=1, le=65536)]],
                              Field(min_length=2, max_length=2)]] = Field(
         None, description="[width, height] overriding every camera's size (intrinsics scaled)")

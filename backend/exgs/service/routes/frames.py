@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from .. import frames as frame_codec
-from ..errors import ApiError
+from ..errors import ApiError, responses
 from ..jobs import FINISHED, LazyFrame, wait_for_change
 from .jobs import job_or_404
 
@@ -24,7 +24,7 @@ def router(state) -> APIRouter:
                    "waits up to that long for it to be rendered",
            response_class=Response,
            responses={200: {"content": {frame_codec.F32_MEDIA_TYPE: {}, "image/png": {}}},
-                      409: {"description": "not rendered yet (detail: job progress)"}})
+                      **responses(404, 409, 422)})
     async def get_frame(job_id: str, index: int,
                         wait: float = Query(0.0, ge=0.0, le=limits.max_long_poll_s,
                                             description="seconds to wait for the frame")):

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from .. import frames as frame_codec
 from ..convert import cameras as request_cameras
 from ..convert import jsonable
-from ..errors import ApiError
+from ..errors import ApiError, responses
 from ..jobs import FINISHED, LazyFrame, wait_for_change
 from ..models import CompressRequest, RenderRequest
 from .scenes import decode_delta_b64
@@ -45,7 +45,8 @@ def router(state) -> APIRouter:
     device = state.device
 
     @r.post("/v1/scenes/{scene_id}/compress", status_code=202,
-            summary="Compress with UGC (job); the result holds the new scene id and stats")
+            summary="Compress with UGC (job); the result holds the new scene id and stats",
+            responses=responses(400, 404, 413, 422, 429, 503))
     async def compress(scene_id: str, body: CompressRequest):
         from ...pipeline import CompressOptions, adapt_options, compress_scene
 
@@ -91,7 +92,8 @@ def router(state) -> APIRouter:
         return jobs.submit("compress", device, run).info()
 
     @r.post("/v1/scenes/{scene_id}/render", status_code=202,
-            summary="Render cameras (job); fetch frames with GET /v1/jobs/{id}/frames/{i}")
+            summary="Render cameras (job); fetch frames with GET /v1/jobs/{id}/frames/{i}",
+            responses=responses(400, 404, 413, 422, 429, 503))
     async def render(scene_id: str, body: RenderRequest):
         from ...pipeline import RestoreOptions, SceneFacts, render_frames, restorer_for
 
@@ -159,12 +161,13 @@ def router(state) -> APIRouter:
 
         return jobs.submit("render", device, run, total_frames=n).info()
 
-    @r.get("/v1/jobs", summary="Jobs")
+    @r.get("/v1/jobs", summary="Jobs", responses=responses())
     async def list_jobs():
         return {"jobs": [j.info() for j in jobs.list()]}
 
     @r.get("/v1/jobs/{job_id}",
-           summary="Job state; with wait>0, returns once its version exceeds `since`")
+           summary="Job state; with wait>0, returns once its version exceeds `since`",
+           responses=responses(404, 422))
     async def job_info(job_id: str,
                        since: int = Query(-1, ge=-1, le=2**62,
                                           description="version already seen"),
@@ -176,13 +179,15 @@ def router(state) -> APIRouter:
                                   or job.state in FINISHED, wait)
         return job.info()
 
-    @r.post("/v1/jobs/{job_id}/cancel", summary="Request cancellation")
+    @r.post("/v1/jobs/{job_id}/cancel", summary="Request cancellation",
+            responses=responses(404))
     async def cancel_job(job_id: str):
         job = job_or_404(jobs, job_id)
         jobs.cancel(job)
         return job.info()
 
-    @r.delete("/v1/jobs/{job_id}", summary="Cancel and forget a job")
+    @r.delete("/v1/jobs/{job_id}", summary="Cancel and forget a job",
+              responses=responses(404))
     async def delete_job(job_id: str):
         job = job_or_404(jobs, job_id)
         jobs.delete(job)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import ApiError
+from ..errors import ApiError, responses
 from ..models import FactsRequest, OpenRequest
 
 
@@ -35,14 +35,14 @@ def router(state) -> APIRouter:
     r = APIRouter(tags=["scenes"])
     store, limits, config = state.store, state.limits, state.config
 
-    @r.get("/v1/scenes", summary="Scenes held by the service")
+    @r.get("/v1/scenes", summary="Scenes held by the service", responses=responses())
     async def list_scenes():
         return {"scenes": [e.info() for e in store.list()]}
 
     @r.post("/v1/scenes", status_code=201,
             summary="Upload a scene file (PLY, SPZ, SOG zip, compressed PLY, .exgs)",
             responses={200: {"description": "already held (deduplicated)"},
-                       413: {"description": "larger than the upload limit"}},
+                       **responses(400, 413, 422, 503)},
             openapi_extra={"requestBody": {"required": True, "content": {
                 "application/octet-stream": {"schema": {"type": "string",
                                                         "format": "binary"}}}}})
@@ -84,7 +84,7 @@ def router(state) -> APIRouter:
 
     @r.post("/v1/scenes/open",
             summary="Open a scene file on the server's disk (only under --allow-dir)",
-            responses={403: {"description": "no --allow-dir, or the path is outside it"}})
+            responses=responses(400, 403, 404, 413, 422, 503))
     async def open_path(body: OpenRequest):
         if config.allow_dir is None:
             raise ApiError(403, "opening files by path is disabled (server started without "
@@ -111,14 +111,15 @@ def router(state) -> APIRouter:
         info["deduplicated"] = dedup
         return info
 
-    @r.get("/v1/scenes/{scene_id}", summary="Scene info (with its facts)")
+    @r.get("/v1/scenes/{scene_id}", summary="Scene info (with its facts)",
+           responses=responses(404))
     async def scene_info(scene_id: str):
         return store.get(scene_id).info()
 
     @r.put("/v1/scenes/{scene_id}/facts",
            summary="Set the facts of a scene kept in another form (kept fraction, painter "
                    "delta); renders use them",
-           responses={400: {"description": "the painter delta does not decode"}})
+           responses=responses(400, 404, 413, 422))
     async def set_facts(scene_id: str, body: FactsRequest):
         from ...pipeline import SceneFacts
 
@@ -129,7 +130,7 @@ def router(state) -> APIRouter:
         return store.set_facts(scene_id, SceneFacts(kept_fraction=body.kept_fraction,
                                                     painter_delta=delta)).info()
 
-    @r.delete("/v1/scenes/{scene_id}", summary="Forget a scene")
+    @r.delete("/v1/scenes/{scene_id}", summary="Forget a scene", responses=responses(404))
     async def delete_scene(scene_id: str):
         e = store.delete(scene_id)
         return {"deleted": e.id}
@@ -137,7 +138,8 @@ def router(state) -> APIRouter:
     @r.get("/v1/scenes/{scene_id}/file",
            summary="Download the scene file (.exgs for compressed scenes)",
            response_class=Response,
-           responses={200: {"content": {"application/octet-stream": {}}}})
+           responses={200: {"content": {"application/octet-stream": {}}},
+                      **responses(404, 409)})
     async def scene_file(scene_id: str):
         e = store.get(scene_id)
         if not os.path.isfile(e.path):

@@ -1,0 +1,118 @@
+"""Issue 19 (service parts): request bodies are bounded before they are parsed, the event loop
+stays free, and the schema lists what the service answers."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+
+import pytest
+
+BIG = 40 << 20
+
+
+def _conn(server):
+    return http.client.HTTPConnection(server._host, server._port, timeout=30)
+
+
+def _health_ms(server) -> float:
+    c = _conn(server)
+    t = time.perf_counter()
+    c.request("GET", "/v1/health", headers={"Authorization": f"Bearer {server.token}"})
+    r = c.getresponse()
+    r.read()
+    c.close()
+    assert r.status == 200
+    return (time.perf_counter() - t) * 1000
+
+
+def test_40mb_json_body_is_refused_before_parsing(server):
+    sid = "0" * 64
+    c = _conn(server)
+    t = time.perf_counter()
+    c.putrequest("POST", f"/v1/scenes/{sid}/render")
+    c.putheader("Authorization", f"Bearer {server.token}")
+    c.putheader("Content-Type", "application/json")
+    c.putheader("Content-Length", str(BIG))
+    c.endheaders()
+    r = c.getresponse()  # answered from the header alone: nothing of the body was sent
+    body = json.loads(r.read())
+    c.close()
+    assert r.status == 413 and "exceeds the limit" in body["error"]
+    assert time.perf_counter() - t < 5
+
+
+def test_chunked_40mb_body_is_cut_off_and_health_stays_fast(server):
+    """A chunked body (no Content-Length) is counted as it arrives; while it streams,
+    /v1/health keeps answering quickly."""
+    out = {}
+
+    def send():
+        c = _conn(server)
+        c.putrequest("POST", "/v1/scenes/" + "0" * 64 + "/render")
+        c.putheader("Authorization", f"Bearer {server.token}")
+        c.putheader("Content-Type", "application/json")
+        c.putheader("Transfer-Encoding", "chunked")
+        c.endheaders()
+        chunk = b'{"cameras": [' + b" " * (1 << 20)
+        try:
+            for _ in range(40):
+                c.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            c.send(b"0\r\n\r\n")
+            r = c.getresponse()
+            out["status"] = r.status
+            out["body"] = r.read()
+        except (BrokenPipeError, ConnectionResetError):
+            out["status"] = "closed"  # the server answered and closed while we sent
+            try:
+                r = c.getresponse()
+                out["status"], out["body"] = r.status, r.read()
+            except Exception:
+                pass
+        finally:
+            c.close()
+
+    th = threading.Thread(target=send)
+    th.start()
+    times = [_health_ms(server) for _ in range(5)]
+    th.join(60)
+    assert not th.is_alive()
+    assert out["status"] in (413, "closed"), out
+    if out["status"] == 413:
+        assert b"exceeds the limit" in out["body"]
+    assert max(times) < 2000, times
+    assert server.health()["ok"]
+
+
+def test_too_many_cameras_are_refused(server):
+    cam = {"width": 8, "height": 8, "fx": 8.0, "fy": 8.0, "cx": 4.0, "cy": 4.0,
+           "world_to_camera": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 3], [0, 0, 0, 1]]}
+    c = _conn(server)
+    c.request("POST", "/v1/scenes/" + "0" * 64 + "/render",
+              body=json.dumps({"cameras": [cam] * 10_001}),
+              headers={"Authorization": f"Bearer {server.token}",
+                       "Content-Type": "application/json"})
+    r = c.getresponse()
+    body = json.loads(r.read())
+    c.close()
+    assert r.status == 422 and "cameras" in body["error"]
+
+
+@pytest.mark.parametrize("path,method,codes", [
+    ("/v1/scenes", "post", {"400", "401", "413", "422", "503"}),
+    ("/v1/scenes/{scene_id}/render", "post", {"400", "401", "404", "413", "422", "429",
+                                              "503"}),
+    ("/v1/scenes/{scene_id}/compress", "post", {"400", "401", "404", "413", "422", "429",
+                                                "503"}),
+    ("/v1/scenes/{scene_id}/facts", "put", {"400", "401", "404", "413", "422"}),
+    ("/v1/jobs/{job_id}/frames/{index}", "get", {"401", "404", "409", "422"}),
+])
+def test_openapi_lists_the_error_statuses(server, path, method, codes):
+    c = _conn(server)
+    c.request("GET", "/openapi.json", headers={"Authorization": f"Bearer {server.token}"})
+    schema = json.loads(c.getresponse().read())
+    c.close()
+    got = set(schema["paths"][path][method]["responses"])
+    assert codes <= got, sorted(codes - got)
