@@ -54,6 +54,7 @@ class RefineOptions:
     views: int = 48
     decision_views: int = 8
     up: Any = "-y"
+    elevation: tuple | None = None
     ssim_weight: float = 0.2
     lr_means: float = 1e-3
     lr_quats: float = 2e-3
@@ -197,13 +198,13 @@ def _refine(full, surv, teacher_cameras, opt, budget, t_start, prog, bits, rende
     deterministic = opt.steps is not None
     if teacher_cameras:
         cams = fit_cameras(list(teacher_cameras), opt.resolution)
-        dec = cams[::8] if len(cams) >= 8 else decision_views(full, opt.decision_views,
-                                                              opt.resolution, opt.up)
+        dec = cams[::8] if len(cams) >= 8 else decision_views(
+            full, opt.decision_views, opt.resolution, opt.up, opt.elevation)
         cams = [c for i, c in enumerate(cams) if not (len(cams) >= 8 and i % 8 == 0)]
         view_kind = "training cameras"
     else:
-        cams = teacher_views(full, opt.views, opt.resolution, opt.up)
-        dec = decision_views(full, opt.decision_views, opt.resolution, opt.up)
+        cams = teacher_views(full, opt.views, opt.resolution, opt.up, opt.elevation)
+        dec = decision_views(full, opt.decision_views, opt.resolution, opt.up, opt.elevation)
         view_kind = "orbits"
     prog(0.0, f"rendering {len(cams)} teacher views of the full scene")
     targets, cams_used = [], []

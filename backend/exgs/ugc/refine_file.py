@@ -80,7 +80,8 @@ def refine_result(full_scene, result: CompressResult, options: RefineOptions | N
         else:
             dec = None
         if dec is None:
-            dec = decision_views(full_scene, opt.decision_views, opt.resolution, opt.up)
+            dec = decision_views(full_scene, opt.decision_views, opt.resolution, opt.up,
+                                 opt.elevation)
         from ..render import render_many
 
         targets = [r.rgb for r in render_many(full_scene, dec, device=opt.device)]

@@ -25,13 +25,17 @@ DECISION_SEED = 4242
 DECISION_AZIMUTH = 41.0
 
 
-def teacher_views(scene, count: int, size: int, up="-y") -> list:
-    """``count`` orbit cameras (size×size px) split over :data:`TEACHER_RINGS`."""
+def teacher_views(scene, count: int, size: int, up="-y", elevation=None) -> list:
+    """``count`` orbit cameras (size×size px) split over :data:`TEACHER_RINGS`; with
+    ``elevation`` = (lo, hi) degrees every ring uses that band instead (e.g. (50, 80) for
+    an aerial capture seen only from above)."""
     from ..cameras import orbit_for_scene
 
     cams = []
     rings = len(TEACHER_RINGS)
     for r, (dist, elev) in enumerate(TEACHER_RINGS):
+        if elevation is not None:
+            elev = tuple(float(e) for e in elevation)
         k = count // rings + (1 if r < count % rings else 0)
         if k:
             cams += orbit_for_scene(scene, k, size, size, up=up, distance=dist, seed=100 + r,
@@ -52,11 +56,13 @@ def fit_cameras(cameras, long_side: int) -> list:
     return out
 
 
-def decision_views(scene, count: int, size: int, up="-y") -> list:
+def decision_views(scene, count: int, size: int, up="-y", elevation=None) -> list:
+    """Switch-off views: an orbit at distance 0.8 (elevation 10–40° unless given)."""
     from ..cameras import orbit_for_scene
 
     return orbit_for_scene(scene, count, size, size, up=up, distance=0.8, seed=DECISION_SEED,
-                           azimuth_offset_deg=DECISION_AZIMUTH)
+                           azimuth_offset_deg=DECISION_AZIMUTH,
+                           elevation_deg=tuple(elevation) if elevation else (10.0, 40.0))
 
 
 def _window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -70,20 +76,19 @@ _WIN = _window()
 
 def ssim_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean SSIM of two [H,W,3] images in [0,1] (11-tap Gaussian window σ = 1.5, valid
-    region, K1 = 0.01, K2 = 0.03), differentiable."""
-    x = a.permute(2, 0, 1)[None]
-    y = b.permute(2, 0, 1)[None]
+    region, K1 = 0.01, K2 = 0.03), differentiable. The five local moments are filtered in
+    one grouped separable convolution."""
+    x = a.permute(2, 0, 1)
+    y = b.permute(2, 0, 1)
+    stack = torch.cat([x, y, x * x, y * y, x * y], 0)[None]  # [1, 15, H, W]
     w = _WIN.to(a.dtype)
-    wx = w.view(1, 1, 1, -1).expand(3, 1, 1, -1)
-    wy = w.view(1, 1, -1, 1).expand(3, 1, -1, 1)
-
-    def blur(t):
-        return F.conv2d(F.conv2d(t, wx, groups=3), wy, groups=3)
-
-    mx, my = blur(x), blur(y)
-    sxx = blur(x * x) - mx * mx
-    syy = blur(y * y) - my * my
-    sxy = blur(x * y) - mx * my
+    f = F.conv2d(stack, w.view(1, 1, 1, -1).expand(15, 1, 1, -1), groups=15)
+    f = F.conv2d(f, w.view(1, 1, -1, 1).expand(15, 1, -1, 1), groups=15)[0]
+    f = f.unflatten(0, (5, 3)).unbind(0)
+    mx, my, exx, eyy, exy = f
+    sxx = exx - mx * mx
+    syy = eyy - my * my
+    sxy = exy - mx * my
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
     return s.mean()
