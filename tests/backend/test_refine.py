@@ -135,3 +135,18 @@ def test_training_cameras_hold_out_every_eighth(setup):
     _, rep = refine(full, res.scene, cams, RefineOptions(steps=4, **SMALL))
     assert rep["teacher_kind"] == "training cameras"
     assert rep["teacher_views"] == 14 and rep["decision_views"] == 2
+
+
+def test_torch_ssim_equals_metrics_ssim():
+    import torch
+
+    from exgs.metrics import ssim
+    from exgs.ugc.refine_views import ssim_target_stats, ssim_torch
+
+    rng = np.random.default_rng(0)
+    a = rng.uniform(size=(40, 52, 3)).astype(np.float32)
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1).astype(np.float32)
+    ta, tb = torch.tensor(a), torch.tensor(b)
+    want = ssim(a, b)
+    assert abs(float(ssim_torch(ta, tb)) - want) < 1e-5
+    assert abs(float(ssim_torch(ta, tb, ssim_target_stats(tb))) - want) < 1e-5

@@ -38,7 +38,8 @@ import torch
 from ..errors import UsageError
 from ..scene import GaussianScene, logit
 from .fakequant import codec_roundtrip, fake_quant
-from .refine_views import (decision_views, fit_cameras, mean_psnr, ssim_torch, teacher_views)
+from .refine_views import (decision_views, fit_cameras, mean_psnr, ssim_target_stats,
+                           ssim_torch, teacher_views)
 
 __all__ = ["RefineOptions", "refine", "check_budget"]
 
@@ -64,6 +65,7 @@ class RefineOptions:
     lr_shn: float = 1e-3
     lr_final: float = 0.1
     qat_fraction: float = 0.25
+    coarse_fraction: float = 0.0
     position_bits: int = 16
     seed: int = 0
     threads: int | None = None
@@ -151,6 +153,15 @@ class _Params:
         return tuple(t.detach().numpy().copy() for t in self.t.values())
 
 
+def _half(cam, target):
+    """The view at half resolution: camera, 2×2-averaged target, its SSIM statistics."""
+    import torch.nn.functional as F
+
+    t = F.avg_pool2d(target.permute(2, 0, 1)[None], 2)[0].permute(1, 2, 0).contiguous()
+    c = cam.resized(t.shape[1], t.shape[0])
+    return c, t, ssim_target_stats(t)
+
+
 def _scene_from(snap, bits: int) -> GaussianScene:
     """Codec round trip of raw parameters → the GaussianScene a file would decode to."""
     means, quats, ls, op_logit, sh = snap
@@ -207,15 +218,17 @@ def _refine(full, surv, teacher_cameras, opt, budget, t_start, prog, bits, rende
         dec = decision_views(full, opt.decision_views, opt.resolution, opt.up, opt.elevation)
         view_kind = "orbits"
     prog(0.0, f"rendering {len(cams)} teacher views of the full scene")
-    targets, cams_used = [], []
+    targets, stats, cams_used = [], [], []
     for i, r in enumerate(render_many(full, cams, device=opt.device)):
         targets.append(torch.from_numpy(np.ascontiguousarray(r.rgb)))
+        stats.append(ssim_target_stats(targets[-1]))
         cams_used.append(cams[i])
         # under a tight budget, teacher renders may use at most 25 % of it (keep ≥ 4 views)
         if (not deterministic and budget is not None and len(targets) >= 4
                 and time.perf_counter() - t_start > 0.25 * budget):
             break
     cams = cams_used
+    coarse = [_half(c, t) for c, t in zip(cams, targets)] if opt.coarse_fraction > 0 else []
     dec_targets = [r.rgb for r in render_many(full, dec, device=opt.device)]
     t_teacher = time.perf_counter() - t_start
     t0 = time.perf_counter()
@@ -270,17 +283,19 @@ def _refine(full, surv, teacher_cameras, opt, budget, t_start, prog, bits, rende
         means, quats, scales, op, sh = params.activated(qat, bits)
         from ..render.autograd import RasterizeCPU, _rasterize_gsplat
 
+        cam, tgt, st = cams[v], targets[v], stats[v]
+        if f < opt.coarse_fraction:
+            cam, tgt, st = coarse[v]
         deg = surv.sh_degree
         if opt.device == "gsplat":
-            rgb, _ = _rasterize_gsplat(means, quats, scales, op, sh, cams[v], deg, (0, 0, 0))
+            rgb, _ = _rasterize_gsplat(means, quats, scales, op, sh, cam, deg, (0, 0, 0))
         else:
-            rgb, _ = RasterizeCPU.apply(means, quats, scales, op, sh, cams[v], deg,
+            rgb, _ = RasterizeCPU.apply(means, quats, scales, op, sh, cam, deg,
                                         (0.0, 0.0, 0.0))
         pred = rgb.clamp(0.0, 1.0).float()
-        tgt = targets[v]
         loss = (1 - lam) * (pred - tgt).abs().mean()
         if lam > 0:
-            loss = loss + lam * (1 - ssim_torch(pred, tgt))
+            loss = loss + lam * (1 - ssim_torch(pred, tgt, st))
         loss.backward()
         params.step()
         losses.append(float(loss.detach()))

@@ -74,18 +74,32 @@ def _window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 _WIN = _window()
 
 
-def ssim_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _blur(t: torch.Tensor) -> torch.Tensor:
+    """Valid separable Gaussian filtering of [C,H,W] → [C,H−10,W−10] (grouped conv)."""
+    c = t.shape[0]
+    w = _WIN.to(t.dtype)
+    f = F.conv2d(t[None], w.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(f, w.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)[0]
+
+
+def ssim_target_stats(b: torch.Tensor) -> torch.Tensor:
+    """The target's local moments (blurred y, y²) for :func:`ssim_torch`: [6, H−10, W−10].
+    Computed once per teacher view."""
+    y = b.permute(2, 0, 1)
+    return _blur(torch.cat([y, y * y], 0))
+
+
+def ssim_torch(a: torch.Tensor, b: torch.Tensor, b_stats: torch.Tensor | None = None
+               ) -> torch.Tensor:
     """Mean SSIM of two [H,W,3] images in [0,1] (11-tap Gaussian window σ = 1.5, valid
-    region, K1 = 0.01, K2 = 0.03), differentiable. The five local moments are filtered in
-    one grouped separable convolution."""
+    region, K1 = 0.01, K2 = 0.03), differentiable w.r.t. ``a``. ``b_stats`` — the target's
+    :func:`ssim_target_stats` (saves filtering them again every step)."""
     x = a.permute(2, 0, 1)
     y = b.permute(2, 0, 1)
-    stack = torch.cat([x, y, x * x, y * y, x * y], 0)[None]  # [1, 15, H, W]
-    w = _WIN.to(a.dtype)
-    f = F.conv2d(stack, w.view(1, 1, 1, -1).expand(15, 1, 1, -1), groups=15)
-    f = F.conv2d(f, w.view(1, 1, -1, 1).expand(15, 1, -1, 1), groups=15)[0]
-    f = f.unflatten(0, (5, 3)).unbind(0)
-    mx, my, exx, eyy, exy = f
+    if b_stats is None:
+        b_stats = ssim_target_stats(b)
+    mx, exx, exy = _blur(torch.cat([x, x * x, x * y], 0)).unflatten(0, (3, 3)).unbind(0)
+    my, eyy = b_stats.unflatten(0, (2, 3)).unbind(0)
     sxx = exx - mx * mx
     syy = eyy - my * my
     sxy = exy - mx * my
