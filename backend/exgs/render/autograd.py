@@ -20,8 +20,8 @@ import numba as nb
 import numpy as np
 import torch
 
-from .backward import (raster_bwd_kernel, raster_fwd_kernel, project_bwd_kernel,
-                       reduce_pair_grads, PAIR_COLS)
+from .backward import raster_backward, raster_forward, reduce_pair_grads
+from .backward_project import project_bwd_kernel
 from .cpu import bin_tiles, depth_order, ellipse_geometry, pack_visible
 from .project import EPS2D, TILE, project
 
@@ -64,11 +64,8 @@ class RasterizeCPU(torch.autograd.Function):
                               proj.depth)
         geo = ellipse_geometry(packed)
         bg = np.asarray(background, np.float64).reshape(3)
-        rgb = np.empty((H, W, 3), np.float64)
-        tf = np.empty((H, W), np.float64)
-        cf = np.empty((H, W, 3), np.float64)
         with nb.parallel_chunksize(4):
-            raster_fwd_kernel(offsets, ids, packed, geo, W, H, TILE, tiles_x, bg, rgb, tf, cf)
+            rgb, tf, cf = raster_forward(offsets, ids, packed, geo, W, H, TILE, tiles_x, bg)
         ctx.state = (arr, proj.radii[:, 0] > 0, order, offsets, ids, packed, geo, bg, tf, cf,
                      camera, int(sh_degree), W, H, tiles_x)
         ctx.dtype = means.dtype
@@ -82,10 +79,9 @@ class RasterizeCPU(torch.autograd.Function):
          tiles_x) = ctx.state
         v_rgb = np.zeros((H, W, 3)) if v_rgb is None else _np(v_rgb, np.float64)
         v_alpha = np.zeros((H, W)) if v_alpha is None else _np(v_alpha, np.float64)
-        pair = np.empty((len(ids), PAIR_COLS), np.float64)
         with nb.parallel_chunksize(4):
-            raster_bwd_kernel(offsets, ids, packed, geo, W, H, TILE, tiles_x, bg, tf, cf,
-                              v_rgb, v_alpha, pair)
+            pair = raster_backward(offsets, ids, packed, geo, W, H, TILE, tiles_x, bg, tf, cf,
+                                   v_rgb, v_alpha)
         n = arr.n
         g = reduce_pair_grads(offsets, ids, order, pair, n, max(1, 4 * _threads()))
         vm = np.ascontiguousarray(camera.world_to_camera, np.float64)
