@@ -27,8 +27,9 @@ float32 ``exp``), run twice per step:
 chains mean2d/conic/colour gradients through the projection: conic = (Σ₂ + 0.3 I)⁻¹,
 Σ₂ = J W Σ Wᵀ Jᵀ with gsplat's clamped perspective Jacobian J(t), t = W μ + w,
 Σ = R S Sᵀ Rᵀ (unit quaternion, σ scales), colour = max(SH(dir) + 0.5, 0) with
-dir = normalize(μ − camera centre). Outputs are gradients w.r.t. means, *unit* quaternions, scales σ (not log), activated opacities and SH
-coefficients; :mod:`exgs.render.autograd` applies the activations in torch.
+dir = normalize(μ − camera centre). Outputs are gradients w.r.t. means, *unit* quaternions,
+scales σ (not log), activated opacities and SH coefficients; :mod:`exgs.render.autograd`
+applies the activations in torch.
 """
 
 from __future__ import annotations
