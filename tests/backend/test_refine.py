@@ -17,7 +17,7 @@ from exgs.ugc.fakequant import codec_roundtrip
 from exgs.ugc.refine import RefineOptions, check_budget, refine
 from exgs.ugc.refine_file import byte_budget, refine_result
 
-SMALL = dict(resolution=48, views=8, decision_views=4, seconds=None)
+SMALL = dict(resolution=48, views=8, decision_views=4, decision_resolution=64, seconds=None)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_budget_is_kept(setup):
     full, res = setup
     msgs = []
     opt = RefineOptions(seconds=3.0, resolution=48, views=8, decision_views=4,
-                        coarse_fraction=0.5, progress=lambda f, m: msgs.append((f, m)))
+                        decision_resolution=64, coarse_fraction=0.5, progress=lambda f, m: msgs.append((f, m)))
     out, rep = refine(full, res.scene, None, opt)
     assert rep["seconds"] <= 3.0 * 1.2 and rep["steps"] > 0
     assert msgs and all(0.0 <= f <= 1.0 for f, _ in msgs)

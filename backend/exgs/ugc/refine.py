@@ -54,6 +54,7 @@ class RefineOptions:
     resolution: int = 256
     views: int = 48
     decision_views: int = 8
+    decision_resolution: int = 512
     up: Any = "-y"
     elevation: tuple | None = None
     ssim_weight: float = 0.2
@@ -170,6 +171,25 @@ def _scene_from(snap, bits: int) -> GaussianScene:
     return GaussianScene(m, q, l, logit(o, eps=1e-4), s)
 
 
+def plan_views(full: GaussianScene, teacher_cameras, opt: RefineOptions):
+    """(teacher cameras, decision cameras, kind). With training cameras: every 8th one is a
+    decision view (when there are ≥ 8), the others teach; long sides reduced to
+    ``resolution`` (teachers) and ``decision_resolution`` (decision). Otherwise orbits
+    (:func:`~exgs.ugc.refine_views.teacher_views`, :func:`~.decision_views`)."""
+    if teacher_cameras:
+        all_cams = list(teacher_cameras)
+        if len(all_cams) >= 8:
+            dec = fit_cameras(all_cams[::8], opt.decision_resolution)
+            all_cams = [c for i, c in enumerate(all_cams) if i % 8]
+        else:
+            dec = decision_views(full, opt.decision_views, opt.decision_resolution, opt.up,
+                                 opt.elevation)
+        return fit_cameras(all_cams, opt.resolution), dec, "training cameras"
+    return (teacher_views(full, opt.views, opt.resolution, opt.up, opt.elevation),
+            decision_views(full, opt.decision_views, opt.decision_resolution, opt.up,
+                           opt.elevation), "orbits")
+
+
 def refine(full_scene: GaussianScene, survivors: GaussianScene, teacher_cameras=None,
            options: RefineOptions | None = None) -> tuple[GaussianScene, dict]:
     """Refine ``survivors`` (the training-free UGC result, decoded) against ``full_scene``.
@@ -207,16 +227,7 @@ def refine(full_scene: GaussianScene, survivors: GaussianScene, teacher_cameras=
 
 def _refine(full, surv, teacher_cameras, opt, budget, t_start, prog, bits, render_many):
     deterministic = opt.steps is not None
-    if teacher_cameras:
-        cams = fit_cameras(list(teacher_cameras), opt.resolution)
-        dec = cams[::8] if len(cams) >= 8 else decision_views(
-            full, opt.decision_views, opt.resolution, opt.up, opt.elevation)
-        cams = [c for i, c in enumerate(cams) if not (len(cams) >= 8 and i % 8 == 0)]
-        view_kind = "training cameras"
-    else:
-        cams = teacher_views(full, opt.views, opt.resolution, opt.up, opt.elevation)
-        dec = decision_views(full, opt.decision_views, opt.resolution, opt.up, opt.elevation)
-        view_kind = "orbits"
+    cams, dec, view_kind = plan_views(full, teacher_cameras, opt)
     prog(0.0, f"rendering {len(cams)} teacher views of the full scene")
     targets, stats, cams_used = [], [], []
     for i, r in enumerate(render_many(full, cams, device=opt.device)):

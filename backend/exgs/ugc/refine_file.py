@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from .compress import CompressResult
-from .refine import RefineOptions, refine
-from .refine_views import decision_views, fit_cameras, mean_psnr
+from .refine import RefineOptions, plan_views, refine
+from .refine_views import mean_psnr
 
 
 def byte_budget(result: CompressResult) -> int:
@@ -74,14 +74,7 @@ def refine_result(full_scene, result: CompressResult, options: RefineOptions | N
     decoded = decode_exgs(data)
     if len(data) > limit or dropped:
         # re-decide on the decoded file (the tail was dropped, or it still does not fit)
-        if cameras:
-            cams = fit_cameras(list(cameras), opt.resolution)
-            dec = cams[::8] if len(cams) >= 8 else None
-        else:
-            dec = None
-        if dec is None:
-            dec = decision_views(full_scene, opt.decision_views, opt.resolution, opt.up,
-                                 opt.elevation)
+        _, dec, _ = plan_views(full_scene, cameras, opt)
         from ..render import render_many
 
         targets = [r.rgb for r in render_many(full_scene, dec, device=opt.device)]
