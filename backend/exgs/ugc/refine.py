@@ -67,6 +67,7 @@ class RefineOptions:
     lr_final: float = 0.1
     qat_fraction: float = 0.25
     coarse_fraction: float = 0.0
+    reserve_seconds: float = 0.0
     position_bits: int = 16
     seed: int = 0
     threads: int | None = None
@@ -251,8 +252,10 @@ def _refine(full, surv, teacher_cameras, opt, budget, t_start, prog, bits, rende
     t0 = time.perf_counter()
     _scene_from(params.snapshot(), bits)
     t_codec = time.perf_counter() - t0
-    # the decision evaluates up to 3 candidates (incl. the codec round trip); 5 % margin
-    reserve = 3.0 * (t_eval + t_codec) + (0.05 * budget if budget else 0.0)
+    # the decision evaluates up to 3 candidates (incl. the codec round trip); 5 % margin;
+    # reserve_seconds: what the caller still does after refine() (re-encoding the file)
+    reserve = 3.0 * (t_eval + t_codec) + (0.05 * budget if budget else 0.0) \
+        + max(float(opt.reserve_seconds), 0.0)
     train_end = None if budget is None else t_start + budget - reserve
     train_start = time.perf_counter()
     train_time = None if train_end is None else max(train_end - train_start, 0.0)
