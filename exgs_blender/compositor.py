@@ -9,6 +9,16 @@ import bpy
 TREE_NAME = "ExGS Compositing"
 
 
+def set_linear(img) -> None:
+    """Mark an image as scene-linear (the default for new float images differs by version)."""
+    for name in ("Linear Rec.709", "Linear"):
+        try:
+            img.colorspace_settings.name = name
+            return
+        except TypeError:
+            continue
+
+
 def tree_for(scene):
     """The scene's compositing node tree (created when missing)."""
     if hasattr(scene, "compositing_node_group"):  # 5.x
@@ -50,7 +60,6 @@ def load_sequence(first_path: str, name: str):
     img = bpy.data.images.load(first_path, check_existing=True)
     img.name = name
     img.source = "SEQUENCE"
-    from .operators.render_path import set_linear
     set_linear(img)
     return img
 

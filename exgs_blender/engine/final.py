@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import conventions, render_core
+from .. import conventions, errors, render_core
 
 #: Last error messages (for the headless command's exit code).
 ERRORS: list = []
@@ -57,11 +57,11 @@ def render(engine, depsgraph) -> None:
     except Exception as e:  # every failure is one line in the report, no traceback
         from .. import backend
 
-        if backend.is_cancel(e) or engine.test_break():
+        if errors.is_cancel(e) or engine.test_break():
             return
-        ERRORS.append(backend.describe(e))
-        engine.report({"ERROR"}, f"ExGS: {backend.describe(e)}")
-        engine.error_set(f"ExGS: {backend.describe(e)}") if hasattr(engine, "error_set") else None
+        ERRORS.append(errors.describe(e))
+        engine.report({"ERROR"}, f"ExGS: {errors.describe(e)}")
+        engine.error_set(f"ExGS: {errors.describe(e)}") if hasattr(engine, "error_set") else None
         return
     if frame.alpha.shape != (h, w):
         engine.report({"ERROR"}, f"ExGS: backend returned {frame.alpha.shape[1]}x"

@@ -9,7 +9,8 @@ import os
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
-from .. import backend, gaussians, plyio, render_core
+from .. import backend, errors, gaussians, paths, plyio, render_core
+from ..splat import SplatObject
 
 
 def _compress_job(ply, digest, ratio, keep, sh_degree, out_exgs, adapt=None):
@@ -18,7 +19,7 @@ def _compress_job(ply, digest, ratio, keep, sh_degree, out_exgs, adapt=None):
                                              sh_degree=sh_degree, adapt=adapt,
                                              progress=progress, cancel=cancel)
         if cancel.is_set():
-            raise backend.Cancelled("compression cancelled")
+            raise errors.Cancelled("compression cancelled")
         tmp = out_exgs + ".part"
         with open(tmp, "wb") as f:
             f.write(data)
@@ -71,7 +72,7 @@ class EXGS_OT_compress(bpy.types.Operator):
         keep = self.keep / 100.0 if self.mode == "KEEP" else None
         adapt = float(self.adapt_seconds) if self.adapt else None
         tag = f"-adapt{adapt:g}" if adapt else ""
-        self._exgs = os.path.join(render_core.cache_dir(), f"{digest}-{self.mode}-"
+        self._exgs = os.path.join(paths.cache_dir(), f"{digest}-{self.mode}-"
                                   f"{ratio or keep:g}-sh{self.sh_degree}{tag}.exgs")
         self._worker = render_core.Worker(_compress_job(ply, digest, ratio, keep,
                                                         self.sh_degree, self._exgs, adapt))
@@ -80,7 +81,7 @@ class EXGS_OT_compress(bpy.types.Operator):
             try:
                 self._worker.wait()
             except Exception as e:
-                self.report({"ERROR"}, f"ExGS: {backend.describe(e)}")
+                self.report({"ERROR"}, f"ExGS: {errors.describe(e)}")
                 return {"CANCELLED"}
             return self._make_object(context)
         self._timer = wm.event_timer_add(0.2, window=context.window)
@@ -113,7 +114,7 @@ class EXGS_OT_compress(bpy.types.Operator):
             return {"RUNNING_MODAL"}
         self._cleanup(context)
         if w.error is not None:
-            self.report({"ERROR"}, f"ExGS: {backend.describe(w.error)}")
+            self.report({"ERROR"}, f"ExGS: {errors.describe(w.error)}")
             return {"CANCELLED"}
         return self._make_object(context)
 
@@ -122,37 +123,34 @@ class EXGS_OT_compress(bpy.types.Operator):
         src = bpy.data.objects.get(self._src_name)
         v = plyio.read_vertices(ply)
         new = gaussians.create_object(context, f"{self._src_name} (ExGS)", v,
-                                      axis=src.get("exgs_axis", "Y_DOWN") if src else "Y_DOWN")
+                                      axis=SplatObject(src).axis if src else "Y_DOWN")
         if src is not None:
             new.matrix_world = src.matrix_world.copy()
-            orig_bytes = int(src.data.get("exgs_original_bytes", 0) or
-                             gaussians.object_stats(src)["ply_bytes"])
+            orig_bytes = SplatObject(src).original_bytes or gaussians.object_stats(src)["ply_bytes"]
             src.hide_set(True)
             src.hide_render = True
         else:
             orig_bytes = 0
-        me = new.data
-        me["exgs_source"] = self._exgs
-        me["exgs_format"] = "exgs"
-        me["exgs_source_bytes"] = os.path.getsize(self._exgs)
-        me["exgs_original_bytes"] = orig_bytes
-        me["exgs_compressed_from"] = self._src_name
-        for k, val in (stats or {}).items():
-            if isinstance(val, (int, float, str)):
-                me[f"exgs_stat_{k}"] = val
-        pd = (stats or {}).get("painter_delta") or {}
+        so = SplatObject(new)
+        so.source, so.format = self._exgs, "exgs"
+        so.source_bytes = os.path.getsize(self._exgs)
+        so.original_bytes = orig_bytes
+        so.compressed_from = self._src_name
+        stats = dict(stats or {})
+        pd = stats.pop("painter_delta", None) or {}
+        so.set_stats(stats)
         extra = ""
         if pd.get("data_b64"):
             # kept in the .blend (like the Gaussians): render nodes need no other file
-            me["exgs_painter_delta"] = pd["data_b64"]
+            so.set_painter_delta_b64(pd["data_b64"])
             extra = (f", painter delta {pd.get('form', '')} {pd.get('bytes', 0):,} bytes "
                      f"({pd.get('gain_db', 0):+.1f} dB)")
         elif pd:
             extra = ", no painter delta (did not pay)"
         context.view_layer.objects.active = new
-        ratio = orig_bytes / max(1, me["exgs_source_bytes"]) if orig_bytes else 0
-        self.report({"INFO"}, f"ExGS: {len(me.vertices):,} Gaussians kept, "
-                              f"{me['exgs_source_bytes']:,} bytes ({ratio:.0f}×){extra}")
+        ratio = orig_bytes / max(1, so.source_bytes) if orig_bytes else 0
+        self.report({"INFO"}, f"ExGS: {so.count:,} Gaussians kept, "
+                              f"{so.source_bytes:,} bytes ({ratio:.0f}×){extra}")
         return {"FINISHED"}
 
 

@@ -20,8 +20,8 @@ from conftest import BACKEND_PYTHON, ROOT
 
 
 def _service_ready() -> str:
-    if not os.path.exists(os.path.join(ROOT, "exgs_blender", "client.py")):
-        return "exgs_blender/client.py not there yet"
+    if not os.path.exists(os.path.join(ROOT, "exgs_blender", "client", "__init__.py")):
+        return "exgs_blender/client not there yet"
     for mod in ("exgs.render", "exgs.service"):
         if importlib.util.find_spec(mod) is None:
             return f"{mod} not there yet"
