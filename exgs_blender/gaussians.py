@@ -111,13 +111,20 @@ def object_stats(obj) -> dict:
     return SplatObject(obj).summary()
 
 
-def create_object(context, name: str, v: np.ndarray, *, axis: str = "Y_DOWN",
-                  preview: bool = True, collection=None):
-    """A new splat object linked to ``collection`` (default: the active collection)."""
-    from mathutils import Matrix
-
+def new_mesh(name: str, v: np.ndarray, *, preview: bool = True):
+    """A new mesh datablock holding the Gaussians of ``v`` (no object)."""
     mesh = bpy.data.meshes.new(name)
     fill_mesh(mesh, v, preview=preview)
+    return mesh
+
+
+def create_object(context, name: str, v: np.ndarray, *, axis: str = "Y_DOWN",
+                  preview: bool = True, collection=None, mesh=None):
+    """A new splat object linked to ``collection`` (default: the active collection);
+    ``mesh``: an already filled mesh (see :func:`new_mesh`)."""
+    from mathutils import Matrix
+
+    mesh = mesh if mesh is not None else new_mesh(name, v, preview=preview)
     obj = bpy.data.objects.new(name, mesh)
     obj.matrix_world = Matrix(conventions.axis_matrix(axis).tolist())
     SplatObject(obj).axis = axis

@@ -14,7 +14,7 @@ from bpy.props import BoolProperty, EnumProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from . import errors, gaussians, plyio
-from .splat import SplatObject
+from .splat import SplatObject, register_handlers
 
 AXIS_ITEMS = [
     ("Y_DOWN", "Y down (COLMAP / 3DGS)", "Capture is x right, y down, z forward: rotate −90° "
@@ -139,7 +139,9 @@ classes = (EXGS_OT_import,) + ((EXGS_FH_import,) if hasattr(bpy.types, "FileHand
 
 def register():
     bpy.types.TOPBAR_MT_file_import.append(menu_import)
+    register_handlers(True)
 
 
 def unregister():
     bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+    register_handlers(False)

@@ -16,6 +16,7 @@ Mesh properties (``SplatObject`` attribute → custom property):
 ``source_bytes``       ``exgs_source_bytes``       size of ``source`` on disk
 ``original_bytes``     ``exgs_original_bytes``     size of the uncompressed original
 ``compressed_from``    ``exgs_compressed_from``    name of the object it was compressed from
+``original_mesh``      ``exgs_original_mesh``      the replaced mesh (kept, fake user)
 ``kept_fraction``      ``exgs_kept_fraction``      kept / original Gaussians in (0, 1], or None
 ``painter_delta``      ``exgs_painter_delta``      per-scene painter delta (bytes; base64 stored)
 ``stats``              ``exgs_stats``              the compress job's other figures (dict)
@@ -39,7 +40,7 @@ _LEGACY_KEPT = "exgs_stat_kept_fraction"
 #: Mesh properties that describe the Gaussians (copied when a mesh is rebuilt).
 MESH_KEYS = ("exgs_layout", "exgs_count", "exgs_sh_degree", "exgs_source", "exgs_format",
              "exgs_source_bytes", "exgs_original_bytes", "exgs_compressed_from",
-             "exgs_kept_fraction", "exgs_painter_delta", "exgs_stats")
+             "exgs_kept_fraction", "exgs_painter_delta", "exgs_stats", "exgs_original_mesh")
 
 
 def is_splat(obj) -> bool:
@@ -117,6 +118,7 @@ class SplatObject:
     source_bytes = _int_prop("exgs_source_bytes", "size of ``source`` in bytes")
     original_bytes = _int_prop("exgs_original_bytes", "size of the uncompressed original")
     compressed_from = _str_prop("exgs_compressed_from", "object this one was compressed from")
+    original_mesh = _str_prop("exgs_original_mesh", "mesh replaced by this one (kept)")
 
     # ------------------------------------------------------------------ facts
     @property
@@ -214,3 +216,39 @@ def sync_counts(objects) -> int:
         seen.add(ob.data.name)
         n += SplatObject(ob).sync_count()
     return n
+
+
+def on_save(*_args) -> None:
+    """``save_pre`` handler: the saved ``exgs_count`` always matches the mesh (this also
+    covers background Blender, where depsgraph update handlers do not run)."""
+    import bpy
+    try:
+        sync_counts(bpy.data.objects)
+    except (AttributeError, RuntimeError, ReferenceError):
+        pass
+
+
+HANDLERS = (("depsgraph_update_post", "on_depsgraph_update"), ("save_pre", "on_save"))
+
+
+def register_handlers(add: bool = True) -> None:
+    """Add (or remove) the count handlers in ``bpy.app.handlers``."""
+    import bpy
+    for lst, fn in HANDLERS:
+        handlers, fn = getattr(bpy.app.handlers, lst), globals()[fn]
+        if add and fn not in handlers:
+            handlers.append(bpy.app.handlers.persistent(fn))  # survive loading a file
+        elif not add and fn in handlers:
+            handlers.remove(fn)
+
+
+def on_depsgraph_update(scene, depsgraph) -> None:
+    """``depsgraph_update_post`` handler: keep ``exgs_count`` fresh after geometry edits."""
+    objs = [u.id.original for u in depsgraph.updates
+            if u.is_updated_geometry and getattr(u.id, "type", None) == "MESH"
+            and hasattr(u.id, "original")]
+    if objs:
+        try:
+            sync_counts(objs)
+        except (AttributeError, RuntimeError, ReferenceError):  # read-only context, removed
+            pass
