@@ -193,7 +193,13 @@ class Connection:
         frames = self.api.render(sid, cameras, restore=restore,
                                  passes=("rgb", "alpha", "depth"), progress=progress,
                                  cancel=cancel, **kw)
-        return [(f.rgb, f.alpha, f.depth) for f in frames]
+        out = []
+        for f in frames:
+            if any(getattr(f, k, None) is None for k in ("rgb", "alpha", "depth")):
+                raise BackendError("the backend sent a frame without its rgb, alpha and depth "
+                                   "passes")
+            out.append((f.rgb, f.alpha, f.depth))
+        return out
 
     def compress(self, sid, *, ratio=None, keep=None, sh_degree=0, adapt=None,
                  adapt_min_gain=None, progress=None, cancel=None):

@@ -89,6 +89,7 @@ def test_f12_equals_direct_render(run_bpy, server, tmp_path):
         cam.data.shift_x = 0.05
         sc = bpy.context.scene
         sc.render.engine = "EXGS"
+        sc.render.film_transparent = True  # compare with the backend's own (transparent) frame
         sc.view_layers[0].use_pass_z = True
         comb = render_pass("Image")
         dep = render_pass("Depth")[..., 0]
