@@ -17,7 +17,7 @@ import threading
 import urllib.parse
 
 
-from .errors import BackendError
+from .errors import BackendError, Cancelled, describe, is_cancel  # noqa: F401  (callers' names)
 
 
 _LOCK = threading.RLock()
@@ -159,6 +159,8 @@ class Connection:
         self.api = client.Client(url, token, timeout=timeout)
         self.api.cancel_wait = client.CANCEL_BUDGET  # Esc / test_break return within ~2 s
         self._scenes: dict = {}  # content digest → scene id
+        self._facts_api = False  # the service keeps a scene's facts (PUT .../facts)
+        self._facts: dict = {}   # scene id → (kept_fraction, delta digest) last stored
 
     def health(self) -> dict:
         return self.api.health()
@@ -174,22 +176,45 @@ class Connection:
                 sid = None
         if sid is None:
             sid = self.api.upload(ply_path)
-        sid = sid["id"] if isinstance(sid, dict) else sid
+        if isinstance(sid, dict):  # a service that keeps facts lists them with the scene
+            self._facts_api = self._facts_api or "facts" in sid
+            sid = sid.get("id")
+        if not isinstance(sid, str) or not sid:
+            raise BackendError(f"the backend accepted {os.path.basename(ply_path)} but sent no "
+                               "scene id")
         self._scenes[digest] = sid
         return sid
 
     def forget(self, digest: str) -> None:
-        self._scenes.pop(digest, None)
+        sid = self._scenes.pop(digest, None)
+        self._facts.pop(sid, None)
+
+    def _store_facts(self, sid, kept_fraction, painter_delta) -> None:
+        """Set the scene's facts once (again only when they change: one mesh content can
+        be shared by objects with other facts)."""
+        import hashlib
+        want = (None if kept_fraction is None else float(kept_fraction),
+                hashlib.sha256(painter_delta).hexdigest() if painter_delta else None)
+        if self._facts.get(sid) != want:
+            self.api.set_facts(sid, kept_fraction=want[0], painter_delta=painter_delta or None)
+            self._facts[sid] = want
 
     def render(self, sid, cameras, *, restore=False, painter_delta=None, kept_fraction=None,
                progress=None, cancel=None):
         """cameras: raw Blender numbers (+ object_matrix_world) → [(rgb, alpha, depth)]
         (display sRGB premultiplied [H,W,3], alpha [H,W], camera z [H,W]; row 0 = top).
         ``painter_delta``: bytes of a per-scene painter delta to restore with;
-        ``kept_fraction``: the scene's kept fraction (GaussPainter's gate), None = unknown."""
-        kw = {"painter_delta": painter_delta} if (restore and painter_delta) else {}
-        if restore and kept_fraction is not None:
-            kw["kept_fraction"] = float(kept_fraction)
+        ``kept_fraction``: the scene's kept fraction (GaussPainter's gate), None = unknown.
+        A service with ``PUT /v1/scenes/{id}/facts`` gets them once per scene; an older one
+        with every restore render (``keep`` / ``painter_delta`` in the body)."""
+        kw = {}
+        if restore and self._facts_api:
+            self._store_facts(sid, kept_fraction, painter_delta)
+        elif restore:
+            if painter_delta:
+                kw["painter_delta"] = painter_delta
+            if kept_fraction is not None:
+                kw["kept_fraction"] = float(kept_fraction)
         frames = self.api.render(sid, cameras, restore=restore,
                                  passes=("rgb", "alpha", "depth"), progress=progress,
                                  cancel=cancel, **kw)

@@ -103,11 +103,10 @@ class EXGS_OT_import(bpy.types.Operator, ImportHelper):
         try:
             obj, secs = import_file(context, self.filepath, axis=self.axis, preview=self.preview,
                                     report=self.report)
-        except (errors.ImportFailed, OSError, ValueError) as e:
-            self.report({"ERROR"}, str(e))
-            return {"CANCELLED"}
-        except Exception as e:  # backend errors (conversion) are one line too
-            self.report({"ERROR"}, f"{self.filepath}: {e}")
+        except Exception as e:  # one line, naming the file once, no class name
+            msg = errors.describe(e)
+            name = os.path.basename(self.filepath.rstrip("/\\"))
+            self.report({"ERROR"}, msg if name and name in msg else f"{self.filepath}: {msg}")
             return {"CANCELLED"}
         for o in context.selected_objects:
             o.select_set(False)

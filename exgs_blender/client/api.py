@@ -19,10 +19,10 @@ from .transport import HttpClient, quote
 __all__ = ["ExgsClient", "POLL_SLACK", "CANCEL_BUDGET"]
 
 #: Seconds a poll request may stay silent (beyond its long-poll wait) before it is retried.
-POLL_SLACK = 1.5
+POLL_SLACK = 0.75
 #: Seconds the add-on lets a cancel wait for the server's confirmation (``cancel_wait``);
 #: library users get 30 s by default (JobCancelled then means the job really ended).
-CANCEL_BUDGET = 1.5
+CANCEL_BUDGET = 1.0
 
 
 def camera_dict(c) -> dict:
@@ -131,9 +131,10 @@ class ExgsClient(HttpClient):
             if state == "cancelled":
                 raise JobCancelled(f"{what} was cancelled")
 
-    def _cancel_quickly(self, job_id: str, what: str) -> None:
+    def _cancel_quickly(self, job_id: str, what: str) -> bool:
         """Tell the server to cancel and wait until it confirms, for at most
-        ``self.cancel_wait`` seconds in all (a hung server costs no more than that)."""
+        ``self.cancel_wait`` seconds in all (a hung server costs no more than that).
+        False when the server did not answer at all."""
         deadline = time.monotonic() + self.cancel_wait
         try:
             info = self._request("POST", f"/v1/jobs/{quote(job_id)}/cancel", during_job=what,
@@ -147,8 +148,11 @@ class ExgsClient(HttpClient):
                                      query={"since": _int(info.get("version"), -1),
                                             "wait": wait},
                                      timeout=max(0.05, left), during_job=what)
+        except BackendUnavailable:
+            return False
         except ExgsClientError:
             pass
+        return True
 
     def _forget(self, job_id: str, timeout: float | None = None) -> None:
         try:
@@ -197,14 +201,17 @@ class ExgsClient(HttpClient):
                                    cameras=cameras, adapt=adapt, adapt_form=adapt_form,
                                    adapt_min_gain=adapt_min_gain)
         jid = _job_id(job)
-        cancelled = False
         try:
             info = self.wait(jid, progress=progress, cancel=cancel)
         except JobCancelled:
-            cancelled = True
+            self._forget(jid, 0.5)  # wait() told the server; a hung one costs ≤ 0.5 s more
             raise
-        finally:
-            self._forget(jid, min(self.cancel_wait, 2.0) if cancelled else None)
+        except BackendUnavailable:
+            raise
+        except BaseException:
+            self._forget(jid)
+            raise
+        self._forget(jid)
         res = info.get("result") or {}
         return res if isinstance(res, dict) else {}
 
@@ -246,19 +253,20 @@ class ExgsClient(HttpClient):
         what = f"render job {jid}"
         n = len(cameras)
         out: list = []
-        cancelled = False
+        forget = True
         try:
             while len(out) < n:  # long-poll each frame in turn: one request per frame
                 if cancel_requested(cancel):
-                    cancelled = True
-                    self._cancel_quickly(jid, what)
+                    forget = self._cancel_quickly(jid, what)
                     raise JobCancelled(f"{what} cancelled")
                 try:
                     out.append(self.frame(jid, len(out), wait=0.25, during_job=what,
                                           cancel=cancel))
                 except JobCancelled:
-                    cancelled = True
-                    self._cancel_quickly(jid, what)
+                    forget = self._cancel_quickly(jid, what)
+                    raise
+                except BackendUnavailable:
+                    forget = False  # gone or hung: nothing to tell it
                     raise
                 except BackendError as e:
                     self._frame_not_ready(e, what, len(out), n, progress)
@@ -266,7 +274,8 @@ class ExgsClient(HttpClient):
                 if progress is not None:
                     progress(len(out) / n, f"frame {len(out)}/{n}")
         finally:
-            self._forget(jid, min(self.cancel_wait, 2.0) if cancelled else None)
+            if forget:
+                self._forget(jid, min(self.cancel_wait, 2.0))
         return out
 
     @staticmethod

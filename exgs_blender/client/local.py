@@ -34,8 +34,21 @@ def parse_ready_line(line) -> dict | None:
     if not isinstance(d, dict) or "port" not in d:
         return None
     if not d.get("url"):
-        d["url"] = f"http://{d.get('host', '127.0.0.1')}:{int(d['port'])}"
-    return d
+        try:
+            d["url"] = f"http://{d.get('host', '127.0.0.1')}:{int(d['port'])}"
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return d if isinstance(d["url"], str) else None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (Linux ``/proc``), None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def _tail(path: str, limit: int = 400) -> str:
@@ -57,7 +70,12 @@ class LocalServer:
     def __init__(self, python_executable: str | None = None, *, host: str = "127.0.0.1",
                  device: str = "auto", allow_dir: str | None = None,
                  token_file: str | None = None, data_dir: str | None = None,
-                 extra_args=(), env: dict | None = None, startup_timeout: float = 120.0):
+                 extra_args=(), env: dict | None = None, startup_timeout: float = 120.0,
+                 silent_timeout: float = 20.0, cancel=None):
+        """``startup_timeout``: seconds to wait for the ready line; ``silent_timeout``: give
+        up earlier when the process is alive but has written nothing and used no CPU for
+        that long (a hung interpreter); ``cancel``: an Event (or callable) that aborts the
+        wait. On failure the log is kept and its path is in the message."""
         self.python = python_executable or sys.executable
         if not self.python or not os.path.exists(self.python):
             raise BackendUnavailable(f"backend Python not found: {self.python or '(not set)'}")
@@ -91,7 +109,7 @@ class LocalServer:
         self._lines: queue.Queue = queue.Queue()
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
         self._reader.start()
-        self.ready = self._wait_ready(startup_timeout)
+        self.ready = self._wait_ready(startup_timeout, silent_timeout, cancel)
         self.url = self.ready["url"]
         try:
             with open(self.token_file, encoding="ascii") as f:
@@ -106,35 +124,62 @@ class LocalServer:
             self._lines.put(line)
         self._lines.put(None)
 
-    def _wait_ready(self, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
+    def _activity(self) -> tuple:
+        """What changes while the child makes progress: its log size and CPU time."""
+        try:
+            size = os.path.getsize(self.log_path)
+        except OSError:
+            size = -1
+        return size, cpu_seconds(self.process.pid)
+
+    def _give_up(self, why: str) -> BackendUnavailable:
+        self.stop(keep_log=True)
+        return BackendUnavailable(f"the backend ({self.python}) {why}; log: {self.log_path}")
+
+    def _wait_ready(self, timeout: float, silent_timeout: float = 20.0, cancel=None) -> dict:
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        last, last_change = self._activity(), t0
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.stop()
-                raise BackendUnavailable(f"the backend ({self.python}) did not report ready "
-                                         f"within {timeout:.0f} s; log: {self.log_path}")
+            now = time.monotonic()
+            if now >= deadline:
+                raise self._give_up(f"did not report ready within {timeout:.0f} s")
+            if cancel is not None and (cancel.is_set() if hasattr(cancel, "is_set")
+                                       else cancel()):
+                raise self._give_up("start was cancelled")
+            act = self._activity()
+            if act != last:
+                last, last_change = act, now
+            elif act[1] is not None and now - last_change > silent_timeout:
+                raise self._give_up(f"is running but silent (no output, no CPU time) for "
+                                    f"{silent_timeout:.0f} s")
             try:
-                line = self._lines.get(timeout=min(left, 0.5))
+                line = self._lines.get(timeout=min(deadline - now, 0.25))
             except queue.Empty:
                 continue
+            last_change = time.monotonic()
             if line is None:  # stdout closed: the process ended
-                try:
-                    rc = self.process.wait(10)
-                except subprocess.TimeoutExpired:
-                    rc = None
-                self._log.flush()
-                tail = _tail(self.log_path)
-                self.stop()
-                if "No module named" in tail and "exgs" in tail:
-                    raise BackendUnavailable(
-                        f"the ExGS backend is not installed in {self.python} ({tail}); "
-                        f"install it there with: {self.python} -m pip install <exgs backend>")
-                raise BackendUnavailable(f"the backend ({self.python}) exited with code {rc}"
-                                         f"{': ' + tail if tail else ''}")
+                raise self._ended()
             d = parse_ready_line(line)
             if d is not None:
                 return d
+
+    def _ended(self) -> BackendUnavailable:
+        try:
+            rc = self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            rc = None
+        self._log.flush()
+        tail = _tail(self.log_path)
+        if "No module named" in tail and "exgs" in tail:
+            self.stop()
+            return BackendUnavailable(
+                f"the ExGS backend is not installed in {self.python} ({tail}); "
+                f"install it there with: {self.python} -m pip install <exgs backend>")
+        self.stop(keep_log=bool(tail))
+        return BackendUnavailable(f"the backend ({self.python}) exited with code {rc}"
+                                  f"{': ' + tail if tail else ''}"
+                                  f"{'; log: ' + self.log_path if tail else ''}")
 
     @property
     def alive(self) -> bool:
@@ -147,7 +192,9 @@ class LocalServer:
         tail = _tail(self.log_path)
         return f"exit code {rc}{': ' + tail if tail else ''}"
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, keep_log: bool = False) -> None:
+        """Stop the process and remove its folder (token, data); with ``keep_log`` the log
+        is first moved to ``<tmp>/exgs-serve-<pid>.log`` (``log_path`` follows it)."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -159,6 +206,13 @@ class LocalServer:
             self._log.close()
         except Exception:
             pass
+        if keep_log and os.path.exists(self.log_path):
+            kept = os.path.join(tempfile.gettempdir(), f"exgs-serve-{self.process.pid}.log")
+            try:
+                os.replace(self.log_path, kept)
+                self.log_path = kept
+            except OSError:
+                pass
         import shutil
 
-        shutil.rmtree(self.dir, ignore_errors=True)  # token + log of this server
+        shutil.rmtree(self.dir, ignore_errors=True)  # token + data of this server

@@ -185,6 +185,8 @@ def test_wrong_token_and_unreachable_are_clean(run_bpy, server, small_ply):
     """
     bad = run_bpy(helpers=SETUP_CAMERA, code=code, EXGS_BACKEND_URL=url, EXGS_TOKEN="wrong")
     assert bad["errors"] and "token" in bad["errors"][-1].lower()
+    assert bad["errors"][-1].count("rejected the token") == 1  # one clear line, not nested
+    assert "Error" not in bad["errors"][-1] and "\n" not in bad["errors"][-1]
     print("REPORTED:", bad["errors"][-1])
     assert "Traceback" not in run_bpy.last.stderr + run_bpy.last.stdout
     gone = run_bpy(helpers=SETUP_CAMERA, code=code, EXGS_BACKEND_URL="http://127.0.0.1:9",
