@@ -93,8 +93,8 @@ def test_view_hint_once_and_frame_without_passes(run_bpy, small_ply):
         class Api:  # the client, answering with a frame that has no passes
             def upload(self, *a, **kw): return {{"id": "sid"}}
             def render(self, *a, **kw): return [NoPasses()]
-        c = backend.Connection.__new__(backend.Connection)
-        c.api, c.url, c.local, c._scenes = Api(), "http://x", False, {{}}
+        c = backend.Connection("http://127.0.0.1:9", "t", local=False)
+        c.api = Api()
         backend.connection = lambda: c
         sc.render.engine = "EXGS"
         final.ERRORS.clear()
