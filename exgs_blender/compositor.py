@@ -3,8 +3,11 @@
 render of the scene's meshes (Render Layers Image/Depth).
 
 The depth composite is a premultiplied "over" in depth order, per pixel: with S, M the
-premultiplied RGBA of the splats and of the meshes, d_s, d_m their depths and
-k = [d_s < d_m] (1 where the splats are nearer)::
+premultiplied RGBA of the splats and of the meshes, d_s their depth, d_m the meshes' depth
+taken as the minimum over the 3×3 neighbourhood (Blender's Depth pass is not anti-aliased:
+a mesh edge pixel whose centre misses the mesh would otherwise count as background, and
+where the mesh has no coverage the order does not matter) and k = [d_s < d_m] (1 where the
+splats are nearer)::
 
     out = S + (1 − a_s)·M   if k          (splats over meshes)
     out = M + (1 − a_m)·S   otherwise     (meshes over splats)
@@ -74,7 +77,10 @@ def reference_over(s_rgba, s_depth, m_rgba, m_depth):
     """numpy reference of the node graph: [H,W,4] premultiplied × 2 + depths [H,W] →
     [H,W,4] (see the module docstring)."""
     import numpy as np
-    k = (np.asarray(s_depth) < np.asarray(m_depth)).astype(np.float64)[..., None]
+    p = np.pad(np.asarray(m_depth, np.float64), 1, mode="edge")
+    h, w = np.shape(m_depth)
+    dm = np.min([p[i:i + h, j:j + w] for i in range(3) for j in range(3)], 0)
+    k = (np.asarray(s_depth) < dm).astype(np.float64)[..., None]
     a_s, a_m = s_rgba[..., 3:4], m_rgba[..., 3:4]
     return s_rgba * (1.0 - (1.0 - k) * a_m) + m_rgba * (1.0 - k * a_s)
 
@@ -99,6 +105,22 @@ def _math(tree, op, a, b, c=None, loc=(0, 0)):
     return n.outputs[0]
 
 
+def _erode(tree, depth, loc):
+    """Minimum of ``depth`` over each pixel's 3×3 neighbourhood (Dilate/Erode, step mode,
+    size −1: a ``distance`` property on 4.x, a ``Size`` input on 5.x)."""
+    n = tree.nodes.new("CompositorNodeDilateErode")
+    n.name = "ExGS Depth Min"
+    n.location = loc
+    if "Size" in n.inputs:
+        n.inputs["Size"].default_value = -1
+        if "Type" in n.inputs:
+            n.inputs["Type"].default_value = "Steps"
+    else:
+        n.mode, n.distance = "STEP", -1
+    tree.links.new(depth, n.inputs[0])
+    return n.outputs[0]
+
+
 def depth_over(tree, s_image, s_depth, m_image, m_depth):
     """Nodes computing the depth-ordered premultiplied over of two RGBA images → output
     socket (see the module docstring)."""
@@ -109,7 +131,7 @@ def depth_over(tree, s_image, s_depth, m_image, m_depth):
         n.name = "ExGS Separate"
         n.location = (x, y)
         tree.links.new(img, n.inputs[0])
-    k = _math(tree, "LESS_THAN", s_depth, m_depth, loc=(x, 0))
+    k = _math(tree, "LESS_THAN", s_depth, _erode(tree, m_depth, (x - 200, -300)), loc=(x, 0))
     w_s = _math(tree, "SUBTRACT", 1.0, _math(tree, "MULTIPLY", _math(
         tree, "SUBTRACT", 1.0, k, loc=(x + 200, 0)), sep_m.outputs[3], loc=(x + 400, 0)),
         loc=(x + 600, 0))
