@@ -17,17 +17,7 @@ import threading
 import urllib.parse
 
 
-class BackendError(Exception):
-    """A backend problem, already phrased for the user (one line)."""
-
-
-class Cancelled(Exception):
-    pass
-
-
-def is_cancel(e: BaseException) -> bool:
-    """A user cancel (ours or the client's JobCancelled)."""
-    return isinstance(e, Cancelled) or type(e).__name__ == "JobCancelled"
+from .errors import BackendError, Cancelled, describe, is_cancel  # noqa: F401  (callers' names)
 
 
 _LOCK = threading.RLock()
@@ -72,27 +62,6 @@ def online_allowed() -> bool:
         return True
 
 
-def describe(e: BaseException) -> str:
-    """One line for any exception (client errors, OS errors, our own)."""
-    if isinstance(e, (BackendError, Cancelled)):
-        return str(e)
-    try:
-        from . import client
-        if isinstance(e, client.ExgsClientError):
-            return " ".join(str(e).split()) or type(e).__name__
-    except Exception:
-        pass
-    msg = " ".join(str(e).split()) or type(e).__name__
-    name = type(e).__name__
-    if isinstance(e, ConnectionRefusedError) or "refused" in msg.lower():
-        return f"backend not reachable ({msg})"
-    if isinstance(e, FileNotFoundError):
-        return f"{msg}"
-    if name in ("AuthError", "Unauthorized") or "401" in msg or "token" in msg.lower():
-        return f"backend rejected the token ({msg})"
-    return f"{name}: {msg}" if name not in msg else msg
-
-
 # --------------------------------------------------------------------------- local process
 def parse_ready_line(text: str) -> str | None:
     """The service's ready line (``EXGS_SERVER_READY {json}``, or a bare JSON / URL line)
@@ -125,7 +94,7 @@ class LocalServer:
 
     def __init__(self, python: str, device: str = "auto", painter_weights: str = ""):
         from . import client
-        from .render_core import cache_dir
+        from .paths import cache_dir
 
         if not python or not os.path.exists(python):
             raise BackendError(f"backend Python not found: {python or '(not set)'} — set it in "
@@ -188,7 +157,10 @@ class Connection:
         from . import client
 
         self.api = client.Client(url, token, timeout=timeout)
+        self.api.cancel_wait = client.CANCEL_BUDGET  # Esc / test_break return within ~2 s
         self._scenes: dict = {}  # content digest → scene id
+        self._facts_api = False  # the service keeps a scene's facts (PUT .../facts)
+        self._facts: dict = {}   # scene id → (kept_fraction, delta digest) last stored
 
     def health(self) -> dict:
         return self.api.health()
@@ -204,26 +176,55 @@ class Connection:
                 sid = None
         if sid is None:
             sid = self.api.upload(ply_path)
-        sid = sid["id"] if isinstance(sid, dict) else sid
+        if isinstance(sid, dict):  # a service that keeps facts lists them with the scene
+            self._facts_api = self._facts_api or "facts" in sid
+            sid = sid.get("id")
+        if not isinstance(sid, str) or not sid:
+            raise BackendError(f"the backend accepted {os.path.basename(ply_path)} but sent no "
+                               "scene id")
         self._scenes[digest] = sid
         return sid
 
     def forget(self, digest: str) -> None:
-        self._scenes.pop(digest, None)
+        sid = self._scenes.pop(digest, None)
+        self._facts.pop(sid, None)
 
-    def render(self, sid, cameras, *, restore=False, painter_delta=None, keep=None,
+    def _store_facts(self, sid, kept_fraction, painter_delta) -> None:
+        """Set the scene's facts once (again only when they change: one mesh content can
+        be shared by objects with other facts)."""
+        import hashlib
+        want = (None if kept_fraction is None else float(kept_fraction),
+                hashlib.sha256(painter_delta).hexdigest() if painter_delta else None)
+        if self._facts.get(sid) != want:
+            self.api.set_facts(sid, kept_fraction=want[0], painter_delta=painter_delta or None)
+            self._facts[sid] = want
+
+    def render(self, sid, cameras, *, restore=False, painter_delta=None, kept_fraction=None,
                progress=None, cancel=None):
         """cameras: raw Blender numbers (+ object_matrix_world) → [(rgb, alpha, depth)]
         (display sRGB premultiplied [H,W,3], alpha [H,W], camera z [H,W]; row 0 = top).
-        ``painter_delta``: bytes of a per-scene painter delta to restore with; ``keep``: the
-        scene's kept fraction (GaussPainter's gate), None = unknown."""
-        kw = {"painter_delta": painter_delta} if (restore and painter_delta) else {}
-        if restore and keep is not None:
-            kw["keep"] = float(keep)
+        ``painter_delta``: bytes of a per-scene painter delta to restore with;
+        ``kept_fraction``: the scene's kept fraction (GaussPainter's gate), None = unknown.
+        A service with ``PUT /v1/scenes/{id}/facts`` gets them once per scene; an older one
+        with every restore render (``keep`` / ``painter_delta`` in the body)."""
+        kw = {}
+        if restore and self._facts_api:
+            self._store_facts(sid, kept_fraction, painter_delta)
+        elif restore:
+            if painter_delta:
+                kw["painter_delta"] = painter_delta
+            if kept_fraction is not None:
+                kw["kept_fraction"] = float(kept_fraction)
         frames = self.api.render(sid, cameras, restore=restore,
                                  passes=("rgb", "alpha", "depth"), progress=progress,
                                  cancel=cancel, **kw)
-        return [(f.rgb, f.alpha, f.depth) for f in frames]
+        out = []
+        for f in frames:
+            if any(getattr(f, k, None) is None for k in ("rgb", "alpha", "depth")):
+                raise BackendError("the backend sent a frame without its rgb, alpha and depth "
+                                   "passes")
+            out.append((f.rgb, f.alpha, f.depth))
+        return out
 
     def compress(self, sid, *, ratio=None, keep=None, sh_degree=0, adapt=None,
                  adapt_min_gain=None, progress=None, cancel=None):
@@ -275,7 +276,7 @@ def reset():
 def convert_to_ply(path: str) -> str:
     """Any supported scene file → INRIA PLY in the cache, with the backend's ``exgs convert``
     run by the local backend Python."""
-    from .render_core import cache_dir
+    from .paths import cache_dir
     s = settings()
     py = s.python
     if not py or not os.path.exists(py):
@@ -298,19 +299,9 @@ def convert_to_ply(path: str) -> str:
     return out
 
 
-_EXGS_EXTRAS = """
-import base64, json, sys
-from exgs.io.exgs_format import exgs_kept_fraction, read_exgs_delta
-out = {"kept_fraction": exgs_kept_fraction(sys.argv[1]), "painter_delta_b64": None,
-       "warning": None}
-try:
-    d = read_exgs_delta(sys.argv[1])
-    if d is not None:
-        out["painter_delta_b64"] = base64.b64encode(d).decode("ascii")
-except Exception as e:
-    out["warning"] = " ".join(str(e).split())
-print(json.dumps(out))
-"""
+#: Run by path with the backend Python (see its docstring); not imported by the add-on.
+FACTS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend_scripts",
+                            "exgs_facts.py")
 
 
 def exgs_file_extras(path: str) -> dict:
@@ -326,7 +317,7 @@ def exgs_file_extras(path: str) -> dict:
                 "warning": "no backend Python: painter delta and kept fraction not read"}
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
-    r = subprocess.run([py, "-c", _EXGS_EXTRAS, path], capture_output=True, text=True, env=env,
+    r = subprocess.run([py, FACTS_SCRIPT, path], capture_output=True, text=True, env=env,
                        stdin=subprocess.DEVNULL)
     try:
         return json.loads(r.stdout.strip().splitlines()[-1])

@@ -55,7 +55,7 @@ def _err(msg: str) -> None:
 
 def main(argv) -> int:
     import bpy
-    from . import backend, io_import, plyio, render_core
+    from . import backend, errors, io_import, paths, plyio
     from .engine import final
 
     try:
@@ -77,7 +77,7 @@ def main(argv) -> int:
         if args.cmd == "compress":
             v, _fmt = io_import.load_vertices(os.path.abspath(args.input))
             digest = plyio.content_hash(v)
-            ply = os.path.join(render_core.cache_dir(), f"{digest}.ply")
+            ply = os.path.join(paths.cache_dir(), f"{digest}.ply")
             if not os.path.exists(ply):
                 plyio.write_ply(ply, v)
             keep = args.keep
@@ -115,12 +115,12 @@ def main(argv) -> int:
                 return 1
             print(f"exgs: rendered frames {scene.frame_start}..{scene.frame_end}")
             return 0
-    except (io_import.ImportError_, backend.BackendError, render_core.RenderError,
+    except (errors.ImportFailed, errors.BackendError, errors.RenderError,
             OSError, ValueError) as e:
-        _err(backend.describe(e))
+        _err(errors.describe(e))
         return 1
     except Exception as e:  # client errors etc.: still one line, no traceback
-        _err(backend.describe(e))
+        _err(errors.describe(e))
         return 1
     return 2
 

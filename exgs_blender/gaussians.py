@@ -1,11 +1,9 @@
 """Gaussian splat objects: a mesh whose vertices are the means (capture frame) and whose
 point attributes keep every PLY property, set and read with numpy ``foreach_set/get``.
 
-Mesh custom properties:
-
-* ``exgs_layout`` — JSON list of ``[property, numpy dtype]`` in the PLY's order (``x y z``
-  are the vertex positions, everything else a POINT attribute of the same name),
-* ``exgs_count``, ``exgs_sh_degree``, ``exgs_source``, ``exgs_source_bytes``, ``exgs_format``.
+The ``exgs_*`` custom properties (layout, count, facts) are read and written through
+:class:`splat.SplatObject` only. The layout lists ``[property, numpy dtype]`` in the PLY's
+order: ``x y z`` are the vertex positions, everything else a POINT attribute of that name.
 
 Preview attributes (not written back): ``exgs_color`` (FLOAT_COLOR, scene-linear RGB from the
 SH DC term, alpha = opacity) and ``exgs_radius`` (FLOAT, ≈ the largest σ).
@@ -13,20 +11,16 @@ SH DC term, alpha = opacity) and ``exgs_radius`` (FLOAT, ≈ the largest σ).
 
 from __future__ import annotations
 
-import json
-
 import bpy
 import numpy as np
 
 from . import conventions, plyio
+from .splat import SplatObject
+from .splat import is_splat as is_splat  # re-exported: the test every module uses
 
 SH_C0 = 0.28209479177387814
 PREVIEW_ATTRS = ("exgs_color", "exgs_radius")
 _INT_KINDS = "iu"
-
-
-def is_splat(obj) -> bool:
-    return obj is not None and obj.type == "MESH" and "exgs_layout" in obj.data
 
 
 def splat_objects(objects):
@@ -75,9 +69,7 @@ def fill_mesh(mesh, v: np.ndarray, *, preview: bool = True) -> None:
         else:
             attr = mesh.attributes.new(name, "FLOAT", "POINT")
             attr.data.foreach_set("value", np.ascontiguousarray(v[name], np.float32))
-    mesh["exgs_layout"] = json.dumps(layout)
-    mesh["exgs_count"] = n
-    mesh["exgs_sh_degree"] = plyio.sh_degree_of(v.dtype.names)
+    SplatObject(mesh).init(layout, plyio.sh_degree_of(v.dtype.names))
     if preview:
         col = mesh.attributes.new("exgs_color", "FLOAT_COLOR", "POINT")
         col.data.foreach_set("color", preview_colors(v).reshape(-1))
@@ -91,7 +83,7 @@ def fill_mesh(mesh, v: np.ndarray, *, preview: bool = True) -> None:
 
 def read_struct(mesh) -> np.ndarray:
     """The mesh's Gaussians as a structured little-endian array in the original PLY layout."""
-    layout = json.loads(mesh["exgs_layout"])
+    layout = SplatObject(mesh).layout
     n = len(mesh.vertices)
     dtype = np.dtype([(name, dt) for name, dt in layout])
     out = np.empty(n, dtype)
@@ -115,28 +107,27 @@ def read_struct(mesh) -> np.ndarray:
 
 
 def object_stats(obj) -> dict:
-    me = obj.data
-    n = len(me.vertices)
-    layout = json.loads(me["exgs_layout"])
-    raw = n * sum(np.dtype(dt).itemsize for _, dt in layout)
-    src = int(me.get("exgs_source_bytes", 0) or 0)
-    orig = int(me.get("exgs_original_bytes", 0) or 0)
-    return {"count": n, "sh_degree": int(me.get("exgs_sh_degree", 0)), "ply_bytes": raw,
-            "source_bytes": src, "original_bytes": orig,
-            "ratio": (orig / src) if (orig and src) else None,
-            "source": me.get("exgs_source", ""), "format": me.get("exgs_format", "")}
+    """See :meth:`splat.SplatObject.summary`."""
+    return SplatObject(obj).summary()
+
+
+def new_mesh(name: str, v: np.ndarray, *, preview: bool = True):
+    """A new mesh datablock holding the Gaussians of ``v`` (no object)."""
+    mesh = bpy.data.meshes.new(name)
+    fill_mesh(mesh, v, preview=preview)
+    return mesh
 
 
 def create_object(context, name: str, v: np.ndarray, *, axis: str = "Y_DOWN",
-                  preview: bool = True, collection=None):
-    """A new splat object linked to ``collection`` (default: the active collection)."""
+                  preview: bool = True, collection=None, mesh=None):
+    """A new splat object linked to ``collection`` (default: the active collection);
+    ``mesh``: an already filled mesh (see :func:`new_mesh`)."""
     from mathutils import Matrix
 
-    mesh = bpy.data.meshes.new(name)
-    fill_mesh(mesh, v, preview=preview)
+    mesh = mesh if mesh is not None else new_mesh(name, v, preview=preview)
     obj = bpy.data.objects.new(name, mesh)
     obj.matrix_world = Matrix(conventions.axis_matrix(axis).tolist())
-    obj["exgs_axis"] = axis
+    SplatObject(obj).axis = axis
     (collection or context.collection).objects.link(obj)
     if preview:
         from . import preview as pv

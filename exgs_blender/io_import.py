@@ -13,7 +13,8 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from . import gaussians, plyio
+from . import errors, gaussians, plyio
+from .splat import SplatObject, register_handlers
 
 AXIS_ITEMS = [
     ("Y_DOWN", "Y down (COLMAP / 3DGS)", "Capture is x right, y down, z forward: rotate −90° "
@@ -21,10 +22,6 @@ AXIS_ITEMS = [
     ("Y_UP", "Y up (OpenGL)", "Capture is y up, z backward: rotate +90° about X"),
     ("Z_UP", "Z up (Blender)", "No axis change"),
 ]
-
-
-class ImportError_(Exception):
-    pass
 
 
 def load_vertices(path: str, report=None):
@@ -36,7 +33,7 @@ def load_vertices(path: str, report=None):
         fmt = "compressed ply" if "compressed" in str(e) else "ply"
     except plyio.PlyError as e:
         if open(path, "rb").read(3) == b"ply":
-            raise ImportError_(f"{path}: {e}") from None
+            raise errors.ImportFailed(f"{path}: {e}") from None
         fmt = os.path.splitext(path)[1].lstrip(".").lower() or "scene"
     if os.path.isdir(path) or os.path.basename(path) == "meta.json":
         fmt = "sog"
@@ -45,7 +42,7 @@ def load_vertices(path: str, report=None):
     try:
         return plyio.read_vertices(ply), fmt
     except plyio.PlyError as e:
-        raise ImportError_(f"{path}: converted file unreadable: {e}") from None
+        raise errors.ImportFailed(f"{path}: converted file unreadable: {e}") from None
 
 
 def import_file(context, path: str, *, axis: str = "Y_DOWN", preview: bool = True,
@@ -56,25 +53,23 @@ def import_file(context, path: str, *, axis: str = "Y_DOWN", preview: bool = Tru
     t0 = time.perf_counter()
     path = os.path.abspath(bpy.path.abspath(path))
     if not os.path.exists(path):
-        raise ImportError_(f"{path}: no such file")
+        raise errors.ImportFailed(f"{path}: no such file")
     v, fmt = load_vertices(path)
     if len(v) == 0:
-        raise ImportError_(f"{path}: the file holds no Gaussians")
+        raise errors.ImportFailed(f"{path}: the file holds no Gaussians")
     base = name or os.path.splitext(os.path.basename(path.rstrip("/\\")))[0]
     obj = gaussians.create_object(context, base, v, axis=axis, preview=preview)
-    me = obj.data
+    so = SplatObject(obj)
     size = _size(path)
-    me["exgs_source"] = path
-    me["exgs_format"] = fmt
-    me["exgs_source_bytes"] = size
-    me["exgs_original_bytes"] = size
+    so.source, so.format = path, fmt
+    so.source_bytes = so.original_bytes = size
     if fmt == "exgs":  # what GaussPainter needs to restore it like `exgs render --restore`
         from . import backend
         extra = backend.exgs_file_extras(path)
         if extra.get("kept_fraction"):
-            me["exgs_stat_kept_fraction"] = float(extra["kept_fraction"])
+            so.kept_fraction = float(extra["kept_fraction"])
         if extra.get("painter_delta_b64"):
-            me["exgs_painter_delta"] = extra["painter_delta_b64"]
+            so.set_painter_delta_b64(extra["painter_delta_b64"])
         if extra.get("warning") and report is not None:
             report({"WARNING"}, f"{os.path.basename(path)}: {extra['warning']}")
     del v
@@ -108,11 +103,10 @@ class EXGS_OT_import(bpy.types.Operator, ImportHelper):
         try:
             obj, secs = import_file(context, self.filepath, axis=self.axis, preview=self.preview,
                                     report=self.report)
-        except (ImportError_, OSError, ValueError) as e:
-            self.report({"ERROR"}, str(e))
-            return {"CANCELLED"}
-        except Exception as e:  # backend errors (conversion) are one line too
-            self.report({"ERROR"}, f"{self.filepath}: {e}")
+        except Exception as e:  # one line, naming the file once, no class name
+            msg = errors.describe(e)
+            name = os.path.basename(self.filepath.rstrip("/\\"))
+            self.report({"ERROR"}, msg if name and name in msg else f"{self.filepath}: {msg}")
             return {"CANCELLED"}
         for o in context.selected_objects:
             o.select_set(False)
@@ -144,7 +138,9 @@ classes = (EXGS_OT_import,) + ((EXGS_FH_import,) if hasattr(bpy.types, "FileHand
 
 def register():
     bpy.types.TOPBAR_MT_file_import.append(menu_import)
+    register_handlers(True)
 
 
 def unregister():
     bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+    register_handlers(False)

@@ -68,12 +68,28 @@ def _group():
     return ng
 
 
+def _scale_id(group) -> str | None:
+    for item in group.interface.items_tree:
+        if getattr(item, "name", "") == "Point Scale" and item.in_out == "INPUT":
+            return item.identifier
+    return None
+
+
+def point_scale(mod) -> float:
+    """The "Point Scale" of an ExGS preview modifier (1.0 when unset)."""
+    key = _scale_id(mod.node_group) if mod.node_group else None
+    try:
+        return float(mod[key]) if key and key in mod else 1.0
+    except (TypeError, KeyError):
+        return 1.0
+
+
 def add_preview(obj, scale: float = 1.0) -> None:
     """Attach the preview modifier + material to a splat object (idempotent)."""
     mod = obj.modifiers.get(MODIFIER) or obj.modifiers.new(MODIFIER, "NODES")
     mod.node_group = _group()
-    for item in mod.node_group.interface.items_tree:
-        if getattr(item, "name", "") == "Point Scale" and item.in_out == "INPUT":
-            mod[item.identifier] = float(scale)
+    key = _scale_id(mod.node_group)
+    if key:
+        mod[key] = float(scale)
     if not obj.data.materials:
         obj.data.materials.append(_material())

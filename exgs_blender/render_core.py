@@ -9,18 +9,18 @@ No camera math here: the backend converts the raw numbers with
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import conventions, gaussians, plyio
+from .errors import Cancelled, RenderError
+from .paths import cache_dir
+from .splat import SplatObject
 
 
-class RenderError(Exception):
-    """One-line message for the user (no traceback)."""
 
 
 def _mat(m) -> list:
@@ -68,32 +68,21 @@ class SplatItem:
     kept_fraction: float | None = None  # of the original scene (compressed meshes): painter gate
 
 
-_CACHE_DIR = None
-_MESH_CACHE: dict = {}  # mesh name → (fingerprint, digest, path)
-
-
-def cache_dir() -> str:
-    global _CACHE_DIR
-    if _CACHE_DIR is None:
-        base = os.environ.get("EXGS_CACHE_DIR") or os.path.join(tempfile.gettempdir(),
-                                                                f"exgs-blender-{os.getuid() if hasattr(os, 'getuid') else 'u'}")
-        os.makedirs(base, exist_ok=True)
-        _CACHE_DIR = base
-    return _CACHE_DIR
+_MESH_CACHE: dict = {}  # mesh name → (fingerprint, digest, path, count)
 
 
 def _fingerprint(mesh) -> str:
     """Cheap change detector: all positions + every 97th value of each attribute."""
     import hashlib
-    import json as _json
 
     n = len(mesh.vertices)
+    so = SplatObject(mesh)
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"{mesh.as_pointer()}|{n}|{mesh['exgs_layout']}".encode())
+    h.update(f"{mesh.as_pointer()}|{n}|{so.layout_json}".encode())
     co = np.empty(n * 3, np.float32)
     mesh.vertices.foreach_get("co", co)
     h.update(co.data)
-    for name, _dt in _json.loads(mesh["exgs_layout"]):
+    for name, _dt in so.layout:
         a = mesh.attributes.get(name)
         if a is None or name in ("x", "y", "z"):
             continue
@@ -123,32 +112,6 @@ def export_mesh_ply(mesh) -> tuple[str, str, int]:
     return path, digest, len(v)
 
 
-def mesh_painter_delta(mesh) -> bytes | None:
-    """The per-scene painter delta kept on a compressed mesh (``exgs_painter_delta``, base64
-    as the compress job returned it), or None."""
-    import base64
-    import binascii
-
-    b64 = mesh.get("exgs_painter_delta") if hasattr(mesh, "get") else None
-    if not b64 or not isinstance(b64, str):
-        return None
-    try:
-        return base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
-def mesh_kept_fraction(mesh) -> float | None:
-    """Kept fraction of the original scene's Gaussians on a compressed mesh (the compress
-    job's ``kept_fraction`` stat, stored as ``exgs_stat_kept_fraction``), or None."""
-    v = mesh.get("exgs_stat_kept_fraction") if hasattr(mesh, "get") else None
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if 0.0 < v <= 1.0 else None
-
-
 def splat_instances(depsgraph):
     """[(original object, item name, world matrix)] of every visible splat object of the
     evaluated scene, collection instances included (instance names: ``obj@k``)."""
@@ -174,8 +137,9 @@ def gather(depsgraph) -> list[SplatItem]:
     for orig, name, mat in splat_instances(depsgraph):
         path, digest, n = export_mesh_ply(orig.data)
         if n:
-            items.append(SplatItem(name, mat, path, digest, n, mesh_painter_delta(orig.data),
-                                   mesh_kept_fraction(orig.data)))
+            so = SplatObject(orig)
+            items.append(SplatItem(name, mat, path, digest, n, so.painter_delta,
+                                   so.kept_fraction))
     return items
 
 
@@ -194,6 +158,10 @@ def to_frame(layers) -> Frame:
     lin = [(conventions.premult_srgb_to_linear(rgb, a), a, d) for rgb, a, d in layers]
     rgb, a, d = conventions.composite_layers(lin)
     return Frame(rgb, a, d)
+
+
+#: Seconds a cancelled :class:`Worker` is waited for before control returns to Blender.
+CANCEL_GRACE = 1.0
 
 
 class Worker:
@@ -223,10 +191,18 @@ class Worker:
     def done(self) -> bool:
         return not self._t.is_alive()
 
-    def wait(self, test_break=None, on_progress=None, poll=0.05):
+    def wait(self, test_break=None, on_progress=None, poll=0.05, grace=CANCEL_GRACE):
+        """Block until the worker ends → its result (or its error, raised). Once cancelled
+        (``test_break()`` or ``cancel``), wait at most ``grace`` seconds more, then raise
+        :class:`Cancelled` and leave the thread (no bpy access) to finish on its own."""
+        cancelled_at = None
         while not self.done:
             if test_break is not None and not self.cancel.is_set() and test_break():
                 self.cancel.set()
+            if self.cancel.is_set():
+                cancelled_at = cancelled_at or time.monotonic()
+                if time.monotonic() - cancelled_at > grace:
+                    raise Cancelled("cancelled")
             if on_progress is not None:
                 on_progress(self.progress, self.message)
             self._t.join(poll)
@@ -247,7 +223,7 @@ def render_cameras(items: list[SplatItem], cams: list[dict], *, restore: bool = 
     total = len(items)
     for i, it in enumerate(items):
         if cancel is not None and cancel.is_set():
-            raise backend.Cancelled("render cancelled")
+            raise Cancelled("render cancelled")
         sid = conn.scene_for(it.ply_path, it.digest)
 
         def sub(frac, msg="", i=i):
@@ -255,7 +231,7 @@ def render_cameras(items: list[SplatItem], cams: list[dict], *, restore: bool = 
                 progress((i + frac) / total, msg or f"{it.name}: rendering")
 
         cam_list = [dict(c, object_matrix_world=it.matrix_world) for c in cams]
-        kw = dict(painter_delta=it.painter_delta, keep=it.kept_fraction)  # used with restore
+        kw = dict(painter_delta=it.painter_delta, kept_fraction=it.kept_fraction)  # restore
         try:
             outs = conn.render(sid, cam_list, restore=restore, progress=sub, cancel=cancel,
                                **kw)

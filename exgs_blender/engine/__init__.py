@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, PointerProperty
+from bpy.props import BoolProperty, IntProperty, PointerProperty
 
 from . import final
 
@@ -12,6 +12,9 @@ class ExgsRenderSettings(bpy.types.PropertyGroup):
     restore: BoolProperty(name="GaussPainter restore", default=False,
                           description="Restore holes of compressed scenes with GaussPainter "
                                       "(in the backend) before writing the passes")
+    motion_blur_samples: IntProperty(name="Motion blur samples", default=5, min=2, max=64,
+                                     description="Sub-frame renders averaged over the shutter "
+                                                 "when Motion Blur is on (render time × this)")
 
 
 class ExgsRenderEngine(bpy.types.RenderEngine):
@@ -47,9 +50,19 @@ class EXGS_PT_render(bpy.types.Panel):
 
     def draw(self, context):
         s = context.scene.exgs_render
-        self.layout.prop(s, "restore")
-        self.layout.prop(context.view_layer, "use_pass_z", text="Depth pass")
-        self.layout.label(text="Use the 'Standard' view transform to see the capture's own "
+        r = context.scene.render
+        lay = self.layout
+        lay.prop(s, "restore")
+        lay.prop(r, "film_transparent", text="Transparent film (else the world colour)")
+        lay.prop(r, "use_motion_blur")
+        col = lay.column()
+        col.enabled = r.use_motion_blur
+        if hasattr(r, "motion_blur_position"):
+            col.prop(r, "motion_blur_position")
+        col.prop(r, "motion_blur_shutter")
+        col.prop(s, "motion_blur_samples")
+        lay.prop(context.view_layer, "use_pass_z", text="Depth pass")
+        lay.label(text="Use the 'Standard' view transform to see the capture's own "
                                "colours", icon="INFO")
 
 

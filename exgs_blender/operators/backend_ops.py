@@ -4,13 +4,12 @@ backend source, run as a modal operator with progress)."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import threading
 
 import bpy
 
-from .. import backend
+from .. import backend, errors
+from ..setup_job import SetupJob
 
 STATUS = {"text": "not connected", "device": "", "ok": False}
 
@@ -34,8 +33,8 @@ class EXGS_OT_backend_start(bpy.types.Operator):
         try:
             h = backend.connection().health()
         except Exception as e:
-            STATUS.update(text=backend.describe(e), ok=False)
-            self.report({"ERROR"}, f"ExGS: {backend.describe(e)}")
+            STATUS.update(text=errors.describe(e), ok=False)
+            self.report({"ERROR"}, f"ExGS: {errors.describe(e)}")
             return {"CANCELLED"}
         STATUS.update(text=_health_text(h), ok=True, device=str(h.get("device", "")))
         self.report({"INFO"}, f"ExGS backend: {STATUS['text']}")
@@ -64,16 +63,28 @@ def backend_source_dir() -> str:
     return ""
 
 
-def _pip_error(text: str) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    errs = [ln for ln in lines if ln.startswith("ERROR") or "error:" in ln]
-    return (errs or lines or ["unknown error"])[-1][:300]
-
-
 def base_python() -> str:
     """A Python ≥ 3.10 with venv to build the backend venv from (EXGS_BASE_PYTHON or
     Blender's own interpreter)."""
     return os.environ.get("EXGS_BASE_PYTHON") or sys.executable
+
+
+def setup_steps() -> tuple[list[list[str]], str]:
+    """(the commands of "Set up backend", the venv folder): ``python -m venv VENV`` with
+    :func:`base_python`, then ``VENV/python -m pip install [-c constraints] backend_src``
+    (``EXGS_SETUP_PIP_ARGS`` adds pip arguments, e.g. ``--no-deps`` in tests)."""
+    from .. import preferences
+    src = backend_source_dir()
+    if not src:
+        raise errors.BackendError("the backend source is not shipped with this add-on")
+    venv = preferences._default_venv()
+    py = preferences.venv_python(venv)
+    constraints = os.path.join(src, "constraints.txt")
+    pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
+    if os.path.exists(constraints):
+        pip += ["-c", constraints]
+    pip += os.environ.get("EXGS_SETUP_PIP_ARGS", "").split()
+    return [[base_python(), "-m", "venv", venv], pip + [src]], venv
 
 
 class EXGS_OT_setup_backend(bpy.types.Operator):
@@ -84,94 +95,65 @@ class EXGS_OT_setup_backend(bpy.types.Operator):
     bl_label = "Set up backend"
 
     _timer = None
-    _proc = None
-    _steps = None
-    _log: list
+    _job: SetupJob | None = None
+    _venv = ""
 
     def invoke(self, context, event):
-        return self._run(context, modal=not bpy.app.background)
+        return self._run(context, modal=not bpy.app.background and context.window is not None)
 
     def execute(self, context):
         return self._run(context, modal=False)
 
     def _run(self, context, modal: bool):
-        from .. import preferences
-        src = backend_source_dir()
-        if not src:
-            self.report({"ERROR"}, "ExGS: the backend source is not shipped with this add-on")
+        try:
+            steps, self._venv = setup_steps()
+        except errors.BackendError as e:
+            self.report({"ERROR"}, f"ExGS: {e}")
             return {"CANCELLED"}
-        venv = preferences._default_venv()
-        py = preferences.venv_python(venv)
-        constraints = os.path.join(src, "constraints.txt")
-        pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
-        if os.path.exists(constraints):
-            pip += ["-c", constraints]
-        pip += os.environ.get("EXGS_SETUP_PIP_ARGS", "").split()  # e.g. --no-deps (tests)
-        self._steps = [[base_python(), "-m", "venv", venv], pip + [src]]
-        self._log = []
-        self._step = 0
-        self._venv = venv
+        self._job = SetupJob(steps)
         if not modal:  # background / scripts: run the steps to completion
-            for step in self._steps:
-                try:
-                    r = subprocess.run(step, capture_output=True, text=True,
-                                       stdin=subprocess.DEVNULL)
-                except OSError as e:
-                    self.report({"ERROR"}, f"ExGS: setup failed: {e}")
-                    return {"CANCELLED"}
-                if r.returncode != 0:
-                    self.report({"ERROR"}, f"ExGS: setup failed: {_pip_error(r.stdout + r.stderr)}")
-                    return {"CANCELLED"}
-            backend.reset()
-            self.report({"INFO"}, f"ExGS: backend installed in {venv}")
-            return {"FINISHED"}
-        self._start_step()
+            st = self._job.run()
+            return self._done(st)
+        self._job.tick()  # starts step 1
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.25, window=context.window)
         wm.modal_handler_add(self)
-        wm.progress_begin(0, len(self._steps))
+        wm.progress_begin(0, len(steps))
         return {"RUNNING_MODAL"}
 
-    def _start_step(self):
-        self._proc = subprocess.Popen(  # noqa: S603self._steps[self._step], stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
-        threading.Thread(target=self._read, args=(self._proc,), daemon=True).start()
+    def _done(self, st) -> set:
+        if st.state == "done":
+            backend.reset()
+            self.report({"INFO"}, f"ExGS: backend installed in {self._venv}")
+            return {"FINISHED"}
+        msg = "backend setup cancelled" if st.state == "cancelled" else f"setup failed: {st.error}"
+        self.report({"WARNING" if st.state == "cancelled" else "ERROR"}, f"ExGS: {msg}")
+        return {"CANCELLED"}
 
-    def _read(self, proc):
-        for line in proc.stdout:
-            self._log.append(line.rstrip())
-
-    def _finish(self, context, ok: bool, msg: str):
+    def _finish(self, context, st) -> set:
         wm = context.window_manager
-        wm.event_timer_remove(self._timer)
+        if self._timer is not None:
+            wm.event_timer_remove(self._timer)
+            self._timer = None
         wm.progress_end()
         if context.workspace:
             context.workspace.status_text_set(None)
-        self.report({"INFO" if ok else "ERROR"}, f"ExGS: {msg}")
-        return {"FINISHED"} if ok else {"CANCELLED"}
+        return self._done(st)
 
     def modal(self, context, event):
         if event.type == "ESC":
-            self._proc.terminate()
-            return self._finish(context, False, "backend setup cancelled")
+            self._job.cancel()
+            return self._finish(context, self._job.status())
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        last = self._log[-1] if self._log else "working…"
+        st = self._job.tick()
+        if st.state != "running":
+            return self._finish(context, st)
         if context.workspace:
-            context.workspace.status_text_set(f"ExGS backend setup {self._step + 1}/"
-                                              f"{len(self._steps)}: {last[:100]}")
-        context.window_manager.progress_update(self._step)
-        rc = self._proc.poll()
-        if rc is None:
-            return {"RUNNING_MODAL"}
-        if rc != 0:
-            return self._finish(context, False, f"setup failed: {_pip_error(chr(10).join(self._log))}")
-        self._step += 1
-        if self._step < len(self._steps):
-            self._start_step()
-            return {"RUNNING_MODAL"}
-        backend.reset()
-        return self._finish(context, True, f"backend installed in {self._venv}")
+            context.workspace.status_text_set(f"ExGS backend setup {st.step + 1}/{st.steps}: "
+                                              f"{(st.line or 'working…')[:100]}  (Esc cancels)")
+        context.window_manager.progress_update(st.step)
+        return {"RUNNING_MODAL"}
 
 
 classes = (EXGS_OT_backend_start, EXGS_OT_backend_stop, EXGS_OT_setup_backend)

@@ -1,6 +1,13 @@
 """Compress the active splat object in the backend (UGC) as a modal operator: progress in the
-status bar, Esc cancels. Produces a new object "<name> (ExGS)" from the compressed scene; the
-original is kept (hidden in viewport and render)."""
+status bar, Esc cancels. The result keeps the shot intact (see :mod:`..shot`): by default a
+new object "<name> (ExGS)" that mirrors the original (parent, animation, constraints,
+materials, collections, custom properties, visibility, modifiers; the original is hidden),
+or, with *Replace mesh data*, the same object with the compressed mesh (the old mesh kept).
+
+Undo: the operator has ``UNDO``; one undo step is pushed when it finishes, and undoing it
+removes the compressed object / swaps the mesh back. The backend work (the .exgs file in the
+render cache, the service's scenes) is not undone, and cancelling with Esc changes nothing
+in the .blend. ``exgs.restore_original`` undoes a compression later, outside the history."""
 
 from __future__ import annotations
 
@@ -9,7 +16,13 @@ import os
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
-from .. import backend, gaussians, plyio, render_core
+from .. import backend, errors, gaussians, paths, plyio, render_core, shot
+from ..splat import SplatObject
+
+RESULT_ITEMS = [("MIRROR", "New object", "A new object that mirrors the original (parent, "
+                 "animation, materials, collections, properties); the original is hidden"),
+                ("REPLACE", "Replace mesh data", "Give the same object the compressed mesh: every "
+                 "reference from other objects and drivers keeps working; the old mesh is kept")]
 
 
 def _compress_job(ply, digest, ratio, keep, sh_degree, out_exgs, adapt=None):
@@ -18,7 +31,7 @@ def _compress_job(ply, digest, ratio, keep, sh_degree, out_exgs, adapt=None):
                                              sh_degree=sh_degree, adapt=adapt,
                                              progress=progress, cancel=cancel)
         if cancel.is_set():
-            raise backend.Cancelled("compression cancelled")
+            raise errors.Cancelled("compression cancelled")
         tmp = out_exgs + ".part"
         with open(tmp, "wb") as f:
             f.write(data)
@@ -33,7 +46,9 @@ class EXGS_OT_compress(bpy.types.Operator):
 
     bl_idname = "exgs.compress"
     bl_label = "Compress"
-    bl_options = {"REGISTER"}
+    # UNDO without REGISTER: one undo step when it finishes, no redo panel (a redo would
+    # start the backend job again from the redo panel)
+    bl_options = {"UNDO"}
 
     mode: EnumProperty(name="Target", items=[("RATIO", "Ratio", "Target compression ratio"),
                                              ("KEEP", "Kept %", "Percentage of Gaussians kept")],
@@ -48,6 +63,7 @@ class EXGS_OT_compress(bpy.types.Operator):
                                     "does not pay)")
     adapt_seconds: FloatProperty(name="Time budget (s)", default=60.0, min=5.0, max=3600.0,
                                  description="Seconds spent adapting the painter")
+    result: EnumProperty(name="Result", items=RESULT_ITEMS, default="MIRROR")
 
     _timer = None
     _worker = None
@@ -60,6 +76,7 @@ class EXGS_OT_compress(bpy.types.Operator):
         s = context.scene.exgs_tools
         self.mode, self.ratio, self.keep, self.sh_degree = s.mode, s.ratio, s.keep, s.sh_degree
         self.adapt, self.adapt_seconds = s.adapt, s.adapt_seconds
+        self.result = s.result
         return self.execute(context)
 
     def execute(self, context):
@@ -71,7 +88,7 @@ class EXGS_OT_compress(bpy.types.Operator):
         keep = self.keep / 100.0 if self.mode == "KEEP" else None
         adapt = float(self.adapt_seconds) if self.adapt else None
         tag = f"-adapt{adapt:g}" if adapt else ""
-        self._exgs = os.path.join(render_core.cache_dir(), f"{digest}-{self.mode}-"
+        self._exgs = os.path.join(paths.cache_dir(), f"{digest}-{self.mode}-"
                                   f"{ratio or keep:g}-sh{self.sh_degree}{tag}.exgs")
         self._worker = render_core.Worker(_compress_job(ply, digest, ratio, keep,
                                                         self.sh_degree, self._exgs, adapt))
@@ -80,7 +97,7 @@ class EXGS_OT_compress(bpy.types.Operator):
             try:
                 self._worker.wait()
             except Exception as e:
-                self.report({"ERROR"}, f"ExGS: {backend.describe(e)}")
+                self.report({"ERROR"}, f"ExGS: {errors.describe(e)}")
                 return {"CANCELLED"}
             return self._make_object(context)
         self._timer = wm.event_timer_add(0.2, window=context.window)
@@ -113,7 +130,7 @@ class EXGS_OT_compress(bpy.types.Operator):
             return {"RUNNING_MODAL"}
         self._cleanup(context)
         if w.error is not None:
-            self.report({"ERROR"}, f"ExGS: {backend.describe(w.error)}")
+            self.report({"ERROR"}, f"ExGS: {errors.describe(w.error)}")
             return {"CANCELLED"}
         return self._make_object(context)
 
@@ -121,38 +138,67 @@ class EXGS_OT_compress(bpy.types.Operator):
         stats, ply = self._worker.result
         src = bpy.data.objects.get(self._src_name)
         v = plyio.read_vertices(ply)
-        new = gaussians.create_object(context, f"{self._src_name} (ExGS)", v,
-                                      axis=src.get("exgs_axis", "Y_DOWN") if src else "Y_DOWN")
+        mesh = gaussians.new_mesh(f"{self._src_name} (ExGS)", v)
         if src is not None:
-            new.matrix_world = src.matrix_world.copy()
-            orig_bytes = int(src.data.get("exgs_original_bytes", 0) or
-                             gaussians.object_stats(src)["ply_bytes"])
-            src.hide_set(True)
-            src.hide_render = True
-        else:
+            orig_bytes = SplatObject(src).original_bytes or SplatObject(src).raw_bytes()
+            if self.result == "REPLACE":
+                shot.replace_mesh(src, mesh)
+                new = src
+            else:
+                new = shot.mirror_object(context, src, mesh, f"{self._src_name} (ExGS)")
+        else:  # the original was deleted while the backend worked
             orig_bytes = 0
-        me = new.data
-        me["exgs_source"] = self._exgs
-        me["exgs_format"] = "exgs"
-        me["exgs_source_bytes"] = os.path.getsize(self._exgs)
-        me["exgs_original_bytes"] = orig_bytes
-        me["exgs_compressed_from"] = self._src_name
-        for k, val in (stats or {}).items():
-            if isinstance(val, (int, float, str)):
-                me[f"exgs_stat_{k}"] = val
-        pd = (stats or {}).get("painter_delta") or {}
-        extra = ""
+            new = gaussians.create_object(context, f"{self._src_name} (ExGS)", v, mesh=mesh)
+        extra = self._store_facts(SplatObject(mesh), stats, orig_bytes)
+        for o in context.selected_objects:
+            o.select_set(False)
+        try:
+            new.select_set(True)
+        except RuntimeError:
+            pass
+        context.view_layer.objects.active = new
+        so = SplatObject(mesh)
+        ratio = orig_bytes / max(1, so.source_bytes) if orig_bytes else 0
+        self.report({"INFO"}, f"ExGS: {so.count:,} Gaussians kept, "
+                              f"{so.source_bytes:,} bytes ({ratio:.0f}×){extra}")
+        return {"FINISHED"}
+
+    def _store_facts(self, so: SplatObject, stats, orig_bytes: int) -> str:
+        so.source, so.format = self._exgs, "exgs"
+        so.source_bytes = os.path.getsize(self._exgs)
+        so.original_bytes = orig_bytes
+        so.compressed_from = self._src_name
+        stats = dict(stats or {})
+        pd = stats.pop("painter_delta", None) or {}
+        so.set_stats(stats)
         if pd.get("data_b64"):
             # kept in the .blend (like the Gaussians): render nodes need no other file
-            me["exgs_painter_delta"] = pd["data_b64"]
-            extra = (f", painter delta {pd.get('form', '')} {pd.get('bytes', 0):,} bytes "
-                     f"({pd.get('gain_db', 0):+.1f} dB)")
-        elif pd:
-            extra = ", no painter delta (did not pay)"
-        context.view_layer.objects.active = new
-        ratio = orig_bytes / max(1, me["exgs_source_bytes"]) if orig_bytes else 0
-        self.report({"INFO"}, f"ExGS: {len(me.vertices):,} Gaussians kept, "
-                              f"{me['exgs_source_bytes']:,} bytes ({ratio:.0f}×){extra}")
+            so.set_painter_delta_b64(pd["data_b64"])
+            return (f", painter delta {pd.get('form', '')} {pd.get('bytes', 0):,} bytes "
+                    f"({pd.get('gain_db', 0):+.1f} dB)")
+        return ", no painter delta (did not pay)" if pd else ""
+
+
+class EXGS_OT_restore_original(bpy.types.Operator):
+    """Bring back the uncompressed original of the active compressed object (swap the mesh
+    back, or show the original object and hide this one)"""
+
+    bl_idname = "exgs.restore_original"
+    bl_label = "Restore Original"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        ob = context.active_object
+        return gaussians.is_splat(ob) and bool(SplatObject(ob).compressed_from)
+
+    def execute(self, context):
+        try:
+            msg = shot.restore_original(context, context.active_object)
+        except LookupError as e:
+            self.report({"ERROR"}, f"ExGS: {e}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"ExGS: {msg}")
         return {"FINISHED"}
 
 
@@ -167,9 +213,10 @@ class ExgsToolSettings(bpy.types.PropertyGroup):
                                     "it in the file (counted in the ratio)")
     adapt_seconds: FloatProperty(name="Time budget (s)", default=60.0, min=5.0, max=3600.0,
                                  description="Seconds spent adapting the painter")
+    result: EnumProperty(name="Result", items=RESULT_ITEMS, default="MIRROR")
 
 
-classes = (ExgsToolSettings, EXGS_OT_compress)
+classes = (ExgsToolSettings, EXGS_OT_compress, EXGS_OT_restore_original)
 
 
 def register():

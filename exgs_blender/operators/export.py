@@ -10,7 +10,8 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
 
-from .. import backend, gaussians, plyio, render_core
+from .. import backend, errors, gaussians, plyio, render_core
+from ..splat import SplatObject
 
 
 def export_object(obj, path: str) -> None:
@@ -18,9 +19,10 @@ def export_object(obj, path: str) -> None:
     if ext == ".ply":
         plyio.write_ply(path, gaussians.read_struct(obj.data), comment="exported by exgs blender")
     elif ext == ".exgs":
-        src = obj.data.get("exgs_source", "")
-        if obj.data.get("exgs_format") != "exgs" or not os.path.exists(src):
-            raise backend.BackendError(f"{obj.name}: compress the object first (Compress in "
+        so = SplatObject(obj)
+        src = so.source
+        if so.format != "exgs" or not os.path.exists(src):
+            raise errors.BackendError(f"{obj.name}: compress the object first (Compress in "
                                        "the ExGS panel) to get an .exgs file")
         tmp = path + ".part"
         shutil.copyfile(src, tmp)
@@ -29,7 +31,7 @@ def export_object(obj, path: str) -> None:
         ply, _d, _n = render_core.export_mesh_ply(obj.data)
         backend.run_convert(ply, path)
     else:
-        raise backend.BackendError(f"{path}: choose .ply, .spz or .exgs")
+        raise errors.BackendError(f"{path}: choose .ply, .spz or .exgs")
 
 
 class EXGS_OT_export(bpy.types.Operator, ExportHelper):
@@ -60,7 +62,7 @@ class EXGS_OT_export(bpy.types.Operator, ExportHelper):
         try:
             export_object(context.active_object, path)
         except Exception as e:
-            self.report({"ERROR"}, f"ExGS: {backend.describe(e)}")
+            self.report({"ERROR"}, f"ExGS: {errors.describe(e)}")
             return {"CANCELLED"}
         self.report({"INFO"}, f"ExGS: wrote {path}")
         return {"FINISHED"}

@@ -12,17 +12,7 @@ import queue
 import bpy
 from bpy.props import BoolProperty, StringProperty
 
-from .. import backend, compositor, conventions, gaussians, render_core
-
-
-def set_linear(img) -> None:
-    """Mark an image as scene-linear (the default for new float images differs by version)."""
-    for name in ("Linear Rec.709", "Linear"):
-        try:
-            img.colorspace_settings.name = name
-            return
-        except TypeError:
-            continue
+from .. import backend, compositor, conventions, errors, gaussians, paths, render_core
 
 
 def save_exr(path: str, flat_rgba, w: int, h: int, scene=None) -> None:
@@ -34,7 +24,7 @@ def save_exr(path: str, flat_rgba, w: int, h: int, scene=None) -> None:
     st = scene.render.image_settings
     saved = (st.file_format, st.color_mode, st.color_depth)
     try:
-        set_linear(img)
+        compositor.set_linear(img)
         img.alpha_mode = "PREMUL"
         img.pixels.foreach_set(flat_rgba)
         st.file_format = "OPEN_EXR"
@@ -74,7 +64,7 @@ def render_sequence(items, specs, out_dir, *, restore=False, progress=None, canc
     n = len(specs)
     for k, (f, cam, mats) in enumerate(specs):
         if cancel is not None and cancel.is_set():
-            raise backend.Cancelled("render cancelled")
+            raise errors.Cancelled("render cancelled")
         its = [render_core.SplatItem(it.name, m, it.ply_path, it.digest, it.count,
                                      it.painter_delta, it.kept_fraction)
                for it, m in zip(items, mats) if m is not None]
@@ -113,7 +103,7 @@ class EXGS_OT_render_camera_path(bpy.types.Operator):
         scene = context.scene
         out_dir = bpy.path.abspath(self.directory)
         if out_dir.startswith("//") or not out_dir:
-            out_dir = os.path.join(render_core.cache_dir(), "frames")
+            out_dir = os.path.join(paths.cache_dir(), "frames")
         os.makedirs(out_dir, exist_ok=True)
         self._out = out_dir
         self._w, self._h = render_core.output_size(scene)
@@ -122,7 +112,7 @@ class EXGS_OT_render_camera_path(bpy.types.Operator):
             items = render_core.gather(context.evaluated_depsgraph_get())
             names, specs = frame_specs(scene, context.evaluated_depsgraph_get, frames)
         except Exception as e:
-            self.report({"ERROR"}, f"ExGS: {backend.describe(e)}")
+            self.report({"ERROR"}, f"ExGS: {errors.describe(e)}")
             return {"CANCELLED"}
         by_name = {it.name: it for it in items}
         items = [by_name[n] for n in names if n in by_name]
@@ -144,7 +134,7 @@ class EXGS_OT_render_camera_path(bpy.types.Operator):
                 self._drain()
                 self._worker.wait()
             except Exception as e:
-                self.report({"ERROR"}, f"ExGS: {backend.describe(e)}")
+                self.report({"ERROR"}, f"ExGS: {errors.describe(e)}")
                 return {"CANCELLED"}
             return self._finish(context)
         wm = context.window_manager
@@ -195,7 +185,7 @@ class EXGS_OT_render_camera_path(bpy.types.Operator):
         self._drain()
         self._stop_ui(context)
         if w.error is not None:
-            self.report({"ERROR"}, f"ExGS: {backend.describe(w.error)}")
+            self.report({"ERROR"}, f"ExGS: {errors.describe(w.error)}")
             return {"CANCELLED"}
         return self._finish(context)
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import bpy
 
 from .. import backend, gaussians
+from ..splat import SplatObject
 
 
 def _human(n: int) -> str:
@@ -59,10 +58,13 @@ class EXGS_PT_sidebar(bpy.types.Panel):
             sub = row.row(align=True)
             sub.enabled = tools.adapt
             sub.prop(tools, "adapt_seconds", text="")
+            box.prop(tools, "result", text="")
             box.operator("exgs.compress", icon="PLAY")
+            if SplatObject(obj).compressed_from:
+                box.operator("exgs.restore_original", icon="LOOP_BACK")
             lay.operator("exgs.export_splats", icon="EXPORT")
-        total = sum(len(o.data.vertices) for o in context.scene.objects if gaussians.is_splat(o)
-                    and not o.hide_render)
+        total = sum(SplatObject(o).count for o in context.scene.objects
+                    if gaussians.is_splat(o) and not o.hide_render)
         lay.label(text=f"Scene: {total:,} Gaussians to render")
         lay.operator("exgs.render_camera_path", icon="RENDER_ANIMATION")
 

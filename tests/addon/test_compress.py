@@ -30,7 +30,7 @@ def test_compress_operator_cli_and_cancel(run_bpy, tmp_path):
     out = str(tmp_path / "cli.exgs")
     res = run_bpy(f"""
         import io, contextlib, threading
-        from bl_ext.user_default.exgs import io_import, backend, render_core, cli
+        from bl_ext.user_default.exgs import io_import, backend, render_core, cli, errors
         bpy.ops.wm.read_homefile(use_empty=True)
         obj, _ = io_import.import_file(bpy.context, {ply!r})
         bpy.context.view_layer.objects.active = obj
@@ -58,7 +58,7 @@ def test_compress_operator_cli_and_cancel(run_bpy, tmp_path):
             backend.compress(ply_path, digest, ratio=50, cancel=ev)
             cancelled = False
         except Exception as e:
-            cancelled = backend.is_cancel(e)
+            cancelled = errors.is_cancel(e)
         backend.stop_local()
         RESULT = dict(r=r, info=info, rc=rc, err=err.getvalue(), cancelled=cancelled)
     """, timeout=300)
@@ -85,6 +85,7 @@ def test_compress_adapt_to_scene_keeps_the_delta_and_renders_with_it(run_bpy, tm
     res = run_bpy(f"""
         import base64
         from bl_ext.user_default.exgs import io_import, backend, render_core
+        from bl_ext.user_default.exgs.splat import SplatObject
         bpy.ops.wm.read_homefile(use_empty=True)
         obj, _ = io_import.import_file(bpy.context, {ply!r})
         bpy.context.view_layer.objects.active = obj
@@ -95,18 +96,18 @@ def test_compress_adapt_to_scene_keeps_the_delta_and_renders_with_it(run_bpy, tm
         me = new.data
         b64 = me.get("exgs_painter_delta")
         info = dict(r=r, has=bool(b64), src=me["exgs_source"],
-                    kept=render_core.mesh_kept_fraction(me))
+                    kept=SplatObject(me).kept_fraction)
         if not b64:  # did not pay in 5 s: force one (min gain −100 dB) for the render path
             ply_path, digest, _ = render_core.export_mesh_ply(obj.data)
             _, st, _ = backend.compress(ply_path, digest, keep=0.05, adapt=5.0,
                                         adapt_min_gain=-100.0)
-            me["exgs_painter_delta"] = st["painter_delta"]["data_b64"]
+            SplatObject(me).set_painter_delta_b64(st["painter_delta"]["data_b64"])
             b64 = me["exgs_painter_delta"]
         if b64:
             info["magic"] = base64.b64decode(b64)[:4].decode("latin-1")
             it = render_core.SplatItem("x", [[1,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]],
                                        *render_core.export_mesh_ply(me),
-                                       render_core.mesh_painter_delta(me))
+                                       SplatObject(me).painter_delta)
             scene = bpy.context.scene
             cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
             scene.collection.objects.link(cam)

@@ -15,6 +15,7 @@ def test_passes_rows_colour_alpha_depth(run_bpy, small_ply):
         add_camera(size=(8, 6))
         sc = bpy.context.scene
         sc.render.engine = "EXGS"
+        sc.render.film_transparent = True  # the passes as the backend made them
         sc.view_layers[0].use_pass_z = True
         rng = np.random.default_rng(0)
         straight = rng.uniform(0, 1, (6, 8, 3)).astype(np.float32)
@@ -83,6 +84,7 @@ def test_scene_without_splats_renders_empty_frame(run_bpy):
         bpy.ops.wm.read_homefile(use_empty=True)
         add_camera(size=(8, 6))
         bpy.context.scene.render.engine = "EXGS"
+        bpy.context.scene.render.film_transparent = True
         bpy.context.scene.view_layers[0].use_pass_z = True
         img = render_pass("Image")
         dep = render_pass("Depth")

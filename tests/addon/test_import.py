@@ -210,11 +210,13 @@ def test_exgs_import_keeps_kept_fraction_and_painter_delta(run_bpy, tmp_path):
     with open(path, "wb") as f:
         f.write(attach_sections(res.data, {DELTA_SECTION: delta}))
     out = run_bpy(f"""
-        from bl_ext.user_default.exgs import io_import, render_core
+        import base64
+        from bl_ext.user_default.exgs import io_import
+        from bl_ext.user_default.exgs.splat import SplatObject
         obj, _ = io_import.import_file(bpy.context, {path!r})
-        me = obj.data
-        RESULT = dict(n=len(me.vertices), kept=render_core.mesh_kept_fraction(me),
-                      delta=me.get("exgs_painter_delta"), fmt=me["exgs_format"])
+        so = SplatObject(obj)
+        RESULT = dict(n=so.count, kept=so.kept_fraction, fmt=so.format,
+                      delta=base64.b64encode(so.painter_delta).decode())
     """)
     assert out["fmt"] == "exgs" and out["n"] == len(res.scene)
     assert abs(out["kept"] - len(res.scene) / len(scene)) < 1e-6

@@ -20,8 +20,8 @@ from conftest import BACKEND_PYTHON, ROOT
 
 
 def _service_ready() -> str:
-    if not os.path.exists(os.path.join(ROOT, "exgs_blender", "client.py")):
-        return "exgs_blender/client.py not there yet"
+    if not os.path.exists(os.path.join(ROOT, "exgs_blender", "client", "__init__.py")):
+        return "exgs_blender/client not there yet"
     for mod in ("exgs.render", "exgs.service"):
         if importlib.util.find_spec(mod) is None:
             return f"{mod} not there yet"
@@ -89,6 +89,7 @@ def test_f12_equals_direct_render(run_bpy, server, tmp_path):
         cam.data.shift_x = 0.05
         sc = bpy.context.scene
         sc.render.engine = "EXGS"
+        sc.render.film_transparent = True  # compare with the backend's own (transparent) frame
         sc.view_layers[0].use_pass_z = True
         comb = render_pass("Image")
         dep = render_pass("Depth")[..., 0]
@@ -184,6 +185,8 @@ def test_wrong_token_and_unreachable_are_clean(run_bpy, server, small_ply):
     """
     bad = run_bpy(helpers=SETUP_CAMERA, code=code, EXGS_BACKEND_URL=url, EXGS_TOKEN="wrong")
     assert bad["errors"] and "token" in bad["errors"][-1].lower()
+    assert bad["errors"][-1].count("rejected the token") == 1  # one clear line, not nested
+    assert "Error" not in bad["errors"][-1] and "\n" not in bad["errors"][-1]
     print("REPORTED:", bad["errors"][-1])
     assert "Traceback" not in run_bpy.last.stderr + run_bpy.last.stdout
     gone = run_bpy(helpers=SETUP_CAMERA, code=code, EXGS_BACKEND_URL="http://127.0.0.1:9",

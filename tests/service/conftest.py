@@ -1,5 +1,5 @@
 """Service tests: REAL ``exgs serve`` processes on loopback, driven through the stdlib client
-(``exgs_blender/client.py``, loaded from its file so that the add-on package is not needed).
+(the ``exgs_blender/client`` package, loaded from its folder so that the add-on package is not needed).
 Helpers live in ``svc_helpers.py``.
 """
 

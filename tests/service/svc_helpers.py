@@ -13,13 +13,15 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CLIENT_PATH = os.path.join(ROOT, "exgs_blender", "client.py")
+CLIENT_DIR = os.path.join(ROOT, "exgs_blender", "client")
+CLIENT_PATH = os.path.join(CLIENT_DIR, "__init__.py")
 
 
 def load_client():
     mod = sys.modules.get("exgs_service_client")
     if mod is None:
-        spec = importlib.util.spec_from_file_location("exgs_service_client", CLIENT_PATH)
+        spec = importlib.util.spec_from_file_location("exgs_service_client", CLIENT_PATH,
+                                                      submodule_search_locations=[CLIENT_DIR])
         mod = importlib.util.module_from_spec(spec)
         sys.modules["exgs_service_client"] = mod
         spec.loader.exec_module(mod)

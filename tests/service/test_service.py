@@ -416,11 +416,12 @@ class Block:
         if name.split('.')[0] in ('numpy', 'torch', 'exgs', 'fastapi', 'bpy'):
             raise ImportError('blocked ' + name)
 sys.meta_path.insert(0, Block())
-spec = importlib.util.spec_from_file_location('c', {str(load_client().__file__)!r})
-m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+spec = importlib.util.spec_from_file_location('c', {str(load_client().__file__)!r},
+    submodule_search_locations=[{os.path.dirname(load_client().__file__)!r}])
+m = importlib.util.module_from_spec(spec); sys.modules['c'] = m; spec.loader.exec_module(m)
 f = m.decode_frame(open({str(blob)!r}, 'rb').read())
 third = sorted(n for n in sys.modules if n.split('.')[0] not in sys.stdlib_module_names
-               and n not in ('c', '__main__'))
+               and n.split('.')[0] not in ('c', '__main__'))
 print(type(f.rgb).__name__, f.width, f.height, list(f.rgb)[:4], f.depth[0], third)
 """
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
@@ -519,10 +520,10 @@ def test_render_restore_keep_sets_the_painter_gate(server, small_scene, tmp_path
     cams = _cams(1)
     r = render(scene, cams[0])
     painter = load_painter()
-    (f,) = server.render(sid, cams, restore=True, passes=("rgb", "alpha"), keep=0.01)
+    (f,) = server.render(sid, cams, restore=True, passes=("rgb", "alpha"), kept_fraction=0.01)
     np.testing.assert_allclose(f.rgb, painter.restore(r.rgb, r.alpha, kept_fraction=0.01), atol=1e-4)
     (g,) = server.render(sid, cams, restore=True, passes=("rgb", "alpha"))
     np.testing.assert_allclose(g.rgb, painter.restore(r.rgb, r.alpha), atol=1e-4)
     with pytest.raises(C.BackendError) as ei:
-        server.render(sid, cams, restore=True, keep=1.5)
+        server.render(sid, cams, restore=True, kept_fraction=1.5)
     assert ei.value.status == 422

@@ -1,0 +1,47 @@
+"""The facts of a .exgs file besides its Gaussians, printed as one JSON line.
+
+Run by the add-on with the *backend's* Python, by path (this file is never imported by the
+add-on, which stays free of the backend's dependencies)::
+
+    <backend python> exgs_facts.py FILE.exgs
+    → {"kept_fraction": float | null, "painter_delta_b64": str | null, "warning": str | null}
+
+Format code only (no ML imports). A corrupt delta section gives a warning and no delta; the
+scene itself still imports. Exit 2 with a one-line message when the file cannot be read.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+
+
+def facts(path: str) -> dict:
+    from exgs.io.exgs_format import exgs_kept_fraction, read_exgs_delta
+
+    out = {"kept_fraction": exgs_kept_fraction(path), "painter_delta_b64": None,
+           "warning": None}
+    try:
+        d = read_exgs_delta(path)
+        if d is not None:
+            out["painter_delta_b64"] = base64.b64encode(d).decode("ascii")
+    except Exception as e:  # a bad delta section: the Gaussians still import
+        out["warning"] = " ".join(str(e).split())
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: exgs_facts.py FILE.exgs", file=sys.stderr)
+        return 2
+    try:
+        print(json.dumps(facts(argv[0])))
+    except Exception as e:
+        print(f"exgs: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
