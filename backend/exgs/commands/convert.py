@@ -84,6 +84,8 @@ def convert(src, dst, *, sh_degree: int | None = None, spz_raw: bool = False,
         why = {errno.ENOSPC: "no space left on the device", errno.EROFS: "read-only file system",
                errno.EACCES: "permission denied", errno.ENOTDIR: "a parent is not a folder",
                errno.EEXIST: "already exists"}.get(e.errno, e.strerror or str(e))
+        if any(q.exists() and not q.is_dir() for q in target.parents):
+            why = "a parent is not a folder"
         raise ExgsError(f"{target}: cannot write ({why})") from None
     return {"input": str(src), "input_format": fmt, "output": str(written),
             "gaussians": len(scene), "sh_degree": scene.sh_degree, "bytes": size}

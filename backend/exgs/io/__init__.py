@@ -107,16 +107,17 @@ def _looks_like_ksplat(path: Path, head: bytes, size: int) -> bool:
     """True if the first 4 KiB parse as a .ksplat header whose section sizes add up."""
     from .ksplat import HEADER, SECTION_HEADER, _head, read_ksplat_layout
 
+    named = path.suffix.lower() == ".ksplat"  # a corrupt .ksplat: let its reader say why
     if len(head) < HEADER or head[0] != 0 or head[20] > 2 or head[21] != 0:
-        return False
+        return named
     max_sec = int.from_bytes(head[4:8], "little")
     if max_sec == 0 or HEADER + SECTION_HEADER * max_sec > min(size, 64 << 20):
-        return False
+        return named
     try:
         full, _ = _head(path)
         read_ksplat_layout(path, full, size)
     except SceneFormatError:
-        return path.suffix.lower() == ".ksplat"  # a corrupt .ksplat: let its reader say why
+        return named
     return True
 
 

@@ -325,7 +325,7 @@ def read_gltf_header(path: str | os.PathLike) -> dict:
             if all(f"{EXT}:SH_DEGREE_{deg_i}_COEF_{i}" in att for i in range(2 * deg_i + 1)):
                 d = deg_i
         deg = min(deg, d)
-    check_declared_count(path, n, g.size, "glTF accessors")
+    check_declared_count(path, n, g.size, "glTF POSITION count")
     return {"gaussians": n, "sh_degree": deg, "spz": spz, "node_matrix": _node_matrix(g)}
 
 

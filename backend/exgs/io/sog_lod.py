@@ -96,20 +96,38 @@ def _ranges(path: Path, meta: dict, level: int) -> list[tuple[int, int, int]]:
 
 def read_lod_header(path: str | os.PathLike, lod: int | None = None) -> dict:
     """Summary without decoding images: levels, chosen level, gaussians (declared by the
-    tree), sh_degree (from the first chunk's meta.json)."""
-    from .sog import read_sog_header
-
+    tree, checked against the chunks' meta.json counts), sh_degree, chunks."""
     path = Path(path)
     root, meta = _load(path)
     level = _level(path, meta, lod)
+    ranges, degree = _plan(path, root, meta, level)
+    return {"lod_levels": meta["lodLevels"], "lod": level, "gaussians": sum(r[2] for r in ranges),
+            "sh_degree": degree, "chunks": len({r[0] for r in ranges})}
+
+
+def _plan(path, root, meta, level):
+    """Ranges of ``level`` checked against the chunks' declared counts (before decoding):
+    every range must fit its chunk and the ranges must not hold more Gaussians than the
+    chunks do (overlapping ranges would let a tiny tree multiply a chunk)."""
+    from .sog import read_sog_header
+
     ranges = _ranges(path, meta, level)
+    by_file: dict[int, list[tuple[int, int]]] = {}
+    for f, off, cnt in ranges:
+        by_file.setdefault(f, []).append((off, cnt))
+    total_stored, degree = 0, None
+    for f, rs in by_file.items():
+        hdr = read_sog_header(root / meta["filenames"][f], root=root)
+        if max(o + c for o, c in rs) > hdr["gaussians"]:
+            raise SceneFormatError(path, f"{META}: a range passes the end of "
+                                         f"{meta['filenames'][f]} ({hdr['gaussians']} Gaussians)")
+        total_stored += hdr["gaussians"]
+        degree = hdr["sh_degree"] if degree is None else min(degree, hdr["sh_degree"])
     n = sum(r[2] for r in ranges)
-    used = sorted({r[0] for r in ranges})
-    degree = 0
-    if used:
-        degree = read_sog_header(root / meta["filenames"][used[0]], root=root)["sh_degree"]
-    return {"lod_levels": meta["lodLevels"], "lod": level, "gaussians": n,
-            "sh_degree": degree, "chunks": len(used)}
+    if n > total_stored:
+        raise SceneFormatError(path, f"{META}: level {level} declares {n} Gaussians, more than "
+                                     f"its chunks hold ({total_stored})")
+    return ranges, degree or 0
 
 
 def _level(path, meta, lod):
@@ -123,28 +141,13 @@ def _level(path, meta, lod):
 def read_sog_lod(path: str | os.PathLike, *, lod: int | None = None) -> GaussianScene:
     """Read level ``lod`` (default 0, the finest) of a streamed LOD SOG folder (or its
     lod-meta.json) as one scene in the PLY frame."""
-    from .sog import read_sog, read_sog_header
+    from .sog import read_sog
 
     path = Path(path)
     root, meta = _load(path)
     level = _level(path, meta, lod)
-    ranges = _ranges(path, meta, level)
-    by_file: dict[int, list[tuple[int, int]]] = {}
-    for f, off, cnt in ranges:
-        by_file.setdefault(f, []).append((off, cnt))
-    # every declared range must fit its chunk's declared count, checked before decoding
-    total_stored = 0
-    for f, rs in by_file.items():
-        chunk = root / meta["filenames"][f]
-        hdr = read_sog_header(chunk, root=root)
-        if max(o + c for o, c in rs) > hdr["gaussians"]:
-            raise SceneFormatError(path, f"{META}: a range passes the end of "
-                                         f"{meta['filenames'][f]} ({hdr['gaussians']} Gaussians)")
-        total_stored += hdr["gaussians"]
-    n = sum(r[2] for r in ranges)
-    if n > total_stored:  # ranges that overlap: one chunk Gaussian used many times (a bomb)
-        raise SceneFormatError(path, f"{META}: level {level} declares {n} Gaussians, more than "
-                                     f"its chunks hold ({total_stored})")
+    ranges, _ = _plan(path, root, meta, level)
+    by_file = {r[0] for r in ranges}
     parts, degree = {}, None
     for f in by_file:
         s = read_sog(root / meta["filenames"][f], root=root)
