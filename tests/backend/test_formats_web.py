@@ -298,6 +298,8 @@ def test_gltf_spz2_payload_is_unpacked_in_the_gltf_frame(tmp_path):
 
 
 def test_gltf_writer_independent_parse(tmp_path):
+    """The GLB holds the scene turned from RDF into glTF's +Y-up frame (180° about z, as
+    PlayCanvas splat-transform writes GLB): same covariances and view-dependent colours."""
     s = _scene(120, degree=2, seed=7)
     p = tmp_path / "out.glb"
     write_scene(s, p)
@@ -311,7 +313,7 @@ def test_gltf_writer_independent_parse(tmp_path):
     blob = raw[28 + jlen:28 + jlen + blen]
     prim = doc["meshes"][0]["primitives"][0]
     assert prim["mode"] == 0 and "KHR_gaussian_splatting" in prim["extensions"]
-    assert doc["nodes"][0]["matrix"] == [-1, 0, 0, 0, 0, -1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]
+    assert "matrix" not in doc["nodes"][0]
 
     def acc(name):
         a = doc["accessors"][prim["attributes"][name]]
@@ -321,19 +323,36 @@ def test_gltf_writer_independent_parse(tmp_path):
         return np.frombuffer(blob, "<f4", a["count"] * k, v["byteOffset"]).reshape(-1, k)
 
     pre = "KHR_gaussian_splatting:"
-    np.testing.assert_array_equal(acc("POSITION"), s.means)
-    assert doc["accessors"][prim["attributes"]["POSITION"]]["min"] == s.means.min(0).tolist()
+    F = np.diag([-1.0, -1.0, 1.0])
+    pos = acc("POSITION")
+    np.testing.assert_array_equal(pos, s.means @ F)
+    assert doc["accessors"][prim["attributes"]["POSITION"]]["min"] == pos.min(0).tolist()
     np.testing.assert_allclose(acc(pre + "SCALE"), s.scales, rtol=1e-6)
     np.testing.assert_allclose(acc(pre + "OPACITY")[:, 0], s.opacities, atol=1e-6)
-    np.testing.assert_allclose(acc(pre + "ROTATION"), _unit(s.quats.astype(np.float64))[:, [1, 2, 3, 0]],
-                               atol=1e-6)
-    for k in range(9):
-        deg = int(np.sqrt(k))
-        np.testing.assert_array_equal(acc(pre + f"SH_DEGREE_{deg}_COEF_{k - deg * deg}"),
-                                      s.sh[:, k])
-    r = read_scene(p)  # our reader returns the same numbers (node transform not applied)
-    np.testing.assert_array_equal(r.means, s.means)
-    np.testing.assert_allclose(r.sh, s.sh)
+    q = acc(pre + "ROTATION").astype(np.float64)
+    assert np.abs(np.linalg.norm(q, axis=1) - 1).max() < 1e-6
+
+    def cov(quat_wxyz, scales):
+        w, x, y, z = _unit(quat_wxyz).T
+        R = np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                      2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                      2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+                     1).reshape(-1, 3, 3)
+        return R @ (scales[:, :, None] ** 2 * np.eye(3)) @ R.transpose(0, 2, 1)
+
+    want = F @ cov(s.quats.astype(np.float64), s.scales.astype(np.float64)) @ F
+    got = cov(q[:, [3, 0, 1, 2]], acc(pre + "SCALE").astype(np.float64))
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    sh = np.stack([acc(pre + f"SH_DEGREE_{int(np.sqrt(k))}_COEF_{k - int(np.sqrt(k)) ** 2}")
+                   for k in range(9)], 1).astype(np.float64)
+    d = _unit(np.random.default_rng(1).normal(size=(30, 3)))
+    np.testing.assert_allclose(_sh_eval(sh, d @ F), _sh_eval(s.sh.astype(np.float64), d),
+                               atol=1e-5)
+    r = read_scene(p)  # our reader returns the file's (glTF-frame) numbers
+    np.testing.assert_array_equal(r.means, pos)
+    np.testing.assert_allclose(r.sh, sh, atol=1e-7)
+    write_scene(s, tmp_path / "raw.glb", frame="luf")  # no conversion on request
+    np.testing.assert_array_equal(read_scene(tmp_path / "raw.glb").means, s.means)
 
 
 def test_gltf_without_gaussians(tmp_path):
