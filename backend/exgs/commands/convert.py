@@ -87,8 +87,9 @@ def convert(src, dst, *, sh_degree: int | None = None, spz_raw: bool = False,
         if any(q.exists() and not q.is_dir() for q in target.parents):
             why = "a parent is not a folder"
         raise ExgsError(f"{target}: cannot write ({why})") from None
+    degree = 0 if kind == ".splat" else scene.sh_degree  # .splat stores no SH bands
     return {"input": str(src), "input_format": fmt, "output": str(written),
-            "gaussians": len(scene), "sh_degree": scene.sh_degree, "bytes": size}
+            "gaussians": len(scene), "sh_degree": degree, "bytes": size}
 
 
 def run(args) -> int:
