@@ -231,3 +231,22 @@ def test_sog_writer_opens_in_independent_decoder_and_renders_the_same(tmp_path):
         a = render(s, cam, device="cpu").rgb
         b = render(r, cam, device="cpu").rgb
         assert psnr(a, b) >= 35.0
+
+
+@pytest.mark.parametrize("key,sub,val", [("scales", "maxs", [1e308] * 3),
+                                         ("sh0", "maxs", [1e308] * 4),
+                                         ("means", "maxs", [1e308] * 3), ("shN", "maxs", 1e308)])
+def test_sog_v1_absurd_ranges_one_line_no_numpy_warning(tmp_path, key, sub, val):
+    import warnings
+
+    d = tmp_path / "v1"
+    _write_v1(d, 30, 3, np.random.default_rng(0))
+    meta = json.loads((d / "meta.json").read_text())
+    meta[key][sub] = val
+    if key == "scales":
+        meta["scales"]["mins"] = [-1e308] * 3
+    (d / "meta.json").write_text(json.dumps(meta))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(SceneFormatError, match="non-finite value"):
+            read_scene(d)

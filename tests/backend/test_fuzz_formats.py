@@ -303,7 +303,8 @@ def test_fuzz_sog_v1_and_lod_meta(tmp_path):
                                    "1": {"file": 1, "offset": 0, "count": 10}}}]}
     _lod_folder(lod, [_scene(n=30), _scene(n=10, seed=1)], tree)
     values = [None, 0, -1, 1, 2 ** 40, 20_000_000, 1.5, "x", [], [1], [20_000_000, 3],
-              [float("nan")] * 4, {"a": 1}, True, ["../../etc/passwd"], ["meta.json"]]
+              [float("nan")] * 4, {"a": 1}, True, ["../../etc/passwd"], ["meta.json"],
+              [1e308, -1e308, 0], [-1e308, 1e308, 1e308, -1e308], 1e308]
     rng = np.random.default_rng(5)
     outcomes = {"error": 0, "scene": 0}
     for case in range(CASES):
