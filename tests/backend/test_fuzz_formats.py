@@ -5,6 +5,7 @@ never any other exception. Seeded; a few hundred cases per run, a few seconds in
 
 import gzip
 import json
+import os
 import re
 import shutil
 import struct
@@ -25,7 +26,8 @@ from exgs.io.spz import encode_spz
 from exgs.scene import GaussianScene
 from exgs.synth import random_scene
 
-CASES = 120  # mutations per source file
+#: mutations per source file; CI runs the default (≈3 s in all), EXGS_FUZZ_CASES=5000 for a long run
+CASES = int(os.environ.get("EXGS_FUZZ_CASES", "120"))
 
 
 def _scene(degree=1, n=40, seed=0):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import struct
 import zipfile
 import zlib
 from pathlib import Path
@@ -56,7 +57,8 @@ class Source:
         else:
             try:
                 self.zip = zipfile.ZipFile(path)
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError,
+                    RuntimeError, struct.error) as e:
                 raise SceneFormatError(path, f"not a SOG zip ({e})") from None
             names = self.zip.namelist()
             metas = [nm for nm in names if nm.rsplit("/", 1)[-1] == "meta.json"]

@@ -47,8 +47,11 @@ def _count(src: Source, meta: dict) -> int:
         raise SceneFormatError(src.path, f"SOG v1 meta.json: means.shape must be [N, 3], "
                                          f"got {shape!r}")
     n = shape[0]
-    stored = sum(src.size(nm) for k in _KEYS + ("shN",) if isinstance(meta.get(k), dict)
-                 for nm in (meta[k].get("files") or [])[:2] if isinstance(nm, str))
+    stored = 0
+    for k in _KEYS + ("shN",):
+        names = meta[k].get("files") if isinstance(meta.get(k), dict) else None
+        if isinstance(names, list):
+            stored += sum(src.size(nm) for nm in names[:2] if isinstance(nm, str))
     check_declared_count(src.path, n, stored, "SOG v1 means.shape")
     if n > MAX_SIDE * MAX_SIDE:
         raise SceneFormatError(src.path, f"{n} Gaussians do not fit a SOG texture")
