@@ -355,6 +355,32 @@ def test_gltf_writer_independent_parse(tmp_path):
     np.testing.assert_array_equal(read_scene(tmp_path / "raw.glb").means, s.means)
 
 
+def test_gltf_spz_writer(tmp_path, capsys):
+    """``--glb-spz``: the payload is exactly our SPZ v3 file (RDF → RUB, as the extension packs
+    glTF's LUF into RUB), the accessors carry no data, and it reads back as the plain GLB does."""
+    from exgs.cli import main as cli_main
+    from exgs.io.ply import write_ply
+
+    s = _scene(150, degree=3, seed=8)
+    write_ply(s, tmp_path / "s.ply")
+    assert cli_main(["convert", str(tmp_path / "s.ply"), str(tmp_path / "c.glb"), "--glb-spz"]) == 0
+    raw = (tmp_path / "c.glb").read_bytes()
+    jlen = struct.unpack_from("<I", raw, 12)[0]
+    doc = json.loads(raw[20:20 + jlen])
+    ext = doc["meshes"][0]["primitives"][0]["extensions"]["KHR_gaussian_splatting"]
+    view = doc["bufferViews"][ext["extensions"]["KHR_gaussian_splatting_compression_spz_2"][
+        "bufferView"]]
+    payload = raw[28 + jlen + view.get("byteOffset", 0):][:view["byteLength"]]
+    assert payload == encode_spz(s)
+    assert all("bufferView" not in a and a["count"] == 150 for a in doc["accessors"])
+    assert "KHR_gaussian_splatting_compression_spz_2" in doc["extensionsRequired"]
+    write_scene(s, tmp_path / "p.glb")
+    a, b = read_scene(tmp_path / "c.glb"), read_scene(tmp_path / "p.glb")
+    assert np.abs(a.means - b.means).max() < 1e-3 and quat_angle_err(a.quats, b.quats) < 0.01
+    assert np.abs(a.sh[:, 1:] - b.sh[:, 1:]).max() < 0.07  # SPZ's 4-5-bit SH
+    assert (tmp_path / "c.glb").stat().st_size < (tmp_path / "p.glb").stat().st_size / 4
+
+
 def test_gltf_without_gaussians(tmp_path):
     p = tmp_path / "mesh.glb"
     p.write_bytes(_glb({"asset": {"version": "2.0"}, "meshes": [{"primitives": [

@@ -25,6 +25,9 @@ def register(sub) -> None:
                         "that store SPZ in the PLY frame)")
     p.add_argument("--lod", type=int, default=None, metavar="N",
                    help="level of a streamed LOD SOG input (default 0, the finest)")
+    p.add_argument("--glb-spz", action="store_true",
+                   help=".glb output: store the Gaussians as SPZ "
+                        "(KHR_gaussian_splatting_compression_spz_2, ~10x smaller)")
     p.set_defaults(func=run)
 
 
@@ -38,7 +41,7 @@ def _kind(dst: Path) -> str:
     return kind
 
 
-def _write(scene, dst: Path, kind: str, spz_raw: bool) -> Path:
+def _write(scene, dst: Path, kind: str, spz_raw: bool, glb_spz: bool = False) -> Path:
     """Write ``scene``; returns the path written (the folder for a SOG folder)."""
     from ..io import write_scene
     from ..io.sog import write_sog
@@ -51,13 +54,15 @@ def _write(scene, dst: Path, kind: str, spz_raw: bool) -> Path:
         write_spz(scene, dst, raw=spz_raw)
     elif kind == ".sog":
         write_sog(scene, dst, sort=True)
+    elif kind == ".glb":
+        write_scene(scene, dst, spz=glb_spz)
     else:
         write_scene(scene, dst)
     return dst
 
 
 def convert(src, dst, *, sh_degree: int | None = None, spz_raw: bool = False,
-            lod: int | None = None) -> dict:
+            lod: int | None = None, glb_spz: bool = False) -> dict:
     """Read ``src`` and write ``dst`` (format from its suffix). Returns a small summary."""
     from ..fsutil import same_file
     from ..io import detect_format, read_scene
@@ -77,7 +82,7 @@ def convert(src, dst, *, sh_degree: int | None = None, spz_raw: bool = False,
     if sh_degree is not None:
         scene = scene.with_sh_degree(sh_degree)
     try:
-        written = _write(scene, dst, kind, spz_raw)
+        written = _write(scene, dst, kind, spz_raw, glb_spz)
         size = (sum(f.stat().st_size for f in written.iterdir()) if written.is_dir()
                 else written.stat().st_size)
     except OSError as e:
@@ -96,7 +101,7 @@ def run(args) -> int:
     from ._common import human_bytes
 
     info = convert(args.input, args.output, sh_degree=args.sh_degree, spz_raw=args.spz_raw,
-                   lod=args.lod)
+                   lod=args.lod, glb_spz=args.glb_spz)
     print(f"{info['input']} ({info['input_format']}) -> {info['output']}: "
           f"{info['gaussians']:,} Gaussians, SH degree {info['sh_degree']}, "
           f"{human_bytes(info['bytes'])}")

@@ -26,15 +26,20 @@ from ..fsutil import write_bytes_atomic
 from ..scene import GaussianScene, sigmoid
 
 EXT = "KHR_gaussian_splatting"
+SPZ_EXT = "KHR_gaussian_splatting_compression_spz_2"
 #: SH parity under (x, y) → (−x, −y) (180° about z), coefficients k = 1..15
 SH_FLIP_XY = np.array([-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1], np.float32)
 FRAMES = ("rdf", "luf", None)
 
 
-def encode_glb(scene: GaussianScene, *, frame: str | None = "rdf") -> bytes:
-    """Bytes of a GLB holding ``scene`` (see the module docstring)."""
+def encode_glb(scene: GaussianScene, *, frame: str | None = "rdf", spz: bool = False) -> bytes:
+    """Bytes of a GLB holding ``scene`` (see the module docstring). ``spz=True`` stores the
+    Gaussians as one SPZ v3 stream (``KHR_gaussian_splatting_compression_spz_2``, ≈ 10× smaller;
+    the attributes' accessors then have no bufferView, as that extension specifies)."""
     if frame not in FRAMES:
         raise ValueError("frame must be 'rdf', 'luf' or None")
+    if spz:
+        return _encode_spz_glb(scene, frame)
     n = len(scene)
     q = scene.quats.astype(np.float64)
     q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-30)
@@ -72,12 +77,57 @@ def encode_glb(scene: GaussianScene, *, frame: str | None = "rdf") -> bytes:
             EXT: {"kernel": "ellipse", "colorSpace": "srgb_rec709_display"}}}]}],
         "nodes": [node], "scenes": [{"nodes": [0]}], "scene": 0,
     }
+    return _glb(doc, bytes(blob))
+
+
+def _encode_spz_glb(scene: GaussianScene, frame) -> bytes:
+    """GLB whose primitive carries an SPZ payload. The extension packs the glTF-frame (LUF)
+    data into SPZ's RUB: from an RDF scene that is SPZ's own RDF → RUB conversion
+    (y, z negated); from LUF data, x and z negated (``encode_spz(raw=True)`` of the flipped
+    scene)."""
+    from .spz import encode_spz
+
+    if frame == "rdf":
+        payload = encode_spz(scene)
+    else:
+        luf = scene.copy()
+        luf.means[:, [0, 2]] *= -1
+        luf.quats[:, [1, 3]] *= -1
+        if luf.sh.shape[1] > 1:
+            from .gltf import SH_FLIP_XZ
+
+            luf.sh[:, 1:] *= SH_FLIP_XZ[: luf.sh.shape[1] - 1, None]
+        payload = encode_spz(luf, raw=True)
+    n, k = len(scene), scene.sh.shape[1]
+    names = ["POSITION", f"{EXT}:ROTATION", f"{EXT}:SCALE", f"{EXT}:OPACITY"]
+    types = ["VEC3", "VEC4", "VEC3", "SCALAR"]
+    for c in range(k):
+        deg = int(np.floor(np.sqrt(c)))
+        names.append(f"{EXT}:SH_DEGREE_{deg}_COEF_{c - deg * deg}")
+        types.append("VEC3")
+    doc = {
+        "asset": {"version": "2.0", "generator": "exgs"},
+        "extensionsUsed": [EXT, SPZ_EXT], "extensionsRequired": [EXT, SPZ_EXT],
+        "buffers": [{"byteLength": len(payload)}],
+        "bufferViews": [{"buffer": 0, "byteLength": len(payload)}],
+        "accessors": [{"componentType": 5126, "count": n, "type": t} for t in types],
+        "meshes": [{"primitives": [{"attributes": {nm: i for i, nm in enumerate(names)},
+                                    "mode": 0, "extensions": {EXT: {
+                                        "kernel": "ellipse", "colorSpace": "srgb_rec709_display",
+                                        "extensions": {SPZ_EXT: {"bufferView": 0}}}}}]}],
+        "nodes": [{"mesh": 0, "name": "gaussians"}], "scenes": [{"nodes": [0]}], "scene": 0,
+    }
+    return _glb(doc, payload)
+
+
+def _glb(doc: dict, blob: bytes) -> bytes:
     js = json.dumps(doc, separators=(",", ":")).encode()
     js += b" " * (-len(js) % 4)
+    blob = blob + b"\0" * (-len(blob) % 4)
     total = 12 + 8 + len(js) + 8 + len(blob)
     return b"".join([struct.pack("<4sII", b"glTF", 2, total),
                      struct.pack("<II", len(js), 0x4E4F534A), js,
-                     struct.pack("<II", len(blob), 0x004E4942), bytes(blob)])
+                     struct.pack("<II", len(blob), 0x004E4942), blob])
 
 
 def write_gltf(scene: GaussianScene, path: str | os.PathLike, **kw) -> None:
