@@ -72,22 +72,55 @@ def _codebook(values: np.ndarray, size: int = 256, iters: int = 6) -> tuple[np.n
 
 
 def _kmeans(x: np.ndarray, k: int, iters: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Plain k-means (Lloyd) on rows of ``x`` [N,D] → (centroids [k,D], labels [N])."""
-    rng = np.random.default_rng(seed)
+    """k-means (Lloyd) on rows of ``x`` [N,D] → (centroids [k',D], labels [N]), k' ≤ k.
+    Distance blocks hold at most 2^24 entries (64 MB). Large problems (N·k > 2^28) are
+    clustered in two levels — √k coarse clusters, then each split in proportion to its size —
+    which costs ≈ N·2√k instead of N·k per iteration."""
     n = len(x)
-    k = min(k, n)
+    k = max(1, min(k, n))
+    if n * k > 1 << 28 and k > 64:
+        return _kmeans_two_level(x, k, iters, seed)
+    return _lloyd(x, k, iters, seed)
+
+
+def _lloyd(x: np.ndarray, k: int, iters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n, dim = x.shape
+    k = max(1, min(k, n))
     cent = x[rng.choice(n, k, replace=False)].astype(np.float32)
     lab = np.zeros(n, np.int64)
+    rows = max(256, (1 << 24) // k)
     for _ in range(iters + 1):
         c2 = (cent * cent).sum(1)
-        for s in range(0, n, 16384):  # blocks keep the distance matrix small
-            xb = x[s:s + 16384]
-            lab[s:s + 16384] = np.argmin(c2[None, :] - 2.0 * xb @ cent.T, axis=1)
-        sums = np.zeros_like(cent)
-        np.add.at(sums, lab, x)
+        for s in range(0, n, rows):  # blocks keep the distance matrix small
+            lab[s:s + rows] = np.argmin(c2[None, :] - 2.0 * x[s:s + rows] @ cent.T, axis=1)
         cnt = np.bincount(lab, minlength=k)
-        cent = np.where(cnt[:, None] > 0, sums / np.maximum(cnt, 1)[:, None], cent)
+        sums = np.stack([np.bincount(lab, x[:, d], k) for d in range(dim)], 1)
+        cent = np.where(cnt[:, None] > 0, sums / np.maximum(cnt, 1)[:, None], cent
+                        ).astype(np.float32)
     return cent, lab
+
+
+def _kmeans_two_level(x, k, iters, seed):
+    n = len(x)
+    k1 = int(math.ceil(math.sqrt(k)))
+    coarse_cent, coarse = _lloyd(x, k1, iters, seed)
+    order = np.argsort(coarse, kind="stable")
+    sizes = np.bincount(coarse, minlength=len(coarse_cent))
+    share = np.maximum(1, np.floor(sizes / n * k)).astype(int)  # Σ ≤ k + k1 before the cap
+    while share.sum() > k:
+        share[np.argmax(share)] -= 1
+    cents, labels, start, base = [], np.zeros(n, np.int64), 0, 0
+    for c, size in enumerate(sizes):
+        if size == 0:
+            continue
+        idx = order[start:start + size]
+        start += size
+        cc, ll = _lloyd(x[idx], int(share[c]), iters, seed + 1 + c)
+        cents.append(cc)
+        labels[idx] = ll + base
+        base += len(cc)
+    return np.concatenate(cents), labels
 
 
 def encode_sog(scene: GaussianScene, *, palette: int | None = None, iters: int = 8,
