@@ -457,3 +457,9 @@ def test_info_every_format(tmp_path, capsys):
         assert cli_main(["info", str(p)]) == 0
         out = capsys.readouterr().out
         assert f"format          {fmt}" in out and "300" in out and "sh degree       1" in out
+    for fmt, name, degree in [("gltf", "a.glb", 1), ("splat", "a.splat", 0)]:
+        write_scene(s, tmp_path / name)
+        assert cli_main(["info", str(tmp_path / name)]) == 0
+        out = capsys.readouterr().out
+        assert f"format          {fmt}" in out and "300" in out and f"sh degree       {degree}" in out
+        assert "bounds          (" in out
