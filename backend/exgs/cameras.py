@@ -199,6 +199,20 @@ def orbit_for_scene(scene, count: int, width: int, height: int, *, up="-y",
 
 
 # ---------------------------------------------------------------------------- cameras.json
+#: Largest image side accepted from cameras.json (the same limit as ``--size``).
+MAX_IMAGE_SIDE = 16384
+
+
+def _dim(v, what: str) -> int:
+    """An image side from cameras.json: an integer (or integral number) in 1..16384."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or \
+            (isinstance(v, float) and not (math.isfinite(v) and v == int(v))):
+        raise ValueError(f"{what} must be a whole number, got {v!r}")
+    if not 1 <= v <= MAX_IMAGE_SIDE:
+        raise ValueError(f"{what} {v!r} out of range 1..{MAX_IMAGE_SIDE}")
+    return int(v)
+
+
 def read_cameras_json(path: str | os.PathLike) -> list[Camera]:
     """Read INRIA ``cameras.json`` (list of {id, img_name, width, height, position,
     rotation, fx, fy}). ``rotation`` is camera-to-world (columns = camera axes in the scene
@@ -210,6 +224,8 @@ def read_cameras_json(path: str | os.PathLike) -> list[Camera]:
         raise SceneFormatError(path, f"cannot read: {e.strerror or e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SceneFormatError(path, f"not valid JSON: {e}") from None
+    except RecursionError:
+        raise SceneFormatError(path, "not valid JSON: nested too deeply") from None
     if not isinstance(entries, list) or not entries:
         raise SceneFormatError(path, "expected a non-empty JSON list of cameras")
     cams = []
@@ -221,10 +237,14 @@ def read_cameras_json(path: str | os.PathLike) -> list[Camera]:
             c2w[:3, :3], c2w[:3, 3] = R, pos
             if not np.isfinite(c2w).all():
                 raise ValueError("non-finite pose")
-            w, h = int(e["width"]), int(e["height"])
-            cams.append(Camera(w, h, float(e["fx"]), float(e["fy"]), w / 2.0, h / 2.0,
+            w, h = _dim(e["width"], "width"), _dim(e["height"], "height")
+            fx, fy = float(e["fx"]), float(e["fy"])
+            if not (math.isfinite(fx) and math.isfinite(fy) and fx > 0 and fy > 0):
+                raise ValueError(f"focal lengths must be finite and positive, got {fx}, {fy}")
+            cams.append(Camera(w, h, fx, fy, w / 2.0, h / 2.0,
                                np.linalg.inv(c2w), name=str(e.get("img_name", e.get("id", i)))))
-        except (KeyError, ValueError, TypeError, np.linalg.LinAlgError, UsageError) as err:
+        except (KeyError, ValueError, TypeError, OverflowError, np.linalg.LinAlgError,
+                UsageError) as err:
             raise SceneFormatError(path, f"camera {i}: {type(err).__name__}: {err}") from None
     return cams
 

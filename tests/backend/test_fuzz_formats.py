@@ -5,6 +5,7 @@ never any other exception. Seeded; a few hundred cases per run, a few seconds in
 
 import gzip
 import json
+import os
 import re
 import shutil
 import struct
@@ -17,7 +18,7 @@ import plyfile
 import pytest
 
 from exgs.errors import SceneFormatError
-from exgs.io import read_scene
+from exgs.io import read_scene, write_scene
 from exgs.io.compressed_ply import write_compressed_ply
 from exgs.io.ply import write_ply
 from exgs.io.sog import write_sog
@@ -25,7 +26,8 @@ from exgs.io.spz import encode_spz
 from exgs.scene import GaussianScene
 from exgs.synth import random_scene
 
-CASES = 120  # mutations per source file
+#: mutations per source file; CI runs the default (≈3 s in all), EXGS_FUZZ_CASES=5000 for a long run
+CASES = int(os.environ.get("EXGS_FUZZ_CASES", "120"))
 
 
 def _scene(degree=1, n=40, seed=0):
@@ -76,6 +78,26 @@ def _make_source(kind, d):
     elif kind == "sog_zip":
         p = d / "a.sog"
         write_sog(s, p, palette=16)
+    elif kind == "splat":
+        p = d / "a.splat"
+        write_scene(s, p)
+    elif kind in ("ksplat0", "ksplat2"):
+        from test_formats_web import _ksplat_bytes
+
+        p = d / "a.ksplat"
+        p.write_bytes(_ksplat_bytes([_scene(n=20, seed=1), _scene(n=9, seed=2)],
+                                    int(kind[-1]), 1))
+    elif kind == "glb":
+        p = d / "a.glb"
+        write_scene(s, p)
+    elif kind == "glb_spz":
+        from test_formats_web import _glb, _gltf_doc
+
+        doc, blob = _gltf_doc([], len(s), spz_view=encode_spz(s))
+        doc["meshes"][0]["primitives"][0]["attributes"] = {"POSITION": 0}
+        doc["accessors"] = [{"componentType": 5126, "count": len(s), "type": "VEC3"}]
+        p = d / "a.glb"
+        p.write_bytes(_glb(doc, blob))
     else:
         raise AssertionError(kind)
     return p
@@ -136,6 +158,7 @@ def _check(path, fmt_hint):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            warnings.simplefilter("error", RuntimeWarning)  # numpy warnings must not leak
             s = read_scene(path)
     except SceneFormatError as e:
         msg = str(e)
@@ -152,7 +175,8 @@ def _check(path, fmt_hint):
     return "scene"
 
 
-KINDS = ["ply", "ply_ascii", "compressed_ply", "spz2", "spz3", "spz3_body", "spz4", "sog_zip"]
+KINDS = ["ply", "ply_ascii", "compressed_ply", "spz2", "spz3", "spz3_body", "spz4", "sog_zip",
+         "splat", "ksplat0", "ksplat2", "glb", "glb_spz"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -248,3 +272,59 @@ def test_fuzz_sog_zip_members(tmp_path):
             _check(p, "sog")
         except Exception as e:
             raise AssertionError(f"sog zip case {case} ({name}): {type(e).__name__}: {e}") from e
+
+
+def _json_edits(doc, rng, values):
+    """Set a random (nested) key of a JSON object to a hostile value, or delete it."""
+    m = json.loads(json.dumps(doc))
+    node, keys = m, []
+    while isinstance(node, dict) and node and rng.random() < 0.7:
+        k = list(node)[rng.integers(0, len(node))]
+        keys.append(k)
+        if not isinstance(node[k], (dict, list)) or rng.random() < 0.4:
+            break
+        node = node[k] if isinstance(node[k], dict) else (node[k][0] if node[k] and
+                                                          isinstance(node[k][0], dict) else node)
+    if isinstance(node, dict) and node:
+        k = keys[-1] if keys and keys[-1] in node else list(node)[0]
+        if rng.random() < 0.2:
+            node.pop(k)
+        else:
+            node[k] = values[rng.integers(0, len(values))]
+    return m
+
+
+def test_fuzz_sog_v1_and_lod_meta(tmp_path):
+    """SOG v1 meta.json and lod-meta.json structure edits, plus mutated members."""
+    from test_formats_sog import _lod_folder, _write_v1
+
+    v1 = tmp_path / "v1"
+    _write_v1(v1, 50, 3, np.random.default_rng(1))
+    lod = tmp_path / "lod"
+    tree = {"children": [{"lods": {"0": {"file": 0, "offset": 0, "count": 30},
+                                   "1": {"file": 1, "offset": 0, "count": 10}}}]}
+    _lod_folder(lod, [_scene(n=30), _scene(n=10, seed=1)], tree)
+    values = [None, 0, -1, 1, 2 ** 40, 20_000_000, 1.5, "x", [], [1], [20_000_000, 3],
+              [float("nan")] * 4, {"a": 1}, True, ["../../etc/passwd"], ["meta.json"],
+              [1e308, -1e308, 0], [-1e308, 1e308, 1e308, -1e308], 1e308]
+    rng = np.random.default_rng(5)
+    outcomes = {"error": 0, "scene": 0}
+    for case in range(CASES):
+        src, meta_name = (v1, "meta.json") if case % 2 else (lod, "lod-meta.json")
+        d = tmp_path / f"case{case}"
+        shutil.copytree(src, d, symlinks=True)
+        meta = json.loads((d / meta_name).read_text())
+        r = rng.random()
+        if r < 0.6:
+            (d / meta_name).write_text(json.dumps(_json_edits(meta, rng, values), allow_nan=True))
+        elif r < 0.75:
+            (d / meta_name).write_bytes(_mutate_bytes((d / meta_name).read_bytes(), rng))
+        else:
+            members = sorted(x for x in d.rglob("*.webp"))
+            f = members[rng.integers(0, len(members))]
+            f.write_bytes(_mutate_bytes(f.read_bytes(), rng))
+        try:
+            outcomes[_check(d, "sog")] += 1
+        except Exception as e:
+            raise AssertionError(f"{src.name} case {case}: {type(e).__name__}: {e}") from e
+    assert outcomes["error"] > 0 and outcomes["scene"] > 0

@@ -155,7 +155,7 @@ def write_ply(scene: GaussianScene, path: str | os.PathLike, *, with_extras: boo
     for i in range(3):
         arr[f"f_dc_{i}"] = scene.sh[:, 0, i]
     if k > 1:
-        rest = scene.sh[:, 1:, :].transpose(0, 2, 1).reshape(n, -1)
+        rest = scene.sh[:, 1:, :].transpose(0, 2, 1).reshape(n, 3 * (k - 1))
         for i in range(rest.shape[1]):
             arr[f"f_rest_{i}"] = rest[:, i]
     arr["opacity"] = scene.opacity_logits

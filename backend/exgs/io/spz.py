@@ -64,6 +64,7 @@ import numpy as np
 from ..errors import SceneFormatError
 from ..fsutil import write_bytes_atomic
 from ..scene import MAX_GAUSSIANS, GaussianScene, logit, sigmoid
+from .limits import check_declared_count
 
 MAGIC = 0x5053474E
 WRITE_VERSION = 3
@@ -127,6 +128,7 @@ def _gunzip_bounded(path, data: bytes) -> bytes:
     _check_header(path, version, n, degree, frac)
     if version == 4:
         raise SceneFormatError(path, "SPZ version 4 must not be gzip-wrapped")
+    check_declared_count(path, n, len(data), "SPZ header")
     need = n * _bytes_per_point(version, degree)
     if need > len(data) * _MAX_DEFLATE_RATIO + 4096:
         raise SceneFormatError(path, f"SPZ header claims {n} Gaussians ({need} bytes), more than "
@@ -156,6 +158,7 @@ def _read_v4(path, data: bytes) -> tuple[dict, list[bytes]]:
     if version != 4:
         raise SceneFormatError(path, f"uncompressed NGSP header with version {version} "
                                      f"(only version 4 is stored unwrapped)")
+    check_declared_count(path, n, len(data), "SPZ v4 header")
     hdr = dict(version=version, n=n, degree=degree, frac=frac, flags=flags)
     sizes = [n * 9, n, n * 3, n * 3, n * 4, n * 3 * _DIM_FOR_DEGREE[degree]]
     sizes = [s for s in sizes if s]
@@ -290,6 +293,10 @@ def _load(path: Path):
         data = path.read_bytes()
     except OSError as e:
         raise SceneFormatError(path, f"cannot read: {e.strerror or e}") from None
+    return _parse(path, data)
+
+
+def _parse(path, data: bytes):
     if not data:
         raise SceneFormatError(path, "empty file")
     if data[:2] == b"\x1f\x8b":
@@ -297,6 +304,17 @@ def _load(path: Path):
     if data[:4] == struct.pack("<I", MAGIC):
         return _read_v4(path, data)
     raise SceneFormatError(path, "not an SPZ file (neither gzip nor NGSP magic)")
+
+
+def decode_spz_bytes(data: bytes, path=None, *, raw: bool = False) -> GaussianScene:
+    """Decode SPZ bytes (e.g. a glTF ``KHR_gaussian_splatting_compression_spz_2`` payload);
+    errors name ``path``. ``raw=True`` returns the stored RUB data unconverted."""
+    hdr, streams = _parse(path, data)
+    try:
+        scene = _decode(path, hdr, streams, raw)
+    except ValueError as e:
+        raise SceneFormatError(path, f"inconsistent SPZ data ({e})") from None
+    return scene.validate(path)
 
 
 def read_spz(path: str | os.PathLike, *, raw: bool = False) -> GaussianScene:
