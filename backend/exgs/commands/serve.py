@@ -144,6 +144,10 @@ def run(args) -> int:
 
     try:
         app = create_app(config)
+        if not os.environ.get("EXGS_NO_WARMUP"):  # compile/load the kernels now, not on
+            from ..render.viewport import warm_up_in_background  # the first frame
+
+            warm_up_in_background()
         sock = _bind(args.host, args.port)
         host, port = sock.getsockname()[:2]
         if not _is_loopback(args.host):

@@ -18,6 +18,8 @@ GET      /v1/jobs/{id}?since=V&wait=S    job state (long poll until version > V)
 POST     /v1/jobs/{id}/cancel            request cancellation
 DELETE   /v1/jobs/{id}                   cancel and forget a job and its frames
 GET      /v1/jobs/{id}/frames/{i}        frame i (binary float32 or PNG, see frames.py)
+POST     /v1/viewport                    render a Blender 3D-view region now (viewport.py)
+POST     /v1/viewport/cancel             drop a viewport session's older requests
 GET      /openapi.json                   the OpenAPI schema
 =======  ==============================  ==================================================
 
@@ -206,6 +208,12 @@ def device_info() -> dict:
     return {"cpu": True, "cuda": cuda, "gsplat": gs}
 
 
+def _warm_state() -> dict:
+    """Kernel warm-up state (exgs.render.viewport.warm_up, started by ``exgs serve``)."""
+    mod, _ = _import("exgs.render.viewport")
+    return mod.warm_state() if mod is not None else {"done": False, "error": "unavailable"}
+
+
 # --------------------------------------------------------------------------- cameras
 def to_camera(spec, index: int, size=None):
     """A request camera (either form) → ``exgs.cameras.Camera``; 422 when degenerate."""
@@ -311,6 +319,13 @@ def create_app(config: ServiceConfig) -> FastAPI:
                   redoc_url=None, dependencies=[Depends(require_token)],
                   description="Compress and render 3D Gaussian Splatting scenes (ExGS).")
     app.state.config, app.state.store, app.state.jobs = config, store, jobs
+    from .viewport import ViewportRenderer, make_router as viewport_router
+
+    app.state.viewport = ViewportRenderer(
+        store, backend="gsplat" if device == "cuda" else "cpu",
+        painter=lambda delta, _e: (engines.adapted_painter(device, delta)[0] if delta
+                                   else engines.painter(device)))
+    app.include_router(viewport_router(app.state.viewport))
 
     # ------------------------------------------------------------------ errors
     def err(status, message, detail=None, headers=None):
@@ -407,6 +422,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
             "allow_dir": config.allow_dir is not None,
             "limits": {k: getattr(limits, k) for k in limits.__dataclass_fields__},
             "jobs_open": jobs.open_count(), "scenes": len(store.list()), "pid": os.getpid(),
+            "warm_up": _warm_state(),
         }
 
     @app.get("/v1/scenes", tags=["scenes"], summary="Scenes held by the service")

@@ -118,8 +118,10 @@ class ViewportRenderer:
         self.store, self.backend, self.painter = store, backend, painter
         self.sessions = Sessions()
         self._lock = threading.Lock()
+        self.last_timings: dict = {}
 
     def render(self, body: ViewportRequest) -> bytearray:
+        """The encoded frame for ``body``; ``self.last_timings`` gets its stage times (ms)."""
         t0 = time.perf_counter()
         self.sessions.arrive(body.session, body.generation)
         entries = [self.store.get(o.scene_id) for o in body.objects]  # 404 before waiting
@@ -158,7 +160,9 @@ class ViewportRenderer:
         data = viewport_codec.encode(frame.rgb, frame.alpha,
                                      frame.depth if body.depth else None,
                                      generation=body.generation, ortho=frame.ortho)
-        viewport_codec.set_ms(data, 1e3 * (time.perf_counter() - t0))
+        total = 1e3 * (time.perf_counter() - t0)
+        viewport_codec.set_ms(data, total)
+        self.last_timings = dict(frame.timings, total_ms=total)
         return data
 
 
@@ -187,7 +191,9 @@ def make_router(renderer: ViewportRenderer) -> APIRouter:
         except UsageError as e:
             return JSONResponse({"error": " ".join(str(e).split()), "detail": None},
                                 status_code=422)
-        return Response(bytes(data), media_type=viewport_codec.MEDIA_TYPE)
+        t = renderer.last_timings
+        return Response(bytes(data), media_type=viewport_codec.MEDIA_TYPE, headers={
+            "X-Exgs-Timings": ",".join(f"{k}={v:.1f}" for k, v in t.items())})
 
     @router.post("/v1/viewport/cancel", summary="Drop a session's requests up to a generation")
     async def viewport_cancel(body: CancelRequest):
