@@ -255,8 +255,9 @@ class Scheduler:
         frame = err = None
         try:
             frame, nbytes = self._render(req)
-        except Cancelled:
-            pass
+        except Cancelled as e:
+            if not req.cancel.is_set():  # cancelled by someone else: never retry in a loop
+                err = e
         except Exception as e:  # shown by the engine; the next view change retries
             err = e
         with self._cv:

@@ -176,21 +176,5 @@ def region_pixels(view_matrix, window_matrix, width: int, height: int, points):
     return np.stack([(ndc[:, 0] + 1.0) * width / 2.0, (ndc[:, 1] + 1.0) * height / 2.0], 1)
 
 
-def border_crop(corners_px, border, width: int, height: int) -> tuple[int, int, int, int]:
-    """Region-pixel crop (x0, y0, x1, y1; y from the bottom, x1/y1 exclusive) of a render
-    border given as fractions ``(min_x, max_x, min_y, max_y)`` of a frame whose corners are
-    ``corners_px`` ([4,2] region pixels, e.g. the camera frame in camera view, or the whole
-    region). Clamped to the region; UsageError when nothing of it is inside."""
-    c = np.asarray(corners_px, np.float64).reshape(-1, 2)
-    fx0, fx1 = c[:, 0].min(), c[:, 0].max()
-    fy0, fy1 = c[:, 1].min(), c[:, 1].max()
-    bx0, bx1, by0, by1 = (float(b) for b in border)
-    x0 = int(np.floor(fx0 + bx0 * (fx1 - fx0)))
-    x1 = int(np.ceil(fx0 + bx1 * (fx1 - fx0)))
-    y0 = int(np.floor(fy0 + by0 * (fy1 - fy0)))
-    y1 = int(np.ceil(fy0 + by1 * (fy1 - fy0)))
-    return _check_crop((x0, y0, x1, y1), int(width), int(height))
-
-
 __all__ = ["ViewCamera", "ORTHO_DISTANCE_FACTOR", "camera_from_view", "projection_kind",
-           "clip_range", "ortho_eye_shift", "region_pixels", "border_crop"]
+           "clip_range", "ortho_eye_shift", "region_pixels"]

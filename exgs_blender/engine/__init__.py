@@ -5,13 +5,16 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, PointerProperty
 
-from . import final
+from . import final, viewport
 
 
 class ExgsRenderSettings(bpy.types.PropertyGroup):
     restore: BoolProperty(name="GaussPainter restore", default=False,
                           description="Restore holes of compressed scenes with GaussPainter "
                                       "(in the backend) before writing the passes")
+    viewport_restore: BoolProperty(name="Restore in viewport", default=False,
+                                   description="Also restore viewport frames with GaussPainter "
+                                               "(slower; the full-resolution step only)")
 
 
 class ExgsRenderEngine(bpy.types.RenderEngine):
@@ -24,6 +27,16 @@ class ExgsRenderEngine(bpy.types.RenderEngine):
 
     def render(self, depsgraph):
         final.render(self, depsgraph)
+
+    # Rendered viewport shading: real splats from the backend (engine/viewport.py)
+    def view_update(self, context, depsgraph):
+        viewport.view_update(self, context, depsgraph)
+
+    def view_draw(self, context, depsgraph):
+        viewport.view_draw(self, context, depsgraph)
+
+    def __del__(self):
+        viewport.release(self)
 
     def update_render_passes(self, scene=None, renderlayer=None):
         self.register_pass(scene, renderlayer, "Combined", 4, "RGBA", "COLOR")
@@ -48,6 +61,7 @@ class EXGS_PT_render(bpy.types.Panel):
     def draw(self, context):
         s = context.scene.exgs_render
         self.layout.prop(s, "restore")
+        self.layout.prop(s, "viewport_restore")
         self.layout.prop(context.view_layer, "use_pass_z", text="Depth pass")
         self.layout.label(text="Use the 'Standard' view transform to see the capture's own "
                                "colours", icon="INFO")

@@ -161,3 +161,56 @@ def test_threaded_cancel_in_flight_and_supersede():
         assert s.cache.best("slow") is None         # the cancelled request left no frame
     finally:
         s.stop()
+
+
+# ---------------------------------------------------------------- view state (viewport_view)
+from exgs_blender.viewport_view import SplatRef, ViewError, ViewState, border_crop  # noqa: E402
+
+EYE = ((1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1))
+PROJ = ((1.5, 0, 0, 0), (0, 2.0, 0, 0), (0, 0, -1.002, -0.2002), (0, 0, -1, 0))
+
+
+def test_border_crop_of_a_camera_frame():
+    corners = [(80.5, 30.0), (560.5, 30.0), (560.5, 300.0), (80.5, 300.0)]
+    assert border_crop(corners, (0.0, 1.0, 0.0, 1.0), 640, 360) == (80, 30, 561, 300)
+    assert border_crop(corners, (0.25, 0.75, 0.5, 1.0), 640, 360) == (200, 165, 441, 300)
+    # a camera frame larger than the region (zoomed in) is clamped to the region
+    assert border_crop([(-100, -50), (800, 500)], (0, 1, 0, 1), 640, 360) == (0, 0, 640, 360)
+    with pytest.raises(ViewError, match="outside"):
+        border_crop([(700, 400), (900, 500)], (0, 1, 0, 1), 640, 360)
+
+
+def test_view_key_ignores_float_noise_and_tracks_what_changes_the_image():
+    obj = SplatRef("a", "d1", "/x.ply", EYE)
+    v1 = ViewState.make(EYE, PROJ, 640, 360, [obj])
+    noisy = tuple(tuple(x + 1e-9 for x in r) for r in EYE)
+    assert ViewState.make(noisy, PROJ, 640, 360, [obj]).key == v1.key
+    moved = SplatRef("a", "d1", "/x.ply", ((1, 0, 0, 0.5),) + EYE[1:])
+    others = [ViewState.make(EYE, PROJ, 641, 360, [obj]),
+              ViewState.make(EYE, PROJ, 640, 360, [obj], crop=(0, 0, 10, 10)),
+              ViewState.make(EYE, PROJ, 640, 360, [obj], restore=True),
+              ViewState.make(EYE, PROJ, 640, 360, [moved]),
+              ViewState.make(EYE, PROJ, 640, 360, [SplatRef("a", "d2", "/x.ply", EYE)]),
+              ViewState.make(EYE, PROJ, 640, 360, [])]
+    assert len({v1.key} | {o.key for o in others}) == 1 + len(others)
+    with pytest.raises(ViewError):
+        ViewState.make(EYE, PROJ, 0, 360)
+
+
+def test_payload_and_rect():
+    objs = [SplatRef("a", "d1", "/a.ply", EYE, keep=0.1, painter_delta_b64="QUJD"),
+            SplatRef("b", "d2", "/b.ply", EYE)]
+    v = ViewState.make(EYE, PROJ, 640, 360, objs, crop=(10, 20, 110, 220), restore=True)
+    p = v.payload(["s1", "s2"], scale=1.0, session="S", generation=7, depth=True)
+    assert [o["scene_id"] for o in p["objects"]] == ["s1", "s2"]
+    assert p["objects"][0]["keep"] == 0.1 and p["objects"][0]["painter_delta"] == "QUJD"
+    assert "keep" not in p["objects"][1]
+    assert (p["scale"], p["session"], p["generation"], p["crop"]) == (1.0, "S", 7, [10, 20, 110,
+                                                                                    220])
+    assert p["width"] == 640 and p["restore"] is True and p["depth"] is True
+    assert v.rect == (10, 20, 100, 200)
+    coarse = v.payload(["s1", "s2"], scale=0.25, session="S", generation=8)
+    assert coarse["restore"] is False and "keep" not in coarse["objects"][0]
+    plain = ViewState.make(EYE, PROJ, 640, 360, objs)
+    q = plain.payload(["s1", "s2"], scale=1.0, session="S", generation=8)
+    assert "keep" not in q["objects"][0] and "crop" not in q and plain.rect == (0, 0, 640, 360)

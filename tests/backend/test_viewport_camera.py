@@ -10,7 +10,7 @@ import pytest
 
 from exgs.cameras import camera_from_blender
 from exgs.errors import UsageError
-from exgs.viewport_camera import (ORTHO_DISTANCE_FACTOR, border_crop, camera_from_view,
+from exgs.viewport_camera import (ORTHO_DISTANCE_FACTOR, camera_from_view,
                                   clip_range, projection_kind, region_pixels)
 
 
@@ -148,16 +148,6 @@ def test_crop_moves_the_principal_point():
     uv_full, _ = full.project(pts)
     uv_part, _ = part.project(pts)
     np.testing.assert_allclose(uv_part, uv_full - [100, H - 300], atol=1e-9)
-
-
-def test_border_crop_of_a_camera_frame():
-    corners = [[80.5, 30.0], [560.5, 30.0], [560.5, 300.0], [80.5, 300.0]]  # frame in region
-    assert border_crop(corners, (0.0, 1.0, 0.0, 1.0), 640, 360) == (80, 30, 561, 300)
-    assert border_crop(corners, (0.25, 0.75, 0.5, 1.0), 640, 360) == (200, 165, 441, 300)
-    # a frame larger than the region is clamped to it
-    assert border_crop([[-100, -50], [800, 500]], (0, 1, 0, 1), 640, 360) == (0, 0, 640, 360)
-    with pytest.raises(UsageError, match="empty"):
-        border_crop([[700, 400], [900, 500]], (0, 1, 0, 1), 640, 360)
 
 
 @pytest.mark.parametrize("bad, msg", [

@@ -24,6 +24,7 @@ import time
 import weakref
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 from ..errors import ExgsError
@@ -122,8 +123,9 @@ def warm_up() -> dict:
         cam = look_at([0, 0, -3], [0, 0, 0], [0, -1, 0], 48, 32)
         prep = PreparedScene(scene)
         for contrib in (False, True):
-            render_prepared(prep, cam, sh_degree=3, background=(0.0, 0.0, 0.0),
-                            return_contrib=contrib)
+            r = render_prepared(prep, cam, sh_degree=3, background=(0.0, 0.0, 0.0),
+                                return_contrib=contrib)
+        linear_premultiplied(r[0], r[1])
         _WARM.update(done=True, error=None)
     except Exception as e:  # reported by /v1/health; rendering then compiles on demand
         _WARM["error"] = f"{type(e).__name__}: {e}"
@@ -143,22 +145,29 @@ def warm_state() -> dict:
 
 
 # --------------------------------------------------------------------------- colour
-def srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    """IEC 61966-2-1 sRGB decode of [0, 1] values (float32)."""
-    c = np.asarray(c, np.float32)
-    return np.where(c <= 0.04045, c * np.float32(1 / 12.92),
-                    ((c + np.float32(0.055)) * np.float32(1 / 1.055)) ** np.float32(2.4)
-                    ).astype(np.float32)
+@nb.njit(parallel=True, cache=True)
+def _linear_premultiplied(rgb, alpha, out):
+    h, w = alpha.shape
+    for i in nb.prange(h):
+        for j in range(w):
+            a = float(alpha[i, j])
+            for c in range(3):
+                v = 0.0
+                if a > 1e-6:
+                    v = min(max(float(rgb[i, j, c]) / a, 0.0), 1.0)
+                    v = v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+                out[i, j, c] = v * a
 
 
 def linear_premultiplied(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Renderer output (display sRGB composited over black = premultiplied, [H,W,3]; alpha
-    [H,W]) → scene-linear premultiplied [H,W,3]: un-premultiply, decode sRGB, re-premultiply
-    (what Blender render passes hold)."""
-    a = np.asarray(alpha, np.float32)[..., None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        straight = np.where(a > 1e-6, np.asarray(rgb, np.float32) / np.maximum(a, 1e-6), 0.0)
-    return srgb_to_linear(np.clip(straight, 0.0, 1.0)) * a
+    [H,W]) → scene-linear premultiplied [H,W,3] float32: un-premultiply, decode sRGB
+    (IEC 61966-2-1), re-premultiply — what Blender render passes hold (the add-on's F12
+    path does the same in numpy: ``conventions.premult_srgb_to_linear``)."""
+    a = np.ascontiguousarray(alpha, np.float32)
+    out = np.empty(a.shape + (3,), np.float32)
+    _linear_premultiplied(np.ascontiguousarray(rgb, np.float32), a, out)
+    return out
 
 
 def composite(layers):
