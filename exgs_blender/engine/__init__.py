@@ -36,7 +36,10 @@ class ExgsRenderEngine(bpy.types.RenderEngine):
         viewport.view_draw(self, context, depsgraph)
 
     def __del__(self):
-        viewport.release(self)
+        try:  # never a traceback: at exit the module may be gone, the struct freed
+            viewport.release(self)
+        except Exception:
+            pass
 
     def update_render_passes(self, scene=None, renderlayer=None):
         self.register_pass(scene, renderlayer, "Combined", 4, "RGBA", "COLOR")
