@@ -134,7 +134,13 @@ def loadavg() -> float:
     return os.getloadavg()[0]
 
 
-def bench_viewport(url, token, sid, views, width, height, repeats) -> dict:
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all threads), from /proc."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_viewport(url, token, sid, views, width, height, repeats, pid) -> dict:
     from exgs_blender.viewport_client import ViewportClient
 
     cl = ViewportClient(url, token)
@@ -142,6 +148,7 @@ def bench_viewport(url, token, sid, views, width, height, repeats) -> dict:
     rows = {}
     for scale in (0.25, 0.5, 1.0):
         rt, be = [], []
+        cpu0 = proc_cpu_s(pid)
         for _ in range(repeats):
             for view, win in views:
                 gen += 1
@@ -151,14 +158,16 @@ def bench_viewport(url, token, sid, views, width, height, repeats) -> dict:
                                "generation": gen})
                 rt.append(f.round_trip_ms)
                 be.append(f.backend_ms)
+        cpu = 1e3 * (proc_cpu_s(pid) - cpu0) / len(rt)
         rows[str(scale)] = {"size": f"{f.width}x{f.height}", "frames": len(rt),
+                            "server_cpu_ms_per_frame": cpu,
                             "round_trip_ms_median": statistics.median(rt),
                             "round_trip_ms_p95": pct(rt, 95), "backend_ms_median":
                             statistics.median(be), "coverage": float(f.rgba[3::4].mean())}
         print(f"  scale {scale:<4} {f.width}x{f.height}: round trip median "
               f"{rows[str(scale)]['round_trip_ms_median']:.0f} ms, p95 "
               f"{rows[str(scale)]['round_trip_ms_p95']:.0f} ms (backend "
-              f"{rows[str(scale)]['backend_ms_median']:.0f} ms)")
+              f"{rows[str(scale)]['backend_ms_median']:.0f} ms; server CPU {cpu:.0f} ms/frame)")
     cl.close()
     return rows
 
@@ -212,7 +221,7 @@ def main(argv=None) -> int:
             print(f"server ready {t_ready:.1f} s, scene open {t_open:.1f} s, first frame "
                   f"{first.round_trip_ms:.0f} ms (warm-up {warm})")
             res["viewport"] = bench_viewport(url, token, sid, views, width, height,
-                                             args.repeats)
+                                             args.repeats, proc.pid)
         finally:
             proc.terminate()
             proc.wait(10)

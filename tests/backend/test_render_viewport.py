@@ -129,6 +129,16 @@ def test_check_cancels(scene):
 
     with pytest.raises(Cancelled):
         render_objects([(scene, np.eye(4))], look([2, -3, 1]), persp(), W, H, check=check)
+    calls = []
+
+    def late(n=2):  # the second check runs between projection and compositing
+        calls.append(1)
+        if len(calls) == n:
+            raise Cancelled("newer view")
+
+    with pytest.raises(Cancelled):
+        render_objects([(scene, np.eye(4))], look([2, -3, 1]), persp(), W, H, check=late)
+    assert len(calls) == 2
 
 
 def test_prepared_cache_hits_and_drops_with_the_scene():

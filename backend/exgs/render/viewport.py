@@ -215,6 +215,23 @@ def focus_sphere(entries_and_matrices) -> tuple[np.ndarray, float]:
     return c, max(float(max(np.linalg.norm(cs - c, axis=1) + rs)), 1e-6)
 
 
+def _render_one(prep, backend: str, cam, deg: int, check):
+    """(rgb, alpha, depth) over black, as :func:`exgs.render.render`; on the CPU ``check()``
+    also runs between projection and compositing (the two halves of a frame)."""
+    if backend != "cpu":
+        from . import _render_prepared
+
+        r = _render_prepared(prep, backend, cam, deg, (0.0, 0.0, 0.0), False)
+        return r.rgb, r.alpha, r.depth
+    from .cpu import rasterize
+    from .project import project
+
+    proj = project(prep, cam, deg)
+    check()
+    rgb, alpha, depth, _, _ = rasterize(proj)
+    return rgb, alpha, depth
+
+
 def render_objects(objects, view_matrix, window_matrix, width: int, height: int, *,
                    scale: float = 1.0, crop=None, sh_degree=None, backend: str = "cpu",
                    check=None, post=None, cache: PreparedCache | None = None) -> ViewFrame:
@@ -225,7 +242,6 @@ def render_objects(objects, view_matrix, window_matrix, width: int, height: int,
     layer before it is linearised (GaussPainter restore). See :mod:`exgs.viewport_camera`
     for the camera conventions."""
     from ..viewport_camera import camera_from_view
-    from . import _render_prepared
 
     cache = cache or PREPARED
     check = check or (lambda: None)
@@ -246,11 +262,13 @@ def render_objects(objects, view_matrix, window_matrix, width: int, height: int,
             cam = cam.resized(w, h)
         deg = scene.sh_degree if sh_degree is None else min(int(sh_degree), scene.sh_degree)
         tr = time.perf_counter()
-        res = _render_prepared(entry.prep, backend, cam, deg, (0.0, 0.0, 0.0), False)
+        rgb, alpha, depth = _render_one(entry.prep, backend, cam, deg, check)
         t_render += time.perf_counter() - tr
-        depth = res.depth - np.float32(vc.depth_offset) if vc.depth_offset else res.depth
-        rgb = res.rgb if post is None else np.asarray(post(i, res.rgb, res.alpha), np.float32)
-        layers.append((linear_premultiplied(rgb, res.alpha), res.alpha, depth))
+        if vc.depth_offset:
+            depth = depth - np.float32(vc.depth_offset)
+        if post is not None:
+            rgb = np.asarray(post(i, rgb, alpha), np.float32)
+        layers.append((linear_premultiplied(rgb, alpha), alpha, depth))
         ortho = vc.ortho
     check()
     t2 = time.perf_counter()
