@@ -14,7 +14,8 @@ on the capture's ground plane = 500k Gaussians (written to a temporary PLY, dele
    the resident, prepared scene → f16 frame → decoded into the float32 bottom-up buffer a
    ``gpu`` texture takes (``exgs_blender.viewport_client``). ``--views`` orbit views (as a
    Blender region would send them: view/window matrices, the Y-down capture's axis change as
-   the object's matrix_world) at 640×360, each at the progressive steps ¼, ½ and full.
+   the object's matrix_world) at 640×360, each at the progressive steps ¼, ½ and full (the
+   ¼ step with the engine's Gaussian budget for moving views, ``ResolutionPolicy``).
 3. CLI: ``exgs render --orbit N --size 1280x720`` (PNG written per frame) with N = 1 and
    N = 1 + ``--cli-frames``; per-frame cost = (t_N − t_1) / (N − 1), i.e. render + PNG per
    frame without the process start and scene read, which the one-frame run also reports.
@@ -42,7 +43,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-SCENES = Path(os.environ.get("EXGS_SCENES", ROOT.parent / "shared" / "scenes"))
+SCENES = Path(os.environ.get("EXGS_SCENES") or next(
+    (p for p in (ROOT.parent / "shared" / "scenes", ROOT.parents[1] / "shared" / "scenes")
+     if p.is_dir()), ROOT.parent / "shared" / "scenes"))  # checkout or worktree (wt/NAME)
 Y_DOWN = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], np.float64)
 B2CV = np.diag([1.0, -1.0, -1.0, 1.0])
 
@@ -142,11 +145,13 @@ def proc_cpu_s(pid: int) -> float:
 
 def bench_viewport(url, token, sid, views, width, height, repeats, pid) -> dict:
     from exgs_blender.viewport_client import ViewportClient
+    from exgs_blender.viewport_sched import ResolutionPolicy
 
+    policy = ResolutionPolicy()  # what the engine uses: steps and the coarse step's budget
     cl = ViewportClient(url, token)
     gen = 0
     rows = {}
-    for scale in (0.25, 0.5, 1.0):
+    for scale in policy.steps:
         rt, be = [], []
         cpu0 = proc_cpu_s(pid)
         for _ in range(repeats):
@@ -155,11 +160,13 @@ def bench_viewport(url, token, sid, views, width, height, repeats, pid) -> dict:
                 f = cl.render({"objects": [{"scene_id": sid, "matrix_world": Y_DOWN.tolist()}],
                                "view_matrix": view, "window_matrix": win, "width": width,
                                "height": height, "scale": scale, "session": "bench",
-                               "generation": gen})
+                               "generation": gen, **({"max_gaussians": policy.budget(scale)}
+                                                     if policy.budget(scale) else {})})
                 rt.append(f.round_trip_ms)
                 be.append(f.backend_ms)
         cpu = 1e3 * (proc_cpu_s(pid) - cpu0) / len(rt)
         rows[str(scale)] = {"size": f"{f.width}x{f.height}", "frames": len(rt),
+                            "max_gaussians": policy.budget(scale),
                             "server_cpu_ms_per_frame": cpu,
                             "round_trip_ms_median": statistics.median(rt),
                             "round_trip_ms_p95": pct(rt, 95), "backend_ms_median":
@@ -238,19 +245,18 @@ def main(argv=None) -> int:
         print(f"CLI 1280x720: per frame (render + PNG) median {statistics.median(per):.3f} s "
               f"{[round(x, 3) for x in per]}; one-frame process {statistics.median(one):.1f} s")
     res["load_after"], res["busy_after"] = loadavg(), busy_loop()
-    full = res["viewport"]["1.0"]
-    print(f"\n| what | median | p95 | target |\n|---|---|---|---|\n"
-          f"| viewport {full['size']} round trip | {full['round_trip_ms_median']:.0f} ms | "
-          f"{full['round_trip_ms_p95']:.0f} ms | ≤ 250 ms |\n"
-          f"| viewport ½ step | {res['viewport']['0.5']['round_trip_ms_median']:.0f} ms | "
-          f"{res['viewport']['0.5']['round_trip_ms_p95']:.0f} ms | — |\n"
-          f"| viewport ¼ step | {res['viewport']['0.25']['round_trip_ms_median']:.0f} ms | "
-          f"{res['viewport']['0.25']['round_trip_ms_p95']:.0f} ms | — |\n"
-          f"| CLI 1280x720 per frame incl. PNG | {res['cli']['per_frame_s_median'] * 1e3:.0f} ms"
-          f" | {max(per) * 1e3:.0f} ms (max of {len(per)}) | ≤ 600 ms |\n"
-          f"load average {res['load_before']:.2f} / {res['load_mid']:.2f} / "
-          f"{res['load_after']:.2f}; busy loop x{res['busy_before']['slowdown']:.2f} / "
-          f"x{res['busy_after']['slowdown']:.2f}")
+    lines = ["", "| what | median | p95 | target |", "|---|---|---|---|"]
+    for scale, row in res["viewport"].items():
+        what = f"viewport {row['size']} round trip (step {scale}"
+        what += f", {row['max_gaussians']:,} Gaussians)" if row["max_gaussians"] else ")"
+        lines.append(f"| {what} | {row['round_trip_ms_median']:.0f} ms | "
+                     f"{row['round_trip_ms_p95']:.0f} ms | {'≤ 250 ms' if scale == '1.0' else '—'} |")
+    lines.append(f"| CLI 1280x720 per frame incl. PNG | {res['cli']['per_frame_s_median'] * 1e3:.0f}"
+                 f" ms | {max(per) * 1e3:.0f} ms (max of {len(per)}) | ≤ 600 ms |")
+    lines.append(f"load average {res['load_before']:.2f} / {res['load_mid']:.2f} / "
+                 f"{res['load_after']:.2f}; busy loop x{res['busy_before']['slowdown']:.2f} / "
+                 f"x{res['busy_after']['slowdown']:.2f}")
+    print("\n".join(lines))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1))
     print(f"wrote {args.out}")

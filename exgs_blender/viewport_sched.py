@@ -51,15 +51,23 @@ class ResolutionPolicy:
     ``steps`` — increasing scales ending at 1.0; ``settle_s`` — a view is "moving" for this
     long after it last changed (it is rendered at ``steps[0]`` then). :meth:`next_scale`
     gives the scale to request for a view that already has a frame at ``have`` (None = no
-    frame yet), or None when nothing more is needed.
+    frame yet), or None when nothing more is needed. ``coarse_gaussians`` — the first step
+    renders at most this many Gaussians (the most important ones; a frame's cost follows the
+    Gaussian count more than the pixel count), None = all (:meth:`budget`).
     """
 
-    def __init__(self, steps=(0.25, 0.5, 1.0), settle_s: float = 0.2, min_side: int = 16):
+    def __init__(self, steps=(0.25, 0.5, 1.0), settle_s: float = 0.2, min_side: int = 16,
+                 coarse_gaussians: int | None = 131072):
         steps = tuple(float(s) for s in steps)
         if not steps or steps[-1] != 1.0 or any(b <= a for a, b in zip(steps, steps[1:])) \
                 or steps[0] <= 0:
             raise ValueError(f"resolution steps must increase and end at 1.0, got {steps}")
         self.steps, self.settle_s, self.min_side = steps, float(settle_s), int(min_side)
+        self.coarse_gaussians = coarse_gaussians
+
+    def budget(self, scale: float) -> int | None:
+        """Gaussian budget of a step: ``coarse_gaussians`` for the coarsest (if < 1.0)."""
+        return self.coarse_gaussians if scale == self.steps[0] and scale < 1.0 else None
 
     def moving(self, since_change_s: float) -> bool:
         return since_change_s < self.settle_s

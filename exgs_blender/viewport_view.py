@@ -103,7 +103,7 @@ class ViewState:
         return x0, y0, x1 - x0, y1 - y0
 
     def payload(self, scene_ids: list, *, scale: float, session: str, generation: int,
-                depth: bool = False) -> dict:
+                depth: bool = False, max_gaussians: int | None = None) -> dict:
         """JSON body of ``POST /v1/viewport`` (``scene_ids`` in ``objects`` order). Restore
         (GaussPainter, slow) applies to the full-resolution step only."""
         restore = self.restore and scale >= 1.0
@@ -124,6 +124,8 @@ class ViewState:
             body["crop"] = list(self.crop)
         if self.sh_degree is not None:
             body["sh_degree"] = int(self.sh_degree)
+        if max_gaussians is not None:
+            body["max_gaussians"] = int(max_gaussians)
         return body
 
 

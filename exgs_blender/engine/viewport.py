@@ -211,7 +211,8 @@ class ViewportSession:
                 raise viewport_sched.Cancelled("newer view")
             try:
                 frame = self._client.render(state.payload(
-                    sids, scale=req.scale, session=self.session, generation=req.generation))
+                    sids, scale=req.scale, session=self.session, generation=req.generation,
+                    max_gaussians=self.scheduler.policy.budget(req.scale)))
                 return frame, frame.nbytes
             except ViewportError as e:  # the service forgot a scene (restart): re-send once
                 if attempt or "no longer holds a scene" not in str(e):

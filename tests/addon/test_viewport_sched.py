@@ -1,13 +1,13 @@
 """Viewport scheduler, resolution policy and frame cache (exgs_blender.viewport_sched, no bpy)."""
 
+import os
 import sys
 import threading
 import time
 
 import pytest
 
-from conftest import ROOT
-
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 from exgs_blender.viewport_sched import (Cancelled, FrameCache, ResolutionPolicy,  # noqa: E402
                                          Scheduler)
@@ -39,6 +39,9 @@ def test_policy_steps_and_sizes():
     assert p.size(640, 360, 0.25) == (160, 90)
     assert p.size(640, 360, 1.0) == (640, 360)
     assert p.size(40, 10, 0.25) == (16, 10)         # never below min_side (or the side)
+    assert p.budget(0.25) == p.coarse_gaussians and p.budget(0.5) is None \
+        and p.budget(1.0) is None                   # only the moving step is budgeted
+    assert ResolutionPolicy(steps=(1.0,)).budget(1.0) is None
     with pytest.raises(ValueError):
         ResolutionPolicy(steps=(0.5, 0.25, 1.0))
     with pytest.raises(ValueError):
@@ -214,3 +217,6 @@ def test_payload_and_rect():
     plain = ViewState.make(EYE, PROJ, 640, 360, objs)
     q = plain.payload(["s1", "s2"], scale=1.0, session="S", generation=8)
     assert "keep" not in q["objects"][0] and "crop" not in q and plain.rect == (0, 0, 640, 360)
+    assert "max_gaussians" not in q
+    assert plain.payload(["s1", "s2"], scale=0.25, session="S", generation=9,
+                         max_gaussians=1000)["max_gaussians"] == 1000

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from exgs.render import render
-from exgs.render.viewport import (Cancelled, PreparedCache, composite, linear_premultiplied,
-                                  render_objects, warm_up)
+from exgs.render.viewport import (Cancelled, PreparedCache, composite, importance,
+                                  linear_premultiplied, lod_prep, render_objects, warm_up)
 from exgs.service import viewport_codec
 from exgs.synth import random_scene
 from exgs.viewport_camera import camera_from_view
@@ -181,3 +181,25 @@ def test_codec_round_trip():
         viewport_codec.decode(bytes(data)[:-1])
     with pytest.raises(ValueError, match="magic"):
         viewport_codec.decode(b"XXXX" + bytes(data)[4:])
+
+
+def test_coarse_budget_renders_the_most_important_gaussians(scene):
+    cache = PreparedCache()
+    v, p = look([2.0, -3.0, 1.5]), persp()
+    entry = cache.get(scene)
+    sub = lod_prep(entry, scene, 200)
+    imp = importance(scene)
+    kept = np.sort(np.argsort(-imp, kind="stable")[:200])
+    assert sub.n == 200 and lod_prep(entry, scene, 200) is sub  # computed once
+    np.testing.assert_array_equal(sub.means, scene.means[kept])
+    assert lod_prep(entry, scene, None) is entry.prep and lod_prep(entry, scene, 10**6) is \
+        entry.prep
+    # render_objects with a budget = render() of that subset; two objects share it by size
+    fr = render_objects([(scene, np.eye(4))], v, p, W, H, max_gaussians=200, cache=cache)
+    ref = render(scene.subset(kept), camera_from_view(v, p, W, H).camera, device="cpu")
+    np.testing.assert_array_equal(fr.alpha, ref.alpha)
+    full = render_objects([(scene, np.eye(4))], v, p, W, H, cache=cache)
+    assert 0 < fr.alpha.sum() < full.alpha.sum()
+    two = render_objects([(scene, np.eye(4)), (scene, np.eye(4))], v, p, W, H,
+                         max_gaussians=400, cache=cache)
+    assert two.alpha.shape == (H, W) and 200 in entry.lods

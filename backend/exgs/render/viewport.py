@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba as nb
 import numpy as np
@@ -40,6 +40,41 @@ class PreparedEntry:
     center: np.ndarray     # [3] bounding-sphere centre of the means (scene frame)
     radius: float          # bounding-sphere radius (scene units)
     nbytes: int
+    lods: dict = field(default_factory=dict)  # budget → prepared subset (see lod_prep)
+
+
+def importance(scene) -> np.ndarray:
+    """[N] how much of the image a Gaussian can cover: opacity × (σ₁σ₂σ₃)^(2/3) (an area
+    proxy). Coarse viewport steps keep the most important Gaussians (:func:`lod_prep`)."""
+    area = np.exp(scene.log_scales.astype(np.float64).sum(1) * (2.0 / 3.0))
+    return scene.opacities.astype(np.float64) * area
+
+
+def lod_prep(entry: PreparedEntry, scene, budget: int | None, backend: str = "cpu"):
+    """The prepared scene, or — when ``budget`` < N — a prepared subset of its ``budget``
+    most important Gaussians (computed once per budget, the two newest kept). A preview
+    for the coarse step of a moving view: the cost of a frame grows with the Gaussian count,
+    hardly with the pixel count (each Gaussian covers ≥ ~9 px after the 0.3 px² blur)."""
+    if budget is None or budget >= len(scene):
+        return entry.prep
+    p = entry.lods.get(budget)
+    if p is None:
+        from . import prepare
+
+        idx = np.sort(np.argpartition(-importance(scene), budget - 1)[:budget])
+        p = prepare(scene.subset(idx), backend)
+        entry.lods[budget] = p
+        while len(entry.lods) > 2:
+            entry.lods.pop(next(iter(entry.lods)))
+    return p
+
+
+def _budgets(counts: list[int], total: int | None) -> list:
+    """Split a Gaussian budget over objects in proportion to their sizes (None = all)."""
+    n = sum(counts)
+    if total is None or n <= total:
+        return [None] * len(counts)
+    return [max(1, int(round(total * c / n))) for c in counts]
 
 
 def _bounds(scene) -> tuple[np.ndarray, float]:
@@ -234,11 +269,14 @@ def _render_one(prep, backend: str, cam, deg: int, check):
 
 def render_objects(objects, view_matrix, window_matrix, width: int, height: int, *,
                    scale: float = 1.0, crop=None, sh_degree=None, backend: str = "cpu",
-                   check=None, post=None, cache: PreparedCache | None = None) -> ViewFrame:
+                   check=None, post=None, max_gaussians: int | None = None,
+                   cache: PreparedCache | None = None) -> ViewFrame:
     """Render ``objects`` [(GaussianScene, object_matrix_world 4×4)] as the viewport region
     (``width`` × ``height`` px, ``crop`` in region pixels, y from the bottom) shows them,
     at ``scale`` × the crop's size. ``check()`` is called between stages and may raise
-    :class:`Cancelled`. ``post(i, rgb, alpha) -> rgb`` may replace object i's display-sRGB
+    :class:`Cancelled`. ``max_gaussians`` (coarse steps) renders only that many of the
+    most important Gaussians, split over the objects (:func:`lod_prep`); None = all.
+    ``post(i, rgb, alpha) -> rgb`` may replace object i's display-sRGB
     layer before it is linearised (GaussPainter restore). See :mod:`exgs.viewport_camera`
     for the camera conventions."""
     from ..viewport_camera import camera_from_view
@@ -250,6 +288,7 @@ def render_objects(objects, view_matrix, window_matrix, width: int, height: int,
     center, radius = focus_sphere(entries)
     t1 = time.perf_counter()
     layers, ortho, t_render = [], False, 0.0
+    budgets = _budgets([len(s) for s, _ in objects], max_gaussians)
     for i, ((entry, m), (scene, _)) in enumerate(zip(entries, objects)):
         check()
         vc = camera_from_view(view_matrix, window_matrix, width, height,
@@ -262,7 +301,8 @@ def render_objects(objects, view_matrix, window_matrix, width: int, height: int,
             cam = cam.resized(w, h)
         deg = scene.sh_degree if sh_degree is None else min(int(sh_degree), scene.sh_degree)
         tr = time.perf_counter()
-        rgb, alpha, depth = _render_one(entry.prep, backend, cam, deg, check)
+        prep = lod_prep(entry, scene, budgets[i], backend)
+        rgb, alpha, depth = _render_one(prep, backend, cam, deg, check)
         t_render += time.perf_counter() - tr
         if vc.depth_offset:
             depth = depth - np.float32(vc.depth_offset)
@@ -284,6 +324,6 @@ def render_objects(objects, view_matrix, window_matrix, width: int, height: int,
                       "colour_ms": 1e3 * (t2 - t1 - t_render), "composite_ms": 1e3 * (t3 - t2)})
 
 
-__all__ = ["Cancelled", "PreparedCache", "PREPARED", "warm_up", "warm_up_in_background",
+__all__ = ["Cancelled", "PreparedCache", "PREPARED", "importance", "lod_prep", "warm_up", "warm_up_in_background",
            "warm_state", "linear_premultiplied", "composite", "ViewFrame", "render_objects",
            "focus_sphere"]

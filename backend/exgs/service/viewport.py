@@ -59,6 +59,9 @@ class ViewportRequest(BaseModel):
     scale: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
     sh_degree: Optional[int] = Field(None, ge=0, le=3)
     depth: bool = Field(False, description="also send the depth plane")
+    max_gaussians: Optional[int] = Field(
+        None, ge=1000, le=2**31 - 1,
+        description="coarse preview: render only this many of the most important Gaussians")
     restore: bool = Field(False, description="run GaussPainter on each object's layer")
     session: Annotated[str, Field(max_length=64)] = ""
     generation: int = Field(0, ge=0, le=2**32 - 1)
@@ -152,7 +155,8 @@ class ViewportRenderer:
                      for e, o in zip(entries, body.objects)],
                     body.view_matrix, body.window_matrix, body.width, body.height,
                     scale=body.scale, crop=body.crop, sh_degree=body.sh_degree,
-                    backend=self.backend, check=check, post=post)
+                    backend=self.backend, check=check, post=post,
+                    max_gaussians=body.max_gaussians)
             except UsageError:
                 raise
             except ExgsError as e:  # e.g. a degenerate camera: the client's numbers
