@@ -143,7 +143,7 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_viewport(url, token, sid, views, width, height, repeats, pid) -> dict:
+def bench_viewport(url, token, sid, views, width, height, repeats, pid, n) -> dict:
     from exgs_blender.viewport_client import ViewportClient
     from exgs_blender.viewport_sched import ResolutionPolicy
 
@@ -165,8 +165,10 @@ def bench_viewport(url, token, sid, views, width, height, repeats, pid) -> dict:
                 rt.append(f.round_trip_ms)
                 be.append(f.backend_ms)
         cpu = 1e3 * (proc_cpu_s(pid) - cpu0) / len(rt)
+        used = policy.next_scale(scale / 2, 1e9, n > (policy.coarse_gaussians or n)) == scale \
+            or scale == policy.steps[0]
         rows[str(scale)] = {"size": f"{f.width}x{f.height}", "frames": len(rt),
-                            "max_gaussians": policy.budget(scale),
+                            "max_gaussians": policy.budget(scale), "engine_uses_it": used,
                             "server_cpu_ms_per_frame": cpu,
                             "round_trip_ms_median": statistics.median(rt),
                             "round_trip_ms_p95": pct(rt, 95), "backend_ms_median":
@@ -228,7 +230,7 @@ def main(argv=None) -> int:
             print(f"server ready {t_ready:.1f} s, scene open {t_open:.1f} s, first frame "
                   f"{first.round_trip_ms:.0f} ms (warm-up {warm})")
             res["viewport"] = bench_viewport(url, token, sid, views, width, height,
-                                             args.repeats, proc.pid)
+                                             args.repeats, proc.pid, n)
         finally:
             proc.terminate()
             proc.wait(10)
@@ -249,6 +251,7 @@ def main(argv=None) -> int:
     for scale, row in res["viewport"].items():
         what = f"viewport {row['size']} round trip (step {scale}"
         what += f", {row['max_gaussians']:,} Gaussians)" if row["max_gaussians"] else ")"
+        what += "" if row["engine_uses_it"] else " — skipped by the engine for this scene"
         lines.append(f"| {what} | {row['round_trip_ms_median']:.0f} ms | "
                      f"{row['round_trip_ms_p95']:.0f} ms | {'≤ 250 ms' if scale == '1.0' else '—'} |")
     lines.append(f"| CLI 1280x720 per frame incl. PNG | {res['cli']['per_frame_s_median'] * 1e3:.0f}"

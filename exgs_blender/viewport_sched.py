@@ -72,11 +72,16 @@ class ResolutionPolicy:
     def moving(self, since_change_s: float) -> bool:
         return since_change_s < self.settle_s
 
-    def next_scale(self, have: float | None, since_change_s: float) -> float | None:
+    def next_scale(self, have: float | None, since_change_s: float,
+                   heavy: bool = False) -> float | None:
+        """``heavy``: the view holds more Gaussians than the coarse budget, so an
+        intermediate step would cost about as much as the full one — skip straight to 1.0."""
         if have is None:
             return self.steps[0] if self.moving(since_change_s) else self._first_rest()
         if have >= 1.0 or self.moving(since_change_s):
             return None
+        if heavy:
+            return 1.0
         for s in self.steps:
             if s > have:
                 return s
@@ -144,14 +149,16 @@ class Scheduler:
 
     ``render(request) -> (frame, nbytes)`` runs in the worker thread (raise
     :class:`Cancelled` when ``request.cancel`` is set); ``cancel(request)`` is called when a
-    request in flight becomes stale; ``on_frame()`` after each stored frame. With
+    request in flight becomes stale; ``on_frame()`` after each stored frame; ``heavy(key)``
+    says a view exceeds the coarse Gaussian budget (its intermediate steps are skipped). With
     ``start_thread=False`` nothing runs by itself: call :meth:`step` (tests).
     """
 
     def __init__(self, render, *, policy: ResolutionPolicy | None = None,
-                 cache: FrameCache | None = None, cancel=None, on_frame=None,
+                 cache: FrameCache | None = None, cancel=None, on_frame=None, heavy=None,
                  clock=time.monotonic, start_thread: bool = True):
         self._render, self._cancel_cb, self._on_frame = render, cancel, on_frame
+        self._heavy = heavy or (lambda key: False)
         self.policy = policy or ResolutionPolicy()
         self.cache = cache or FrameCache()
         self._clock = clock
@@ -229,7 +236,7 @@ class Scheduler:
             return
         hit = self.cache.best(key)
         scale = self.policy.next_scale(hit[0] if hit else None,
-                                       self._clock() - self._changed)
+                                       self._clock() - self._changed, self._heavy(key))
         if scale is None:
             if self._pending is not None:
                 self.stats["superseded"] += 1

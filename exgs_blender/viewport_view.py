@@ -61,6 +61,7 @@ class SplatRef:
     ply_path: str
     matrix: tuple
     keep: float | None = None
+    count: int = 0
     painter_delta_b64: str | None = field(default=None, compare=False)
 
 
@@ -92,6 +93,10 @@ class ViewState:
         return (_rounded(self.view_matrix), _rounded(self.window_matrix), self.width,
                 self.height, self.crop, self.restore, self.sh_degree,
                 tuple((o.digest, _rounded(o.matrix), o.keep) for o in self.objects))
+
+    @property
+    def gaussians(self) -> int:
+        return sum(o.count for o in self.objects)
 
     @property
     def rect(self) -> tuple[int, int, int, int]:

@@ -62,7 +62,7 @@ def _splat_refs(depsgraph) -> tuple:
         refs.append(viewport_view.SplatRef(it.name, it.digest, it.ply_path,
                                            tuple(tuple(float(v) for v in r)
                                                  for r in it.matrix_world),
-                                           it.kept_fraction, delta))
+                                           it.kept_fraction, delta, int(it.count)))
     return tuple(refs)
 
 
@@ -113,7 +113,8 @@ class ViewportSession:
         self._client = None
         self._client_for = None
         self.scheduler = viewport_sched.Scheduler(self._render, cancel=self._cancel,
-                                                  on_frame=self._arrived.set)
+                                                  on_frame=self._arrived.set,
+                                                  heavy=self._heavy)
 
     # ------------------------------------------------------------------ main thread
     def update(self, depsgraph) -> None:
@@ -191,6 +192,11 @@ class ViewportSession:
             self._client.close()
 
     # ------------------------------------------------------------------ worker thread
+    def _heavy(self, key) -> bool:
+        st = self._states.get(key)
+        budget = self.scheduler.policy.coarse_gaussians if hasattr(self, "scheduler") else None
+        return bool(st is not None and budget and st.gaussians > budget)
+
     def _connection(self):
         from .. import backend
 

@@ -36,6 +36,8 @@ def test_policy_steps_and_sizes():
     assert p.next_scale(0.25, 0.3) == 0.5           # rests: next step
     assert p.next_scale(0.5, 0.3) == 1.0
     assert p.next_scale(1.0, 5.0) is None           # full: done
+    assert p.next_scale(0.25, 0.3, heavy=True) == 1.0   # big scene: ½ would cost as much
+    assert p.next_scale(None, 0.0, heavy=True) == 0.25
     assert p.size(640, 360, 0.25) == (160, 90)
     assert p.size(640, 360, 1.0) == (640, 360)
     assert p.size(40, 10, 0.25) == (16, 10)         # never below min_side (or the side)
@@ -82,6 +84,23 @@ def test_progressive_steps_after_the_view_rests():
     assert s.frame() == ("v1", 1.0, "v1@1.0")
     gens = [g for _, _, g in log]
     assert gens == sorted(gens) and len(set(gens)) == 3
+
+
+def test_heavy_views_go_from_coarse_straight_to_full():
+    clock, log = Clock(), []
+    s = Scheduler(recorder(log), clock=clock, start_thread=False, heavy=lambda k: k == "big")
+    s.update("big")
+    s.step()
+    clock.t += 1.0
+    while s.step():
+        pass
+    assert [sc for _, sc, _ in log] == [0.25, 1.0]
+    s.update("small")
+    s.step()
+    clock.t += 1.0
+    while s.step():
+        pass
+    assert [sc for k, sc, _ in log if k == "small"] == [0.25, 0.5, 1.0]
 
 
 def test_supersede_drops_waiting_views_and_cache_serves_returns():
@@ -184,7 +203,9 @@ def test_border_crop_of_a_camera_frame():
 
 
 def test_view_key_ignores_float_noise_and_tracks_what_changes_the_image():
-    obj = SplatRef("a", "d1", "/x.ply", EYE)
+    obj = SplatRef("a", "d1", "/x.ply", EYE, count=7)
+    v1 = ViewState.make(EYE, PROJ, 640, 360, [obj, obj])
+    assert v1.gaussians == 14
     v1 = ViewState.make(EYE, PROJ, 640, 360, [obj])
     noisy = tuple(tuple(x + 1e-9 for x in r) for r in EYE)
     assert ViewState.make(noisy, PROJ, 640, 360, [obj]).key == v1.key
