@@ -62,7 +62,8 @@ def _splat_refs(depsgraph) -> tuple:
         refs.append(viewport_view.SplatRef(it.name, it.digest, it.ply_path,
                                            tuple(tuple(float(v) for v in r)
                                                  for r in it.matrix_world),
-                                           it.kept_fraction, delta, int(it.count)))
+                                           keep=it.kept_fraction, painter_delta_b64=delta,
+                                           count=int(it.count)))
     return tuple(refs)
 
 
