@@ -21,7 +21,8 @@ on the capture's ground plane = 500k Gaussians (written to a temporary PLY, dele
    frame without the process start and scene read, which the one-frame run also reports.
 
 Machine load (1-minute load average before/after, a fixed single-thread busy loop's
-slowdown) is recorded with the figures. Writes bench/results/viewport.json.
+slowdown) is recorded with the figures. Writes bench/results/viewport.json and the table as
+bench/results/viewport.md.
 """
 
 from __future__ import annotations
@@ -259,7 +260,12 @@ def main(argv=None) -> int:
     lines.append(f"load average {res['load_before']:.2f} / {res['load_mid']:.2f} / "
                  f"{res['load_after']:.2f}; busy loop x{res['busy_before']['slowdown']:.2f} / "
                  f"x{res['busy_after']['slowdown']:.2f}")
+    m = res["machine"]
+    lines.append(f"machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, {m['system']}; "
+                 f"scene: {res['scene']['what']} ({res['scene']['gaussians']:,}); "
+                 f"{res['started']}")
     print("\n".join(lines))
+    Path(args.out).with_suffix(".md").write_text("\n".join(lines[1:]) + "\n")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1))
     print(f"wrote {args.out}")
