@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, IntProperty, PointerProperty
 
-from . import final
+from . import final, viewport
 
 
 class ExgsRenderSettings(bpy.types.PropertyGroup):
@@ -15,6 +15,9 @@ class ExgsRenderSettings(bpy.types.PropertyGroup):
     motion_blur_samples: IntProperty(name="Motion blur samples", default=5, min=2, max=64,
                                      description="Sub-frame renders averaged over the shutter "
                                                  "when Motion Blur is on (render time × this)")
+    viewport_restore: BoolProperty(name="Restore in viewport", default=False,
+                                   description="Also restore viewport frames with GaussPainter "
+                                               "(slower; the full-resolution step only)")
 
 
 class ExgsRenderEngine(bpy.types.RenderEngine):
@@ -27,6 +30,19 @@ class ExgsRenderEngine(bpy.types.RenderEngine):
 
     def render(self, depsgraph):
         final.render(self, depsgraph)
+
+    # Rendered viewport shading: real splats from the backend (engine/viewport.py)
+    def view_update(self, context, depsgraph):
+        viewport.view_update(self, context, depsgraph)
+
+    def view_draw(self, context, depsgraph):
+        viewport.view_draw(self, context, depsgraph)
+
+    def __del__(self):
+        try:  # never a traceback: at exit the module may be gone, the struct freed
+            viewport.release(self)
+        except Exception:
+            pass
 
     def update_render_passes(self, scene=None, renderlayer=None):
         self.register_pass(scene, renderlayer, "Combined", 4, "RGBA", "COLOR")
@@ -53,6 +69,7 @@ class EXGS_PT_render(bpy.types.Panel):
         r = context.scene.render
         lay = self.layout
         lay.prop(s, "restore")
+        lay.prop(s, "viewport_restore")
         lay.prop(r, "film_transparent", text="Transparent film (else the world colour)")
         lay.prop(r, "use_motion_blur")
         col = lay.column()

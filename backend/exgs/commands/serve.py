@@ -145,6 +145,11 @@ def run(args) -> int:
 
     try:
         app = create_app(config)
+        if not os.environ.get("EXGS_NO_WARMUP"):  # kernels compiled/loaded now, not on frame 1
+            from ..render.viewport import tune_allocator, warm_up_in_background
+
+            tune_allocator()  # per-frame arrays stay in the heap (no page faults per frame)
+            warm_up_in_background()
         sock = _bind(args.host, args.port)
         host, port = sock.getsockname()[:2]
         if not _is_loopback(args.host):

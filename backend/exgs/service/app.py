@@ -20,6 +20,8 @@ GET      /v1/jobs/{id}?since=V&wait=S    job state (long poll until version > V)
 POST     /v1/jobs/{id}/cancel            request cancellation
 DELETE   /v1/jobs/{id}                   cancel and forget a job and its frames
 GET      /v1/jobs/{id}/frames/{i}        frame i (binary float32 or PNG, see frames.py)
+POST     /v1/viewport                    render a Blender 3D-view region now (viewport.py)
+POST     /v1/viewport/cancel             drop a viewport session's older requests
 GET      /openapi.json                   the OpenAPI schema
 =======  ==============================  ==================================================
 
@@ -88,6 +90,13 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     for module in (scenes, jobs, frames):
         app.include_router(module.router(state))
+    from .viewport import ViewportRenderer, make_router as viewport_router
+
+    painters = state.engines.painters
+    app.state.viewport = ViewportRenderer(
+        state.store, backend="gsplat" if device == "cuda" else "cpu",
+        painter=lambda delta, _entry: painters.adapted(delta) if delta else painters.generic())
+    app.include_router(viewport_router(app.state.viewport))
     app.add_middleware(BodyLimitMiddleware, limit=limits.max_json_bytes)
     app.add_middleware(BearerAuthMiddleware, token=config.token)
     return app
@@ -108,8 +117,16 @@ def health_info(state: AppState) -> dict:
         "allow_dir": config.allow_dir is not None,
         "limits": {k: getattr(limits, k) for k in limits.__dataclass_fields__},
         "jobs_open": state.jobs.open_count(), "scenes": len(state.store.list()),
-        "pid": os.getpid(),
+        "pid": os.getpid(), "warm_up": warm_state(),
     }
+
+
+def warm_state() -> dict:
+    """Kernel warm-up state (exgs.render.viewport.warm_up, started by ``exgs serve``)."""
+    from .engines import import_optional
+
+    mod, _ = import_optional("exgs.render.viewport")
+    return mod.warm_state() if mod is not None else {"done": False, "error": "unavailable"}
 
 
 class BearerAuthMiddleware:
