@@ -95,7 +95,7 @@ def child(name: str, args) -> dict:
     full_ratios = set(args.full_ratios)
     for ratio in args.ratios:
         t0 = time.perf_counter()
-        res = compress(full, ratio=ratio, source_bytes=src, sh_degree=args.sh, up=up,
+        res = compress(full, budget_bytes=src / ratio, source_bytes=src, sh_degree=args.sh, up=up,
                        cameras=score_cams, score=score)
         score = res.score
         p0, s0 = quality(res.scene)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from exgs.errors import UsageError
-from exgs.io.exgs_format import decode_exgs, encode_exgs
+from exgs.io.exgs import decode_exgs, encode_exgs
 from exgs.synth import demo_scene, random_scene
 from exgs.ugc import compress
 from exgs.ugc.fakequant import codec_roundtrip
@@ -23,7 +23,7 @@ SMALL = dict(resolution=48, views=8, decision_views=4, decision_resolution=64, s
 @pytest.fixture(scope="module")
 def setup():
     full = demo_scene(n=3000, sh_degree=1, seed=3)
-    res = compress(full, keep=0.08, views=6, view_size=(64, 48))
+    res = compress(full, keep_target=0.08, views=6, view_size=(64, 48))
     return full, res
 
 

@@ -2,10 +2,10 @@
 straight-through torch op.
 
 :func:`codec_roundtrip` returns, per Gaussian and in the input order, exactly the values
-:func:`exgs.io.exgs_format.decode_exgs` yields for a file written by
-:func:`~exgs.io.exgs_format.encode_exgs` (same ranges — min/max of the centres and
+:func:`exgs.io.exgs.decode_exgs` yields for a file written by
+:func:`~exgs.io.exgs.encode_exgs` (same ranges — min/max of the centres and
 log-scales, 0.1–99.9 % DC quantiles, 99.9 % |SH| quantiles per band — and the same
-quantizers of :mod:`exgs.ugc.quantize`); only the order differs (the file reorders inside
+quantizers of :mod:`exgs.io.exgs.quantize`); only the order differs (the file reorders inside
 chunks). :func:`fake_quant` applies it in the forward pass of a torch graph and passes
 gradients straight through (``x + (q(x) − x).detach()``), so the optimiser sees the values
 that will be written.
@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..io.exgs_format import SH_REST_BITS
+from ..io.exgs import SH_REST_BITS
 from ..scene import logit
-from . import quantize as Q
+from ..io.exgs import quantize as Q
 
 
 def codec_roundtrip(means, quats, log_scales, opacities, sh, position_bits: int = 16):

@@ -24,23 +24,24 @@ from .refine_views import mean_psnr
 def byte_budget(result: CompressResult) -> int:
     """Bytes the refined file may use (see module doc)."""
     st = result.stats
+    if st.get("budget_bytes"):
+        return max(len(result.data), int(st["budget_bytes"]))
     if st.get("requested_ratio"):
         return max(len(result.data), int(st["source_bytes"] / st["requested_ratio"]))
     return len(result.data)
 
 
 def _header(data: bytes) -> dict:
-    from ..io.exgs_format import _parse_header
+    from ..io.exgs import decode_header
 
-    h, _ = _parse_header(data, len(data))
-    return h
+    return decode_header(data)
 
 
 def refine_result(full_scene, result: CompressResult, options: RefineOptions | None = None,
                   cameras=None) -> CompressResult:
     """Refined copy of ``result`` (or ``result`` itself with ``stats["refine"]`` when the
     switch-off rule keeps the training-free survivors)."""
-    from ..io.exgs_format import decode_exgs, encode_exgs
+    from ..io.exgs import decode_exgs, encode_exgs
 
     opt = options or RefineOptions()
     # keep time for re-encoding (zstd 19: ≈ 10 µs per Gaussian here) up to 3 times
