@@ -16,7 +16,8 @@ from pathlib import Path
 from ..errors import SceneFormatError
 from ..scene import GaussianScene
 
-#: format name → (module, reader function, writer function or None)
+#: format name → (module, reader function, writer function or None); a function given as
+#: "module:function" lives in that module
 FORMATS = {
     "ply": ("exgs.io.ply", "read_ply", "write_ply"),
     "compressed_ply": ("exgs.io.compressed_ply", "read_compressed_ply", "write_compressed_ply"),
@@ -25,7 +26,7 @@ FORMATS = {
     "sog_lod": ("exgs.io.sog_lod", "read_sog_lod", None),
     "splat": ("exgs.io.splat", "read_splat", "write_splat"),
     "ksplat": ("exgs.io.ksplat", "read_ksplat", None),
-    "gltf": ("exgs.io.gltf", "read_gltf", "write_gltf"),
+    "gltf": ("exgs.io.gltf", "read_gltf", "exgs.io.gltf_write:write_gltf"),
     "exgs": ("exgs.io.exgs_format", "read_exgs_scene", None),
 }
 
@@ -134,8 +135,11 @@ def _zip_has_meta(path: Path) -> bool:
 
 
 def _func(fmt: str, which: int):
-    mod = importlib.import_module(FORMATS[fmt][0])
-    return getattr(mod, FORMATS[fmt][which])
+    """Reader (which=1) or writer (2) of ``fmt``; a name ``"module:function"`` lives in a
+    module of its own (e.g. the glTF writer)."""
+    name = FORMATS[fmt][which]
+    module, _, name = name.rpartition(":") if ":" in name else (FORMATS[fmt][0], ":", name)
+    return getattr(importlib.import_module(module), name)
 
 
 def read_scene(path: str | os.PathLike, *, lod: int | None = None) -> GaussianScene:

@@ -340,10 +340,3 @@ def _node_matrix(g: _Gltf):
                     return None
             return None
     return None
-
-
-def write_gltf(scene: GaussianScene, path: str | os.PathLike, **kw) -> None:
-    """Write ``scene`` as a ``.glb`` (see :mod:`exgs.io.gltf_write`)."""
-    from .gltf_write import write_gltf as _write
-
-    _write(scene, path, **kw)
