@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import logging
 import os
 import shutil
@@ -52,6 +53,10 @@ def register(sub) -> None:
                    help="most cameras in one render request (default 10000)")
     p.add_argument("--max-jobs", type=int, default=32,
                    help="most open (queued + running) jobs (default 32)")
+    p.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
+                   help="close a connection whose request headers take longer (default 10)")
+    p.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
+                   help="408 when a request body stalls this long (default 30)")
     p.add_argument("--log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)
@@ -101,6 +106,7 @@ def run(args) -> int:
     from ..errors import UsageError
     from ..pipeline import resolve_device
     from ..service.app import create_app
+    from ..service.protocol import timed_protocol
     from ..service.auth import load_or_create_token
     from ..service.config import Limits, ServiceConfig
 
@@ -117,9 +123,10 @@ def run(args) -> int:
             raise UsageError(f"--allow-dir {args.allow_dir}: not a folder")
     for name, v in (("--max-upload-mb", args.max_upload_mb), ("--max-image-side",
                     args.max_image_side), ("--max-frames", args.max_frames),
-                    ("--max-jobs", args.max_jobs)):
-        if not v > 0:
-            raise UsageError(f"{name} must be positive, got {v}")
+                    ("--max-jobs", args.max_jobs), ("--header-timeout", args.header_timeout),
+                    ("--body-timeout", args.body_timeout)):
+        if not (v > 0 and math.isfinite(v)):
+            raise UsageError(f"{name} must be a positive finite number, got {v}")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port} is not in 0..65535")
     device = resolve_device(args.device)  # fails early when cuda is asked for but missing
@@ -129,7 +136,8 @@ def run(args) -> int:
     side = int(args.max_image_side)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * (1 << 20)), max_image_side=side,
                     max_pixels=side * side, max_frames=int(args.max_frames),
-                    max_open_jobs=int(args.max_jobs))
+                    max_open_jobs=int(args.max_jobs), header_timeout_s=args.header_timeout,
+                    body_timeout_s=args.body_timeout)
     config = ServiceConfig(token=token, token_file=token_file, allow_dir=allow, device=device,
                            data_dir=os.path.abspath(data_dir), painter_weights=args.painter_weights,
                            limits=limits)
@@ -179,7 +187,8 @@ def run(args) -> int:
 
         uconfig = uvicorn.Config(app, log_level=args.log_level, access_log=False,
                                  lifespan="off", timeout_graceful_shutdown=3,
-                                 server_header=False)
+                                 server_header=False,
+                                 http=timed_protocol(limits.header_timeout_s))
         server = _Server(uconfig)
         server.run(sockets=[sock])
     finally:

@@ -125,6 +125,8 @@ class SceneStore:
     def __init__(self, data_dir: str):
         self.dir = Path(data_dir) / "scenes"
         self.dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.dir.glob(".incoming-*"):  # left by a killed server
+            stale.unlink(missing_ok=True)
         self._lock = threading.RLock()
         self._scenes: dict[str, SceneEntry] = {}
 
@@ -222,9 +224,12 @@ class SceneStore:
         if old is not None:
             return old, True
         tmp = self.dir / f".incoming-{digest}-{threading.get_ident()}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        return self.add_uploaded(str(tmp), digest, len(data), name, extra, source)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            return self.add_uploaded(str(tmp), digest, len(data), name, extra, source)
+        finally:  # a full disk or a refused scene leaves nothing behind
+            tmp.unlink(missing_ok=True)
 
 
 def _safe_stem(name: str) -> str:
