@@ -60,7 +60,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
     device = resolve_device(config.device)
     Path(config.data_dir).mkdir(parents=True, exist_ok=True)
     state = AppState(config=config, device=device, devices=device_info(),
-                     store=SceneStore(config.data_dir),
+                     store=SceneStore(config.data_dir, limits.max_gaussians,
+                                      limits.max_scene_memory),
                      jobs=JobManager(config.data_dir, [device], limits.max_open_jobs,
                                      limits.max_finished_jobs, limits.frame_memory_bytes),
                      engines=Engines(config, device))

@@ -87,7 +87,7 @@ def router(state) -> APIRouter:
 
     @r.post("/v1/scenes/open",
             summary="Open a scene file on the server's disk (only under --allow-dir)",
-            responses=responses(400, 403, 404, 413, 422, 503))
+            responses=responses(400, 403, 404, 413, 422, 503, 507))
     async def open_path(body: OpenRequest):
         if config.allow_dir is None:
             raise ApiError(403, "opening files by path is disabled (server started without "
