@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import logging
 import os
 import shutil
@@ -52,6 +53,15 @@ def register(sub) -> None:
                    help="most cameras in one render request (default 10000)")
     p.add_argument("--max-jobs", type=int, default=32,
                    help="most open (queued + running) jobs (default 32)")
+    p.add_argument("--max-gaussians", type=int, default=50_000_000, metavar="N",
+                   help="most Gaussians per scene, checked from its header (default 50M)")
+    p.add_argument("--max-scene-memory-mb", type=float, default=None, metavar="MB",
+                   help="decoded scenes held at once; least recently used ones are evicted "
+                        "(default: half of the machine's memory)")
+    p.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
+                   help="close a connection whose request headers take longer (default 10)")
+    p.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
+                   help="408 when a request body stalls this long (default 30)")
     p.add_argument("--log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)
@@ -83,6 +93,16 @@ def _bind(host: str, port: int) -> socket.socket:
     raise UsageError(f"cannot listen on {host}:{port}: {getattr(last, 'strerror', last)}")
 
 
+def _scene_memory(mb: float | None) -> int:
+    """Bytes of decoded scenes the server holds: ``mb`` MiB, or half of physical memory."""
+    if mb is not None:
+        return int(mb * (1 << 20))
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):  # not POSIX
+        return 8 << 30
+
+
 def _is_loopback(host: str) -> bool:
     import ipaddress
 
@@ -101,6 +121,7 @@ def run(args) -> int:
     from ..errors import UsageError
     from ..pipeline import resolve_device
     from ..service.app import create_app
+    from ..service.protocol import timed_protocol
     from ..service.auth import load_or_create_token
     from ..service.config import Limits, ServiceConfig
 
@@ -117,9 +138,12 @@ def run(args) -> int:
             raise UsageError(f"--allow-dir {args.allow_dir}: not a folder")
     for name, v in (("--max-upload-mb", args.max_upload_mb), ("--max-image-side",
                     args.max_image_side), ("--max-frames", args.max_frames),
-                    ("--max-jobs", args.max_jobs)):
-        if not v > 0:
-            raise UsageError(f"{name} must be positive, got {v}")
+                    ("--max-jobs", args.max_jobs), ("--header-timeout", args.header_timeout),
+                    ("--max-gaussians", args.max_gaussians),
+                    ("--max-scene-memory-mb", args.max_scene_memory_mb or 1.0),
+                    ("--body-timeout", args.body_timeout)):
+        if not (v > 0 and math.isfinite(v)):
+            raise UsageError(f"{name} must be a positive finite number, got {v}")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port} is not in 0..65535")
     device = resolve_device(args.device)  # fails early when cuda is asked for but missing
@@ -129,7 +153,10 @@ def run(args) -> int:
     side = int(args.max_image_side)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * (1 << 20)), max_image_side=side,
                     max_pixels=side * side, max_frames=int(args.max_frames),
-                    max_open_jobs=int(args.max_jobs))
+                    max_open_jobs=int(args.max_jobs), header_timeout_s=args.header_timeout,
+                    max_gaussians=int(args.max_gaussians),
+                    max_scene_memory=_scene_memory(args.max_scene_memory_mb),
+                    body_timeout_s=args.body_timeout)
     config = ServiceConfig(token=token, token_file=token_file, allow_dir=allow, device=device,
                            data_dir=os.path.abspath(data_dir), painter_weights=args.painter_weights,
                            limits=limits)
@@ -179,7 +206,8 @@ def run(args) -> int:
 
         uconfig = uvicorn.Config(app, log_level=args.log_level, access_log=False,
                                  lifespan="off", timeout_graceful_shutdown=3,
-                                 server_header=False)
+                                 server_header=False,
+                                 http=timed_protocol(limits.header_timeout_s))
         server = _Server(uconfig)
         server.run(sockets=[sock])
     finally:

@@ -60,7 +60,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
     device = resolve_device(config.device)
     Path(config.data_dir).mkdir(parents=True, exist_ok=True)
     state = AppState(config=config, device=device, devices=device_info(),
-                     store=SceneStore(config.data_dir),
+                     store=SceneStore(config.data_dir, limits.max_gaussians,
+                                      limits.max_scene_memory),
                      jobs=JobManager(config.data_dir, [device], limits.max_open_jobs,
                                      limits.max_finished_jobs, limits.frame_memory_bytes),
                      engines=Engines(config, device))
@@ -97,7 +98,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
         state.store, backend="gsplat" if device == "cuda" else "cpu",
         painter=lambda delta, _entry: painters.adapted(delta) if delta else painters.generic())
     app.include_router(viewport_router(app.state.viewport))
-    app.add_middleware(BodyLimitMiddleware, limit=limits.max_json_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=limits.max_json_bytes,
+                       timeout=limits.body_timeout_s)
     app.add_middleware(BearerAuthMiddleware, token=config.token)
     return app
 
@@ -155,14 +157,19 @@ class BodyLimitMiddleware:
     """Refuses request bodies over ``limit`` bytes with a JSON 413 *before* they are read
     or parsed (issue 19: a 44 MB render body used to block the event loop for seconds): a
     declared ``Content-Length`` is checked first, a chunked body is counted as it arrives.
-    Scene uploads (``POST /v1/scenes``) stream to disk under their own limit."""
+    Scene uploads (``POST /v1/scenes``) stream to disk under their own limit. Every body
+    (uploads too) must keep arriving: waiting more than ``timeout`` seconds for its next
+    piece gives a 408."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, int(limit)
+    def __init__(self, app, limit: int, timeout: float = 30.0):
+        self.app, self.limit, self.timeout = app, int(limit), float(timeout)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or (scope["method"] == "POST"
-                                       and scope["path"] == "/v1/scenes"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        receive = self._timed(receive)
+        if scope["method"] == "POST" and scope["path"] == "/v1/scenes":
             await self.app(scope, receive, send)
             return
         for k, v in scope.get("headers", ()):
@@ -189,6 +196,29 @@ class BodyLimitMiddleware:
             return msg
 
         await self.app(scope, bounded_receive, send)
+
+    def _timed(self, receive):
+        """``receive`` with a timeout while the body is incomplete (afterwards it only waits
+        for the disconnect, which may take as long as the response does)."""
+        import asyncio
+
+        done = False
+        timeout = self.timeout
+
+        async def timed_receive():
+            nonlocal done
+            if done:
+                return await receive()
+            try:
+                msg = await asyncio.wait_for(receive(), timeout)
+            except asyncio.TimeoutError:
+                raise StarletteHTTPException(
+                    408, f"the request body stalled for more than {timeout:g} s") from None
+            if msg["type"] != "http.request" or not msg.get("more_body", False):
+                done = True
+            return msg
+
+        return timed_receive
 
     async def _refuse(self, scope, receive, send, n: int):
         resp = JSONResponse({"error": f"request body of {n} bytes exceeds the limit of "

@@ -20,6 +20,10 @@ class Limits:
     max_long_poll_s: float = 30.0           # upper bound of GET /v1/jobs/{id}?wait=
     frame_memory_bytes: int = 1 << 30       # finished frames kept in RAM; beyond: on disk
     max_json_bytes: int = 16 << 20          # any request body but an upload, before parsing
+    max_gaussians: int = 50_000_000         # per scene, checked from its header first
+    max_scene_memory: int = 1 << 62         # decoded scenes held at once (LRU eviction)
+    header_timeout_s: float = 10.0          # request line + headers must arrive within this
+    body_timeout_s: float = 30.0            # longest wait for the next piece of a body
 
 
 @dataclass(frozen=True)

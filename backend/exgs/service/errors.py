@@ -37,12 +37,14 @@ _DESCRIPTIONS = {
     401: "missing or wrong bearer token",
     403: "not allowed (opening paths without --allow-dir, or outside it)",
     404: "no such scene, job or frame",
+    408: "the request body stalled (nothing arrived for --body-timeout seconds)",
     409: "not ready yet, or no single file",
     413: "body or upload larger than the limit",
     422: "invalid request (pydantic message, limits, singular camera, ...)",
     429: "too many open jobs",
     500: "internal server error (logged on the server, no traceback)",
     503: "a part missing from this build (renderer, compressor, painter)",
+    507: "the server cannot store the upload (disk full, read-only)",
 }
 
 

@@ -158,6 +158,8 @@ class JobManager:
                  max_finished: int = 256, frame_budget: int = 1 << 30):
         self.dir = Path(data_dir) / "jobs"
         self.dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.dir.rglob("*.part"):  # frames half-written when a server was killed
+            stale.unlink(missing_ok=True)
         self.max_open, self.max_finished = int(max_open), int(max_finished)
         self._cond = threading.Condition()
         self._jobs: OrderedDict[str, Job] = OrderedDict()

@@ -52,6 +52,7 @@ class SceneEntry:
     created: float = field(default_factory=time.time)
     extra: dict = field(default_factory=dict)
     facts: object = None      # exgs.pipeline.SceneFacts (set by the store)
+    last_used: float = field(default_factory=time.monotonic)
 
     def info(self) -> dict:
         d = {"id": self.id, "name": self.name, "format": self.format, "source": self.source,
@@ -60,6 +61,7 @@ class SceneEntry:
         d.update(self.extra)
         if self.facts is not None:
             d["facts"] = self.facts.info()
+        d["in_memory"] = self.scene is not None
         return d
 
 
@@ -100,6 +102,50 @@ def read_any(path: str):
     return fmt, scene
 
 
+def scene_bytes(n: int, sh_degree: int) -> int:
+    """Bytes of the float32 arrays of a decoded scene of ``n`` Gaussians."""
+    return 4 * int(n) * (3 + 4 + 3 + 1 + 3 * (int(sh_degree) + 1) ** 2)
+
+
+def declared_size(path: str, fmt: str) -> tuple[int, int] | None:
+    """(Gaussians, SH degree) a scene file declares, read from its header without decoding
+    it, or None when the format's header cannot tell (the decoded scene is checked then)."""
+    try:
+        if fmt == "exgs":
+            from ..io.exgs import read_exgs_header
+
+            h = read_exgs_header(path)
+            return int(h["count"]), int(h["sh_degree"])
+        from .. import io
+
+        read_header = getattr(io, "read_header", None)  # the format registry's, when it has one
+        if read_header is not None:
+            h = read_header(path)
+            if h and h.get("gaussians") is not None:
+                return int(h["gaussians"]), int(h.get("sh_degree") or 0)
+        if fmt == "ply":
+            return _ply_declared(path)
+    except ExgsError as e:
+        raise SceneError(str(e).replace(str(path), os.path.basename(path)), 400) from None
+    return None
+
+
+def _ply_declared(path: str) -> tuple[int, int] | None:
+    import re
+
+    with open(path, "rb") as f:
+        head = f.read(64 << 10)
+    end = head.find(b"end_header")
+    if end < 0:
+        return None
+    m = re.search(rb"element\s+vertex\s+(\d+)", head[:end])
+    if m is None:
+        return None
+    rest = len(re.findall(rb"property\s+\S+\s+f_rest_\d+", head[:end]))
+    deg = {0: 0, 9: 1, 24: 2, 45: 3}.get(rest, 3)
+    return int(m.group(1)), deg
+
+
 def read_facts(path: str, fmt: str):
     """The scene file's facts (:func:`exgs.pipeline.facts_of_file`), read once; file paths in
     messages are replaced by the file's name (clients never see server paths)."""
@@ -120,11 +166,21 @@ def read_facts(path: str, fmt: str):
 
 
 class SceneStore:
-    """Thread-safe registry of scenes (id → :class:`SceneEntry`)."""
+    """Thread-safe registry of scenes (id → :class:`SceneEntry`).
 
-    def __init__(self, data_dir: str):
+    Limits, checked *before* a scene is decoded (from its header's declared count, issue 19:
+    a 13 kB file declaring 20M Gaussians must not take gigabytes): at most ``max_gaussians``
+    per scene (413), and at most ``max_memory`` bytes of decoded scenes held at once — to
+    make room, the least recently used scenes are evicted from memory (their entry and file
+    stay; they are read again when next used); 507 when even that is not enough."""
+
+    def __init__(self, data_dir: str, max_gaussians: int = 1 << 62,
+                 max_memory: int = 1 << 62):
+        self.max_gaussians, self.max_memory = int(max_gaussians), int(max_memory)
         self.dir = Path(data_dir) / "scenes"
         self.dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.dir.glob(".incoming-*"):  # left by a killed server
+            stale.unlink(missing_ok=True)
         self._lock = threading.RLock()
         self._scenes: dict[str, SceneEntry] = {}
 
@@ -180,7 +236,8 @@ class SceneStore:
         path = folder / f"{stem}{suffix}"
         os.replace(tmp_path, path)
         try:
-            fmt, scene = read_any(str(path))
+            self._admit(str(path), fmt, name or path.name)
+            fmt, scene = self._read(str(path), name or path.name)
             facts = read_facts(str(path), fmt)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -199,11 +256,70 @@ class SceneStore:
         old = self.known(digest)
         if old is not None:
             return old, True
-        fmt, scene = read_any(real_path)
+        name = os.path.basename(real_path)
+        from ..io import detect_format
+
+        try:
+            self._admit(real_path, detect_format(real_path), name)
+        except ExgsError as e:
+            if isinstance(e, SceneError):
+                raise
+            raise SceneError(str(e).replace(str(real_path), name), 400) from None
+        fmt, scene = self._read(real_path, name)
         facts = read_facts(real_path, fmt)
         entry = SceneEntry(digest, real_path, fmt, "open", os.path.basename(real_path), size,
                            scene, scene.summary(), owned=False, facts=facts)
         return self._register(entry)
+
+    # ------------------------------------------------------------------ memory
+    def _admit(self, path: str, fmt: str | None, name: str, exclude: str | None = None):
+        """Refuse a scene whose header declares too many Gaussians; make room for it."""
+        size = declared_size(path, fmt) if fmt else None
+        if size is None:
+            return
+        n, deg = size
+        if n > self.max_gaussians:
+            raise SceneError(f"{name}: declares {n:,} Gaussians, more than this server's "
+                             f"limit of {self.max_gaussians:,} (--max-gaussians)", 413)
+        self._make_room(scene_bytes(n, deg), name, exclude)
+
+    def _make_room(self, need: int, name: str, exclude: str | None = None) -> None:
+        with self._lock:
+            held = [e for e in self._scenes.values() if e.scene is not None and e.id != exclude]
+            total = sum(e.scene.nbytes for e in held)
+            for e in sorted(held, key=lambda e: e.last_used):
+                if total + need <= self.max_memory:
+                    break
+                total -= e.scene.nbytes
+                e.scene = None  # evicted: read again from its file when next used
+                log.info("scene %s evicted from memory", e.id)
+            if total + need > self.max_memory:
+                raise SceneError(f"{name}: needs about {need / 2**20:.0f} MiB of memory, more "
+                                 f"than this server holds for scenes ({self.max_memory / 2**20:.0f}"
+                                 f" MiB, --max-scene-memory-mb)", 507)
+
+    def _read(self, path: str, name: str):
+        fmt, scene = read_any(path)
+        if len(scene) > self.max_gaussians:
+            raise SceneError(f"{name}: {len(scene):,} Gaussians, more than this server's "
+                             f"limit of {self.max_gaussians:,} (--max-gaussians)", 413)
+        self._make_room(scene.nbytes, name)
+        return fmt, scene
+
+    def load(self, e: SceneEntry):
+        """The entry's GaussianScene, read again from its file if it was evicted."""
+        with self._lock:
+            e.last_used = time.monotonic()
+            scene = e.scene
+        if scene is not None:
+            return scene
+        self._admit(e.path, e.format, e.name, exclude=e.id)
+        _, scene = self._read(e.path, e.name)
+        with self._lock:
+            if e.scene is None:
+                e.scene = scene
+            e.last_used = time.monotonic()
+            return e.scene
 
     def set_facts(self, sid: str, facts) -> SceneEntry:
         """Replace the facts of scene ``sid`` (404 when unknown)."""
@@ -222,9 +338,12 @@ class SceneStore:
         if old is not None:
             return old, True
         tmp = self.dir / f".incoming-{digest}-{threading.get_ident()}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        return self.add_uploaded(str(tmp), digest, len(data), name, extra, source)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            return self.add_uploaded(str(tmp), digest, len(data), name, extra, source)
+        finally:  # a full disk or a refused scene leaves nothing behind
+            tmp.unlink(missing_ok=True)
 
 
 def _safe_stem(name: str) -> str:

@@ -69,10 +69,11 @@ def router(state) -> APIRouter:
         options = CompressOptions(ratio=body.ratio, keep_target=body.keep,
                                   sh_degree=body.sh_degree, cameras=cams,
                                   source_bytes=e.file_bytes, device=device)
-        scene, stem = e.scene, Path(e.name).stem or "scene"
+        stem = Path(e.name).stem or "scene"
 
         def run(ctx):
             ctx.progress(0.0, "compressing")
+            scene = store.load(e)  # read again if it was evicted from memory
             net = None
             if adapt is not None:
                 ctx.progress(0.0, "loading GaussPainter")
@@ -114,7 +115,6 @@ def router(state) -> APIRouter:
         if body.sh_degree is not None and body.sh_degree > deg:
             raise ApiError(422, f"sh_degree {body.sh_degree} exceeds the scene's SH degree {deg}")
         cams = request_cameras(body.cameras, limits, body.size)
-        scene = e.scene
         bg = tuple(float(x) for x in body.background)
         passes, fmt, restore = list(body.passes), body.format, body.restore
         n = len(cams)
@@ -129,6 +129,7 @@ def router(state) -> APIRouter:
                                  kept_fraction=body.keep)  # body.keep: deprecated override
 
         def run(ctx):
+            scene = store.load(e)  # read again if it was evicted from memory
             restorer = None
             if restore:
                 ctx.progress(0.0, "loading GaussPainter")

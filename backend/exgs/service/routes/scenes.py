@@ -42,7 +42,7 @@ def router(state) -> APIRouter:
     @r.post("/v1/scenes", status_code=201,
             summary="Upload a scene file (PLY, SPZ, SOG zip, compressed PLY, .exgs)",
             responses={200: {"description": "already held (deduplicated)"},
-                       **responses(400, 413, 422, 503)},
+                       **responses(400, 408, 413, 422, 503, 507)},
             openapi_extra={"requestBody": {"required": True, "content": {
                 "application/octet-stream": {"schema": {"type": "string",
                                                         "format": "binary"}}}}})
@@ -75,6 +75,9 @@ def router(state) -> APIRouter:
                 raise ApiError(400, f"{filename}: empty upload")
             entry, dedup = await run_in_threadpool(store.add_uploaded, str(tmp), h.hexdigest(),
                                                    size, filename)
+        except OSError as e:  # e.g. the server's disk is full
+            raise ApiError(507, f"{filename}: the server cannot store the upload "
+                                f"({e.strerror or e})") from None
         finally:
             if tmp.exists():
                 tmp.unlink()
@@ -84,7 +87,7 @@ def router(state) -> APIRouter:
 
     @r.post("/v1/scenes/open",
             summary="Open a scene file on the server's disk (only under --allow-dir)",
-            responses=responses(400, 403, 404, 413, 422, 503))
+            responses=responses(400, 403, 404, 413, 422, 503, 507))
     async def open_path(body: OpenRequest):
         if config.allow_dir is None:
             raise ApiError(403, "opening files by path is disabled (server started without "
