@@ -376,3 +376,23 @@ def test_f12_with_gausspainter_restore(run_bpy, server, tmp_path):
                       peak=float(img[..., :3].max()))
     """, EXGS_BACKEND_URL=url, EXGS_TOKEN=token, timeout=240)
     assert res["errors"] == [] and res["cover"] > 0.05 and res["peak"] > 0.05
+
+
+def test_facts_are_stored_once_with_the_real_service(server, small_ply):
+    """The service on main keeps a scene's facts: the add-on's connection sees it from the
+    upload answer and stores kept fraction / painter delta with PUT /facts (once)."""
+    sys.path.insert(0, ROOT)
+    from exgs_blender import backend
+
+    url, token, _ = server
+    path, _ = small_ply
+    conn = backend.Connection(url, token, local=False, timeout=60)
+    sid = conn.scene_for(path, "facts-test")
+    assert conn._facts_api
+    calls = []
+    real = conn.api.set_facts
+    conn.api.set_facts = lambda *a, **kw: calls.append(kw) or real(*a, **kw)
+    conn._store_facts(sid, 0.25, None)
+    conn._store_facts(sid, 0.25, None)  # unchanged: not sent again
+    assert len(calls) == 1
+    assert conn.api.scene(sid)["facts"]["kept_fraction"] == 0.25
