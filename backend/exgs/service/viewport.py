@@ -58,6 +58,11 @@ class ViewportRequest(BaseModel):
     scale: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
     sh_degree: Optional[int] = Field(None, ge=0, le=3)
     depth: bool = Field(False, description="also send the depth plane")
+    background: Optional[Annotated[list[Annotated[float, Field(ge=0, le=1e4,
+                                                               allow_inf_nan=False)]],
+                                   Field(min_length=3, max_length=3)]] = Field(
+        None, description="scene-linear RGB behind the splats (an opaque frame, as Blender's "
+                          "non-transparent film); default: transparent")
     max_gaussians: Optional[int] = Field(
         None, ge=1000, le=2**31 - 1,
         description="coarse preview: render only this many of the most important Gaussians")
@@ -156,7 +161,7 @@ class ViewportRenderer:
                     body.view_matrix, body.window_matrix, body.width, body.height,
                     scale=body.scale, crop=body.crop, sh_degree=body.sh_degree,
                     backend=self.backend, check=check, post=post,
-                    max_gaussians=body.max_gaussians)
+                    max_gaussians=body.max_gaussians, background=body.background)
             except UsageError:
                 raise
             except ExgsError as e:  # e.g. a degenerate camera: the client's numbers
