@@ -78,20 +78,23 @@ class ViewState:
     crop: tuple | None = None
     restore: bool = False
     sh_degree: int | None = None
+    background: tuple | None = None  # scene-linear RGB behind the splats (opaque film)
 
     @classmethod
     def make(cls, view_matrix, window_matrix, width, height, objects=(), crop=None,
-             restore=False, sh_degree=None) -> "ViewState":
+             restore=False, sh_degree=None, background=None) -> "ViewState":
         if int(width) < 1 or int(height) < 1:
             raise ViewError(f"the viewport is {width}x{height} pixels")
         return cls(_flat4(view_matrix), _flat4(window_matrix), int(width), int(height),
                    tuple(objects), None if crop is None else tuple(int(v) for v in crop),
-                   bool(restore), sh_degree)
+                   bool(restore), sh_degree,
+                   None if background is None else tuple(float(c) for c in background))
 
     @property
     def key(self) -> tuple:
         return (_rounded(self.view_matrix), _rounded(self.window_matrix), self.width,
                 self.height, self.crop, self.restore, self.sh_degree,
+                None if self.background is None else tuple(round(c, 6) for c in self.background),
                 tuple((o.digest, _rounded(o.matrix), o.kept_fraction) for o in self.objects))
 
     @property
@@ -131,6 +134,8 @@ class ViewState:
             body["sh_degree"] = int(self.sh_degree)
         if max_gaussians is not None:
             body["max_gaussians"] = int(max_gaussians)
+        if self.background is not None:
+            body["background"] = list(self.background)
         return body
 
 

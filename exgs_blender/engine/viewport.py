@@ -82,7 +82,10 @@ def camera_frame_corners(scene, region, rv3d) -> list:
 def view_state(scene, region, rv3d, space, objects, *, restore=False):
     """The :class:`ViewState` of a 3D-view region. Camera view honours the scene's render
     border (fractions of the camera frame); other views the viewport's own render region
-    (``View3D.use_render_border``, fractions of the region)."""
+    (``View3D.use_render_border``, fractions of the region). Behind the splats: the world
+    colour unless the film is transparent, as in F12 (:func:`.film.world_background`)."""
+    from . import film
+
     w, h = int(region.width), int(region.height)
     crop = None
     if rv3d.view_perspective == "CAMERA" and scene.camera is not None:
@@ -97,7 +100,8 @@ def view_state(scene, region, rv3d, space, objects, *, restore=False):
                                space.render_border_min_y, space.render_border_max_y), w, h)
     return viewport_view.ViewState.make([list(row) for row in rv3d.view_matrix],
                                         [list(row) for row in rv3d.window_matrix], w, h,
-                                        objects, crop, restore)
+                                        objects, crop, restore,
+                                        background=film.world_background(scene)[0])
 
 
 class ViewportSession:

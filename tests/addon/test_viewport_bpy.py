@@ -141,8 +141,6 @@ def test_viewport_session_frames_equal_f12(run_bpy, server, tmp_path):  # noqa: 
         cam.data.shift_x = 0.04
         sc = bpy.context.scene
         sc.render.engine = "EXGS"
-        sc.render.film_transparent = True  # F12 over the world colour otherwise (the
-        # viewport frame is the splats alone; Blender draws the background behind it)
         comb = render_pass("Image")
         s = vp.ViewportSession()
         s.update(bpy.context.evaluated_depsgraph_get())

@@ -213,6 +213,7 @@ def test_view_key_ignores_float_noise_and_tracks_what_changes_the_image():
     others = [ViewState.make(EYE, PROJ, 641, 360, [obj]),
               ViewState.make(EYE, PROJ, 640, 360, [obj], crop=(0, 0, 10, 10)),
               ViewState.make(EYE, PROJ, 640, 360, [obj], restore=True),
+              ViewState.make(EYE, PROJ, 640, 360, [obj], background=(0.1, 0.1, 0.1)),
               ViewState.make(EYE, PROJ, 640, 360, [moved]),
               ViewState.make(EYE, PROJ, 640, 360, [SplatRef("a", "d2", "/x.ply", EYE)]),
               ViewState.make(EYE, PROJ, 640, 360, [])]
@@ -238,6 +239,9 @@ def test_payload_and_rect():
     plain = ViewState.make(EYE, PROJ, 640, 360, objs)
     q = plain.payload(["s1", "s2"], scale=1.0, session="S", generation=8)
     assert "kept_fraction" not in q["objects"][0] and "crop" not in q and plain.rect == (0, 0, 640, 360)
-    assert "max_gaussians" not in q
+    assert "max_gaussians" not in q and "background" not in q
+    opaque = ViewState.make(EYE, PROJ, 640, 360, objs, background=(0.05, 0.1, 0.2))
+    assert opaque.payload(["s1", "s2"], scale=1.0, session="S", generation=1)["background"] \
+        == [0.05, 0.1, 0.2]
     assert plain.payload(["s1", "s2"], scale=0.25, session="S", generation=9,
                          max_gaussians=1000)["max_gaussians"] == 1000

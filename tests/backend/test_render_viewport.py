@@ -224,3 +224,14 @@ def test_coarse_budget_renders_the_most_important_gaussians(scene):
     two = render_objects([(scene, np.eye(4)), (scene, np.eye(4))], v, p, W, H,
                          max_gaussians=400, cache=cache)
     assert two.alpha.shape == (H, W) and 200 in entry.lods
+
+
+def test_opaque_film_puts_the_background_behind(scene):
+    v, p = look([2.0, -3.0, 1.5]), persp()
+    cache = PreparedCache()
+    clear = render_objects([(scene, np.eye(4))], v, p, W, H, cache=cache)
+    bg = (0.05, 0.1, 0.2)
+    fr = render_objects([(scene, np.eye(4))], v, p, W, H, background=bg, cache=cache)
+    assert (fr.alpha == 1).all()
+    np.testing.assert_allclose(fr.rgb, clear.rgb + (1 - clear.alpha)[..., None] * bg, atol=1e-6)
+    np.testing.assert_array_equal(fr.depth, clear.depth)

@@ -116,3 +116,92 @@ def test_bad_requests(setup, change, status, msg):
     assert r.status_code == status
     if msg:
         assert msg in r.json()["error"]
+
+
+def test_restore_applies_the_restorer_per_object_on_request(tmp_path):
+    scene = random_scene(300, sh_degree=0, seed=4)
+    scene.means[:, 2] -= 3.0
+    write_ply(scene, tmp_path / "s.ply")
+    store = SceneStore(str(tmp_path / "data"))
+    entry, _ = store.add_path(str(tmp_path / "s.ply"))
+    seen = []
+
+    def restorer(obj, e):
+        seen.append((obj.keep, e.id))
+        return lambda rgb, alpha: np.ones_like(rgb) * alpha[..., None] * 0.5  # grey
+
+    app = FastAPI()
+    app.include_router(make_router(ViewportRenderer(store, restorer=restorer)))
+    tc = TestClient(app)
+    plain = viewport_codec.decode(tc.post("/v1/viewport", json=body(entry.id)).content)
+    assert seen == []  # restore is off by default
+    b = body(entry.id, restore=True)
+    b["objects"][0]["keep"] = 0.1
+    f = viewport_codec.decode(tc.post("/v1/viewport", json=b).content)
+    assert seen == [(0.1, entry.id)]
+    a = f["rgba"][..., 3].astype(np.float32)
+    hit = a > 0.5
+    # sRGB 0.5 → linear 0.214, premultiplied
+    np.testing.assert_allclose(f["rgba"][..., 0][hit], 0.21404 * a[hit], atol=2e-3)
+    assert not np.allclose(plain["rgba"][..., 0][hit], f["rgba"][..., 0][hit], atol=2e-3)
+
+
+def test_the_app_mounts_the_viewport_routes(tmp_path):
+    from exgs.service.app import create_app
+    from exgs.service.config import ServiceConfig
+
+    token = "v" * 32
+    app = create_app(ServiceConfig(token=token, device="cpu", data_dir=str(tmp_path)))
+    try:
+        with TestClient(app) as tc:
+            h = {"Authorization": f"Bearer {token}"}
+            assert "warm_up" in tc.get("/v1/health", headers=h).json()
+            r = tc.post("/v1/viewport", headers=h, json=body("nope"))
+            assert r.status_code == 404 and "no scene" in r.json()["error"]
+            r = tc.post("/v1/viewport", headers=h,
+                        json={"objects": [], "view_matrix": VIEW, "window_matrix": PROJ,
+                              "width": 8, "height": 4})
+            f = viewport_codec.decode(r.content)
+            assert (f["width"], f["height"]) == (8, 4) and f["rgba"].max() == 0
+            assert tc.post("/v1/viewport/cancel", headers=h,
+                           json={"session": "s", "generation": 3}).status_code == 200
+    finally:
+        app.state.jobs.shutdown()
+
+
+def test_restore_in_the_app_equals_the_pipeline_restorer(tmp_path):
+    """restore=True through the real app = render → exgs.pipeline restorer → linear."""
+    from exgs.pipeline import RestoreOptions, SceneFacts, restorer_for
+    from exgs.render.viewport import linear_premultiplied
+    from exgs.service.app import create_app
+    from exgs.service.config import ServiceConfig
+    from exgs.service.engines import painter_status
+
+    cfg = ServiceConfig(token="r" * 32, device="cpu", data_dir=str(tmp_path / "d"))
+    if not painter_status(cfg)["available"]:
+        pytest.skip("no GaussPainter weights in this build")
+    scene = random_scene(400, sh_degree=1, seed=6)
+    scene.means[:, 2] -= 3.0
+    write_ply(scene, tmp_path / "s.ply")
+    app = create_app(cfg)
+    try:
+        entry, _ = app.state.store.add_path(str(tmp_path / "s.ply"))
+        with TestClient(app) as tc:
+            b = body(entry.id, restore=True)
+            b["objects"][0]["keep"] = 0.05
+            r = tc.post("/v1/viewport", headers={"Authorization": "Bearer " + "r" * 32}, json=b)
+        assert r.status_code == 200, r.text
+        f = viewport_codec.decode(r.content)
+        raw = render_objects([(entry.scene, np.eye(4))], VIEW, PROJ, W, H,
+                             cache=PreparedCache())
+        from exgs.render import render
+        from exgs.viewport_camera import camera_from_view
+
+        res = render(entry.scene, camera_from_view(VIEW, PROJ, W, H).camera, device="cpu")
+        restorer = restorer_for(entry.facts or SceneFacts(),
+                                RestoreOptions(device="cpu", kept_fraction=0.05))
+        want = linear_premultiplied(restorer(res.rgb, res.alpha), res.alpha)
+        np.testing.assert_allclose(f["rgba"][..., :3], want, atol=2e-3)
+        assert np.abs(want - raw.rgb).max() > 1e-3  # the painter changed the frame
+    finally:
+        app.state.jobs.shutdown()

@@ -315,12 +315,14 @@ def tune_allocator() -> bool:
 
 def render_objects(objects, view_matrix, window_matrix, width: int, height: int, *,
                    scale: float = 1.0, crop=None, sh_degree=None, backend: str = "cpu",
-                   check=None, post=None, max_gaussians: int | None = None,
+                   check=None, post=None, max_gaussians: int | None = None, background=None,
                    cache: PreparedCache | None = None) -> ViewFrame:
     """Render ``objects`` [(GaussianScene, object_matrix_world 4×4)] as the viewport region
     (``width`` × ``height`` px, ``crop`` in region pixels, y from the bottom) shows them,
     at ``scale`` × the crop's size. ``check()`` is called between stages and may raise
-    :class:`Cancelled`. ``max_gaussians`` (coarse steps) renders only that many of the
+    :class:`Cancelled`. ``background`` (scene-linear RGB) makes an opaque frame with that
+    colour behind the splats (Blender's film when not transparent); None = transparent.
+    ``max_gaussians`` (coarse steps) renders only that many of the
     most important Gaussians, split over the objects (:func:`lod_prep`); None = all.
     ``post(i, rgb, alpha) -> rgb`` may replace object i's display-sRGB
     layer before it is linearised (GaussPainter restore). See :mod:`exgs.viewport_camera`
@@ -364,6 +366,10 @@ def render_objects(objects, view_matrix, window_matrix, width: int, height: int,
         layers = [(np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32),
                    np.full((h, w), np.inf, np.float32))]
     rgb, alpha, depth = composite(layers)
+    if background is not None:  # an opaque film: the colour behind the splats
+        bg = np.asarray(background, np.float32).reshape(1, 1, 3)
+        rgb = (rgb + (1.0 - alpha)[..., None] * bg).astype(np.float32)
+        alpha = np.ones_like(alpha)
     t3 = time.perf_counter()
     return ViewFrame(rgb, alpha, depth, ortho,
                      {"prepare_ms": 1e3 * (t1 - t0), "render_ms": 1e3 * t_render,

@@ -20,7 +20,7 @@ GET      /v1/jobs/{id}?since=V&wait=S    job state (long poll until version > V)
 POST     /v1/jobs/{id}/cancel            request cancellation
 DELETE   /v1/jobs/{id}                   cancel and forget a job and its frames
 GET      /v1/jobs/{id}/frames/{i}        frame i (binary float32 or PNG, see frames.py)
-POST     /v1/viewport                    render a Blender 3D-view region now (viewport.py)
+POST     /v1/viewport                    render a Blender 3D-view region now (routes/viewport.py)
 POST     /v1/viewport/cancel             drop a viewport session's older requests
 GET      /openapi.json                   the OpenAPI schema
 =======  ==============================  ==================================================
@@ -46,7 +46,7 @@ from .config import ServiceConfig
 from .engines import Engines, device_info, painter_status
 from .errors import ApiError, install_handlers, responses
 from .jobs import JobManager
-from .routes import AppState, frames, jobs, scenes
+from .routes import AppState, frames, jobs, scenes, viewport
 from .scenes import SceneStore
 
 API_VERSION = 1
@@ -89,15 +89,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
     async def health():
         return health_info(state)
 
-    for module in (scenes, jobs, frames):
+    for module in (scenes, jobs, frames, viewport):
         app.include_router(module.router(state))
-    from .viewport import ViewportRenderer, make_router as viewport_router
-
-    painters = state.engines.painters
-    app.state.viewport = ViewportRenderer(
-        state.store, backend="gsplat" if device == "cuda" else "cpu",
-        painter=lambda delta, _entry: painters.adapted(delta) if delta else painters.generic())
-    app.include_router(viewport_router(app.state.viewport))
     app.add_middleware(BodyLimitMiddleware, limit=limits.max_json_bytes,
                        timeout=limits.body_timeout_s)
     app.add_middleware(BearerAuthMiddleware, token=config.token)

@@ -14,8 +14,6 @@ the app's bearer-token dependency and error handlers.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import threading
 import time
 from collections import OrderedDict
@@ -36,9 +34,8 @@ class ViewportObject(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scene_id: Annotated[str, Field(min_length=1, max_length=128)]
     matrix_world: Matrix4 = Field(description="the splat object's matrix_world (Blender)")
-    kept_fraction: Optional[float] = Field(
-        None, gt=0, le=1, allow_inf_nan=False,
-        description="with restore: kept fraction (painter gate); default: the scene's facts")
+    keep: Optional[float] = Field(None, gt=0, le=1, allow_inf_nan=False,
+                                  description="with restore: kept fraction (painter gate); default: the scene's facts")
     painter_delta: Optional[Annotated[str, Field(max_length=8 << 20)]] = Field(
         None, description="with restore: per-scene painter delta (base64); default: the "
                           "scene's facts")
@@ -61,6 +58,11 @@ class ViewportRequest(BaseModel):
     scale: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
     sh_degree: Optional[int] = Field(None, ge=0, le=3)
     depth: bool = Field(False, description="also send the depth plane")
+    background: Optional[Annotated[list[Annotated[float, Field(ge=0, le=1e4,
+                                                               allow_inf_nan=False)]],
+                                   Field(min_length=3, max_length=3)]] = Field(
+        None, description="scene-linear RGB behind the splats (an opaque frame, as Blender's "
+                          "non-transparent film); default: transparent")
     max_gaussians: Optional[int] = Field(
         None, ge=1000, le=2**31 - 1,
         description="coarse preview: render only this many of the most important Gaussians")
@@ -118,9 +120,13 @@ class Sessions:
 class ViewportRenderer:
     """Renders :class:`ViewportRequest` s against a scene store (one at a time)."""
 
-    def __init__(self, store, *, backend: str = "cpu",
-                 painter: Callable | None = None):
-        self.store, self.backend, self.painter = store, backend, painter
+    def __init__(self, store, *, backend: str = "cpu", restorer: Callable | None = None,
+                 check_restore: Callable | None = None):
+        """``restorer(obj, entry) -> f(rgb, alpha) -> rgb`` builds GaussPainter for one
+        object (its scene's facts, overridden by the request's ``keep``/``painter_delta``);
+        ``check_restore()`` raises when restore is unavailable."""
+        self.store, self.backend = store, backend
+        self.restorer, self.check_restore = restorer, check_restore
         self.sessions = Sessions()
         self._lock = threading.Lock()
         self.last_timings: dict = {}
@@ -130,21 +136,19 @@ class ViewportRenderer:
         t0 = time.perf_counter()
         self.sessions.arrive(body.session, body.generation)
         entries = [self.store.get(o.scene_id) for o in body.objects]  # 404 before waiting
-        deltas = [(_delta(o.painter_delta) if o.painter_delta else _facts_delta(e))
-                  if body.restore else None for o, e in zip(body.objects, entries)]
+        if body.restore and self.check_restore is not None:
+            self.check_restore()
 
         def check():
             if self.sessions.stale(body.session, body.generation):
                 raise Superseded()
 
         post = None
-        if body.restore and self.painter is not None:
+        if body.restore and self.restorer is not None:
+            fns = [self.restorer(o, e) for o, e in zip(body.objects, entries)]
+
             def post(i, rgb, alpha):
-                kept = body.objects[i].kept_fraction
-                if kept is None and entries[i].facts is not None:
-                    kept = entries[i].facts.kept_fraction
-                return self.painter(deltas[i], entries[i]).restore(rgb, alpha,
-                                                                   kept_fraction=kept)
+                return fns[i](rgb, alpha)
 
         from ..render.viewport import render_objects
 
@@ -157,7 +161,7 @@ class ViewportRenderer:
                     body.view_matrix, body.window_matrix, body.width, body.height,
                     scale=body.scale, crop=body.crop, sh_degree=body.sh_degree,
                     backend=self.backend, check=check, post=post,
-                    max_gaussians=body.max_gaussians)
+                    max_gaussians=body.max_gaussians, background=body.background)
             except UsageError:
                 raise
             except ExgsError as e:  # e.g. a degenerate camera: the client's numbers
@@ -169,21 +173,6 @@ class ViewportRenderer:
         viewport_codec.set_ms(data, total)
         self.last_timings = dict(frame.timings, total_ms=total)
         return data
-
-
-def _facts_delta(entry) -> bytes | None:
-    """The painter delta stored with the scene (its facts), if any."""
-    facts = getattr(entry, "facts", None)
-    return facts.painter_delta if facts is not None else None
-
-
-def _delta(b64: str | None) -> bytes | None:
-    if not b64:
-        return None
-    try:
-        return base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise UsageError("painter_delta is not valid base64") from None
 
 
 def make_router(renderer: ViewportRenderer) -> APIRouter:
