@@ -63,7 +63,10 @@ def test_manager_runs_clients_in_turn(tmp_path):
         _wait_done(m, [first] + jobs)
         assert order == ["A0", "B0", "A1", "B1", "A2", "A3", "A4", "A5"]
         assert [j.info()["client"] for j in jobs] == ["A"] * 6 + ["B"] * 2
-        assert m.load() == {"queued": 0, "running": 0, "clients": {}}
+        load = m.load()
+        assert (load["queued"], load["running"], load["clients"]) == (0, 0, {})
+        assert load["served"]["A"] == {"done": 6, "failed": 0, "cancelled": 0, "frames": 0}
+        assert load["served"]["B"]["done"] == 2 and load["served"]["other"]["done"] == 1
     finally:
         gate.set()
         m.shutdown()
@@ -80,6 +83,7 @@ def test_cancelled_queued_job_is_skipped(tmp_path):
         gate.set()
         _wait_done(m, [first, b])
         assert order == ["b"] and a.state == "cancelled"
+        assert m.load()["served"]["A"] == {"done": 1, "failed": 0, "cancelled": 1, "frames": 0}
     finally:
         gate.set()
         m.shutdown()

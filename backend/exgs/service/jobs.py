@@ -42,6 +42,7 @@ log = logging.getLogger("exgs.service")
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
 ANONYMOUS = "anonymous"
+MAX_SERVED_CLIENTS = 1024
 #: longest client id kept (``X-Exgs-Client``); longer or unprintable ones fall back to the peer
 MAX_CLIENT_ID = 64
 
@@ -219,6 +220,7 @@ class JobManager:
         self._queues = {d: FairQueue() for d in devices}
         self.frame_budget, self.frame_mem = int(frame_budget), 0
         self._stop = False
+        self._served: OrderedDict[str, dict] = OrderedDict()  # client → finished job counts
         self._seq = itertools.count()
         self._threads = []
         for d in devices:
@@ -246,9 +248,21 @@ class JobManager:
         with self._cond:
             job.waiters.discard(fn)
 
+    def _served_count(self, job: Job) -> None:
+        """Count a job that just ended for its client (lock held); the 1024 most recently
+        served clients are kept."""
+        c = self._served.pop(job.client, None) or {DONE: 0, FAILED: 0, CANCELLED: 0,
+                                                    "frames": 0}
+        c[job.state] += 1
+        c["frames"] += len(job.frames)
+        self._served[job.client] = c
+        while len(self._served) > MAX_SERVED_CLIENTS:
+            self._served.popitem(last=False)
+
     def _finish(self, job: Job, state: str, message: str, error: str | None = None) -> None:
         with self._cond:
             job.state, job.message, job.error = state, message, error
+            self._served_count(job)
             job.finished = time.time()
             if state == DONE:
                 job.progress = 1.0
@@ -317,10 +331,13 @@ class JobManager:
             return sum(j.state in (QUEUED, RUNNING) for j in self._jobs.values())
 
     def load(self) -> dict:
-        """Queued and running jobs in total and per client (for ``/v1/health``):
-        ``{"queued", "running", "clients": {client: {"queued", "running"}}}``."""
+        """Queued and running jobs in total and per client, and what each client was served
+        since the start (for ``/v1/health``): ``{"queued", "running", "clients": {client:
+        {"queued", "running"}}, "served": {client: {"done", "failed", "cancelled",
+        "frames"}}}``."""
         out = {"queued": 0, "running": 0, "clients": {}}
         with self._cond:
+            out["served"] = {k: dict(v) for k, v in self._served.items()}
             for j in self._jobs.values():
                 if j.state in (QUEUED, RUNNING):
                     c = out["clients"].setdefault(j.client, {"queued": 0, "running": 0})
@@ -366,6 +383,7 @@ class JobManager:
             if job.state == QUEUED:
                 job.state, job.message, job.finished = CANCELLED, "cancelled", time.time()
                 job.fn = None
+                self._served_count(job)
             elif job.state == RUNNING:
                 job.message = "cancelling"
             self._bump(job)
