@@ -3,7 +3,10 @@
 Farm overrides (read at every connection, so a render node needs no saved preferences):
 
 * ``EXGS_BACKEND_URL`` — use this running service (e.g. ``http://gpu-box:8765``),
-* ``EXGS_TOKEN`` — its bearer token,
+* ``EXGS_TOKEN`` — its bearer token (or ``EXGS_TOKEN_FILE``: a file holding it, e.g. the
+  server's ``--token-file`` on shared storage; ``EXGS_TOKEN`` wins),
+* ``EXGS_CLIENT_ID`` — this worker's name for the service's fair queue (header
+  ``X-Exgs-Client``; default: the service uses the peer address), see docs/farm.md,
 * ``EXGS_PYTHON`` — Python executable with the ``exgs`` backend installed (local mode),
 * ``EXGS_DEVICE`` — auto / cuda / cpu.
 """
@@ -65,8 +68,8 @@ class ExgsPreferences(bpy.types.AddonPreferences):
         lay.prop(self, "painter_weights")
         lay.prop(self, "timeout")
         lay.prop(self, "keep_server")
-        env = [k for k in ("EXGS_BACKEND_URL", "EXGS_TOKEN", "EXGS_PYTHON", "EXGS_DEVICE")
-               if os.environ.get(k)]
+        env = [k for k in ("EXGS_BACKEND_URL", "EXGS_TOKEN", "EXGS_TOKEN_FILE", "EXGS_CLIENT_ID",
+                           "EXGS_PYTHON", "EXGS_DEVICE") if os.environ.get(k)]
         if env:
             lay.label(text="Overridden by environment: " + ", ".join(env), icon="INFO")
 
@@ -92,6 +95,22 @@ def venv_python(path: str) -> str:
     return path
 
 
+def token_from_file(path: str) -> str:
+    """The first line of a token file (``EXGS_TOKEN_FILE``); a one-line error naming the file
+    when it cannot be read or is empty."""
+    from .errors import BackendError
+
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as f:
+            token = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BackendError(f"EXGS_TOKEN_FILE {path}: cannot read "
+                           f"({getattr(e, 'strerror', None) or e})") from None
+    if not token:
+        raise BackendError(f"EXGS_TOKEN_FILE {path}: empty")
+    return token
+
+
 def get_prefs():
     addon = bpy.context.preferences.addons.get(ADDON_ID)
     return addon.preferences if addon else None
@@ -111,6 +130,8 @@ def settings() -> Settings:
         url, mode = env["EXGS_BACKEND_URL"], "REMOTE"
     if env.get("EXGS_TOKEN"):
         token = env["EXGS_TOKEN"]
+    elif env.get("EXGS_TOKEN_FILE"):
+        token = token_from_file(env["EXGS_TOKEN_FILE"])
     return Settings(mode=mode, python=venv_python(bpy.path.abspath(python)), url=url.rstrip("/"),
                     token=token, device=env.get("EXGS_DEVICE") or (p.device if p else "auto"),
                     painter_weights=bpy.path.abspath(p.painter_weights) if p and p.painter_weights else "",

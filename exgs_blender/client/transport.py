@@ -62,10 +62,23 @@ def read_body(resp, limit: int = MAX_REPLY_BYTES) -> bytes | bytearray:
     return buf
 
 
-class HttpClient:
-    """A connection to one ExGS service: URL, bearer token, per-request timeout (s)."""
+def valid_client_id(value) -> str | None:
+    """``value`` when it is a usable ``X-Exgs-Client`` id (1..64 printable ASCII characters,
+    no spaces), else None (the service then uses the peer address)."""
+    v = (value or "").strip()
+    if v and len(v) <= 64 and all(33 <= ord(c) < 127 for c in v):
+        return v
+    return None
 
-    def __init__(self, url: str, token: str, timeout: float = 60.0):
+
+class HttpClient:
+    """A connection to one ExGS service: URL, bearer token, per-request timeout (s).
+    ``client_id`` (default ``$EXGS_CLIENT_ID``) is sent as ``X-Exgs-Client``: the service
+    queues jobs round-robin across client ids (a farm worker's name); without one it uses
+    the peer address."""
+
+    def __init__(self, url: str, token: str, timeout: float = 60.0,
+                 client_id: str | None = None):
         u = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
         try:
             port = u.port
@@ -79,6 +92,8 @@ class HttpClient:
         self._prefix = u.path.rstrip("/")
         self.token = (token or "").strip()
         self.timeout = float(timeout)
+        self.client_id = valid_client_id(client_id if client_id is not None
+                                         else os.environ.get("EXGS_CLIENT_ID"))
         self.server = None  # a local.LocalServer this client owns (start_local)
         self._limits: dict | None = None
 
@@ -119,6 +134,8 @@ class HttpClient:
         if query:
             url += "?" + urllib.parse.urlencode(query)
         hdrs = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        if self.client_id:
+            hdrs["X-Exgs-Client"] = self.client_id
         if json_body is not None:
             body = json.dumps(json_body, default=json_default).encode("utf-8")
             hdrs["Content-Type"] = "application/json"
@@ -216,6 +233,8 @@ class HttpClient:
     def _stream(self, conn, url, f, total, name, progress):
         conn.putrequest("POST", url)
         conn.putheader("Authorization", f"Bearer {self.token}")
+        if self.client_id:
+            conn.putheader("X-Exgs-Client", self.client_id)
         conn.putheader("Content-Type", "application/octet-stream")
         conn.putheader("Content-Length", str(total))
         conn.endheaders()

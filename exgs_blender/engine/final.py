@@ -11,6 +11,9 @@ flipped (Blender buffers start at the bottom) and written with ``rect.foreach_se
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 
 from .. import conventions, errors, render_core
@@ -132,6 +135,24 @@ def _fail(engine, msg: str) -> None:
     engine.report({"ERROR"}, f"ExGS: {msg}")
     if hasattr(engine, "error_set"):
         engine.error_set(f"ExGS: {msg}")
+    exit_on_error(msg)
+
+
+def exit_on_error(msg: str) -> None:
+    """Farm mode (``EXGS_EXIT_ON_ERROR=1``, background Blender only): print the one-line
+    error to stderr and end the process with exit code 1 *before* Blender writes the failed
+    frame, so a farm task fails instead of leaving a blank frame (see docs/farm.md)."""
+    import bpy
+
+    if os.environ.get("EXGS_EXIT_ON_ERROR") != "1" or not bpy.app.background:
+        return
+    print(f"exgs: error: {msg}", file=sys.stderr, flush=True)
+    try:
+        from .. import backend
+        backend.stop_local()
+    finally:
+        sys.stdout.flush()
+        os._exit(1)
 
 
 def _write(engine, scene, w, h, rgb, alpha, depth) -> None:

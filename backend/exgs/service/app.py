@@ -45,7 +45,7 @@ from .auth import check_bearer
 from .config import ServiceConfig
 from .engines import Engines, device_info, painter_status
 from .errors import ApiError, install_handlers, responses
-from .jobs import JobManager
+from .jobs import JobManager, load_info
 from .routes import AppState, frames, jobs, scenes, viewport
 from .scenes import SceneStore
 
@@ -113,6 +113,7 @@ def health_info(state: AppState) -> dict:
         "limits": {k: getattr(limits, k) for k in limits.__dataclass_fields__},
         "jobs_open": state.jobs.open_count(), "scenes": len(state.store.list()),
         "pid": os.getpid(), "warm_up": warm_state(),
+        "load": load_info(state.jobs, state.store.list()),
     }
 
 

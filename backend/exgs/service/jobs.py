@@ -1,4 +1,13 @@
-"""Heavy work (compress, render) as jobs run in order by one worker thread per device.
+"""Heavy work (compress, render) as jobs run by one worker thread per device, fairly across
+clients.
+
+Fairness (issue 18, farms): every job belongs to a *client* — the ``X-Exgs-Client`` header
+of the request that submitted it, else the peer address (:func:`client_of`). Each device's
+queue (:class:`FairQueue`) takes jobs round-robin across clients and in submission order
+within a client, so a farm worker that queued 500 frame jobs cannot starve one that queued
+5: they alternate. One client may hold at most ``max_open - max_open // 8`` open jobs, so
+others can still submit when it fills the service. The unit of fairness is the job: a single
+job with many cameras runs to its end (the Blender add-on sends one job per frame).
 
 A job goes ``queued → running → done | failed | cancelled``. Its function receives a
 :class:`JobContext`: ``ctx.progress(fraction, message)`` reports progress (0..1) and raises
@@ -17,12 +26,11 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import queue
 import secrets
 import shutil
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -33,6 +41,51 @@ log = logging.getLogger("exgs.service")
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
+ANONYMOUS = "anonymous"
+MAX_SERVED_CLIENTS = 1024
+#: longest client id kept (``X-Exgs-Client``); longer or unprintable ones fall back to the peer
+MAX_CLIENT_ID = 64
+
+
+def client_of(header: str | None, peer: str | None) -> str:
+    """The client a request belongs to: its ``X-Exgs-Client`` header when that is 1..64
+    printable ASCII characters, else ``peer`` (the peer's address), else ``anonymous``."""
+    h = (header or "").strip()
+    if h and len(h) <= MAX_CLIENT_ID and all(33 <= ord(c) < 127 for c in h):
+        return h
+    return peer or ANONYMOUS
+
+
+class FairQueue:
+    """Round-robin across clients, FIFO within a client. Not thread-safe by itself (the
+    :class:`JobManager` holds its lock around every call).
+
+    ``put(client, item)`` appends; ``pop()`` takes the oldest item of the client whose turn
+    it is and moves that client to the end of the rotation (a new client joins at the end);
+    ``None`` when empty."""
+
+    def __init__(self):
+        self._by_client: OrderedDict[str, deque] = OrderedDict()
+
+    def put(self, client: str, item) -> None:
+        q = self._by_client.get(client)
+        if q is None:
+            q = self._by_client[client] = deque()
+        q.append(item)
+
+    def pop(self):
+        if not self._by_client:
+            return None
+        client, q = next(iter(self._by_client.items()))
+        item = q.popleft()
+        if q:
+            self._by_client.move_to_end(client)
+        else:
+            del self._by_client[client]
+        return item
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._by_client.values())
 
 
 class Cancelled(Exception):
@@ -49,6 +102,7 @@ class Job:
     kind: str
     device: str
     dir: Path
+    client: str = ANONYMOUS
     total_frames: int = 0
     state: str = QUEUED
     progress: float = 0.0
@@ -68,6 +122,7 @@ class Job:
     def info(self) -> dict:
         return {
             "id": self.id, "kind": self.kind, "state": self.state, "device": self.device,
+            "client": self.client,
             "progress": round(float(self.progress), 6), "message": self.message,
             "error": self.error, "result": self.result, "frames_ready": len(self.frames),
             "frames_total": self.total_frames, "version": self.version,
@@ -152,7 +207,8 @@ class JobContext:
 
 
 class JobManager:
-    """Job registry + one worker thread per device (jobs of a device run one at a time)."""
+    """Job registry + one worker thread per device (jobs of a device run one at a time,
+    taken from its :class:`FairQueue`)."""
 
     def __init__(self, data_dir: str, devices: list[str], max_open: int = 32,
                  max_finished: int = 256, frame_budget: int = 1 << 30):
@@ -163,9 +219,10 @@ class JobManager:
         self.max_open, self.max_finished = int(max_open), int(max_finished)
         self._cond = threading.Condition()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
-        self._queues = {d: queue.Queue() for d in devices}
+        self._queues = {d: FairQueue() for d in devices}
         self.frame_budget, self.frame_mem = int(frame_budget), 0
         self._stop = False
+        self._served: OrderedDict[str, dict] = OrderedDict()  # client → finished job counts
         self._seq = itertools.count()
         self._threads = []
         for d in devices:
@@ -193,9 +250,21 @@ class JobManager:
         with self._cond:
             job.waiters.discard(fn)
 
+    def _served_count(self, job: Job) -> None:
+        """Count a job that just ended for its client (lock held); the 1024 most recently
+        served clients are kept."""
+        c = self._served.pop(job.client, None) or {DONE: 0, FAILED: 0, CANCELLED: 0,
+                                                    "frames": 0}
+        c[job.state] += 1
+        c["frames"] += len(job.frames)
+        self._served[job.client] = c
+        while len(self._served) > MAX_SERVED_CLIENTS:
+            self._served.popitem(last=False)
+
     def _finish(self, job: Job, state: str, message: str, error: str | None = None) -> None:
         with self._cond:
             job.state, job.message, job.error = state, message, error
+            self._served_count(job)
             job.finished = time.time()
             if state == DONE:
                 job.progress = 1.0
@@ -216,17 +285,29 @@ class JobManager:
             self._jobs.pop(j.id, None)
             self._release(j)
 
-    def _worker(self, device: str) -> None:
+    def _next(self, device: str) -> Job | None:
+        """Block until a queued job of ``device`` is due (its client's turn) → it, now
+        RUNNING; None once shut down."""
         q = self._queues[device]
-        while True:
-            job = q.get()
-            if job is None or self._stop:
-                return
-            with self._cond:
+        with self._cond:
+            while True:
+                if self._stop:
+                    return None
+                job = q.pop()
+                if job is None:
+                    self._cond.wait()
+                    continue
                 if job.state != QUEUED:  # cancelled while queued
                     continue
                 job.state, job.started, job.message = RUNNING, time.time(), "running"
                 self._bump(job)
+                return job
+
+    def _worker(self, device: str) -> None:
+        while True:
+            job = self._next(device)
+            if job is None:
+                return
             try:
                 job.fn(JobContext(self, job))
             except Cancelled:
@@ -251,19 +332,43 @@ class JobManager:
         with self._cond:
             return sum(j.state in (QUEUED, RUNNING) for j in self._jobs.values())
 
+    def load(self) -> dict:
+        """Queued and running jobs in total and per client, and what each client was served
+        since the start (for ``/v1/health``): ``{"queued", "running", "clients": {client:
+        {"queued", "running"}}, "served": {client: {"done", "failed", "cancelled",
+        "frames"}}}``."""
+        out = {"queued": 0, "running": 0, "clients": {}}
+        with self._cond:
+            out["served"] = {k: dict(v) for k, v in self._served.items()}
+            for j in self._jobs.values():
+                if j.state in (QUEUED, RUNNING):
+                    c = out["clients"].setdefault(j.client, {"queued": 0, "running": 0})
+                    c[j.state] += 1
+                    out[j.state] += 1
+        return out
+
+    def per_client_limit(self) -> int:
+        """Most open jobs one client may hold (the rest stays for other clients)."""
+        return max(1, self.max_open - self.max_open // 8)
+
     def submit(self, kind: str, device: str, fn: Callable[[JobContext], None],
-               total_frames: int = 0) -> Job:
+               total_frames: int = 0, client: str = ANONYMOUS) -> Job:
         with self._cond:
             if self.open_count() >= self.max_open:
                 raise JobLimitError(f"too many open jobs ({self.max_open}); wait for some to "
                                     "finish or cancel them")
+            mine = sum(j.client == client and j.state in (QUEUED, RUNNING)
+                       for j in self._jobs.values())
+            if mine >= self.per_client_limit():
+                raise JobLimitError(f"client {client!r} has {mine} open jobs, the most one "
+                                    "client may hold; wait for some to finish")
             jid = f"{next(self._seq):06d}-{secrets.token_hex(6)}"
             d = self.dir / jid
             d.mkdir(parents=True)
-            job = Job(jid, kind, device, d, total_frames=total_frames, fn=fn)
+            job = Job(jid, kind, device, d, client=client, total_frames=total_frames, fn=fn)
             self._jobs[jid] = job
+            self._queues[device].put(client, job)
             self._bump(job)
-        self._queues[device].put(job)
         return job
 
     def get(self, jid: str) -> Job | None:
@@ -280,6 +385,7 @@ class JobManager:
             if job.state == QUEUED:
                 job.state, job.message, job.finished = CANCELLED, "cancelled", time.time()
                 job.fn = None
+                self._served_count(job)
             elif job.state == RUNNING:
                 job.message = "cancelling"
             self._bump(job)
@@ -310,8 +416,33 @@ class JobManager:
             for j in self._jobs.values():
                 j.cancel_flag.set()
             self._cond.notify_all()
-        for q in self._queues.values():
-            q.put(None)
+
+
+def process_memory() -> dict:
+    """This process's resident memory now and at its peak, bytes (Linux ``/proc``; the
+    peak from ``getrusage`` elsewhere, ``rss_bytes`` then None)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak *= 1 if sys.platform == "darwin" else 1024
+    rss = None
+    try:
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        pass
+    return {"rss_bytes": rss, "peak_rss_bytes": int(peak)}
+
+
+def load_info(manager: JobManager, scenes: list) -> dict:
+    """``/v1/health``'s ``load``: jobs queued/running (total and per client), scenes held
+    and the bytes of their decoded arrays (scenes evicted from memory count 0), and this
+    process's memory."""
+    held = [getattr(e, "scene", None) for e in scenes]
+    return {**manager.load(), "scenes": len(scenes),
+            "scene_bytes": int(sum(getattr(s, "nbytes", 0) or 0 for s in held if s is not None)),
+            **process_memory()}
 
 
 async def wait_for_change(manager: JobManager, job: Job, done: Callable[[], bool],

@@ -183,6 +183,7 @@ class SceneStore:
             stale.unlink(missing_ok=True)
         self._lock = threading.RLock()
         self._scenes: dict[str, SceneEntry] = {}
+        self._adding: dict[str, list] = {}  # digest → [lock, users]: one reader per content
 
     # ------------------------------------------------------------------ queries
     def get(self, sid: str) -> SceneEntry:
@@ -221,7 +222,23 @@ class SceneStore:
     def add_uploaded(self, tmp_path: str, digest: str, size: int, name: str,
                      extra: dict | None = None, source: str = "upload") -> tuple[SceneEntry, bool]:
         """Adopt a fully received file (``tmp_path``, in the data dir) under its content id.
-        Returns (entry, deduplicated)."""
+        Returns (entry, deduplicated). Concurrent uploads of one content (N farm workers
+        sending the same scene at once) are serialized per digest: the first reads and
+        registers it, the others then find it held (deduplicated) and drop their copy."""
+        with self._lock:
+            slot = self._adding.setdefault(digest, [threading.Lock(), 0])
+            slot[1] += 1
+        try:
+            with slot[0]:
+                return self._adopt(tmp_path, digest, size, name, extra, source)
+        finally:
+            with self._lock:
+                slot[1] -= 1
+                if slot[1] == 0:
+                    self._adding.pop(digest, None)
+
+    def _adopt(self, tmp_path: str, digest: str, size: int, name: str, extra: dict | None,
+               source: str) -> tuple[SceneEntry, bool]:
         old = self.known(digest)
         if old is not None:
             os.unlink(tmp_path)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from .. import frames as frame_codec
 from ..convert import cameras as request_cameras
 from ..convert import jsonable
 from ..errors import ApiError, responses
-from ..jobs import FINISHED, LazyFrame, wait_for_change
+from ..jobs import FINISHED, LazyFrame, client_of, wait_for_change
 from ..models import CompressRequest, RenderRequest
 from .scenes import decode_delta_b64
 
@@ -39,6 +39,12 @@ def job_or_404(jobs, jid: str):
     return job
 
 
+def request_client(request: Request) -> str:
+    """The fair queue's client of a request: ``X-Exgs-Client``, else the peer address."""
+    peer = request.client.host if request.client is not None else None
+    return client_of(request.headers.get("x-exgs-client"), peer)
+
+
 def router(state) -> APIRouter:
     r = APIRouter(tags=["jobs"])
     store, jobs, engines, limits = state.store, state.jobs, state.engines, state.limits
@@ -47,7 +53,7 @@ def router(state) -> APIRouter:
     @r.post("/v1/scenes/{scene_id}/compress", status_code=202,
             summary="Compress with UGC (job); the result holds the new scene id and stats",
             responses=responses(400, 404, 413, 422, 429, 503))
-    async def compress(scene_id: str, body: CompressRequest):
+    async def compress(scene_id: str, body: CompressRequest, request: Request):
         from ...pipeline import CompressOptions, adapt_options, compress_scene
 
         e = store.get(scene_id)
@@ -90,12 +96,12 @@ def router(state) -> APIRouter:
             if adapt is not None:
                 ctx.job.result["painter_delta"] = delta_result(res)
 
-        return jobs.submit("compress", device, run).info()
+        return jobs.submit("compress", device, run, client=request_client(request)).info()
 
     @r.post("/v1/scenes/{scene_id}/render", status_code=202,
             summary="Render cameras (job); fetch frames with GET /v1/jobs/{id}/frames/{i}",
             responses=responses(400, 404, 413, 422, 429, 503))
-    async def render(scene_id: str, body: RenderRequest):
+    async def render(scene_id: str, body: RenderRequest, request: Request):
         from ...pipeline import RestoreOptions, SceneFacts, render_frames, restorer_for
 
         e = store.get(scene_id)
@@ -160,7 +166,8 @@ def router(state) -> APIRouter:
                 ctx.job.result["painter_delta"] = "applied" if d["applied"] else (
                     d["reason"] if d["reason"].startswith("skipped") else "none")
 
-        return jobs.submit("render", device, run, total_frames=n).info()
+        return jobs.submit("render", device, run, total_frames=n,
+                           client=request_client(request)).info()
 
     @r.get("/v1/jobs", summary="Jobs", responses=responses())
     async def list_jobs():
