@@ -1,4 +1,5 @@
-"""File ▸ Import ▸ 3D Gaussian Splatting (.ply, compressed .ply, .spz, .sog, .exgs).
+"""File ▸ Import ▸ 3D Gaussian Splatting (.ply, compressed .ply, .spz, .sog, .exgs, .splat,
+.ksplat, glTF/GLB ``KHR_gaussian_splatting``, SOG v1 and streamed LOD SOG folders).
 
 Binary INRIA PLYs are memory-mapped and put into the mesh with ``foreach_set`` (no per-point
 Python). Other formats are converted to an INRIA PLY by the backend (``exgs convert``) first.
@@ -17,11 +18,24 @@ from . import errors, gaussians, plyio
 from .splat import SplatObject, register_handlers
 
 AXIS_ITEMS = [
+    ("AUTO", "Automatic", "glTF/GLB files are y up (glTF's frame); every other format is taken "
+     "as a y-down capture (COLMAP / 3DGS)"),
     ("Y_DOWN", "Y down (COLMAP / 3DGS)", "Capture is x right, y down, z forward: rotate −90° "
      "about X so capture up (−y) becomes Blender +Z"),
     ("Y_UP", "Y up (OpenGL)", "Capture is y up, z backward: rotate +90° about X"),
     ("Z_UP", "Z up (Blender)", "No axis change"),
 ]
+
+
+#: suffixes whose Gaussians are in glTF's frame (+Y up, right-handed)
+GLTF_SUFFIXES = (".glb", ".gltf")
+
+
+def resolve_axis(axis: str, path: str) -> str:
+    """``AUTO`` → ``Y_UP`` for glTF files, ``Y_DOWN`` otherwise; other values unchanged."""
+    if axis != "AUTO":
+        return axis
+    return "Y_UP" if os.path.splitext(path)[1].lower() in GLTF_SUFFIXES else "Y_DOWN"
 
 
 def load_vertices(path: str, report=None):
@@ -35,7 +49,10 @@ def load_vertices(path: str, report=None):
         if open(path, "rb").read(3) == b"ply":
             raise errors.ImportFailed(f"{path}: {e}") from None
         fmt = os.path.splitext(path)[1].lstrip(".").lower() or "scene"
-    if os.path.isdir(path) or os.path.basename(path) == "meta.json":
+    if os.path.basename(path) == "lod-meta.json" or (
+            os.path.isdir(path) and os.path.exists(os.path.join(path, "lod-meta.json"))):
+        fmt = "lod sog"
+    elif os.path.isdir(path) or os.path.basename(path) == "meta.json":
         fmt = "sog"
     from . import backend
     ply = backend.convert_to_ply(path)
@@ -45,7 +62,7 @@ def load_vertices(path: str, report=None):
         raise errors.ImportFailed(f"{path}: converted file unreadable: {e}") from None
 
 
-def import_file(context, path: str, *, axis: str = "Y_DOWN", preview: bool = True,
+def import_file(context, path: str, *, axis: str = "AUTO", preview: bool = True,
                 name: str | None = None, report=None):
     """Import one scene file as a splat object; returns (object, seconds). A .exgs file's
     kept fraction and painter delta go onto the mesh (restore renders use them);
@@ -58,7 +75,8 @@ def import_file(context, path: str, *, axis: str = "Y_DOWN", preview: bool = Tru
     if len(v) == 0:
         raise errors.ImportFailed(f"{path}: the file holds no Gaussians")
     base = name or os.path.splitext(os.path.basename(path.rstrip("/\\")))[0]
-    obj = gaussians.create_object(context, base, v, axis=axis, preview=preview)
+    obj = gaussians.create_object(context, base, v, axis=resolve_axis(axis, path),
+                                  preview=preview)
     so = SplatObject(obj)
     size = _size(path)
     so.source, so.format = path, fmt
@@ -89,8 +107,9 @@ class EXGS_OT_import(bpy.types.Operator, ImportHelper):
     bl_label = "Import 3D Gaussian Splatting"
     bl_options = {"REGISTER", "UNDO", "PRESET"}
 
-    filter_glob: StringProperty(default="*.ply;*.spz;*.sog;*.exgs;meta.json", options={"HIDDEN"})
-    axis: EnumProperty(name="Capture axes", items=AXIS_ITEMS, default="Y_DOWN")
+    filter_glob: StringProperty(default="*.ply;*.spz;*.sog;*.exgs;*.splat;*.ksplat;*.glb;*.gltf;"
+                                        "meta.json;lod-meta.json", options={"HIDDEN"})
+    axis: EnumProperty(name="Capture axes", items=AXIS_ITEMS, default="AUTO")
     preview: BoolProperty(name="Viewport preview", default=True,
                           description="Show coloured points (Geometry Nodes + material)")
 
@@ -122,7 +141,7 @@ class EXGS_FH_import(bpy.types.FileHandler):
     bl_idname = "EXGS_FH_import"
     bl_label = "3D Gaussian Splatting"
     bl_import_operator = "exgs.import_splats"
-    bl_file_extensions = ".ply;.spz;.sog;.exgs"
+    bl_file_extensions = ".ply;.spz;.sog;.exgs;.splat;.ksplat;.glb;.gltf"
 
     @classmethod
     def poll_drop(cls, context):
@@ -130,7 +149,7 @@ class EXGS_FH_import(bpy.types.FileHandler):
 
 
 def menu_import(self, context):
-    self.layout.operator(EXGS_OT_import.bl_idname, text="3D Gaussian Splatting (.ply/.spz/.exgs/.sog)")
+    self.layout.operator(EXGS_OT_import.bl_idname, text="3D Gaussian Splatting (.ply/.spz/.sog/.splat/.glb/.exgs)")
 
 
 classes = (EXGS_OT_import,) + ((EXGS_FH_import,) if hasattr(bpy.types, "FileHandler") else ())

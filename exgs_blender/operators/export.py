@@ -1,5 +1,7 @@
-"""Export the active splat object: .ply (written here from the mesh attributes), .spz
-(converted by the backend) or .exgs (the compressed object's own file)."""
+"""Export the active splat object: .ply (written here from the mesh attributes), .spz, .sog
+(PlayCanvas SOG v2 zip, for web viewers such as SuperSplat), .splat (antimatter15, SH 0)
+or .glb (glTF ``KHR_gaussian_splatting``), converted by the backend, or .exgs (the
+compressed object's own file)."""
 
 from __future__ import annotations
 
@@ -27,22 +29,31 @@ def export_object(obj, path: str) -> None:
         tmp = path + ".part"
         shutil.copyfile(src, tmp)
         os.replace(tmp, path)
-    elif ext == ".spz":
+    elif ext in CONVERTED:
         ply, _d, _n = render_core.export_mesh_ply(obj.data)
         backend.run_convert(ply, path)
     else:
-        raise errors.BackendError(f"{path}: choose .ply, .spz or .exgs")
+        raise errors.BackendError(f"{path}: choose one of " + ", ".join(f for f, _ in FORMATS))
+
+
+#: (suffix, label) of every format the exporter writes
+FORMATS = [(".ply", "PLY (INRIA)"), (".spz", "SPZ"), (".sog", "SOG v2 (web: PlayCanvas, "
+           "SuperSplat)"), (".splat", ".splat (web, SH 0)"), (".glb", "glTF KHR_gaussian_splatting"),
+           (".exgs", "ExGS")]
+#: formats written by the backend's ``exgs convert`` from the mesh's PLY
+CONVERTED = (".spz", ".sog", ".splat", ".glb")
 
 
 class EXGS_OT_export(bpy.types.Operator, ExportHelper):
-    """Export the active Gaussian splat object (.ply / .spz / .exgs)"""
+    """Export the active Gaussian splat object (.ply / .spz / .sog / .splat / .glb / .exgs)"""
 
     bl_idname = "exgs.export_splats"
     bl_label = "Export Gaussian Splats"
     filename_ext = ".ply"
-    filter_glob: StringProperty(default="*.ply;*.spz;*.exgs", options={"HIDDEN"})
-    format: EnumProperty(name="Format", items=[(".ply", "PLY (INRIA)", ""), (".spz", "SPZ", ""),
-                                               (".exgs", "ExGS", "")], default=".ply")
+    filter_glob: StringProperty(default="*.ply;*.spz;*.sog;*.splat;*.glb;*.exgs",
+                                options={"HIDDEN"})
+    format: EnumProperty(name="Format", items=[(f, label, "") for f, label in FORMATS],
+                         default=".ply")
 
     @classmethod
     def poll(cls, context):

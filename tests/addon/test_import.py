@@ -155,6 +155,31 @@ def test_export_ply_and_spz(run_bpy, small_ply, tmp_path):
     np.testing.assert_allclose(spz.means, scene.means, atol=2e-2)
 
 
+def test_export_web_formats_and_gltf_import_axis(run_bpy, small_ply, tmp_path):
+    """Export offers SOG v2, .splat and glTF (converted by the backend); importing the .glb
+    back picks glTF's y-up axes by itself (AUTO), every other format stays y-down."""
+    from exgs.io import read_scene
+
+    path, scene = small_ply
+    outs = {f: str(tmp_path / f"out{f}") for f in (".sog", ".splat", ".glb")}
+    res = run_bpy(f"""
+        from bl_ext.user_default.exgs import io_import
+        from bl_ext.user_default.exgs.splat import SplatObject
+        obj, _ = io_import.import_file(bpy.context, {path!r})
+        bpy.context.view_layer.objects.active = obj
+        outs = {outs!r}
+        r = [list(bpy.ops.exgs.export_splats(filepath=p, format=f)) for f, p in outs.items()]
+        glb, _ = io_import.import_file(bpy.context, outs[".glb"])
+        RESULT = dict(r=r, axes=[SplatObject(obj).axis, SplatObject(glb).axis],
+                      n=len(glb.data.vertices))
+    """)
+    assert res["r"] == [["FINISHED"]] * 3
+    assert res["axes"] == ["Y_DOWN", "Y_UP"] and res["n"] == len(scene)
+    for f, p in outs.items():
+        back = read_scene(p)
+        assert len(back) == len(scene), f
+
+
 def test_panels_draw_without_errors(run_bpy, small_ply):
     """Smoke: the sidebar, render and preferences panels draw for a splat object (a recording
     stand-in for UILayout; catches wrong property names)."""
