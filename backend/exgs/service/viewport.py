@@ -156,7 +156,7 @@ class ViewportRenderer:
             check()
             try:
                 frame = render_objects(
-                    [(e.scene, np.asarray(o.matrix_world, np.float64))
+                    [(self.store.load(e), np.asarray(o.matrix_world, np.float64))
                      for e, o in zip(entries, body.objects)],
                     body.view_matrix, body.window_matrix, body.width, body.height,
                     scale=body.scale, crop=body.crop, sh_degree=body.sh_degree,

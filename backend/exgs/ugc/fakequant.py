@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from ..io.exgs import SH_REST_BITS
-from ..scene import logit
 from ..io.exgs import quantize as Q
+from ..scene import logit
 
 
 def codec_roundtrip(means, quats, log_scales, opacities, sh, position_bits: int = 16):
