@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import frames as frame_codec
 from ..errors import ApiError, responses
-from ..jobs import FINISHED, LazyFrame, wait_for_change
+from ..jobs import FINISHED, LazyFrame
+from ..monitor import wait_for_change
 from .jobs import job_or_404
 
 

@@ -11,7 +11,8 @@ from .. import frames as frame_codec
 from ..convert import cameras as request_cameras
 from ..convert import jsonable
 from ..errors import ApiError, responses
-from ..jobs import FINISHED, LazyFrame, client_of, wait_for_change
+from ..jobs import FINISHED, LazyFrame, client_of
+from ..monitor import wait_for_change
 from ..models import CompressRequest, RenderRequest
 from .scenes import decode_delta_b64
 
