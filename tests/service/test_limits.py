@@ -319,3 +319,36 @@ def test_idle_scenes_are_evicted_and_read_again(tmp_path):
             assert r.status_code == 507 and "memory" in r.json()["error"]
     finally:
         small.state.jobs.shutdown()
+
+
+def test_json_bodies_are_decoded_off_the_event_loop(tmp_path, monkeypatch):
+    """The routes' JSON bodies are decoded in the thread pool, not on the event loop."""
+    import asyncio
+
+    from fastapi.testclient import TestClient
+
+    import exgs.service.routes as R
+
+    seen = []
+    real = R.offloop_json
+
+    def spy(body):
+        try:
+            asyncio.get_running_loop()
+            seen.append("on the loop")
+        except RuntimeError:
+            seen.append("off the loop")
+        return real(body)
+
+    monkeypatch.setattr(R, "offloop_json", spy)
+    app = _app(tmp_path)
+    try:
+        with TestClient(app) as tc:
+            r = tc.post("/v1/scenes/" + "0" * 64 + "/render",
+                        json={"cameras": [{"width": 8}]}, headers=MHDR)
+            assert r.status_code in (404, 422)
+            r = tc.put("/v1/scenes/nope/facts", json={"kept_fraction": 0.5}, headers=MHDR)
+            assert r.status_code == 404
+    finally:
+        app.state.jobs.shutdown()
+    assert seen == ["off the loop", "off the loop"]

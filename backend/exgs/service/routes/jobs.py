@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from .. import frames as frame_codec
 from ..convert import cameras as request_cameras
 from ..convert import jsonable
+from . import json_off_loop_route
 from ..errors import ApiError, responses
 from ..jobs import FINISHED, LazyFrame, client_of
 from ..monitor import wait_for_change
@@ -47,7 +48,7 @@ def request_client(request: Request) -> str:
 
 
 def router(state) -> APIRouter:
-    r = APIRouter(tags=["jobs"])
+    r = APIRouter(tags=["jobs"], route_class=json_off_loop_route())
     store, jobs, engines, limits = state.store, state.jobs, state.engines, state.limits
     device = state.device
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from . import json_off_loop_route
 from ..errors import ApiError, responses
 from ..models import FactsRequest, OpenRequest
 
@@ -32,7 +33,7 @@ def decode_delta_b64(text: str, field: str = "painter_delta") -> bytes:
 
 
 def router(state) -> APIRouter:
-    r = APIRouter(tags=["scenes"])
+    r = APIRouter(tags=["scenes"], route_class=json_off_loop_route())
     store, limits, config = state.store, state.limits, state.config
 
     @r.get("/v1/scenes", summary="Scenes held by the service", responses=responses())
