@@ -1,10 +1,11 @@
 """Farm benchmark (issue 18): throughput of N headless Blender workers sharing ONE
 `exgs serve` on loopback, for N = 1, 2, 4.
 
-    nice -n 10 .venv/bin/python bench/farm.py [--frames 8] [--size 256] [--workers 1,2,4]
+    nice -n 10 .venv/bin/python bench/farm.py [--frames 16] [--size 384] [--workers 1,2,4]
+        [--repeats 2]
 
-A shot of ``--frames`` frames (the shared playbot_lod3.ply, 31k Gaussians, a moving camera)
-is split into N contiguous frame ranges; each range is rendered by its own bpy process, the
+A shot of ``--frames`` frames (the shared playbot_lod2.ply, 125k Gaussians, a moving camera)
+(``$EXGS_SCENES`` or ../shared/scenes) is split into N contiguous frame ranges; each range is rendered by its own bpy process, the
 way `blender -b shot.blend -s A -e B -a` does on a farm node, with the backend found from
 EXGS_BACKEND_URL / EXGS_TOKEN_FILE / EXGS_CLIENT_ID. The wall time runs from spawning the
 workers to the last one exiting (Blender start-up included, as on a farm); frames/min =
@@ -30,7 +31,11 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = os.path.join(ROOT, ".venv", "bin", "python")
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "scenes", "playbot_lod3.ply")
+SCENES = os.environ.get("EXGS_SCENES") or next(
+    (d for d in (os.path.join(up, "shared", "scenes") for up in (
+        os.path.dirname(ROOT), os.path.dirname(os.path.dirname(ROOT)))) if os.path.isdir(d)),
+    os.path.join(os.path.dirname(ROOT), "shared", "scenes"))
+SHARED = os.path.join(SCENES, "playbot_lod2.ply")
 sys.path.insert(0, ROOT)
 
 PRE = ("import bpy, json, os, addon_utils\n"
@@ -75,6 +80,21 @@ def sh(cmd, **kw):
     return r.stdout
 
 
+def png_pixels(path: str) -> str:
+    """sha256 of a PNG's decompressed IDAT (its pixel rows), ignoring the text chunks
+    Blender writes (date, render time)."""
+    import struct
+    import zlib
+
+    data, off, idat = open(path, "rb").read(), 8, b""
+    while off < len(data):
+        n, kind = struct.unpack(">I4s", data[off:off + 8])
+        if kind == b"IDAT":
+            idat += data[off + 8:off + 8 + n]
+        off += 12 + n
+    return hashlib.sha256(zlib.decompress(idat)).hexdigest()
+
+
 def load_avg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -102,8 +122,9 @@ def main():
     from exgs_blender.backend import parse_ready_line
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--frames", type=int, default=8)
-    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--size", type=int, default=384)
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--bpy-python", default=PY)
     args = ap.parse_args()
@@ -142,8 +163,12 @@ def main():
         sh([args.bpy_python, "-c", PRE + WORKER.format(
             blend=blend, start=1, end=1, out=os.path.join(tmp, "warm", "####"))],
            env=dict(env, EXGS_CLIENT_ID="warm"))
-        for n in [int(x) for x in args.workers.split(",")]:
-            out = os.path.join(tmp, f"n{n}")
+        for rep, n in [(r, int(x)) for r in range(args.repeats)
+                       for x in args.workers.split(",")]:
+            out = os.path.join(tmp, f"n{n}-r{rep}")
+            import resource
+
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             la0, cpu0, t0 = load_avg(), proc_cpu_s(srv.pid), time.monotonic()
             procs = [subprocess.Popen(
                 [args.bpy_python, "-c", PRE + WORKER.format(
@@ -153,16 +178,18 @@ def main():
             outs = [p.communicate(timeout=3600) for p in procs]
             wall = time.monotonic() - t0
             cpu = proc_cpu_s(srv.pid) - cpu0
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            workers_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
             bad = [o[1][-500:] for p, o in zip(procs, outs) if p.returncode]
             if bad:
                 raise SystemExit("worker failed: " + bad[0])
             files = sorted(os.listdir(out))
-            digests = {f: hashlib.sha256(open(os.path.join(out, f), "rb").read()).hexdigest()
-                       for f in files}
+            digests = {f: png_pixels(os.path.join(out, f)) for f in files}
             reference = reference or digests
-            run = {"workers": n, "wall_s": round(wall, 2),
+            run = {"workers": n, "repeat": rep, "wall_s": round(wall, 2),
                    "frames_per_min": round(args.frames / wall * 60, 1),
-                   "service_cpu_s": round(cpu, 2), "frames_written": len(files),
+                   "service_cpu_s": round(cpu, 2), "workers_cpu_s": round(workers_cpu, 2),
+                   "frames_written": len(files),
                    "identical_to_n1": digests == reference,
                    "load_before": la0, "load_after": load_avg()}
             results["runs"].append(run)
@@ -172,12 +199,28 @@ def main():
         srv.wait(30)
     print(f"\n{results['scene']} ({results['gaussians']:,} Gaussians), {args.frames} frames at "
           f"{args.size}×{args.size}; {results['machine']}")
-    print("| workers | wall | frames/min | service CPU | frames | identical | load avg (1 min) before → after |")
-    print("|---|---|---|---|---|---|---|")
-    for r in results["runs"]:
-        print(f"| {r['workers']} | {r['wall_s']:.1f} s | {r['frames_per_min']:.1f} | "
-              f"{r['service_cpu_s']:.1f} s | {r['frames_written']} | {r['identical_to_n1']} | "
-              f"{r['load_before'][0]} → {r['load_after'][0]} |")
+    print("| workers | wall (median) | frames/min | service CPU | Blender workers' CPU | frames "
+          "| identical to N=1 | load avg (1 min) during |")
+    print("|---|---|---|---|---|---|---|---|")
+    import statistics
+
+    summary = []
+    for n in sorted({r["workers"] for r in results["runs"]}):
+        rs = [r for r in results["runs"] if r["workers"] == n]
+        wall = statistics.median(r["wall_s"] for r in rs)
+        row = {"workers": n, "wall_s": round(wall, 2),
+               "frames_per_min": round(args.frames / wall * 60, 1),
+               "service_cpu_s": round(statistics.median(r["service_cpu_s"] for r in rs), 2),
+               "workers_cpu_s": round(statistics.median(r["workers_cpu_s"] for r in rs), 2),
+               "frames_written": min(r["frames_written"] for r in rs),
+               "identical_to_n1": all(r["identical_to_n1"] for r in rs),
+               "load": sorted({r["load_before"][0] for r in rs} | {r["load_after"][0] for r in rs})}
+        summary.append(row)
+        print(f"| {n} | {wall:.1f} s | {row['frames_per_min']:.1f} | "
+              f"{row['service_cpu_s']:.1f} s | {row['workers_cpu_s']:.1f} s | "
+              f"{row['frames_written']} | "
+              f"{row['identical_to_n1']} | {row['load'][0]}–{row['load'][-1]} |")
+    results["summary"] = summary
     dest = os.path.join(ROOT, "bench", "results", "farm.json")
     with open(dest + ".part", "w") as f:
         json.dump(results, f, indent=1)

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from exgs.service.jobs import (ANONYMOUS, DONE, FairQueue, JobLimitError, JobManager,
-                               client_of)
+from exgs.service.farm import ANONYMOUS, FairQueue, client_of
+from exgs.service.jobs import DONE, JobLimitError, JobManager
 
 
 def test_fair_queue_round_robin_order():
@@ -67,6 +67,50 @@ def test_manager_runs_clients_in_turn(tmp_path):
         assert (load["queued"], load["running"], load["clients"]) == (0, 0, {})
         assert load["served"]["A"] == {"done": 6, "failed": 0, "cancelled": 0, "frames": 0}
         assert load["served"]["B"]["done"] == 2 and load["served"]["other"]["done"] == 1
+    finally:
+        gate.set()
+        m.shutdown()
+
+
+def test_generator_job_yields_its_turn_between_frames(tmp_path):
+    """A job function that is a generator gives the device up at each ``yield``: client A's
+    3-frame job and client B's two 1-frame jobs interleave; a cancel between turns ends it."""
+    m = _manager(tmp_path)
+    gate, order = threading.Event(), []
+
+    def frames(ctx, name, n):
+        for i in range(n):
+            ctx.check()
+            order.append(f"{name}{i}")
+            if i + 1 < n:
+                yield
+
+    try:
+        first = m.submit("render", "cpu", lambda ctx: gate.wait(10), client="other")
+        with m._cond:
+            assert m._cond.wait_for(lambda: first.state == "running", timeout=10)
+        a = m.submit("render", "cpu", lambda ctx: frames(ctx, "a", 3), client="A")
+        a2 = m.submit("render", "cpu", lambda ctx: frames(ctx, "A", 1), client="A")
+        bs = [m.submit("render", "cpu", lambda ctx, k=k: frames(ctx, f"b{k}-", 1), client="B")
+              for k in range(2)]
+        gate.set()
+        _wait_done(m, [first, a, a2] + bs)
+        # A's own later job waits for A's first job (FIFO within a client)
+        assert order == ["a0", "b0-0", "a1", "b1-0", "a2", "A0"]
+        assert a.gen is None and m.load()["served"]["A"]["done"] == 2
+
+        gate.clear()
+        order.clear()
+        first = m.submit("render", "cpu", lambda ctx: gate.wait(10), client="other")
+        with m._cond:
+            assert m._cond.wait_for(lambda: first.state == "running", timeout=10)
+        c = m.submit("render", "cpu", lambda ctx: frames(ctx, "c", 5), client="C")
+        d = m.submit("render", "cpu", lambda ctx: (m.cancel(c), order.append("d")), client="D")
+        gate.set()
+        with m._cond:
+            assert m._cond.wait_for(lambda: c.state == "cancelled" and d.state == DONE,
+                                    timeout=10)
+        assert order == ["c0", "d"] and c.gen is None
     finally:
         gate.set()
         m.shutdown()

@@ -45,8 +45,8 @@ from .auth import check_bearer
 from .config import ServiceConfig
 from .engines import Engines, device_info, painter_status
 from .errors import ApiError, install_handlers, responses
+from .farm import load_info
 from .jobs import JobManager
-from .monitor import load_info
 from .routes import AppState, frames, jobs, scenes, viewport
 from .scenes import SceneStore
 

@@ -1,13 +1,12 @@
 """Heavy work (compress, render) as jobs run by one worker thread per device, fairly across
 clients.
 
-Fairness (issue 18, farms): every job belongs to a *client* — the ``X-Exgs-Client`` header
-of the request that submitted it, else the peer address (:func:`client_of`). Each device's
-queue (:class:`FairQueue`) takes jobs round-robin across clients and in submission order
-within a client, so a farm worker that queued 500 frame jobs cannot starve one that queued
-5: they alternate. One client may hold at most ``max_open - max_open // 8`` open jobs, so
-others can still submit when it fills the service. The unit of fairness is the job: a single
-job with many cameras runs to its end (the Blender add-on sends one job per frame).
+Fairness (issue 18, farms; :mod:`.farm`): every job belongs to a *client*; each device's
+queue (:class:`~.farm.FairQueue`) takes jobs round-robin across clients, in submission order
+within a client. One client may hold at most ``max_open - max_open // 8`` open jobs. A job
+function may be a *generator*: each ``yield`` (the render job yields after every frame) ends
+its turn — the worker then serves the next client's job and comes back to it later, at the
+head of its client's queue — so one job of 500 frames does not hold the device either.
 
 A job goes ``queued → running → done | failed | cancelled``. Its function receives a
 :class:`JobContext`: ``ctx.progress(fraction, message)`` reports progress (0..1) and raises
@@ -23,6 +22,7 @@ until the version passes ``since`` (long polling).
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import os
@@ -30,62 +30,18 @@ import secrets
 import shutil
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..errors import ExgsError
+from .farm import ANONYMOUS, MAX_SERVED_CLIENTS, FairQueue, client_of  # noqa: F401 (re-export)
 
 log = logging.getLogger("exgs.service")
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
-ANONYMOUS = "anonymous"
-MAX_SERVED_CLIENTS = 1024
-#: longest client id kept (``X-Exgs-Client``); longer or unprintable ones fall back to the peer
-MAX_CLIENT_ID = 64
-
-
-def client_of(header: str | None, peer: str | None) -> str:
-    """The client a request belongs to: its ``X-Exgs-Client`` header when that is 1..64
-    printable ASCII characters, else ``peer`` (the peer's address), else ``anonymous``."""
-    h = (header or "").strip()
-    if h and len(h) <= MAX_CLIENT_ID and all(33 <= ord(c) < 127 for c in h):
-        return h
-    return peer or ANONYMOUS
-
-
-class FairQueue:
-    """Round-robin across clients, FIFO within a client. Not thread-safe by itself (the
-    :class:`JobManager` holds its lock around every call).
-
-    ``put(client, item)`` appends; ``pop()`` takes the oldest item of the client whose turn
-    it is and moves that client to the end of the rotation (a new client joins at the end);
-    ``None`` when empty."""
-
-    def __init__(self):
-        self._by_client: OrderedDict[str, deque] = OrderedDict()
-
-    def put(self, client: str, item) -> None:
-        q = self._by_client.get(client)
-        if q is None:
-            q = self._by_client[client] = deque()
-        q.append(item)
-
-    def pop(self):
-        if not self._by_client:
-            return None
-        client, q = next(iter(self._by_client.items()))
-        item = q.popleft()
-        if q:
-            self._by_client.move_to_end(client)
-        else:
-            del self._by_client[client]
-        return item
-
-    def __len__(self) -> int:
-        return sum(len(q) for q in self._by_client.values())
 
 
 class Cancelled(Exception):
@@ -117,6 +73,7 @@ class Job:
     version: int = 0
     cancel_flag: threading.Event = field(default_factory=threading.Event)
     fn: Callable | None = None
+    gen: object = None                           # a generator job between its turns
     waiters: set = field(default_factory=set)    # callables run on every change
 
     def info(self) -> dict:
@@ -268,7 +225,7 @@ class JobManager:
             job.finished = time.time()
             if state == DONE:
                 job.progress = 1.0
-            job.fn = None
+            job.fn = job.gen = None
             self._bump(job)
             self._trim()
 
@@ -297,11 +254,34 @@ class JobManager:
                 if job is None:
                     self._cond.wait()
                     continue
+                if job.state == RUNNING and job.gen is not None:  # a generator job's next turn
+                    return job
                 if job.state != QUEUED:  # cancelled while queued
                     continue
                 job.state, job.started, job.message = RUNNING, time.time(), "running"
                 self._bump(job)
                 return job
+
+    def _turn(self, job: Job) -> bool:
+        """Run ``job`` for one turn: to its end, or (a generator job) to its next ``yield``.
+        True when it yielded (it is queued again, first of its client's jobs)."""
+        if job.gen is None:
+            out = job.fn(JobContext(self, job))
+            if not inspect.isgenerator(out):
+                return False
+            job.gen = out
+        if job.cancel_flag.is_set():
+            job.gen.close()
+            raise Cancelled()
+        try:
+            next(job.gen)
+        except StopIteration:
+            return False
+        with self._cond:
+            if not self._stop:
+                self._queues[job.device].put(job.client, job, first=True)
+                self._cond.notify_all()
+        return True
 
     def _worker(self, device: str) -> None:
         while True:
@@ -309,7 +289,8 @@ class JobManager:
             if job is None:
                 return
             try:
-                job.fn(JobContext(self, job))
+                if self._turn(job):
+                    continue
             except Cancelled:
                 self._finish(job, CANCELLED, "cancelled")
             except ExgsError as e:

@@ -12,7 +12,8 @@ from ..convert import cameras as request_cameras
 from ..convert import jsonable
 from . import json_off_loop_route
 from ..errors import ApiError, responses
-from ..jobs import FINISHED, LazyFrame, client_of
+from ..farm import client_of
+from ..jobs import FINISHED, LazyFrame
 from ..monitor import wait_for_change
 from ..models import CompressRequest, RenderRequest
 from .scenes import decode_delta_b64
@@ -161,6 +162,8 @@ def router(state) -> APIRouter:
                     data = frame_codec.ArrayFrame({p: src[p] for p in passes})
                     media = frame_codec.F32_MEDIA_TYPE
                 ctx.add_frame(data, media, (i + 1) / n, f"frame {i + 1}/{n}")
+                if i + 1 < n:
+                    yield  # end of this job's turn: another client's job may go next
             ctx.job.result = {"frames": n, "format": fmt, "passes": passes,
                               "width": cams[0].width, "height": cams[0].height}
             if restorer is not None:
