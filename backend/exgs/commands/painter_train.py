@@ -70,7 +70,7 @@ def register(sub) -> None:
     p.add_argument("--calibrate", action="store_true",
                    help="after training, choose the shipped gate bias/floor on training pairs "
                         "(exgs.painter.calibrate) and write them into OUT/painter/painter.json")
-    p.add_argument("--gate-coverage-gain", type=float, default=4.0,
+    p.add_argument("--gate-coverage-gain", type=float, default=16.0,
                    help="shipped gate: the floor applies only where the local coverage is "
                         "incomplete (PainterConfig.gate_coverage_gain; 0 = everywhere)")
     p.add_argument("--data-only", action="store_true", help="build the pair cache, do not train")
