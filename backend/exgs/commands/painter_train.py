@@ -51,6 +51,10 @@ def register(sub) -> None:
     p.add_argument("--checkpoint-minutes", type=float, default=3.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--init", default=None,
+                   help="fine-tune from this weights directory ('shipped' = the default weights) "
+                        "instead of training from scratch: its architecture is kept, its gate "
+                        "reset to the training setting (floor --gate-floor, bias 0, no table)")
     p.add_argument("--vae-width", type=int, default=16)
     p.add_argument("--latent-channels", type=int, default=8)
     p.add_argument("--gate-floor", type=float, default=1.0,
@@ -66,6 +70,9 @@ def register(sub) -> None:
     p.add_argument("--calibrate", action="store_true",
                    help="after training, choose the shipped gate bias/floor on training pairs "
                         "(exgs.painter.calibrate) and write them into OUT/painter/painter.json")
+    p.add_argument("--gate-coverage-gain", type=float, default=16.0,
+                   help="shipped gate: the floor applies only where the local coverage is "
+                        "incomplete (PainterConfig.gate_coverage_gain; 0 = everywhere)")
     p.add_argument("--data-only", action="store_true", help="build the pair cache, do not train")
     p.set_defaults(func=run)
 
@@ -81,7 +88,8 @@ def run(args) -> int:
         raise UsageError("--size and --crop must be multiples of 8 with crop ≤ size")
     train_specs = parse_scene_specs([args.scenes])
     val_specs = parse_scene_specs([args.val_scenes]) if args.val_scenes else []
-    overlap = set(train_specs) & set(val_specs)
+    base = lambda v: v.removesuffix("+shell")  # noqa: E731  (a capture with or without shell)
+    overlap = {base(t) for t in train_specs} & {base(v) for v in val_specs}
     if overlap:
         raise UsageError(f"scenes both trained on and held out: {', '.join(sorted(overlap))}")
     auto = "ugc" if ugc_available() else "simple"
@@ -123,23 +131,32 @@ def run(args) -> int:
     import torch
 
     torch.manual_seed(args.seed)
-    net = PainterNet(cfg)
+    if args.init:
+        from ..painter.infer import load_net
+
+        net = load_net(None if args.init == "shipped" else args.init)
+        net.cfg.gate_floor, net.cfg.gate_bias = args.gate_floor, 0.0
+        net.cfg.gate_bias_by_keep, net.cfg.gate_coverage_gain = (), 0.0
+        cfg = net.cfg
+    else:
+        net = PainterNet(cfg)
     sampler = PairSampler(load_pairs(files), p_identity=args.p_identity)
     val = load_pairs(vfiles) if vfiles else None
     meta = {"scenes": train_specs, "val_scenes": val_specs, "views": args.views,
             "size": args.size, "keeps_per_view": args.keeps_per_view, "prune": prune,
             "val_prune": vprune, "p_identity": args.p_identity, "extra_pairs": args.extra_pairs,
-            "data_minutes": round(t_data / 60, 2)}
+            "data_minutes": round(t_data / 60, 2), "init": args.init}
     info = train(net, sampler, tc, args.out, val_pairs=val, meta=meta)
     print(json.dumps({"steps": info["step"], "minutes": round(info["minutes"], 1),
                       "val": info.get("val")}, indent=2))
     if args.calibrate:
-        calibrate_weights(f"{args.out}/painter", files[::max(1, len(files) // 120)])
+        calibrate_weights(f"{args.out}/painter", files[::max(1, len(files) // 120)],
+                          coverage_gain=args.gate_coverage_gain)
     print(f"weights: {args.out}/painter")
     return 0
 
 
-def calibrate_weights(weights_dir: str, files) -> dict:
+def calibrate_weights(weights_dir: str, files, coverage_gain: float = 0.0) -> dict:
     """Sweep the gate bias/floor on ``files`` (training pairs), print the table, write the chosen
     values into ``weights_dir/painter.json`` (atomically) and return the chosen row."""
     from pathlib import Path
@@ -150,6 +167,7 @@ def calibrate_weights(weights_dir: str, files) -> dict:
     from ..painter.infer import load_net
 
     net = load_net(weights_dir)
+    net.cfg.gate_coverage_gain = coverage_gain
     rows, items = gate_sweep(net, load_pairs(files), biases=[-5, -4, -3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1],
                              floors=[0.0, 0.25, 1.0], return_items=True)
     best = choose(rows)
@@ -164,6 +182,7 @@ def calibrate_weights(weights_dir: str, files) -> dict:
     d = json.loads(cfg_file.read_text())
     print("gate bias by kept fraction: " + ", ".join(f"{k:.4g}: {b:+.1f}" for k, b in table))
     d["gate_bias"], d["gate_floor"] = best["bias"], best["floor"]
+    d["gate_coverage_gain"] = coverage_gain
     d["gate_bias_by_keep"] = [list(t) for t in table]
     d.setdefault("training", {})["calibration"] = {
         "views": len(files), "chosen": best, "bias_by_keep": [list(t) for t in table],

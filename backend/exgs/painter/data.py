@@ -104,18 +104,59 @@ def parse_scene_specs(specs: list[str]) -> list[str]:
                 else:
                     out.append(f"proc:{int(rng)}")
             elif part in ("garden", "demo", "playbot_lod2", "playbot_lod3", "playbot_lod4") \
-                    or part.endswith(".ply"):
+                    or part.endswith(".ply") or _is_real_spec(part):
                 out.append(part)
             else:
                 raise UsageError(f"unknown training scene {part!r} (use playbot_lodN, garden, demo, "
-                                 "proc:A-B or a .ply path)")
+                                 "proc:A-B, real:NAME[+shell] (NAME in "
+                                 f"{', '.join(REAL_SCENES)}) or a .ply path)")
     return out
+
+
+#: real captures in ``<scenes_dir>/real`` (see its README for credits): file, scene up axis
+REAL_SCENES = {
+    **{f"statue_{n}": (f"real/statue_{n}.sog", "-y") for n in
+       ("angel", "angel_candlestick", "angel_kneeling", "massa", "narcissus", "st_peter",
+        "trumpet")},
+    "aerial_t3": ("real/aerial_t3.spz", "-z"),  # checked: −z looks down onto the roofs
+    "flowers": ("real/flowers.lod-sog", "-y"),  # needs the LOD SOG reader (exgs.io)
+}
+
+
+def _is_real_spec(spec: str) -> bool:
+    return spec.startswith("real:") and spec[5:].removesuffix("+shell") in REAL_SCENES
+
+
+def scene_frame(spec: str, scene: GaussianScene) -> dict:
+    """Where views of ``spec`` look: {"center" [3], "half_diag", "up"} — the robust bounds of
+    the *object* (for ``+shell`` scenes: without the shell, whose Gaussians sit outside
+    them) and the scene's up axis (−y unless :data:`REAL_SCENES` says otherwise)."""
+    up = REAL_SCENES[spec[5:].removesuffix("+shell")][1] if _is_real_spec(spec) else "-y"
+    n = getattr(scene, "object_count", None)
+    obj = scene.subset(np.arange(int(n))) if n is not None else scene
+    lo, hi = obj.robust_bounds()
+    return {"center": (lo + hi) / 2.0, "half_diag": max(float(np.linalg.norm(hi - lo)) / 2, 1e-6),
+            "up": up}
 
 
 def load_scene(spec: str, scenes_dir: str | os.PathLike = DEFAULT_SCENES_DIR,
                cache_dir: str | os.PathLike | None = None) -> GaussianScene:
-    from .procedural import random_procedural_scene
+    """The scene of a spec (see :func:`parse_scene_specs`). ``real:NAME+shell``: the real
+    capture plus a generated background shell (:func:`procedural.with_background_shell`,
+    full coverage); its attribute ``object_count`` holds the capture's own count (the
+    capture's Gaussians come first)."""
+    from .procedural import random_procedural_scene, with_background_shell
 
+    if _is_real_spec(spec):
+        from ..io import read_scene
+
+        name = spec[5:].removesuffix("+shell")
+        scene = read_scene(Path(scenes_dir) / REAL_SCENES[name][0])
+        if spec.endswith("+shell"):
+            n = len(scene)
+            scene = with_background_shell(scene, seed=_seed(spec) % (1 << 31))
+            scene.object_count = n
+        return scene
     if spec.startswith("proc:"):
         return random_procedural_scene(int(spec[5:]))
     if spec == "demo":  # exgs.synth.demo_scene: never used for training (a held-out scene)
@@ -142,6 +183,8 @@ def random_views(scene: GaussianScene, spec: str, count: int, size: int, seed: i
 
     rng = np.random.default_rng(_seed(seed, spec, "views"))
     cams = []
+    if _is_real_spec(spec):  # the capture's own up axis, views framing the object
+        return frame_views(scene_frame(spec, scene), count, size, int(rng.integers(1 << 30)))
     if spec == "garden":
         real = garden_cameras(Path(scenes_dir) / "garden_sfm_points.npz")
         for i in range(count):
@@ -159,6 +202,37 @@ def random_views(scene: GaussianScene, spec: str, count: int, size: int, seed: i
                                 fov_x_deg=rng.uniform(30, 80), seed=int(rng.integers(1 << 30)),
                                 elevation_deg=(el, el), azimuth_offset_deg=rng.uniform(0, 360))
     return cams
+
+
+def frame_views(frame: dict, count: int, size: int, seed: int, distance=(0.3, 1.3),
+                fov=(25.0, 75.0), elevation=(-5.0, 60.0), width: int | None = None) -> list:
+    """``count`` cameras (``width`` or ``size`` × ``size`` px) orbiting a :func:`scene_frame`:
+    distance (× the framing radius, 1 = the bounding sphere fills the narrower fov), horizontal
+    fov (degrees) and elevation (degrees above the plane normal to ``frame["up"]``) drawn
+    uniformly from the ranges, azimuth uniform; the kinds of views artists render, from
+    close-ups that fill the frame to whole-object shots. Deterministic in ``seed``."""
+    from ..cameras import orbit_cameras
+
+    rng = np.random.default_rng(seed)
+    w = width or size
+    cams = []
+    for i in range(count):
+        fx = rng.uniform(*fov)
+        narrow = min(math.radians(fx), 2 * math.atan(math.tan(math.radians(fx) / 2) * size / w))
+        r = rng.uniform(*distance) * frame["half_diag"] / math.sin(narrow / 2)
+        el = rng.uniform(*elevation)
+        c = orbit_cameras(frame["center"], r, 1, w, size, up=frame["up"], elevation_deg=(el, el),
+                          fov_x_deg=fx, seed=None, azimuth_offset_deg=rng.uniform(0, 360))[0]
+        c.name = f"v{i}"
+        cams.append(c)
+    return cams
+
+
+def significance_views(frame: dict) -> list:
+    """24 orbit views (320×240) of a :func:`scene_frame` for UGC scoring: inside a background
+    shell, unlike UGC's default views around the robust bounds."""
+    return frame_views(frame, 24, 240, seed=0, distance=(0.8, 0.8), fov=(50, 50),
+                       elevation=(10, 40), width=320)
 
 
 def get_renderer():
@@ -199,7 +273,7 @@ def ugc_available() -> bool:
 
 
 def prune(scene: GaussianScene, keep: float, method: str = "auto",
-          score: np.ndarray | None = None) -> GaussianScene:
+          score: np.ndarray | None = None, up="-y") -> GaussianScene:
     """Pruned (and, with UGC, amplified) scene keeping ``keep`` ∈ (0, 1] of the Gaussians.
 
     ``method="ugc"``: ``exgs.ugc.compress(scene, keep_target=keep)`` with its defaults (SH degree 0,
@@ -212,20 +286,24 @@ def prune(scene: GaussianScene, keep: float, method: str = "auto",
     if method == "ugc":
         from .. import ugc
 
-        return ugc.compress(scene, keep_target=keep, score=score, zstd_level=1, device="cpu").scene
+        return ugc.compress(scene, keep_target=keep, score=score, zstd_level=1, device="cpu",
+                            up=up).scene
     return simple_prune(scene, keep)
 
 
-def prune_many(scene: GaussianScene, keeps, method: str = "auto") -> list[GaussianScene]:
-    """:func:`prune` at several kept fractions, scoring the scene once (UGC)."""
+def prune_many(scene: GaussianScene, keeps, method: str = "auto", cameras=None,
+               up="-y") -> list[GaussianScene]:
+    """:func:`prune` at several kept fractions, scoring the scene once (UGC) on ``cameras``
+    (default: UGC's own orbit views around the robust bounds, with ``up``; give views inside
+    a background shell for ``+shell`` scenes, whose robust bounds are the shell's)."""
     if method == "auto":
         method = "ugc" if ugc_available() else "simple"
     score = None
     if method == "ugc" and any(k < 1 for k in keeps):
         from ..ugc.significance import default_views, significance
 
-        score = significance(scene, default_views(scene), device="cpu")
-    return [prune(scene, k, method, score) for k in keeps]
+        score = significance(scene, cameras or default_views(scene, up=up), device="cpu")
+    return [prune(scene, k, method, score, up) for k in keeps]
 
 
 # ------------------------------------------------------------------------------ pair cache
@@ -264,7 +342,11 @@ def build_scene_pairs(spec: str, cache_dir: str | os.PathLike, ps: PairSpec,
     scene = load_scene(spec, scenes_dir, Path(cache_dir).parent)  # shared by pruning modes
     cams = random_views(scene, spec, n_views, ps.size, ps.seed, scenes_dir)
     keeps = scene_keeps(spec, ps)
-    pruned = prune_many(scene, keeps, ps.prune)
+    if _is_real_spec(spec):
+        fr = scene_frame(spec, scene)
+        pruned = prune_many(scene, keeps, ps.prune, cameras=significance_views(fr), up=fr["up"])
+    else:
+        pruned = prune_many(scene, keeps, ps.prune)
     out_dir.mkdir(parents=True, exist_ok=True)
     for f, cam in zip(files, cams):
         if f.exists():

@@ -50,6 +50,10 @@ class PainterConfig:
     timestep: int = 500  #: the fixed timestep of the single UNet step
     gate_gain: float = 2.0  #: gate ≤ max(clamp(gain·(1 − alpha), 0, 1), gate_floor)
     gate_floor: float = 0.0  #: > 0 lets the painter touch opaque pixels too (up to this much)
+    gate_coverage_gain: float = 0.0  #: > 0: the floor only applies where the local coverage
+    #: (alpha averaged over ~32 px, :func:`local_coverage`) is incomplete — floor ·
+    #: clamp(gain · (1 − coverage), 0, 1) — so frames whose Gaussians cover everything
+    #: (unbounded captures: alpha = 1 everywhere) are returned exactly. 0 = the floor everywhere
     gate_bias: float = 0.0  #: added to the confidence logit at inference (< 0: more conservative);
     #: used when the kept fraction of the scene is unknown
     gate_bias_by_keep: tuple = ()  #: ((keep, bias), ...) ascending keep: the bias for a scene
@@ -160,6 +164,21 @@ def pull_push_fill(rgb: torch.Tensor, alpha: torch.Tensor, levels: int = 6,
     return f.clamp(0.0, 1.0)
 
 
+def local_coverage(alpha: torch.Tensor, levels: int = 5) -> torch.Tensor:
+    """[B,1,H,W] alpha → [B,1,H,W] its average over ~2^levels px (alpha average-pooled
+    ``levels`` times, edge-padded on odd sizes, bilinearly upsampled): ≈ 1 deep inside
+    covered areas, < 1 near holes, silhouettes and empty background."""
+    w = alpha
+    for _ in range(levels):
+        ph, pw = w.shape[-2] % 2, w.shape[-1] % 2
+        if ph or pw:
+            w = F.pad(w, (0, pw, 0, ph), mode="replicate")
+        if min(w.shape[-2:]) < 2:
+            break
+        w = F.avg_pool2d(w, 2)
+    return F.interpolate(w, size=alpha.shape[-2:], mode="bilinear", align_corners=False)
+
+
 class GateHead(nn.Module):
     """Full-resolution confidence head: features [alpha, coverage at 2–32 px (5), fill (3),
     rgb (3), |fill − rgb| (1)] = 13 channels → a logit added to the decoder's confidence.
@@ -232,12 +251,23 @@ class PainterNet(nn.Module):
 
     def gate(self, conf_logit: torch.Tensor, alpha: torch.Tensor,
              bias: float | None = None) -> torch.Tensor:
-        """σ(logit + bias) · coverage cap; ``bias`` None → ``cfg.gate_bias``."""
+        """σ(logit + bias) · coverage cap; ``bias`` None → ``cfg.gate_bias``.
+
+        cap = max(clamp(gain · (1 − α), 0, 1), floor') with floor' = ``gate_floor``, or with
+        ``gate_coverage_gain`` k > 0: floor · clamp(k · (1 − local_coverage(α)), 0, 1) — opaque
+        pixels inside fully covered surroundings are then never touched (do-no-harm on
+        full-coverage frames, where alpha carries no information)."""
         g = torch.sigmoid(conf_logit + (self.cfg.gate_bias if bias is None else bias))
         if self.cfg.use_mask:
             cap = torch.clamp(self.cfg.gate_gain * (1.0 - alpha), 0.0, 1.0)
             if self.cfg.gate_floor > 0:
-                cap = torch.clamp(cap, min=self.cfg.gate_floor)
+                k = self.cfg.gate_coverage_gain
+                if k > 0:
+                    floor = self.cfg.gate_floor * torch.clamp(
+                        k * (1.0 - local_coverage(alpha)), 0.0, 1.0)
+                    cap = torch.maximum(cap, floor)
+                else:
+                    cap = torch.clamp(cap, min=self.cfg.gate_floor)
             g = g * cap
         return g
 

@@ -192,3 +192,44 @@ def random_procedural_scene(seed: int, n_target: int = 30_000, sh_degree: int = 
     scene.means *= scale
     scene.log_scales += np.float32(np.log(scale))
     return scene
+
+
+def with_background_shell(scene: GaussianScene, seed: int = 0, n: int = 3_000,
+                          radius_factor: float = 8.0, center=None,
+                          half_diag: float | None = None) -> GaussianScene:
+    """``scene`` plus a closed shell of ``n`` flat, nearly opaque Gaussians on a sphere of
+    radius ``radius_factor`` × the object's robust half-diagonal around its robust centre
+    (or ``center`` / ``half_diag`` when given): every view from inside the shell is covered
+    (alpha = 1 everywhere), as in unbounded captures whose background Gaussians fill the frame.
+    The shell is textured (smooth noise, a brighter "sky" half towards −y) and has the scene's
+    SH degree (higher bands zero). Deterministic in ``seed``. Frame: the scene's own."""
+    rng = np.random.default_rng(seed)
+    if center is None or half_diag is None:
+        lo, hi = scene.robust_bounds()
+        center = (lo + hi) / 2.0 if center is None else center
+        half_diag = max(float(np.linalg.norm(hi - lo)) / 2.0, 1e-6) if half_diag is None else half_diag
+    R = radius_factor * float(half_diag)
+    i = np.arange(n) + 0.5  # Fibonacci sphere + jitter: near-uniform directions
+    z = 1.0 - 2.0 * i / n
+    phi = np.pi * (1.0 + 5 ** 0.5) * i + rng.uniform(-0.3, 0.3, n)
+    rxy = np.sqrt(np.maximum(0.0, 1.0 - z * z))
+    d = np.stack([rxy * np.cos(phi), z, rxy * np.sin(phi)], 1)
+    pts = np.asarray(center, np.float64)[None] + R * d
+    pal = _palette(rng, rng.choice(["harmonious", "grey", "pastel"]))
+    t = _value_noise(d * 3.0, rng.uniform(1.0, 4.0), int(rng.integers(1 << 30)))
+    c1, c2 = pal[0], pal[1]
+    col = c1[None] * (1 - t[:, None]) + c2[None] * t[:, None]
+    sky = np.clip(-d[:, 1], 0.0, 1.0)[:, None]  # −y is up in captures: a brighter upper half
+    col = np.clip(col * (1 - 0.5 * sky) + 0.5 * sky * np.array([0.75, 0.85, 1.0]), 0.0, 1.0)
+    sig = 1.2 * R * np.sqrt(4.0 * np.pi / n)  # in-plane σ > the point spacing: no gaps
+    rot = quat_z_to(d)  # local z → the sphere normal (flat disc tangent to the shell)
+    from ..scene import logit, rgb_to_sh_dc
+
+    sh = np.zeros((n, scene.sh.shape[1], 3), np.float32)
+    sh[:, 0] = rgb_to_sh_dc(col)
+    shell = GaussianScene(pts, rot, np.log(np.tile([sig, sig, 0.05 * sig], (n, 1))),
+                          logit(np.full(n, 0.97)), sh)
+    cat = lambda a, b: np.concatenate([a, b], 0)  # noqa: E731
+    return GaussianScene(cat(scene.means, shell.means), cat(scene.quats, shell.quats),
+                         cat(scene.log_scales, shell.log_scales),
+                         cat(scene.opacity_logits, shell.opacity_logits), cat(scene.sh, shell.sh))
