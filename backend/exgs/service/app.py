@@ -525,6 +525,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
                 check_size(c, i, limits)
         if body.adapt is not None:
             engines.check_painter()
+        if body.refine is not None and body.adapt is not None:
+            raise ApiError(422, "refine and adapt together are not supported yet")
         scene, stem = e.scene, Path(e.name).stem or "scene"
 
         def run(ctx):
@@ -545,6 +547,14 @@ def create_app(config: ServiceConfig) -> FastAPI:
                 res = compress_adapted(scene, adapt_config=cfg, net=net, **kw)
             else:
                 res = mod.compress(scene, **kw)
+            if body.refine is not None:
+                from ..ugc.refine import RefineOptions
+                from ..ugc.refine_file import refine_result
+
+                ctx.check()
+                opt = RefineOptions(seconds=float(body.refine), progress=_progress_adapter(ctx),
+                                    cancel=ctx.job.cancel_flag)
+                res = refine_result(scene, res, opt, cams)
             ctx.check()
             stats = _jsonable(dict(getattr(res, "stats", {}) or {}))
             new, _ = store.add_bytes(bytes(res.data), f"{stem}.exgs", "compress",
