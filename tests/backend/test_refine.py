@@ -150,3 +150,93 @@ def test_torch_ssim_equals_metrics_ssim():
     want = ssim(a, b)
     assert abs(float(ssim_torch(ta, tb)) - want) < 1e-5
     assert abs(float(ssim_torch(ta, tb, ssim_target_stats(tb))) - want) < 1e-5
+
+
+# ----------------------------------------------------------------------- CLI and service
+@pytest.fixture(scope="module")
+def ply(tmp_path_factory):
+    from exgs.io.ply import write_ply
+
+    p = tmp_path_factory.mktemp("refine_cli") / "scene.ply"
+    write_ply(demo_scene(n=2500, sh_degree=1, seed=11), p)
+    return p
+
+
+FAST = ["--views", "4", "--view-size", "64x48", "--keep", "0.1"]
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "nan", "inf", "soon"])
+def test_cli_bad_refine_budget(ply, tmp_path, capsys, bad):
+    from exgs.cli import main
+
+    out = tmp_path / "o.exgs"
+    assert main(["compress", str(ply), "-o", str(out), *FAST, "--refine", bad]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("exgs: error:") and "budget" in err[0]
+    assert not out.exists()
+
+
+def test_cli_nan_scene_is_one_line(tmp_path, capsys):
+    from exgs.cli import main
+    from exgs.io.ply import write_ply
+
+    sc = demo_scene(n=300, sh_degree=0, seed=2)
+    sc.means[7, 0] = np.nan
+    p = tmp_path / "nan.ply"
+    write_ply(sc, p)
+    assert main(["compress", str(p), "-o", str(tmp_path / "o.exgs"), *FAST,
+                 "--refine", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nan.ply" in err[0] and "NaN" in err[0]
+
+
+def test_cli_refine_writes_no_larger_file(ply, tmp_path, capsys):
+    from exgs.cli import main
+    from exgs.io.exgs_format import read_exgs_header
+
+    free, ref = tmp_path / "free.exgs", tmp_path / "ref.exgs"
+    assert main(["compress", str(ply), "-o", str(free), *FAST]) == 0
+    assert main(["compress", str(ply), "-o", str(ref), *FAST, "--refine", "4"]) == 0
+    text = capsys.readouterr().out
+    assert "refine:" in text and "held-out views" in text
+    assert ref.stat().st_size <= free.stat().st_size
+    h = read_exgs_header(ref)
+    assert h["count"] <= read_exgs_header(free)["count"]
+
+
+def test_service_compress_job_takes_refine(tmp_path):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from exgs.service.app import create_app
+    from exgs.service.config import ServiceConfig
+
+    from exgs.io.ply import write_ply
+
+    p = tmp_path / "s.ply"
+    write_ply(demo_scene(n=2000, sh_degree=0, seed=4), p)
+    app = create_app(ServiceConfig(token="t" * 32, device="cpu", data_dir=str(tmp_path / "d")))
+    hdr = {"Authorization": "Bearer " + "t" * 32}
+    try:
+        with TestClient(app) as tc:
+            r = tc.post("/v1/scenes?filename=s.ply", content=p.read_bytes(),
+                        headers={**hdr, "Content-Type": "application/octet-stream"})
+            sid = r.json()["id"]
+            bad = tc.post(f"/v1/scenes/{sid}/compress", json={"keep": 0.1, "refine": 0},
+                          headers=hdr)
+            assert bad.status_code == 422
+            job = tc.post(f"/v1/scenes/{sid}/compress", json={"keep": 0.1, "refine": 3},
+                          headers=hdr).json()
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 120:
+                info = tc.get(f"/v1/jobs/{job['id']}", headers=hdr).json()
+                if info["state"] in ("done", "failed", "cancelled"):
+                    break
+                time.sleep(0.2)
+            assert info["state"] == "done", info
+            rf = info["result"]["stats"]["refine"]  # steps may be 0 on a loaded machine
+            assert rf["budget_seconds"] == 3 and rf["seconds"] <= 3 * 1.2 + 1.0
+            assert rf["decision_psnr"][rf["chosen"]] >= rf["decision_psnr"]["training-free"]
+    finally:
+        app.state.jobs.shutdown()

@@ -105,14 +105,11 @@ def compress_scene(scene, options: CompressOptions, adapt: AdaptOptions | None =
     ``net``: the base PainterNet for ``adapt`` (default: the shipped painter).
     ``progress(fraction, message)``: the one progress callback type.
 
-    ``refine`` — **hook for a refinement step** (default None: no refinement, the current
-    behaviour). A refinement step changes the survivors' parameters (distillation against
-    the full scene's renders through the renderer's backward pass) before they are encoded.
-    It plugs in through :func:`exgs.ugc.compress`'s ``transform(base, idx, pruned) ->
-    GaussianScene`` argument, which runs on every candidate's survivors just before
-    encoding, so the byte-budget search measures refined files. Its module is expected to
-    provide ``refiner(scene, options, cameras) -> transform`` (``exgs.ugc.refine``); until it
-    does, a ``refine`` value is refused with one line.
+    ``refine``: an :class:`exgs.ugc.refine.RefineOptions` (its ``seconds`` budget, progress,
+    cancel flag) — distil the survivors against the full scene's renders after selection,
+    amplification and encoding (:func:`exgs.ugc.refine_file.refine_result`: once, on the
+    chosen candidate, re-encoded within the same byte budget; the training-free file is kept
+    when held-out views do not prefer the refined one). Not combined with ``adapt`` yet.
     """
     from ..ugc import compress
 
@@ -121,9 +118,9 @@ def compress_scene(scene, options: CompressOptions, adapt: AdaptOptions | None =
     budget = byte_budget(options, len(scene), scene.sh_degree)
     kw = options.ugc_keywords()
     kw["device"] = resolve_device(options.device)
-    transform = _refiner(scene, refine, options)
-    if transform is not None:
-        kw["transform"] = transform
+    if refine is not None and adapt is not None:
+        raise UsageError("refinement and a painter delta (adapt) together are not supported "
+                         "yet: the delta is trained on the training-free survivors")
     if adapt is None:
         res = compress(scene, budget_bytes=budget, keep_target=options.keep_target,
                        progress=progress, **kw)
@@ -133,16 +130,12 @@ def compress_scene(scene, options: CompressOptions, adapt: AdaptOptions | None =
         res = compress_adapted(scene, budget, options.keep_target, adapt, kw,
                                progress=progress, net=net)
     res.stats["requested_ratio"] = options.ratio
+    if refine is not None:
+        from dataclasses import replace
+
+        from ..ugc.refine_file import refine_result
+
+        if refine.progress is None and progress is not None:
+            refine = replace(refine, progress=progress)
+        res = refine_result(scene, res, replace(refine, up=options.up), options.cameras)
     return res
-
-
-def _refiner(scene, refine, options: CompressOptions):
-    """The ``transform`` of a refinement step (None without ``refine``)."""
-    if refine is None:
-        return None
-    try:
-        from ..ugc.refine import refiner
-    except ImportError:
-        raise UsageError("refinement is not available in this build (exgs.ugc.refine "
-                         "provides no refiner)") from None
-    return refiner(scene, refine, options.cameras)

@@ -97,6 +97,10 @@ class CompressRequest(BaseModel):
     adapt_min_gain: Optional[Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False)]] = \
         Field(None, description="keep the delta only if it gains at least this many dB on "
                                 "held-out views (default: the compressor's rule)")
+    refine: Optional[Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]] = Field(
+        None, description="seconds to distil the survivors against the full scene's renders "
+                          "(no extra bytes; kept only if better on held-out views; cancelling "
+                          "the job stops it)")
 
 
 class RenderRequest(BaseModel):

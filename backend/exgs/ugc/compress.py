@@ -88,8 +88,7 @@ def compress(scene: GaussianScene, *, budget_bytes: float | None = None,
              amplify: bool = True, amplify_strength: float | None = None,
              colour_strength: float = 0.5, distill: bool = True,
              position_bits: int = 16, zstd_level: int = 19, device: str = "auto",
-             score: np.ndarray | None = None, seed: int = 0,
-             transform: Callable | None = None) -> CompressResult:
+             score: np.ndarray | None = None, seed: int = 0) -> CompressResult:
     """Compress ``scene`` into a progressive .exgs (see :mod:`exgs.ugc`).
 
     Give ``budget_bytes`` (the file is the largest kept count whose bytes fit in it; a ratio
@@ -98,11 +97,8 @@ def compress(scene: GaussianScene, *, budget_bytes: float | None = None,
     keep 10 %. ``cameras`` — scoring views (training cameras, scored with their long side
     reduced to ``max(view_size)``); default ``views`` orbit views of ``view_size`` around
     the scene with ``up``. ``score`` — precomputed significance [N] (skips rendering).
-    ``progress(fraction, message)`` is called along the way. ``transform(base, idx,
-    pruned) -> GaussianScene`` (optional) replaces each candidate's survivors just before
-    encoding (``base`` = the SH-reduced full scene, ``idx`` = the kept indices, most
-    significant first, ``pruned`` = the amplified survivors in that order); it is the hook
-    a refinement step plugs into (:mod:`exgs.pipeline.compress`).
+    ``progress(fraction, message)`` is called along the way. Refinement of the survivors
+    runs after this, on the chosen file (:func:`exgs.ugc.refine_file.refine_result`).
     """
     from ..io.exgs import decode_exgs, encode_exgs, resolve_count
     from .amplify import amplify as amplify_fn
@@ -183,8 +179,6 @@ def compress(scene: GaussianScene, *, budget_bytes: float | None = None,
             ainfo["strength"] = lam
         else:
             pruned, ainfo = base.subset(idx), {}
-        if transform is not None:
-            pruned = transform(base, idx, pruned)
         stats_in = {"kept": len(idx), "kept_fraction": len(idx) / n}
         data = encode_exgs(pruned, position_bits=position_bits, zstd_level=zstd_level,
                            source=source, settings=settings, stats=stats_in)

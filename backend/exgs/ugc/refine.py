@@ -102,44 +102,46 @@ def _cancelled(flag) -> bool:
 
 
 class _Params:
-    """Raw survivor parameters as torch leaves (float32) and their Adam optimiser."""
+    """Raw survivor parameters as torch leaves (float32) and their Adam optimiser.
+
+    Adam is written out here (β = 0.9/0.999, ε = 1e-15, bias-corrected, per-element learning
+    rates: the SH DC term and the higher bands have their own): ``torch.optim`` imports
+    torch._dynamo on first use, ≈ 4 s on an idle core and 30+ s on this loaded machine,
+    which a short budget cannot afford."""
 
     NAMES = ("means", "quats", "log_scales", "opacity_logits", "sh")
 
     def __init__(self, scene: GaussianScene, opt: RefineOptions, extent: float):
         self.t = {n: torch.tensor(np.array(getattr(scene, n), np.float32), requires_grad=True)
                   for n in self.NAMES}
-        self.sh0 = self.t["sh"]
-        groups = [{"params": [self.t["means"]], "lr": opt.lr_means * extent},
-                  {"params": [self.t["quats"]], "lr": opt.lr_quats},
-                  {"params": [self.t["log_scales"]], "lr": opt.lr_scales},
-                  {"params": [self.t["opacity_logits"]], "lr": opt.lr_opacity}]
-        # SH DC and higher bands get their own rates: split the tensor's gradient by masking
-        self.mask_rest = torch.zeros_like(self.t["sh"])
-        self.mask_rest[:, 1:] = 1.0
-        groups.append({"params": [self.t["sh"]], "lr": opt.lr_sh0})
-        for g in groups:
-            g["lr0"] = g["lr"]
-        self.rest_scale = opt.lr_shn / opt.lr_sh0
-        self.optim = torch.optim.Adam(groups, eps=1e-15)
+        sh_lr = torch.full((1, self.t["sh"].shape[1], 1), float(opt.lr_shn))
+        sh_lr[:, 0] = float(opt.lr_sh0)
+        self.lr0 = {"means": opt.lr_means * extent, "quats": opt.lr_quats,
+                    "log_scales": opt.lr_scales, "opacity_logits": opt.lr_opacity,
+                    "sh": sh_lr}
+        self.scale = 1.0
+        self.m = {n: torch.zeros_like(t) for n, t in self.t.items()}
+        self.v = {n: torch.zeros_like(t) for n, t in self.t.items()}
+        self.k = 0
 
     def set_progress(self, frac: float, lr_final: float) -> None:
-        f = lr_final ** min(max(frac, 0.0), 1.0)
-        for g in self.optim.param_groups:
-            g["lr"] = g["lr0"] * f
+        self.scale = lr_final ** min(max(frac, 0.0), 1.0)
 
+    @torch.no_grad()
     def step(self) -> None:
-        g = self.t["sh"].grad
-        if g is not None and self.rest_scale != 1.0:
-            # Adam is scale invariant per element: scale the *update* of higher bands instead
-            before = self.t["sh"].detach().clone()
-            self.optim.step()
-            with torch.no_grad():
-                d = self.t["sh"] - before
-                self.t["sh"].copy_(before + d * (1 + (self.rest_scale - 1) * self.mask_rest))
-        else:
-            self.optim.step()
-        self.optim.zero_grad(set_to_none=True)
+        self.k += 1
+        c1 = 1.0 - 0.9 ** self.k
+        c2 = 1.0 - 0.999 ** self.k
+        for n, p in self.t.items():
+            g = p.grad
+            if g is None:
+                continue
+            m, v = self.m[n], self.v[n]
+            m.mul_(0.9).add_(g, alpha=0.1)
+            v.mul_(0.999).addcmul_(g, g, value=0.001)
+            denom = (v / c2).sqrt_().add_(1e-15)
+            p.sub_((self.lr0[n] * (self.scale / c1)) * m / denom)
+            p.grad = None
 
     def activated(self, quantize: bool, bits: int):
         t = self.t

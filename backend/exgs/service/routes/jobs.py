@@ -70,6 +70,8 @@ def router(state) -> APIRouter:
             raise ApiError(422, f"keep={body.keep} exceeds the scene's "
                                 f"{e.summary.get('gaussians', 0)} Gaussians")
         cams = request_cameras(body.cameras, limits) if body.cameras else None
+        if body.refine is not None and body.adapt is not None:
+            raise ApiError(422, "refine and adapt together are not supported yet")
         adapt = None
         if body.adapt is not None:
             engines.check_painter()
@@ -87,7 +89,12 @@ def router(state) -> APIRouter:
             if adapt is not None:
                 ctx.progress(0.0, "loading GaussPainter")
                 net = engines.painters.generic().net
-            res = compress_scene(scene, options, adapt, progress=ctx.progress, net=net)
+            refine = None
+            if body.refine is not None:
+                from ...ugc.refine import RefineOptions
+
+                refine = RefineOptions(seconds=float(body.refine), cancel=ctx.job.cancel_flag)
+            res = compress_scene(scene, options, adapt, refine, progress=ctx.progress, net=net)
             ctx.check()
             stats = jsonable(dict(res.stats))
             new, _ = store.add_bytes(bytes(res.data), f"{stem}.exgs", "compress",
