@@ -227,11 +227,13 @@ class Connection:
         return out
 
     def compress(self, sid, *, ratio=None, keep=None, sh_degree=0, adapt=None,
-                 adapt_min_gain=None, progress=None, cancel=None):
+                 adapt_min_gain=None, refine=None, progress=None, cancel=None):
         """UGC in the backend → (.exgs bytes, stats dict, compressed scene id). With
         ``adapt`` seconds the stats hold ``painter_delta`` (figures, and ``data_b64`` when
         a delta was stored in the file)."""
         kw = {"adapt": float(adapt)} if adapt else {}
+        if refine:
+            kw["refine"] = float(refine)
         if adapt and adapt_min_gain is not None:
             kw["adapt_min_gain"] = float(adapt_min_gain)
         res = self.api.compress(sid, ratio=ratio, keep=keep, sh_degree=sh_degree,
@@ -328,14 +330,16 @@ def exgs_file_extras(path: str) -> dict:
 
 
 def compress(ply_path: str, digest: str, *, ratio=None, keep=None, sh_degree=0,
-             adapt=None, adapt_min_gain=None, progress=None,
+             adapt=None, adapt_min_gain=None, refine=None, progress=None,
              cancel=None) -> tuple[bytes, dict, str]:
     """Compress a scene in the backend → (.exgs bytes, stats, compressed scene id);
-    ``adapt``: seconds to fine-tune a per-scene painter delta (stored in the .exgs)."""
+    ``adapt``: seconds to fine-tune a per-scene painter delta (stored in the .exgs);
+    ``refine``: seconds to distil the survivors against the full scene (no extra bytes)."""
     conn = connection()
     sid = conn.scene_for(ply_path, digest)
     return conn.compress(sid, ratio=ratio, keep=keep, sh_degree=sh_degree, adapt=adapt,
-                         adapt_min_gain=adapt_min_gain, progress=progress, cancel=cancel)
+                         adapt_min_gain=adapt_min_gain, refine=refine, progress=progress,
+                         cancel=cancel)
 
 
 def run_convert(src: str, dst: str) -> None:

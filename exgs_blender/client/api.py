@@ -174,9 +174,12 @@ class ExgsClient(HttpClient):
     # ------------------------------------------------------------------ compress
     def submit_compress(self, scene_id: str, *, ratio=None, keep=None, sh_degree: int = 0,
                         cameras=None, adapt=None, adapt_form=None,
-                        adapt_min_gain=None) -> dict:
-        """``keep``: the target (fraction of Gaussians to keep, or a count)."""
+                        adapt_min_gain=None, refine=None) -> dict:
+        """``keep``: the target (fraction of Gaussians to keep, or a count); ``refine``:
+        seconds to distil the survivors against the full scene (no extra bytes)."""
         body = {"sh_degree": int(sh_degree)}
+        if refine is not None:
+            body["refine"] = float(refine)
         if adapt_min_gain is not None:
             body["adapt_min_gain"] = float(adapt_min_gain)
         if adapt is not None:
@@ -193,13 +196,13 @@ class ExgsClient(HttpClient):
 
     def compress(self, scene_id: str, *, ratio=None, keep=None, sh_degree: int = 0,
                  cameras=None, adapt=None, adapt_form=None, adapt_min_gain=None,
-                 progress=None, cancel=None) -> dict:
+                 refine=None, progress=None, cancel=None) -> dict:
         """UGC compression in the backend → ``{"scene_id", "stats", "file_bytes", ...}``;
         the .exgs is ``download(result["scene_id"])``. ``adapt``: seconds to fine-tune a
         per-scene painter delta stored in the file."""
         job = self.submit_compress(scene_id, ratio=ratio, keep=keep, sh_degree=sh_degree,
                                    cameras=cameras, adapt=adapt, adapt_form=adapt_form,
-                                   adapt_min_gain=adapt_min_gain)
+                                   adapt_min_gain=adapt_min_gain, refine=refine)
         jid = _job_id(job)
         try:
             info = self.wait(jid, progress=progress, cancel=cancel)

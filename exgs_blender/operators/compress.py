@@ -25,10 +25,10 @@ RESULT_ITEMS = [("MIRROR", "New object", "A new object that mirrors the original
                  "reference from other objects and drivers keeps working; the old mesh is kept")]
 
 
-def _compress_job(ply, digest, ratio, keep, sh_degree, out_exgs, adapt=None):
+def _compress_job(ply, digest, ratio, keep, sh_degree, out_exgs, adapt=None, refine=None):
     def run(progress, cancel):
         data, stats, _sid = backend.compress(ply, digest, ratio=ratio, keep=keep,
-                                             sh_degree=sh_degree, adapt=adapt,
+                                             sh_degree=sh_degree, adapt=adapt, refine=refine,
                                              progress=progress, cancel=cancel)
         if cancel.is_set():
             raise errors.Cancelled("compression cancelled")
@@ -63,6 +63,12 @@ class EXGS_OT_compress(bpy.types.Operator):
                                     "does not pay)")
     adapt_seconds: FloatProperty(name="Time budget (s)", default=60.0, min=5.0, max=3600.0,
                                  description="Seconds spent adapting the painter")
+    refine: BoolProperty(name="Refine", default=False,
+                         description="Distil the kept Gaussians against renders of the full "
+                                     "scene (sharper at the same file size; costs time, never "
+                                     "bytes; kept only when held-out views improve)")
+    refine_seconds: FloatProperty(name="Refine time (s)", default=60.0, min=1.0, max=3600.0,
+                                  description="Wall-clock seconds spent refining")
     result: EnumProperty(name="Result", items=RESULT_ITEMS, default="MIRROR")
 
     _timer = None
@@ -76,6 +82,7 @@ class EXGS_OT_compress(bpy.types.Operator):
         s = context.scene.exgs_tools
         self.mode, self.ratio, self.keep, self.sh_degree = s.mode, s.ratio, s.keep, s.sh_degree
         self.adapt, self.adapt_seconds = s.adapt, s.adapt_seconds
+        self.refine, self.refine_seconds = s.refine, s.refine_seconds
         self.result = s.result
         return self.execute(context)
 
@@ -87,11 +94,13 @@ class EXGS_OT_compress(bpy.types.Operator):
         ratio = self.ratio if self.mode == "RATIO" else None
         keep = self.keep / 100.0 if self.mode == "KEEP" else None
         adapt = float(self.adapt_seconds) if self.adapt else None
-        tag = f"-adapt{adapt:g}" if adapt else ""
+        refine = float(self.refine_seconds) if self.refine and not adapt else None
+        tag = (f"-adapt{adapt:g}" if adapt else "") + (f"-refine{refine:g}" if refine else "")
         self._exgs = os.path.join(paths.cache_dir(), f"{digest}-{self.mode}-"
                                   f"{ratio or keep:g}-sh{self.sh_degree}{tag}.exgs")
         self._worker = render_core.Worker(_compress_job(ply, digest, ratio, keep,
-                                                        self.sh_degree, self._exgs, adapt))
+                                                        self.sh_degree, self._exgs, adapt,
+                                                        refine))
         wm = context.window_manager
         if bpy.app.background or context.window is None:  # background: run to completion
             try:
@@ -213,6 +222,12 @@ class ExgsToolSettings(bpy.types.PropertyGroup):
                                     "it in the file (counted in the ratio)")
     adapt_seconds: FloatProperty(name="Time budget (s)", default=60.0, min=5.0, max=3600.0,
                                  description="Seconds spent adapting the painter")
+    refine: BoolProperty(name="Refine", default=True,
+                         description="Distil the kept Gaussians against renders of the full "
+                                     "scene (sharper at the same file size; costs time, never "
+                                     "bytes; kept only when held-out views improve)")
+    refine_seconds: FloatProperty(name="Refine time (s)", default=60.0, min=1.0, max=3600.0,
+                                  description="Wall-clock seconds spent refining")
     result: EnumProperty(name="Result", items=RESULT_ITEMS, default="MIRROR")
 
 

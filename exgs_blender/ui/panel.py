@@ -54,6 +54,11 @@ class EXGS_PT_sidebar(bpy.types.Panel):
             box.prop(tools, "ratio" if tools.mode == "RATIO" else "keep", slider=True)
             box.prop(tools, "sh_degree")
             row = box.row(align=True)
+            row.prop(tools, "refine")
+            sub = row.row(align=True)
+            sub.enabled = tools.refine and not tools.adapt
+            sub.prop(tools, "refine_seconds", text="")
+            row = box.row(align=True)
             row.prop(tools, "adapt")
             sub = row.row(align=True)
             sub.enabled = tools.adapt

@@ -36,6 +36,8 @@ def test_compress_operator_cli_and_cancel(run_bpy, tmp_path):
         bpy.context.view_layer.objects.active = obj
         t = bpy.context.scene.exgs_tools
         t.mode, t.keep, t.sh_degree = "KEEP", 25.0, 0
+        assert t.refine  # the panel refines by default; a short budget here
+        t.refine_seconds = 2.0
         r = list(bpy.ops.exgs.compress("INVOKE_DEFAULT"))
         new = bpy.data.objects.get("demo (ExGS)")
         me = new.data
