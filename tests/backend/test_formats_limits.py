@@ -205,3 +205,16 @@ def test_cameras_json_deep_nesting(tmp_path):
     p.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(SceneFormatError, match="nested too deeply"):
         read_cameras_json(p)
+
+
+def test_info_exgs_reads_the_header_first(tmp_path, capsys):
+    from exgs.commands.info import describe
+    from exgs.io.exgs_format import encode_exgs
+
+    p = tmp_path / "a.exgs"
+    p.write_bytes(encode_exgs(random_scene(500, 0, seed=5)))
+    info = describe(p, budget=10)  # over the budget: the header's count, no decode
+    assert info["format"] == "exgs" and info["gaussians"] == 500 and info["decoded"] is False
+    assert describe(p)["decoded"] is True
+    assert cli_main(["convert", str(p), str(tmp_path / "a.sog")]) == 0
+    assert len(read_scene(tmp_path / "a.sog")) == 500
