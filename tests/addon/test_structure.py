@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 import os
 
+from import_graph import find_cycles
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PKG = "exgs_blender"
 PKG_DIR = os.path.join(ROOT, PKG)
@@ -59,39 +61,6 @@ def import_graph() -> dict[str, set[str]]:
                 if t and t != mod and not mod.startswith(t + "."):  # parent packages: no edge
                     graph[mod].add(t)
     return graph
-
-
-def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan)."""
-    index, low, stack, on, out = {}, {}, [], set(), []
-    counter = [0]
-
-    def visit(v):
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w in sorted(graph[v]):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                out.append(sorted(comp))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return out
 
 
 def test_detector_finds_a_cycle():

@@ -9,6 +9,7 @@ import importlib
 from pathlib import Path
 
 import pytest
+from import_graph import find_cycles
 
 ROOT = Path(__file__).resolve().parents[2] / "backend"
 PKG = ROOT / "exgs"
@@ -68,39 +69,6 @@ def imports_of(name: str) -> set[str]:
     return out
 
 
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan)."""
-    index, low, stack, on, out = {}, {}, [], set(), []
-    counter = [0]
-
-    def visit(v):
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w in sorted(graph.get(v, ())):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                out.append(sorted(comp))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return out
-
-
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_every_module_imports(name):
     importlib.import_module(name)
@@ -112,12 +80,12 @@ def test_no_import_cycle_among_exgs_modules():
     # layers: drop the edges submodule → its own package
     for m, deps in graph.items():
         graph[m] = {d for d in deps if not (m.startswith(d + ".") and _is_package(d))}
-    assert _cycles(graph) == []
+    assert find_cycles(graph) == []
 
 
 def test_cycle_detector_finds_a_cycle():
-    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    assert _cycles({"a": {"b"}, "b": set()}) == []
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert find_cycles({"a": {"b"}, "b": set()}) == []
 
 
 def test_io_depends_only_on_the_basics():
