@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2] / "backend"
 PKG = ROOT / "exgs"
 MAX_LINES = 450
 #: what ``exgs.io`` may import besides itself
-IO_MAY_IMPORT = {"exgs", "exgs.errors", "exgs.scene", "exgs.fsutil"}
+IO_MAY_IMPORT = {"exgs", "exgs.errors", "exgs.scene", "exgs.fsutil", "exgs.transform"}
 
 
 def _modules() -> dict[str, Path]:

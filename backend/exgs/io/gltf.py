@@ -26,9 +26,12 @@ attributes carry no data: the Gaussians are the SPZ stream in the extension's ``
 unpacked in glTF's Left-Up-Front frame as that extension requires (SPZ stores RUB: x and z
 are negated, quaternion (w, −x, y, −z), SH multiplied by their parity under (x, z) → (−x, −z)).
 
-Frame: the primitive's local glTF frame (right-handed, +Y up, +Z front, +X left: LUF).
-Node transforms are **not** applied (that would need an SH rotation); they are reported by
-:func:`read_gltf_header` (``node_matrix``). Several Gaussian primitives are concatenated.
+Frame: glTF's world frame (right-handed, +Y up, +Z front, +X left: LUF). The nodes of the
+default scene (``scene``, else the first; every root node when there is no scene) are walked
+and each node's world matrix (``matrix`` or TRS, parents first) is applied to the Gaussians of
+its mesh — centres, covariances and SH (:func:`exgs.transform.transform_scene`); a mesh used
+by several nodes gives several copies. Files whose nodes use no Gaussian mesh are read in the
+primitives' local frame. All Gaussian primitives are concatenated.
 """
 
 from __future__ import annotations
@@ -285,18 +288,35 @@ def _from_accessors(g: _Gltf, prim: dict) -> GaussianScene:
                          logit(np.clip(opacity[:, 0], 0.0, 1.0), eps=1e-6), np.concatenate(sh, 1))
 
 
+def _read_primitive(g: _Gltf, prim: dict) -> GaussianScene:
+    view = _spz_view(g, prim)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _from_spz(g, view) if view is not None else _from_accessors(g, prim)
+    except ValueError as e:
+        raise SceneFormatError(g.path, f"inconsistent glTF Gaussian data ({e})") from None
+
+
 def read_gltf(path: str | os.PathLike) -> GaussianScene:
-    """Read the Gaussian primitive(s) of a .glb/.gltf file in the glTF (LUF, +Y up) frame."""
+    """Read the Gaussian primitive(s) of a .glb/.gltf file in glTF's world frame (LUF, +Y
+    up): node transforms applied (see module doc)."""
+    from ..transform import transform_scene
+
     path = Path(path)
     g = _Gltf(path)
-    parts = []
-    for prim in _primitives(g):
-        view = _spz_view(g, prim)
-        try:
-            with np.errstate(over="ignore", invalid="ignore"):
-                parts.append(_from_spz(g, view) if view is not None else _from_accessors(g, prim))
-        except ValueError as e:
-            raise SceneFormatError(path, f"inconsistent glTF Gaussian data ({e})") from None
+    _primitives(g)  # refuses files without Gaussian primitives
+    parts, by_mesh = [], {}
+    for mesh, world in _mesh_instances(g):
+        if mesh not in by_mesh:
+            by_mesh[mesh] = [_read_primitive(g, p) for p in _mesh_primitives(g, mesh)]
+        for part in by_mesh[mesh]:
+            if world is None or np.array_equal(world, np.eye(4)):
+                parts.append(part)
+                continue
+            try:
+                parts.append(transform_scene(part, world))
+            except ValueError as e:
+                raise SceneFormatError(path, f"glTF node transform: {e}") from None
     deg = min(p.sh_degree for p in parts)
     parts = [p.with_sh_degree(deg) for p in parts]
     scene = parts[0] if len(parts) == 1 else GaussianScene(
@@ -306,37 +326,92 @@ def read_gltf(path: str | os.PathLike) -> GaussianScene:
 
 
 def read_gltf_header(path: str | os.PathLike) -> dict:
-    """Summary from the JSON only: gaussians (accessor counts), sh_degree, spz (bool),
-    node_matrix (4×4 row-major world matrix of the first node using a Gaussian mesh, or None)."""
+    """Summary from the JSON only: gaussians (accessor counts, once per node using the mesh),
+    sh_degree, spz (bool), node_matrix (4×4 row-major world matrix of the first node using a
+    Gaussian mesh, or None; :func:`read_gltf` applies it)."""
     path = Path(path)
     g = _Gltf(path)
-    prims = _primitives(g)
-    n, deg, spz = 0, 3, False
-    for p in prims:
-        att = p.get("attributes") if isinstance(p.get("attributes"), dict) else {}
-        a = g._item("accessors", att.get("POSITION"))
-        c = a.get("count")
-        if not isinstance(c, int) or c < 0:
-            raise SceneFormatError(path, "glTF POSITION accessor without a count")
-        n += c
-        spz = spz or _spz_view(g, p) is not None
-        d = 0
-        for deg_i in (1, 2, 3):
-            if all(f"{EXT}:SH_DEGREE_{deg_i}_COEF_{i}" in att for i in range(2 * deg_i + 1)):
-                d = deg_i
-        deg = min(deg, d)
+    _primitives(g)
+    n, deg, spz, first = 0, 3, False, None
+    for mesh, world in _mesh_instances(g):
+        first = world if first is None else first
+        for p in _mesh_primitives(g, mesh):
+            att = p.get("attributes") if isinstance(p.get("attributes"), dict) else {}
+            a = g._item("accessors", att.get("POSITION"))
+            c = a.get("count")
+            if not isinstance(c, int) or c < 0:
+                raise SceneFormatError(path, "glTF POSITION accessor without a count")
+            n += c
+            spz = spz or _spz_view(g, p) is not None
+            d = 0
+            for deg_i in (1, 2, 3):
+                if all(f"{EXT}:SH_DEGREE_{deg_i}_COEF_{i}" in att for i in range(2 * deg_i + 1)):
+                    d = deg_i
+            deg = min(deg, d)
     check_declared_count(path, n, g.size, "glTF POSITION count")
-    return {"gaussians": n, "sh_degree": deg, "spz": spz, "node_matrix": _node_matrix(g)}
+    return {"gaussians": n, "sh_degree": deg, "spz": spz,
+            "node_matrix": None if first is None else first.tolist()}
 
 
-def _node_matrix(g: _Gltf):
-    for node in g._list("nodes"):
-        if isinstance(node, dict) and "mesh" in node:
-            m = node.get("matrix")
-            if isinstance(m, list) and len(m) == 16:
-                try:
-                    return np.asarray(m, np.float64).reshape(4, 4).T.tolist()
-                except (TypeError, ValueError):
-                    return None
-            return None
-    return None
+def _mesh_primitives(g: _Gltf, mesh: int) -> list[dict]:
+    m = g._item("meshes", mesh)
+    prims = m.get("primitives") if isinstance(m.get("primitives"), list) else []
+    return [p for p in prims if isinstance(p, dict) and isinstance(p.get("extensions"), dict)
+            and EXT in p["extensions"]]
+
+
+def _local_matrix(g: _Gltf, node: dict) -> np.ndarray:
+    """[4,4] local transform of a node: ``matrix`` (column-major) or T·R·S."""
+    try:
+        if "matrix" in node:
+            m = np.asarray(node["matrix"], np.float64)
+            if m.shape != (16,):
+                raise ValueError
+            return m.reshape(4, 4).T
+        t = np.asarray(node.get("translation", [0, 0, 0]), np.float64).reshape(3)
+        x, y, z, w = np.asarray(node.get("rotation", [0, 0, 0, 1]), np.float64).reshape(4)
+        sc = np.asarray(node.get("scale", [1, 1, 1]), np.float64).reshape(3)
+    except (TypeError, ValueError):
+        raise SceneFormatError(g.path, "glTF node with a malformed matrix/translation/"
+                                       "rotation/scale") from None
+    r = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                  [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                  [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+    m = np.eye(4)
+    m[:3, :3] = r * sc[None, :]
+    m[:3, 3] = t
+    if not np.isfinite(m).all():
+        raise SceneFormatError(g.path, "glTF node transform is not finite")
+    return m
+
+
+def _mesh_instances(g: _Gltf) -> list[tuple[int, np.ndarray | None]]:
+    """(mesh index, world matrix) of every node of the default scene that uses a mesh with
+    Gaussian primitives, parents first; [(mesh, None) for each Gaussian mesh] when no node
+    uses one (primitives read in their local frame)."""
+    nodes = g._list("nodes")
+    scenes = g._list("scenes")
+    idx = g.json.get("scene", 0)
+    if scenes and isinstance(idx, int) and 0 <= idx < len(scenes) \
+            and isinstance(scenes[idx], dict):
+        roots = scenes[idx].get("nodes", [])
+    else:
+        children = {c for nd in nodes if isinstance(nd, dict)
+                    for c in nd.get("children", []) if isinstance(c, int)}
+        roots = [i for i in range(len(nodes)) if i not in children]
+    out, stack, seen = [], [(r, np.eye(4)) for r in reversed(roots)], 0
+    while stack:
+        i, parent = stack.pop()
+        seen += 1
+        if seen > 4 * len(nodes) + 16:
+            raise SceneFormatError(g.path, "glTF node hierarchy has a cycle")
+        node = g._item("nodes", i)
+        world = parent @ _local_matrix(g, node)
+        mesh = node.get("mesh")
+        if mesh is not None and _mesh_primitives(g, mesh):
+            out.append((mesh, world))
+        kids = node.get("children", [])
+        stack.extend((c, world) for c in reversed(kids if isinstance(kids, list) else []))
+    if not out:
+        out = [(m, None) for m in range(len(g._list("meshes"))) if _mesh_primitives(g, m)]
+    return out
