@@ -233,3 +233,47 @@ def test_bad_files_leave_nothing(run_bpy, exgs_files, tmp_path):
     assert "flip.exgs" in res["late"] and "checksum" in res["late"], res["late"]
     assert "gone.exgs" in res["missing"] and "no such file" in res["missing"]
     assert res["after"] == [4096, 2, True]  # ... and stays, with no half-loaded mesh
+
+
+def _psnr(a, b):
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def test_f12_of_a_preview_renders_the_whole_file(run_bpy, tmp_path):
+    """F12 of a preview object = F12 after Load Full Resolution, and ≠ F12 of the preview's
+    own Gaussians imported as a plain object (the local backend, started by the add-on)."""
+    from bpy_helpers import RENDER_PASS, SETUP_CAMERA
+    from exgs.io.exgs_format import encode_exgs, read_exgs_scene
+    from exgs.io.ply import write_ply
+    from exgs.synth import demo_scene
+
+    scene = demo_scene(12000, sh_degree=0, seed=7)
+    src, pre_ply = tmp_path / "big.exgs", tmp_path / "prefix.ply"
+    src.write_bytes(encode_exgs(scene, source={"gaussians": 12000}))
+    write_ply(read_exgs_scene(src, keep=4096), pre_ply)
+    res = run_bpy(helpers=RENDER_PASS + SETUP_CAMERA, code=f"""
+        from bl_ext.user_default.exgs import io_import, progressive
+        from bl_ext.user_default.exgs.splat import SplatObject
+        bpy.ops.wm.read_homefile(use_empty=True)
+        obj, _ = io_import.import_file(bpy.context, {str(src)!r}, preview_count=4096)
+        add_camera(loc=(0.3, -6.5, 1.6), rot=(1.35, 0, 0.05), lens=35, size=(96, 64))
+        sc = bpy.context.scene
+        sc.render.engine = "EXGS"
+        sc.render.film_transparent = True
+        n_pre = SplatObject(obj).count
+        a = render_pass("Image")
+        progressive.load_full(obj)
+        n_full = SplatObject(obj).count
+        b = render_pass("Image")
+        obj.hide_render = True
+        plain, _ = io_import.import_file(bpy.context, {str(pre_ply)!r})
+        c = render_pass("Image")
+        RESULT = dict(n=[n_pre, n_full, SplatObject(plain).count], a=a.tolist(),
+                      b=b.tolist(), c=c.tolist())
+    """, timeout=300)
+    assert res["n"] == [4096, 12000, 4096]
+    a, b, c = (np.asarray(res[k]) for k in "abc")
+    assert a[..., 3].max() > 0.5  # the scene is in view
+    assert _psnr(a, b) >= 50.0
+    assert _psnr(a, c) < _psnr(a, b) - 10  # the preview mesh alone renders visibly less
