@@ -222,8 +222,10 @@ classes = (EXGS_OT_import,) + ((EXGS_FH_import,) if hasattr(bpy.types, "FileHand
 
 
 def register():
+    from . import progressive
     bpy.types.TOPBAR_MT_file_import.append(menu_import)
     register_handlers(True)
+    progressive.register()
 
 
 def unregister():

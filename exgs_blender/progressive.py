@@ -130,6 +130,11 @@ class Loader:
         mesh.name = name
         self.new_name = mesh.name
         self.state, self.progress = "done", 1.0
+        if not bpy.app.background:  # Ctrl+Z of a later action must not bring the preview back
+            try:
+                bpy.ops.ed.undo_push(message=f"Load full resolution of {self.obj_name}")
+            except RuntimeError:
+                pass
 
     def _abort(self, state: str, msg: str):
         self.state, self.error = state, msg
@@ -198,13 +203,27 @@ def _redraw():
                 area.tag_redraw()
 
 
-def cancel_all() -> None:
+def cancel_all(*_args) -> None:
+    """Stop every loader (their child processes too); also the ``load_pre`` handler: a
+    loader never outlives the file its object belongs to."""
     for ld in LOADERS.values():
         ld.cancel()
     LOADERS.clear()
 
 
+def register():
+    if _on_load_pre not in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.append(_on_load_pre)
+
+
 def unregister():
     cancel_all()
+    if _on_load_pre in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_on_load_pre)
     if bpy.app.timers.is_registered(_tick):
         bpy.app.timers.unregister(_tick)
+
+
+@bpy.app.handlers.persistent
+def _on_load_pre(*_args):
+    cancel_all()

@@ -277,3 +277,26 @@ def test_f12_of_a_preview_renders_the_whole_file(run_bpy, tmp_path):
     assert a[..., 3].max() > 0.5  # the scene is in view
     assert _psnr(a, b) >= 50.0
     assert _psnr(a, c) < _psnr(a, b) - 10  # the preview mesh alone renders visibly less
+
+
+def test_opening_a_file_cancels_loaders_and_disable_cleans_up(run_bpy, exgs_files):
+    path = exgs_files["cur"]
+    res = run_bpy(f"""
+        from bl_ext.user_default.exgs import backend, io_import, progressive
+        obj, _ = io_import.import_file(bpy.context, {path!r}, preview_count={PREVIEW})
+        cached = backend.convert_plan({path!r})[1]
+        if os.path.exists(cached):  # converted by an earlier test: convert again
+            os.unlink(cached)
+        ld = progressive.Loader(obj.name)   # conversion child process running
+        proc = ld.proc
+        progressive.LOADERS[obj.name] = ld
+        bpy.ops.wm.read_homefile(use_empty=True)
+        state = [ld.state, ld.proc is None, proc is not None and proc.poll() is not None,
+                 len(progressive.LOADERS)]
+        import addon_utils
+        addon_utils.disable(MOD, default_set=True)
+        names = [getattr(h, "__name__", "") for h in bpy.app.handlers.load_pre]
+        RESULT = dict(state=state, handlers=names)
+    """)
+    assert res["state"] == ["cancelled", True, True, 0]
+    assert "_on_load_pre" not in res["handlers"]
