@@ -1,5 +1,6 @@
 """Files written by the earliest .exgs writer (plain JSON header, one SH width) still read,
-whole and as a progressive prefix, and equal the scene the writer encoded."""
+whole and as a progressive prefix, and equal the scene the writer encoded; ``exgs convert
+--keep`` writes a .exgs prefix (issue 18: the Blender add-on's preview import)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,30 @@ def test_legacy_file_reads_whole_and_prefix(tmp_path, deg):
     cur = tmp_path / "new.exgs"
     cur.write_bytes(codec.encode_exgs(scene))
     np.testing.assert_array_equal(read_exgs_scene(cur).means, full.means)
+
+
+def test_convert_keep_writes_the_prefix(tmp_path, capsys):
+    """``exgs convert X.exgs OUT.ply --keep K``: the K most significant Gaussians (what the
+    add-on's preview import reads); ``--keep`` on another format is a usage error."""
+    from exgs.cli import main as cli_main
+    from exgs.io.exgs_format import encode_exgs, read_exgs_scene
+    from exgs.io.ply import read_ply, write_ply
+    from exgs.synth import random_scene
+
+    scene = random_scene(9000, sh_degree=1, seed=2)
+    src = tmp_path / "s.exgs"
+    src.write_bytes(encode_exgs(scene))
+    assert cli_main(["convert", str(src), str(tmp_path / "p.ply"), "--keep", "5000"]) == 0
+    assert "5,000 of 9,000 Gaussians" in capsys.readouterr().out
+    got, want = read_ply(tmp_path / "p.ply"), read_exgs_scene(src, keep=5000)
+    assert len(got) == 5000
+    np.testing.assert_array_equal(got.means, want.means)
+    np.testing.assert_array_equal(got.sh, want.sh)
+    assert cli_main(["convert", str(src), str(tmp_path / "h.ply"), "--keep", "0.5"]) == 0
+    assert len(read_ply(tmp_path / "h.ply")) == 4500
+    write_ply(scene, tmp_path / "s.ply")
+    assert cli_main(["convert", str(tmp_path / "s.ply"), str(tmp_path / "x.spz"),
+                     "--keep", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "s.ply" in err and "--keep needs a .exgs input" in err and err.count("\n") == 1
+    assert not (tmp_path / "x.spz").exists()
