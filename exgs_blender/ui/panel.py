@@ -28,7 +28,7 @@ def _progressive_rows(box, obj, st) -> None:
         row.label(text=f"loading full resolution: {100 * ld.progress:.0f} %")
         row.operator("exgs.cancel_load", text="", icon="CANCEL")
         return
-    if ld is not None and ld.error:
+    if ld is not None and ld.state == "failed":
         box.label(text=ld.error, icon="ERROR")
     box.operator("exgs.load_full", icon="IMPORT")
 

@@ -300,3 +300,42 @@ def test_opening_a_file_cancels_loaders_and_disable_cleans_up(run_bpy, exgs_file
     """)
     assert res["state"] == ["cancelled", True, True, 0]
     assert "_on_load_pre" not in res["handlers"]
+
+
+def test_sidebar_rows_of_a_preview(run_bpy, exgs_files):
+    """The sidebar's preview rows (drawn into a recording stand-in layout): loaded / total,
+    Load Full when idle, progress + cancel while loading, the error after a failure."""
+    path = exgs_files["cur"]
+    res = run_bpy(f"""
+        from bl_ext.user_default.exgs import gaussians, io_import, progressive
+        from bl_ext.user_default.exgs.ui import panel
+        class Rec:
+            def __init__(self, log): self.log = log
+            def label(self, text="", icon="NONE"): self.log.append(("label", text, icon))
+            def operator(self, op, text="", icon="NONE"): self.log.append(("op", op, icon))
+            def row(self, align=False): return self
+        obj, _ = io_import.import_file(bpy.context, {path!r}, preview_count={PREVIEW})
+        def draw():
+            log = []
+            panel._progressive_rows(Rec(log), obj, gaussians.object_stats(obj))
+            return log
+        idle = draw()
+        ld = progressive.Loader(obj.name)
+        progressive.LOADERS[obj.name] = ld
+        busy = draw()
+        ld.cancel()
+        cancelled = draw()
+        ld.state, ld.error = "failed", "scene.exgs: chunk 2 checksum mismatch"
+        RESULT = dict(idle=idle, busy=busy, cancelled=cancelled, after=draw(),
+                      polls=[bpy.ops.exgs.load_full.poll(), bpy.ops.exgs.cancel_load.poll()])
+        bpy.context.view_layer.objects.active = obj
+        RESULT["polls"] = [bpy.ops.exgs.load_full.poll(), bpy.ops.exgs.cancel_load.poll()]
+    """)
+    assert res["idle"][0][1].startswith(f"preview: {PREVIEW:,} of {N:,} loaded (50 %)")
+    assert res["idle"][-1][:2] == ["op", "exgs.load_full"]
+    assert any(r[0] == "label" and r[1].startswith("loading full resolution") for r in
+               res["busy"]) and ["op", "exgs.cancel_load", "CANCEL"] in res["busy"]
+    assert res["cancelled"] == res["idle"]  # a cancel is no error
+    assert ["label", "scene.exgs: chunk 2 checksum mismatch", "ERROR"] in res["after"]
+    assert res["after"][-1][:2] == ["op", "exgs.load_full"]
+    assert res["polls"] == [True, False]
