@@ -275,29 +275,43 @@ def reset():
 
 
 # --------------------------------------------------------------------------- conversion
-def convert_to_ply(path: str) -> str:
-    """Any supported scene file → INRIA PLY in the cache, with the backend's ``exgs convert``
-    run by the local backend Python."""
+def convert_plan(path: str, keep: int | None = None) -> tuple[list, str, dict]:
+    """(argv, output PLY in the cache, environment) of the backend's ``exgs convert`` of
+    ``path`` (``keep``: only the first ``keep`` Gaussians of a .exgs, its progressive
+    prefix). The output name depends on the file's path, size, mtime and ``keep``."""
     from .paths import cache_dir
-    s = settings()
-    py = s.python
+    py = settings().python
     if not py or not os.path.exists(py):
         raise BackendError(f"{path}: reading this format needs the backend (set its Python in "
                            "the preferences, run 'Set up backend' or set EXGS_PYTHON)")
     st = os.stat(path)
     import hashlib
     key = hashlib.sha1(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
-    out = os.path.join(cache_dir(), f"convert-{key}.ply")
-    if os.path.exists(out):
-        return out
+    part = f"-k{int(keep)}" if keep else ""
+    out = os.path.join(cache_dir(), f"convert-{key}{part}.ply")
+    cmd = [py, "-m", "exgs.cli", "convert", path, out] + (["--keep", str(int(keep))]
+                                                           if keep else [])
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
-    r = subprocess.run([py, "-m", "exgs.cli", "convert", path, out], capture_output=True,
-                       text=True, env=env, stdin=subprocess.DEVNULL)
+    return cmd, out, env
+
+
+def convert_error(returncode: int, text: str) -> BackendError:
+    """The one-line error of a failed ``exgs convert`` (its last output line)."""
+    lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
+    msg = lines[-1] if lines else f"exit code {returncode}"
+    return BackendError(msg.replace("exgs: error: ", ""))
+
+
+def convert_to_ply(path: str, keep: int | None = None) -> str:
+    """Any supported scene file → INRIA PLY in the cache, with the backend's ``exgs convert``
+    run by the local backend Python (``keep``: a .exgs prefix, see :func:`convert_plan`)."""
+    cmd, out, env = convert_plan(path, keep)
+    if os.path.exists(out):
+        return out
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
     if r.returncode != 0 or not os.path.exists(out):
-        lines = [ln for ln in (r.stderr or r.stdout).strip().splitlines() if ln.strip()]
-        msg = lines[-1] if lines else f"exit code {r.returncode}"
-        raise BackendError(msg.replace("exgs: error: ", ""))
+        raise convert_error(r.returncode, r.stderr or r.stdout)
     return out
 
 
@@ -309,8 +323,9 @@ FACTS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend
 def exgs_file_extras(path: str) -> dict:
     """What a .exgs file holds besides its Gaussians, read by the backend Python (format
     code only, no ML imports):
-    ``{"kept_fraction": float | None, "painter_delta_b64": str | None, "warning": str | None}``
-    (a corrupt delta section gives a warning and no delta; the scene itself still imports)."""
+    ``{"kept_fraction": float | None, "painter_delta_b64": str | None, "warning": str | None,
+    "count": int}`` (``count``: the file's Gaussians, absent when it could not be read; a
+    corrupt delta section gives a warning and no delta; the scene itself still imports)."""
     import json
     s = settings()
     py = s.python

@@ -42,12 +42,33 @@ def preview_colors(v: np.ndarray) -> np.ndarray:
     return out
 
 
-def preview_radius(v: np.ndarray) -> np.ndarray:
+def is_int_field(dt: np.dtype) -> bool:
+    """A PLY property stored as an INT attribute (signed/unsigned ≤ 32 bits except uint32)."""
+    return dt.kind in _INT_KINDS and dt.itemsize <= 4 and dt.str[1:] != "u4"
+
+
+def raw_radius(v: np.ndarray) -> np.ndarray:
+    """[N] float32 largest σ of each Gaussian (before :func:`clip_radius`)."""
     s = np.maximum(np.maximum(np.asarray(v["scale_0"], np.float32), v["scale_1"]), v["scale_2"])
-    r = np.exp(s.astype(np.float32))
+    return np.exp(s.astype(np.float32))
+
+
+def clip_radius(r: np.ndarray) -> np.ndarray:
+    """Radii clipped at their 99th percentile (in place when already float32)."""
     if len(r):
-        r = np.minimum(r, np.percentile(r, 99.0))
-    return r.astype(np.float32)
+        np.minimum(r, np.float32(np.percentile(r, 99.0)), out=r)
+    return r.astype(np.float32, copy=False)
+
+
+def preview_radius(v: np.ndarray) -> np.ndarray:
+    return clip_radius(raw_radius(v))
+
+
+def set_active_colour(mesh) -> None:
+    """Make ``exgs_color`` the mesh's active and default colour attribute."""
+    for prop in ("active_color_name", "default_color_name"):
+        if hasattr(mesh.attributes, prop):
+            setattr(mesh.attributes, prop, "exgs_color")
 
 
 def fill_mesh(mesh, v: np.ndarray, *, preview: bool = True) -> None:
@@ -63,7 +84,7 @@ def fill_mesh(mesh, v: np.ndarray, *, preview: bool = True) -> None:
         layout.append([name, dt.newbyteorder("<").str])
         if name in ("x", "y", "z"):
             continue
-        if dt.kind in _INT_KINDS and dt.itemsize <= 4 and dt.str[1:] != "u4":
+        if is_int_field(dt):
             attr = mesh.attributes.new(name, "INT", "POINT")
             attr.data.foreach_set("value", np.ascontiguousarray(v[name], np.int32))
         else:
@@ -75,9 +96,7 @@ def fill_mesh(mesh, v: np.ndarray, *, preview: bool = True) -> None:
         col.data.foreach_set("color", preview_colors(v).reshape(-1))
         rad = mesh.attributes.new("exgs_radius", "FLOAT", "POINT")
         rad.data.foreach_set("value", preview_radius(v))
-        for prop in ("active_color_name", "default_color_name"):
-            if hasattr(mesh.attributes, prop):
-                setattr(mesh.attributes, prop, "exgs_color")
+        set_active_colour(mesh)
     mesh.update()
 
 

@@ -73,8 +73,9 @@ def read_header(path: str) -> tuple[int, str, list, int]:
     return hlen, fmt, elements, nvert
 
 
-def read_vertices(path: str) -> np.ndarray:
-    """Memory-mapped structured array [N] of the vertex element of a binary INRIA PLY."""
+def vertex_layout(path: str) -> tuple[int, np.dtype, int]:
+    """(byte offset of the vertex data, structured record dtype, count) of a binary INRIA
+    PLY, checked against the file size (nothing is read beyond the header)."""
     path = os.fspath(path)
     hlen, fmt, elements, n = read_header(path)
     if any(e[0] == "chunk" for e in elements):
@@ -100,9 +101,43 @@ def read_vertices(path: str) -> np.ndarray:
     size = os.path.getsize(path)
     if size < need:
         raise PlyError(f"truncated: {size} bytes, header says at least {need}")
+    return offset, dtype, n
+
+
+def read_vertices(path: str) -> np.ndarray:
+    """Memory-mapped structured array [N] of the vertex element of a binary INRIA PLY."""
+    offset, dtype, n = vertex_layout(path)
     if n == 0:
         return np.zeros(0, dtype)
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(n,))
+    return np.memmap(os.fspath(path), dtype=dtype, mode="r", offset=offset, shape=(n,))
+
+
+#: bytes read per block by :func:`scan_blocks` (the reader's only buffer)
+BLOCK_BYTES = 8 << 20
+
+
+def scan_blocks(path: str, fn, block_bytes: int = BLOCK_BYTES) -> int:
+    """Call ``fn(start, records)`` for consecutive blocks of the vertex records (structured
+    array views of one reused buffer of ``block_bytes``: copy what you keep). Plain reads,
+    no memory map, so the file's pages never count in this process's memory. → N."""
+    offset, dtype, n = vertex_layout(path)
+    rows = max(1, block_bytes // dtype.itemsize)
+    buf = np.empty(min(rows, max(n, 1)), dtype)
+    raw = memoryview(buf.view(np.uint8).reshape(-1))
+    with open(os.fspath(path), "rb", buffering=0) as f:
+        f.seek(offset)
+        done = 0
+        while done < n:
+            k = min(len(buf), n - done)
+            want, got = k * dtype.itemsize, 0
+            while got < want:
+                r = f.readinto(raw[got:want])
+                if not r:
+                    raise PlyError(f"truncated: the vertex data ends after {done} records")
+                got += r
+            fn(done, buf[:k])
+            done += k
+    return n
 
 
 def sh_degree_of(names) -> int:

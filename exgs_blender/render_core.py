@@ -131,13 +131,32 @@ def splat_instances(depsgraph):
     return out
 
 
+def source_file(obj) -> tuple[str, str, int]:
+    """(path, key, count) of the source file of a preview object (one holding only the
+    most significant prefix of its .exgs): renders send the whole file, never the preview
+    mesh. The key (path, size, mtime) names the file in the connection's scene cache; the
+    service dedupes uploads by content."""
+    import hashlib
+
+    so = SplatObject(obj)
+    path = so.source
+    if not path or not os.path.isfile(path):
+        raise RenderError(f"{so.preview_note()} and its source {path or '(none)'} is "
+                          "missing: keep the file, or load full resolution before saving")
+    st = os.stat(path)
+    key = hashlib.blake2b(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode(),
+                          digest_size=16).hexdigest()
+    return path, f"file-{key}", so.full_count
+
+
 def gather(depsgraph) -> list[SplatItem]:
-    """A :class:`SplatItem` per visible splat object / instance (main thread only)."""
+    """A :class:`SplatItem` per visible splat object / instance (main thread only): the
+    mesh written back as a PLY, or for a preview object its whole source file."""
     items = []
     for orig, name, mat in splat_instances(depsgraph):
-        path, digest, n = export_mesh_ply(orig.data)
+        so = SplatObject(orig)
+        path, digest, n = source_file(orig) if so.is_preview else export_mesh_ply(orig.data)
         if n:
-            so = SplatObject(orig)
             items.append(SplatItem(name, mat, path, digest, n, so.painter_delta,
                                    so.kept_fraction))
     return items

@@ -20,6 +20,9 @@ Mesh properties (``SplatObject`` attribute → custom property):
 ``kept_fraction``      ``exgs_kept_fraction``      kept / original Gaussians in (0, 1], or None
 ``painter_delta``      ``exgs_painter_delta``      per-scene painter delta (bytes; base64 stored)
 ``stats``              ``exgs_stats``              the compress job's other figures (dict)
+``full_count``         ``exgs_full_count``         Gaussians in ``source`` while the mesh
+                                                   holds only its most significant prefix
+                                                   (a progressive preview); absent = complete
 =====================  ==========================  ======================================
 
 Object property: ``axis`` → ``exgs_axis`` (capture axes preset, see conventions).
@@ -40,7 +43,8 @@ _LEGACY_KEPT = "exgs_stat_kept_fraction"
 #: Mesh properties that describe the Gaussians (copied when a mesh is rebuilt).
 MESH_KEYS = ("exgs_layout", "exgs_count", "exgs_sh_degree", "exgs_source", "exgs_format",
              "exgs_source_bytes", "exgs_original_bytes", "exgs_compressed_from",
-             "exgs_kept_fraction", "exgs_painter_delta", "exgs_stats", "exgs_original_mesh")
+             "exgs_kept_fraction", "exgs_painter_delta", "exgs_stats", "exgs_original_mesh",
+             "exgs_full_count")
 
 
 def is_splat(obj) -> bool:
@@ -120,6 +124,32 @@ class SplatObject:
     compressed_from = _str_prop("exgs_compressed_from", "object this one was compressed from")
     original_mesh = _str_prop("exgs_original_mesh", "mesh replaced by this one (kept)")
 
+    @property
+    def full_count(self) -> int:
+        """Gaussians in the source file while the mesh holds a preview prefix of it, else 0."""
+        try:
+            v = int(self.mesh.get("exgs_full_count", 0) or 0)
+        except (TypeError, ValueError):
+            return 0
+        return v if v > 0 else 0
+
+    @full_count.setter
+    def full_count(self, v) -> None:
+        if v:
+            self.mesh["exgs_full_count"] = int(v)
+        else:
+            self.mesh.pop("exgs_full_count", None)
+
+    @property
+    def is_preview(self) -> bool:
+        """The mesh holds only a prefix of ``source`` (renders use the file: render_core)."""
+        return self.full_count > 0
+
+    def preview_note(self) -> str:
+        """"NAME holds a preview (N of M Gaussians)" — for refusals of preview objects."""
+        name = self.obj.name if self.obj is not None else self.mesh.name
+        return f"{name} holds a preview ({self.count:,} of {self.full_count:,} Gaussians)"
+
     # ------------------------------------------------------------------ facts
     @property
     def kept_fraction(self) -> float | None:
@@ -196,7 +226,7 @@ class SplatObject:
                 "source_bytes": src, "original_bytes": orig,
                 "ratio": (orig / src) if (orig and src) else None,
                 "source": self.source, "format": self.format,
-                "kept_fraction": self.kept_fraction}
+                "kept_fraction": self.kept_fraction, "full_count": self.full_count}
 
     def copy_facts_from(self, other: "SplatObject") -> None:
         """Every ``exgs_*`` mesh property of ``other`` (e.g. when a mesh is rebuilt)."""

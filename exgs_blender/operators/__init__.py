@@ -1,8 +1,8 @@
-"""Operators: backend control, compress, export, render camera path."""
+"""Operators: backend control, compress, export, render camera path, progressive loading."""
 
-from . import backend_ops, compress, export, render_path
+from . import backend_ops, compress, export, load_full, render_path
 
-_MODS = (backend_ops, compress, export, render_path)
+_MODS = (backend_ops, compress, export, load_full, render_path)
 classes = tuple(c for m in _MODS for c in m.classes)
 
 

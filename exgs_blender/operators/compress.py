@@ -89,6 +89,10 @@ class EXGS_OT_compress(bpy.types.Operator):
     def execute(self, context):
         obj = context.active_object
         self._src_name = obj.name
+        if SplatObject(obj).is_preview:
+            self.report({"ERROR"}, f"ExGS: {SplatObject(obj).preview_note()}: load its full "
+                                   "resolution first (ExGS sidebar)")
+            return {"CANCELLED"}
         ply, digest, _n = render_core.export_mesh_ply(obj.data)
         backend.prime()
         ratio = self.ratio if self.mode == "RATIO" else None

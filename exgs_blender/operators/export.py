@@ -18,6 +18,10 @@ from ..splat import SplatObject
 
 def export_object(obj, path: str) -> None:
     ext = os.path.splitext(path)[1].lower()
+    so = SplatObject(obj)
+    if so.is_preview and ext != ".exgs":
+        raise errors.ImportFailed(f"{so.preview_note()}: load its full resolution first "
+                                  "(ExGS sidebar)")
     if ext == ".ply":
         plyio.write_ply(path, gaussians.read_struct(obj.data), comment="exported by exgs blender")
     elif ext == ".exgs":

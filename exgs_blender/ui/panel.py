@@ -16,6 +16,23 @@ def _human(n: int) -> str:
     return str(n)
 
 
+def _progressive_rows(box, obj, st) -> None:
+    """Loaded / total of a preview object, the loader's progress or error, its buttons."""
+    from .. import progressive
+    box.label(text=f"preview: {st['count']:,} of {st['full_count']:,} loaded "
+                   f"({100.0 * st['count'] / st['full_count']:.0f} %); renders use all",
+              icon="TIME")
+    ld = progressive.loader_for(obj)
+    if ld is not None and ld.active:
+        row = box.row(align=True)
+        row.label(text=f"loading full resolution: {100 * ld.progress:.0f} %")
+        row.operator("exgs.cancel_load", text="", icon="CANCEL")
+        return
+    if ld is not None and ld.state == "failed":
+        box.label(text=ld.error, icon="ERROR")
+    box.operator("exgs.load_full", icon="IMPORT")
+
+
 class EXGS_PT_sidebar(bpy.types.Panel):
     bl_label = "ExGS"
     bl_idname = "EXGS_PT_sidebar"
@@ -43,6 +60,8 @@ class EXGS_PT_sidebar(bpy.types.Panel):
             box = lay.box()
             box.label(text=obj.name, icon="POINTCLOUD_DATA")
             box.label(text=f"{st['count']:,} Gaussians, SH degree {st['sh_degree']}")
+            if st["full_count"]:
+                _progressive_rows(box, obj, st)
             if st["source_bytes"]:
                 box.label(text=f"on disk: {_human(st['source_bytes'])} ({st['format']})")
             if st["ratio"]:

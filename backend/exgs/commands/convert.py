@@ -1,7 +1,9 @@
 """``exgs convert IN OUT``: any readable scene (.ply, compressed .ply, .spz, SOG v1/v2, LOD SOG,
 .splat, .ksplat, glTF/GLB, .exgs) → .ply, .spz, .sog (zip; ``OUT/meta.json`` for a folder),
 .splat or .glb. Written atomically; never overwrites the input; a failed write (full disk,
-read-only folder, a path under an existing file) is one line, exit 2, and leaves nothing."""
+read-only folder, a path under an existing file) is one line, exit 2, and leaves nothing.
+``--keep K`` (a .exgs input only) writes just its most significant prefix: a count ≥ 1 or a
+fraction in (0, 1], decoding only the chunks it needs (the Blender add-on's preview import)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ OUTPUTS = (".ply", ".spz", ".sog", ".splat", ".glb")
 
 
 def register(sub) -> None:
+    from .compress import keep_value
+
     p = sub.add_parser("convert", help="convert a scene to .ply, .spz, .sog, .splat or .glb")
     p.add_argument("input", help="scene file, SOG folder or LOD SOG folder")
     p.add_argument("output", help="output file (.ply, .spz, .sog zip, .splat, .glb), or "
@@ -28,6 +32,9 @@ def register(sub) -> None:
     p.add_argument("--glb-spz", action="store_true",
                    help=".glb output: store the Gaussians as SPZ "
                         "(KHR_gaussian_splatting_compression_spz_2, ~10x smaller)")
+    p.add_argument("--keep", type=keep_value, default=None, metavar="K",
+                   help=".exgs input: write only its K most significant Gaussians (a count "
+                        "≥ 1, or a fraction in (0, 1]): the progressive prefix")
     p.set_defaults(func=run)
 
 
@@ -62,8 +69,10 @@ def _write(scene, dst: Path, kind: str, spz_raw: bool, glb_spz: bool = False) ->
 
 
 def convert(src, dst, *, sh_degree: int | None = None, spz_raw: bool = False,
-            lod: int | None = None, glb_spz: bool = False) -> dict:
-    """Read ``src`` and write ``dst`` (format from its suffix). Returns a small summary."""
+            lod: int | None = None, glb_spz: bool = False, keep=None) -> dict:
+    """Read ``src`` and write ``dst`` (format from its suffix). ``keep`` (a .exgs ``src``
+    only): decode just that prefix (count ≥ 1 or fraction in (0, 1]). Returns a small
+    summary (``total``: the Gaussians in ``src`` when a prefix was asked for)."""
     from ..fsutil import same_file
     from ..io import detect_format, read_scene
     from ..io.spz import read_spz
@@ -76,7 +85,16 @@ def convert(src, dst, *, sh_degree: int | None = None, spz_raw: bool = False,
     if kind != "sog_folder" and dst.is_dir():
         raise UsageError(f"{dst}: is a folder")
     fmt = detect_format(src)
-    scene = read_spz(src, raw=spz_raw) if fmt == "spz" else read_scene(src, lod=lod)
+    total = None
+    if keep is not None:
+        if fmt != "exgs":
+            raise UsageError(f"{src}: --keep needs a .exgs input (a progressive file), "
+                             f"not {fmt}")
+        from ..io.exgs_format import read_exgs_header, read_exgs_scene
+        total = int(read_exgs_header(src)["count"])
+        scene = read_exgs_scene(src, keep=keep)
+    else:
+        scene = read_spz(src, raw=spz_raw) if fmt == "spz" else read_scene(src, lod=lod)
     if len(scene) == 0:
         raise ExgsError(f"{src}: the scene has no Gaussians (nothing to convert)")
     if sh_degree is not None:
@@ -94,15 +112,16 @@ def convert(src, dst, *, sh_degree: int | None = None, spz_raw: bool = False,
         raise ExgsError(f"{target}: cannot write ({why})") from None
     degree = 0 if kind == ".splat" else scene.sh_degree  # .splat stores no SH bands
     return {"input": str(src), "input_format": fmt, "output": str(written),
-            "gaussians": len(scene), "sh_degree": degree, "bytes": size}
+            "gaussians": len(scene), "sh_degree": degree, "bytes": size, "total": total}
 
 
 def run(args) -> int:
     from ._common import human_bytes
 
     info = convert(args.input, args.output, sh_degree=args.sh_degree, spz_raw=args.spz_raw,
-                   lod=args.lod, glb_spz=args.glb_spz)
+                   lod=args.lod, glb_spz=args.glb_spz, keep=args.keep)
+    of = f" of {info['total']:,}" if info["total"] is not None else ""
     print(f"{info['input']} ({info['input_format']}) -> {info['output']}: "
-          f"{info['gaussians']:,} Gaussians, SH degree {info['sh_degree']}, "
+          f"{info['gaussians']:,}{of} Gaussians, SH degree {info['sh_degree']}, "
           f"{human_bytes(info['bytes'])}")
     return 0

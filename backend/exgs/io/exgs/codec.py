@@ -187,6 +187,8 @@ def check_header(h: dict) -> int:
         need(isinstance(q.get("sh_rest"), dict), "header field quant.sh_rest missing")
         _num_list(q["sh_rest"].get("absmax"), deg, "quant.sh_rest.absmax")
         b = q["sh_rest"].get("bits")
+        if isinstance(b, int) and not isinstance(b, bool):  # files written before 5/4/4 bits
+            b = q["sh_rest"]["bits"] = [b] * deg            # (2026-11-23): one width, 8
         need(isinstance(b, list) and len(b) == deg and all(
             isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 8 for x in b),
             f"header field quant.sh_rest.bits must be {deg} integers in 1..8")
