@@ -190,7 +190,12 @@ def main():
                      f"{med['longest_step_s']:.2f} s" if "preview_s" in med else ""),
                   flush=True)
     load = os.getloadavg()
-    res = {"preview_count": args.preview, "machine": "Intel Xeon, 2 cores, 23.5 GiB, shared with other engineers' jobs",
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), "unknown CPU")
+    mem = next(int(line.split()[1]) for line in open("/proc/meminfo")
+               if line.startswith("MemTotal"))
+    res = {"preview_count": args.preview,
+           "machine": f"{cpu}, {os.cpu_count()} cores, {mem / 2**20:.1f} GiB",
            "load_average_at_end": load, "bpy": "5.0.1", "repeats": args.repeats,
            "source": "playbot_lod2.ply (125k real Gaussians, SH 2) tiled", "rows": rows}
     if args.only and os.path.exists(args.out):  # keep the other cases' rows
