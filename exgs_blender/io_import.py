@@ -131,7 +131,12 @@ class EXGS_OT_import(bpy.types.Operator, ImportHelper):
             o.select_set(False)
         obj.select_set(True)
         context.view_layer.objects.active = obj
-        self.report({"INFO"}, f"Imported {len(obj.data.vertices):,} Gaussians in {secs:.2f} s")
+        msg = f"Imported {len(obj.data.vertices):,} Gaussians in {secs:.2f} s"
+        if self.preview:
+            from . import preview as pv
+            if pv.use_attribute_colours(context):
+                msg += " (Solid shading colour set to Attribute: splat colours)"
+        self.report({"INFO"}, msg)
         return {"FINISHED"}
 
 
