@@ -12,7 +12,7 @@ from exgs.cameras import look_at
 from exgs.render import render
 from exgs.render.cpu import PreparedScene, bin_tiles, depth_order
 from exgs.render.project import project
-from exgs.render.raster import bin_tiles_culled, pack_frame, raster_kernel
+from exgs.render.raster import bin_tiles_culled, new_records, pack_frame, raster_kernel
 from exgs.scene import GaussianScene
 from exgs.synth import random_scene
 
@@ -36,15 +36,16 @@ def _unculled(scene, cam, return_contrib):
     W, H, tile = cam.width, cam.height, 16
     tx, ty = (W + tile - 1) // tile, (H + tile - 1) // tile
     order = depth_order(proj)
-    packed, geo, boxes = pack_frame(order, proj.xy, proj.conic, proj.opacities, proj.color,
-                                    proj.depth, proj.rect)
+    rec, rec64 = new_records(len(order))
+    boxes = pack_frame(order, proj.xy, proj.conic, proj.opacities, proj.color, proj.depth,
+                       proj.rect, rec, rec64)
     off, ids = bin_tiles(order, proj.rect, tx, tx * ty, 3)
-    culled = bin_tiles_culled(packed, geo, boxes, tx, tx * ty, 3, tile)
+    culled = bin_tiles_culled(rec, rec64, boxes, tx, tx * ty, 3, tile)
     rgb, a, d = (np.empty((H, W, 3), np.float32), np.empty((H, W), np.float32),
                  np.empty((H, W), np.float32))
     pc, ph = np.zeros(len(ids)), np.zeros(len(ids), np.int32)
     with nb.parallel_chunksize(4):
-        raster_kernel(off, ids, packed, geo, W, H, tile, tx, np.zeros(3), rgb, a, d, True, pc,
+        raster_kernel(off, ids, rec, rec64, W, H, tile, tx, np.zeros(3), rgb, a, d, True, pc,
                       ph)
     contrib = np.zeros(len(proj.depth))
     hits = np.zeros(len(proj.depth), np.int32)

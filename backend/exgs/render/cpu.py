@@ -31,7 +31,7 @@ import numpy as np
 
 from .project import EPS2D, TILE, Projected, project
 from .raster import ALPHA_MAX, T_MIN  # noqa: F401  (re-exported: backward.py)
-from .raster import bin_tiles_culled, ellipse, pack_frame, raster_kernel
+from .raster import bin_tiles_culled, ellipse, new_records, pack_frame, raster_kernel
 
 
 
@@ -172,9 +172,10 @@ def rasterize(proj: Projected, *, background=(0.0, 0.0, 0.0), return_contrib: bo
     tiles_x, tiles_y = (W + tile - 1) // tile, (H + tile - 1) // tile
     order = depth_order(proj)
     n_chunks = max(1, min(4 * nb.get_num_threads(), len(order) // 4096 + 1))
-    packed, geo, boxes = pack_frame(order, proj.xy, proj.conic, proj.opacities, proj.color,
-                                    proj.depth, proj.rect)
-    offsets, ids = bin_tiles_culled(packed, geo, boxes, tiles_x, tiles_x * tiles_y, n_chunks,
+    rec, rec64 = new_records(len(order))
+    boxes = pack_frame(order, proj.xy, proj.conic, proj.opacities, proj.color, proj.depth,
+                       proj.rect, rec, rec64)
+    offsets, ids = bin_tiles_culled(rec, rec64, boxes, tiles_x, tiles_x * tiles_y, n_chunks,
                                     tile)
     rgb = np.empty((H, W, 3), np.float32)
     alpha = np.empty((H, W), np.float32)
@@ -184,7 +185,7 @@ def rasterize(proj: Projected, *, background=(0.0, 0.0, 0.0), return_contrib: bo
     pair_h = np.zeros(m, np.int32)
     bg = np.asarray(background, np.float64).reshape(3)
     with nb.parallel_chunksize(4):  # dynamic schedule: tiles differ a lot in cost
-        raster_kernel(offsets, ids, packed, geo, W, H, tile, tiles_x, bg, rgb, alpha, depth,
+        raster_kernel(offsets, ids, rec, rec64, W, H, tile, tiles_x, bg, rgb, alpha, depth,
                       bool(return_contrib), pair_c, pair_h)
     contrib = hits = None
     if return_contrib:

@@ -4,9 +4,10 @@ and the tile kernel (see :mod:`exgs.render.cpu` for the pipeline and gsplat's ru
 Speed notes (a 500k real scene at 640×360 has ~1M (tile, Gaussian) box pairs, ~3.5M
 blended pixels):
 
-* :func:`pack_frame` gathers each visible Gaussian's values once, in depth order: a [V,10]
-  float32 row (x, y, conic a, b, c, opacity, r, g, b, z), its α ≥ 1/255 ellipse [V,4]
-  float64 and its tile box [V,4] — so binning and compositing read memory forwards.
+* :func:`pack_frame` gathers each visible Gaussian's values once, in depth order, into one
+  64-byte record (one cache line: :data:`REC`) — colour, conic, opacity, depth and its
+  α ≥ 1/255 ellipse — so binning reads memory forwards and compositing reads one line per
+  (tile, Gaussian) pair (the pair loop is bound by these reads, not by the arithmetic).
 * :func:`bin_tiles_culled` drops the (tile, Gaussian) pairs whose box touches the tile but
   whose ellipse covers none of the tile's pixel centres (≈ 40 % of the pairs of a real
   scene: rotated, elongated splats). The test is conservative (the ellipse's exact x-extent
@@ -52,36 +53,50 @@ def ellipse(ca, cbb, cc, op):
     return 2.0 * L, schur, math.sqrt(2.0 * L / schur), 1.0 / ca
 
 
+#: columns of a frame record (:func:`pack_frame`): float32 0-9 = x, y, conic a, b, c, opacity,
+#: r, g, b, z; 10-12 = 2L, schur, hy of :func:`ellipse` (rounding to float32 only narrows the
+#: 1e-4 margin of L by ~1e-7); float64 slot 7 (bytes 56-63) = 1/ca (kept exact: it shifts
+#: the span centre of long needles, whose margin is thin there)
+REC = 16
+
+
+def new_records(v: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rec [V,16] float32, the same memory as [V,8] float64), 64-byte aligned: one cache
+    line per visible Gaussian."""
+    buf = np.empty(v * REC + REC, np.float32)
+    off = (-buf.ctypes.data % 64) // 4
+    rec = buf[off:off + v * REC].reshape(v, REC)
+    return rec, rec.view(np.float64)
+
+
 @nb.njit(parallel=True, cache=True)
-def pack_frame(order, xy, conic, opac, color, depth, rect):
-    """For the visible Gaussians ``order`` (front to back): packed [V,10] float32 rows (x, y,
-    a, b, c, opacity, r, g, b, z), geo [V,4] float64 ellipses (:func:`ellipse`), boxes [V,4]
-    int32 tile ranges (x0, y0, x1, y1)."""
+def pack_frame(order, xy, conic, opac, color, depth, rect, rec, rec64):
+    """Fill the records (:func:`new_records`, :data:`REC`) of the visible Gaussians ``order``
+    (front to back); returns their boxes [V,4] int32 tile ranges (x0, y0, x1, y1)."""
     v = order.shape[0]
-    packed = np.empty((v, 10), np.float32)
-    geo = np.empty((v, 4), np.float64)
     boxes = np.empty((v, 4), np.int32)
     for k in nb.prange(v):
         g = order[k]
-        packed[k, 0] = xy[g, 0]
-        packed[k, 1] = xy[g, 1]
-        packed[k, 2] = conic[g, 0]
-        packed[k, 3] = conic[g, 1]
-        packed[k, 4] = conic[g, 2]
-        packed[k, 5] = opac[g]
-        packed[k, 6] = color[g, 0]
-        packed[k, 7] = color[g, 1]
-        packed[k, 8] = color[g, 2]
-        packed[k, 9] = depth[g]
+        rec[k, 0] = xy[g, 0]
+        rec[k, 1] = xy[g, 1]
+        rec[k, 2] = conic[g, 0]
+        rec[k, 3] = conic[g, 1]
+        rec[k, 4] = conic[g, 2]
+        rec[k, 5] = opac[g]
+        rec[k, 6] = color[g, 0]
+        rec[k, 7] = color[g, 1]
+        rec[k, 8] = color[g, 2]
+        rec[k, 9] = depth[g]
         for q in range(4):
             boxes[k, q] = rect[g, q]
-        two_l, schur, hy, inv_ca = ellipse(float(packed[k, 2]), float(packed[k, 3]),
-                                           float(packed[k, 4]), float(packed[k, 5]))
-        geo[k, 0] = two_l
-        geo[k, 1] = schur
-        geo[k, 2] = hy
-        geo[k, 3] = inv_ca
-    return packed, geo, boxes
+        two_l, schur, hy, inv_ca = ellipse(float(rec[k, 2]), float(rec[k, 3]),
+                                           float(rec[k, 4]), float(rec[k, 5]))
+        rec[k, 10] = two_l
+        rec[k, 11] = schur
+        rec[k, 12] = hy
+        rec[k, 13] = 0.0
+        rec64[k, 7] = inv_ca
+    return boxes
 
 
 @nb.njit(cache=True, inline="always")
@@ -93,15 +108,15 @@ def _side(mx, cbb, two_l, schur, inv_ca, dy, sign):
 
 
 @nb.njit(cache=True, inline="always")
-def band_tiles(packed, geo, boxes, k, ty, tile):
+def band_tiles(rec, rec64, boxes, k, ty, tile):
     """Tile columns [tx0, tx1] (tx1 < tx0: none) of tile row ``ty`` that Gaussian row ``k``'s
     ellipse reaches with a pixel centre (conservative; within its box)."""
-    hy = geo[k, 2]
+    hy = float(rec[k, 12])
     if not hy >= 0.0:
         return 0, -1
-    two_l, schur, inv_ca = geo[k, 0], geo[k, 1], geo[k, 3]
-    mx, my = float(packed[k, 0]), float(packed[k, 1])
-    cbb, cc = float(packed[k, 3]), float(packed[k, 4])
+    two_l, schur, inv_ca = float(rec[k, 10]), float(rec[k, 11]), rec64[k, 7]
+    mx, my = float(rec[k, 0]), float(rec[k, 1])
+    cbb, cc = float(rec[k, 3]), float(rec[k, 4])
     # offsets dy = my − (row centre) of the band's pixel-centre rows, within |dy| ≤ hy
     slack = 1e-3 + 1e-6 * hy
     a = max(my - (ty * tile + tile - 0.5), -hy) - slack
@@ -130,17 +145,17 @@ def band_tiles(packed, geo, boxes, k, ty, tile):
 
 
 @nb.njit(parallel=True, cache=True)
-def bin_tiles_culled(packed, geo, boxes, tiles_x, n_tiles, n_chunks, tile):
+def bin_tiles_culled(rec, rec64, boxes, tiles_x, n_tiles, n_chunks, tile):
     """Like :func:`exgs.render.cpu.bin_tiles` for rows already in depth order, keeping only
     the tiles :func:`band_tiles` finds. Returns (offsets [n_tiles+1] int64, ids [M] int32):
     tile t's rows are ``ids[offsets[t]:offsets[t+1]]`` (depth ranks, increasing)."""
-    v = packed.shape[0]
+    v = rec.shape[0]
     step = (v + n_chunks - 1) // n_chunks
     counts = np.zeros((n_chunks, n_tiles), np.int64)
     for ch in nb.prange(n_chunks):
         for k in range(ch * step, min(v, (ch + 1) * step)):
             for ty in range(boxes[k, 1], boxes[k, 3]):
-                t0, t1 = band_tiles(packed, geo, boxes, k, ty, tile)
+                t0, t1 = band_tiles(rec, rec64, boxes, k, ty, tile)
                 for tx in range(t0, t1 + 1):
                     counts[ch, ty * tiles_x + tx] += 1
     offsets = np.zeros(n_tiles + 1, np.int64)
@@ -156,7 +171,7 @@ def bin_tiles_culled(packed, geo, boxes, tiles_x, n_tiles, n_chunks, tile):
     for ch in nb.prange(n_chunks):
         for k in range(ch * step, min(v, (ch + 1) * step)):
             for ty in range(boxes[k, 1], boxes[k, 3]):
-                t0, t1 = band_tiles(packed, geo, boxes, k, ty, tile)
+                t0, t1 = band_tiles(rec, rec64, boxes, k, ty, tile)
                 for tx in range(t0, t1 + 1):
                     t = ty * tiles_x + tx
                     ids[counts[ch, t]] = k
@@ -165,11 +180,11 @@ def bin_tiles_culled(packed, geo, boxes, tiles_x, n_tiles, n_chunks, tile):
 
 
 @nb.njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def raster_kernel(offsets, ids, packed, geo, width, height, tile, tiles_x,
+def raster_kernel(offsets, ids, rec, rec64, width, height, tile, tiles_x,
                   bg, out_rgb, out_a, out_d, want_contrib, pair_contrib, pair_hits):
     """Composite every tile front to back (see :mod:`exgs.render.cpu`). Writes out_rgb
     [H,W,3] = clip(Σ c·α·T + T·bg, 0, 1), out_a [H,W] = 1 − T, out_d [H,W] = Σ z·α·T /
-    (1 − T) (+inf where 1 − T < 1e-6). ``packed`` / ``geo``: :func:`pack_frame`; ``ids``
+    (1 − T) (+inf where 1 − T < 1e-6). ``rec`` / ``rec64``: :func:`pack_frame`; ``ids``
     index their rows. Finished pixels are tracked as one live-bit mask per tile row
     (tile ≤ 63), so rows whose pixels are all finished are skipped before any arithmetic and
     finished pixels cost one bit test. When ``want_contrib``: pair_contrib [M] Σ α·T and
@@ -187,8 +202,8 @@ def raster_kernel(offsets, ids, packed, geo, width, height, tile, tiles_x,
         cg = np.zeros(npx, np.float64)
         cb = np.zeros(npx, np.float64)
         cd = np.zeros(npx, np.float64)
-        pb = np.empty((BATCH, 10), np.float32)  # this tile's next rows
-        gb = np.empty((BATCH, 4), np.float64)
+        pb = np.empty((BATCH, 13), np.float32)  # this tile's next records
+        gb = np.empty(BATCH, np.float64)
         live = np.zeros(tile, np.int64)  # bit c of live[r]: pixel (r, c) not finished
         for r in range(th):
             live[r] = (one << tw) - 1
@@ -199,19 +214,18 @@ def raster_kernel(offsets, ids, packed, geo, width, height, tile, tiles_x,
             nbt = min(BATCH, k_end - k0)
             for j in range(nbt):
                 g = ids[k0 + j]
-                for q in range(10):
-                    pb[j, q] = packed[g, q]
-                for q in range(4):
-                    gb[j, q] = geo[g, q]
+                for q in range(13):
+                    pb[j, q] = rec[g, q]
+                gb[j] = rec64[g, 7]
             for j in range(nbt):
                 # α ≥ 1/255 ⇔ σ ≤ L = ln(255·op): the ellipse ½ dᵀQd ≤ L, solved per row
                 # with the Schur complement ½ ca (dx + cbb/ca·dy)² + ½ schur·dy² ≤ L
-                hy = gb[j, 2]
+                hy = float(pb[j, 12])
                 if not hy >= 0.0:  # degenerate conic (also NaN)
                     continue
-                two_l = gb[j, 0]
-                schur = gb[j, 1]
-                inv_ca = gb[j, 3]
+                two_l = float(pb[j, 10])
+                schur = float(pb[j, 11])
+                inv_ca = gb[j]
                 mx = float(pb[j, 0])
                 my = float(pb[j, 1])
                 ca = float(pb[j, 2])
