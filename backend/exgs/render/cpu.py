@@ -159,10 +159,52 @@ def reduce_pairs(ids, order, pair_contrib, pair_hits, contrib, hits):
         hits[g] += pair_hits[k]
 
 
+@nb.njit(cache=True)
+def visible_depth_order(radii, depth):
+    """Indices i with radii[i, 0] > 0, ordered by depth[i] (float32), stable: the same
+    permutation as ``vis[radix_argsort_f32(depth[vis])]``, sorting (key, index) pairs so
+    that no pass reads the keys indirectly; the three digit histograms come from one pass."""
+    n = radii.shape[0]
+    v = 0
+    for i in range(n):
+        if radii[i, 0] > 0:
+            v += 1
+    k = np.empty(v, np.uint32)
+    idx = np.empty(v, np.int32)
+    cnt = np.zeros((3, 2049), np.int64)
+    u = depth.view(np.uint32)
+    j = 0
+    for i in range(n):
+        if radii[i, 0] > 0:
+            w = u[i]  # order-preserving float → uint map
+            w = ~w if w & np.uint32(0x80000000) else w | np.uint32(0x80000000)
+            k[j] = w
+            idx[j] = i
+            j += 1
+            cnt[0, (w & 0x7FF) + 1] += 1
+            cnt[1, ((w >> 11) & 0x7FF) + 1] += 1
+            cnt[2, ((w >> 22) & 0x7FF) + 1] += 1
+    k2 = np.empty(v, np.uint32)
+    idx2 = np.empty(v, np.int32)
+    for p in range(3):
+        shift = 11 * p
+        for b in range(2048):
+            cnt[p, b + 1] += cnt[p, b]
+        for i in range(v):
+            w = k[i]
+            d = (w >> shift) & 0x7FF
+            o = cnt[p, d]
+            k2[o] = w
+            idx2[o] = idx[i]
+            cnt[p, d] = o + 1
+        k, k2 = k2, k
+        idx, idx2 = idx2, idx
+    return idx
+
+
 def depth_order(proj: Projected) -> np.ndarray:
     """Indices of the visible Gaussians, front to back (stable for equal depths)."""
-    vis = np.flatnonzero(proj.visible).astype(np.int32)
-    return vis[radix_argsort_f32(np.ascontiguousarray(proj.depth[vis]))]
+    return visible_depth_order(proj.radii, np.ascontiguousarray(proj.depth, np.float32))
 
 
 def rasterize(proj: Projected, *, background=(0.0, 0.0, 0.0), return_contrib: bool = False):
