@@ -148,14 +148,21 @@ def band_tiles(rec, rec64, boxes, k, ty, tile):
 def bin_tiles_culled(rec, rec64, boxes, tiles_x, n_tiles, n_chunks, tile):
     """Like :func:`exgs.render.cpu.bin_tiles` for rows already in depth order, keeping only
     the tiles :func:`band_tiles` finds. Returns (offsets [n_tiles+1] int64, ids [M] int32):
-    tile t's rows are ``ids[offsets[t]:offsets[t+1]]`` (depth ranks, increasing)."""
+    tile t's rows are ``ids[offsets[t]:offsets[t+1]]`` (depth ranks, increasing). The
+    counting pass keeps the column ranges of each Gaussian's first two tile rows (most
+    Gaussians have no more) for the scatter pass."""
     v = rec.shape[0]
     step = (v + n_chunks - 1) // n_chunks
     counts = np.zeros((n_chunks, n_tiles), np.int64)
+    spans = np.empty((v, 4), np.int32)
     for ch in nb.prange(n_chunks):
         for k in range(ch * step, min(v, (ch + 1) * step)):
-            for ty in range(boxes[k, 1], boxes[k, 3]):
+            y0 = boxes[k, 1]
+            for ty in range(y0, boxes[k, 3]):
                 t0, t1 = band_tiles(rec, rec64, boxes, k, ty, tile)
+                if ty - y0 < 2:
+                    spans[k, 2 * (ty - y0)] = t0
+                    spans[k, 2 * (ty - y0) + 1] = t1
                 for tx in range(t0, t1 + 1):
                     counts[ch, ty * tiles_x + tx] += 1
     offsets = np.zeros(n_tiles + 1, np.int64)
@@ -170,8 +177,12 @@ def bin_tiles_culled(rec, rec64, boxes, tiles_x, n_tiles, n_chunks, tile):
     ids = np.empty(run, np.int32)
     for ch in nb.prange(n_chunks):
         for k in range(ch * step, min(v, (ch + 1) * step)):
-            for ty in range(boxes[k, 1], boxes[k, 3]):
-                t0, t1 = band_tiles(rec, rec64, boxes, k, ty, tile)
+            y0 = boxes[k, 1]
+            for ty in range(y0, boxes[k, 3]):
+                if ty - y0 < 2:
+                    t0, t1 = spans[k, 2 * (ty - y0)], spans[k, 2 * (ty - y0) + 1]
+                else:
+                    t0, t1 = band_tiles(rec, rec64, boxes, k, ty, tile)
                 for tx in range(t0, t1 + 1):
                     t = ty * tiles_x + tx
                     ids[counts[ch, t]] = k
