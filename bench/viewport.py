@@ -4,8 +4,9 @@ per-frame cost at 1280×720, for a ~500k-Gaussian real scene.
     nice -n 5 .venv/bin/python bench/viewport.py [--views 12] [--repeats 3] [--cli-frames 8]
 
 Scene: ``--scene PATH`` if given; otherwise ../shared/scenes/real/flowers.lod-sog (542k at
-level 0) when this build reads LOD SOG, else playbot_lod2.ply (125k, real capture) tiled 2×2
-on the capture's ground plane = 500k Gaussians (written to a temporary PLY, deleted after).
+level 0, opened as the folder by the service and the CLI) when this build reads LOD SOG, else
+playbot_lod2.ply (125k, real capture) tiled 2×2 on the capture's ground plane = 500k
+Gaussians (written to a temporary PLY, deleted after).
 
 1. ``exgs serve`` starts (loopback, ``--allow-dir`` = the scene's folder); the time until its
    kernel warm-up is done and until the first viewport frame arrives is recorded (the
@@ -71,12 +72,8 @@ def build_scene(tmp: Path, scene_arg: str | None):
 
     flowers = SCENES / "real" / "flowers.lod-sog"
     try:
-        s = read_scene(str(flowers))
-        # the service opens files (and SOG folders with meta.json), not LOD SOG folders:
-        # hand it the same Gaussians as a PLY
-        path = tmp / "flowers_lod0.ply"
-        write_ply(s, path)
-        return str(path), "flowers.lod-sog level 0 (real capture; as PLY)", len(s)
+        s = read_scene(str(flowers))  # the service and the CLI open the LOD SOG folder itself
+        return str(flowers), "flowers.lod-sog level 0 (real capture)", len(s)
     except Exception as e:  # no LOD SOG reader in this build
         print(f"flowers.lod-sog not readable here ({type(e).__name__}: {e}); "
               "tiling playbot_lod2 2x2 instead")

@@ -191,7 +191,12 @@ class EXGS_OT_import(bpy.types.Operator, ImportHelper):
         context.view_layer.objects.active = obj
         so = SplatObject(obj)
         of = f" of {so.full_count:,}" if so.is_preview else ""
-        self.report({"INFO"}, f"Imported {so.count:,}{of} Gaussians in {secs:.2f} s")
+        msg = f"Imported {so.count:,}{of} Gaussians in {secs:.2f} s"
+        if self.preview:
+            from . import preview as pv
+            if pv.use_attribute_colours(context):
+                msg += " (Solid shading colour set to Attribute: splat colours)"
+        self.report({"INFO"}, msg)
         if so.is_preview and self.load_full:
             from . import progressive
             try:

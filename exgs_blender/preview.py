@@ -1,7 +1,15 @@
-"""Viewport preview of splat objects: a Geometry Nodes modifier turns vertices into points
-(radius = ``exgs_radius`` × a scale) with a material showing the SH DC colour
-(``exgs_color``, emission so lighting does not change it). Works in Workbench (attribute
-colour / material colour), Eevee and Cycles (points render as small spheres).
+"""Viewport preview of splat objects: a Geometry Nodes modifier puts a small cube (half
+size = ``exgs_radius`` × a scale) on every Gaussian, coloured with the SH DC colour
+(``exgs_color``, scene-linear), and a material emitting that colour (lighting does not change
+it). Shows the real colours in Solid / Workbench (colour type *Attribute*), Material Preview
+(Eevee) and Cycles.
+
+Workbench's *Attribute* colour is the mesh's active colour attribute, and ignores point
+clouds; a mesh made by Realize Instances has none. So the group builds fresh points from the
+mesh (only position, colour and radius are sampled: the Gaussian attributes are not copied
+onto 8 vertices per Gaussian), instances the cube, realizes it, and joins it with the input
+mesh stripped of its attributes (its loose vertices draw nothing): the joined mesh keeps the
+input's active/default colour name ``exgs_color`` (tested headless on Blender 5.0 and 4.2).
 """
 
 from __future__ import annotations
@@ -37,35 +45,87 @@ def _material():
     return mat
 
 
+#: a node that only the current layout of the group has (older .blend files are rebuilt)
+_MARK = "exgs_cube_instances"
+
+
 def _group():
     ng = bpy.data.node_groups.get(GROUP)
-    if ng is not None:
+    if ng is not None and ng.nodes.get(_MARK) is not None:
         return ng
-    ng = bpy.data.node_groups.new(GROUP, "GeometryNodeTree")
-    ng.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
-    sock = ng.interface.new_socket("Point Scale", in_out="INPUT", socket_type="NodeSocketFloat")
-    sock.default_value, sock.min_value = 1.0, 0.0
-    ng.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
-    n = ng.nodes
+    if ng is None:
+        ng = bpy.data.node_groups.new(GROUP, "GeometryNodeTree")
+        ng.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+        sock = ng.interface.new_socket("Point Scale", in_out="INPUT",
+                                       socket_type="NodeSocketFloat")
+        sock.default_value, sock.min_value = 1.0, 0.0
+        ng.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    ng.nodes.clear()  # an older layout (points only: grey in Workbench)
+    _build(ng)
+    return ng
+
+
+def _build(ng) -> None:
+    n, L = ng.nodes, ng.links
     gin, gout = n.new("NodeGroupInput"), n.new("NodeGroupOutput")
-    named = n.new("GeometryNodeInputNamedAttribute")
-    named.data_type = "FLOAT"
-    named.inputs["Name"].default_value = "exgs_radius"
+    index = n.new("GeometryNodeInputIndex")
+
+    def sample(field, data_type):
+        """``field`` of the input mesh's vertex with the evaluating point's index."""
+        s = n.new("GeometryNodeSampleIndex")
+        s.data_type, s.domain = data_type, "POINT"
+        L.new(gin.outputs[0], s.inputs["Geometry"])
+        L.new(field, s.inputs["Value"])
+        L.new(index.outputs[0], s.inputs["Index"])
+        return s.outputs[0]
+
+    def named(name, data_type):
+        a = n.new("GeometryNodeInputNamedAttribute")
+        a.data_type = data_type
+        a.inputs["Name"].default_value = name
+        return a.outputs["Attribute"]
+
+    count = n.new("GeometryNodeAttributeDomainSize")
+    count.component = "MESH"
+    L.new(gin.outputs[0], count.inputs[0])
+    points = n.new("GeometryNodePoints")
+    L.new(count.outputs["Point Count"], points.inputs["Count"])
+    L.new(sample(n.new("GeometryNodeInputPosition").outputs[0], "FLOAT_VECTOR"),
+          points.inputs["Position"])
+    color = n.new("GeometryNodeStoreNamedAttribute")
+    color.data_type, color.domain = "FLOAT_COLOR", "POINT"
+    color.inputs["Name"].default_value = "exgs_color"
+    L.new(points.outputs[0], color.inputs["Geometry"])
+    L.new(sample(named("exgs_color", "FLOAT_COLOR"), "FLOAT_COLOR"), color.inputs["Value"])
     mul = n.new("ShaderNodeMath")
     mul.operation = "MULTIPLY"
-    m2p = n.new("GeometryNodeMeshToPoints")
+    L.new(sample(named("exgs_radius", "FLOAT"), "FLOAT"), mul.inputs[0])
+    L.new(gin.outputs[1], mul.inputs[1])
+    cube = n.new("GeometryNodeMeshCube")
+    cube.inputs["Size"].default_value = (2.0, 2.0, 2.0)  # half size 1 × radius
+    inst = n.new("GeometryNodeInstanceOnPoints")
+    inst.name = _MARK
+    L.new(color.outputs[0], inst.inputs["Points"])
+    L.new(cube.outputs["Mesh"], inst.inputs["Instance"])
+    L.new(mul.outputs[0], inst.inputs["Scale"])
+    real = n.new("GeometryNodeRealizeInstances")
+    L.new(inst.outputs[0], real.inputs[0])
+    strip = n.new("GeometryNodeRemoveAttribute")  # every attribute; keeps the colour names
+    if hasattr(strip, "pattern_mode"):  # 4.2-4.x: a node property
+        strip.pattern_mode = "WILDCARD"
+    elif "Pattern Mode" in strip.inputs:  # 5.x: a menu socket
+        strip.inputs["Pattern Mode"].default_value = "Wildcard"
+    strip.inputs["Name"].default_value = "*"
+    L.new(gin.outputs[0], strip.inputs[0])
+    join = n.new("GeometryNodeJoinGeometry")
+    L.new(real.outputs[0], join.inputs[0])
+    L.new(strip.outputs[0], join.inputs[0])
     setmat = n.new("GeometryNodeSetMaterial")
     setmat.inputs["Material"].default_value = _material()
-    L = ng.links
-    L.new(gin.outputs[0], m2p.inputs["Mesh"])
-    L.new(named.outputs["Attribute"], mul.inputs[0])
-    L.new(gin.outputs[1], mul.inputs[1])
-    L.new(mul.outputs[0], m2p.inputs["Radius"])
-    L.new(m2p.outputs["Points"], setmat.inputs["Geometry"])
+    L.new(join.outputs[0], setmat.inputs["Geometry"])
     L.new(setmat.outputs["Geometry"], gout.inputs[0])
-    for i, node in enumerate((gin, named, mul, m2p, setmat, gout)):
-        node.location = (i * 200 - 600, 0)
-    return ng
+    for i, node in enumerate((gin, count, points, color, inst, real, join, setmat, gout)):
+        node.location = (i * 200 - 800, 0)
 
 
 def _scale_id(group) -> str | None:
@@ -93,3 +153,20 @@ def add_preview(obj, scale: float = 1.0) -> None:
         mod[key] = float(scale)
     if not obj.data.materials:
         obj.data.materials.append(_material())
+
+
+def use_attribute_colours(context) -> int:
+    """Show the preview's colours in Solid shading: every 3D view of the screen and the scene's
+    Workbench settings whose colour type is *Material* (the default: the grey material
+    colour) switch to *Attribute* (enum ``VERTEX``). Other choices are left alone. Returns
+    how many settings changed."""
+    shadings = [context.scene.display.shading] if context.scene else []
+    screen = getattr(context, "screen", None)
+    for area in screen.areas if screen else ():
+        shadings += [s.shading for s in area.spaces if s.type == "VIEW_3D"]
+    changed = 0
+    for sh in shadings:
+        if sh.color_type == "MATERIAL":
+            sh.color_type = "VERTEX"
+            changed += 1
+    return changed

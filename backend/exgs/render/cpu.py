@@ -3,11 +3,14 @@
 Pipeline per view (no Python loop per Gaussian anywhere):
 
 1. :func:`exgs.render.project.project` — parallel EWA projection, culling, tile ranges, SH.
-2. Binning — visible Gaussians are ordered by depth once (``np.argsort``, stable), then a
-   counting sort by tile (:func:`bin_tiles`) scatters them into one flat work list; because
-   the scatter walks the Gaussians in depth order, every tile's slice is already depth-sorted
-   (the same order gsplat's 64-bit ``tile | depth`` key sort gives).
-3. :func:`raster_kernel` — ``prange`` over tiles (16×16 px). For each Gaussian of the tile,
+2. Binning — visible Gaussians are ordered by depth once (a stable radix sort), packed in
+   that order (:func:`exgs.render.raster.pack_frame`), then a counting sort by tile
+   (:func:`exgs.render.raster.bin_tiles_culled`; :func:`bin_tiles` for the training path)
+   scatters them into one flat work list; because the scatter walks the Gaussians in depth
+   order, every tile's slice is already depth-sorted (the same order gsplat's 64-bit
+   ``tile | depth`` key sort gives). Pairs whose box touches a tile but whose ellipse
+   reaches none of its pixel centres are left out (they would blend nothing).
+3. :func:`exgs.render.raster.raster_kernel` — ``prange`` over tiles (16×16 px). For each Gaussian of the tile,
    front to back, only the pixels inside its α ≥ 1/255 ellipse (solved per row) are
    visited; per pixel, exactly gsplat's rule::
 
@@ -23,17 +26,13 @@ Pipeline per view (no Python loop per Gaussian anywhere):
 
 from __future__ import annotations
 
-import math
-
 import numba as nb
 import numpy as np
 
-from .project import ALPHA_THRESHOLD, EPS2D, TILE, Projected, project
+from .project import EPS2D, TILE, Projected, project
+from .raster import ALPHA_MAX, T_MIN  # noqa: F401  (re-exported: backward.py)
+from .raster import bin_tiles_culled, ellipse, new_records, pack_frame, raster_kernel
 
-#: Transmittance below which a pixel is finished (gsplat: ``next_T <= 1e-4``).
-T_MIN = 1e-4
-#: gsplat's upper clamp of a Gaussian's alpha.
-ALPHA_MAX = 0.999
 
 
 class PreparedScene:
@@ -116,152 +115,19 @@ def bin_tiles(order, rect, tiles_x, n_tiles, n_chunks):
     return offsets, ids
 
 
-#: fast-math without nnan/ninf: the kernel writes +inf depths and must keep NaN/inf checks.
-_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-
-
-@nb.njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def raster_kernel(offsets, ids, packed, geo, width, height, tile, tiles_x,
-                  bg, out_rgb, out_a, out_d, want_contrib, pair_contrib, pair_hits):
-    """Composite every tile front to back (see module doc). Writes out_rgb [H,W,3]
-    = clip(Σ c·α·T + T·bg, 0, 1), out_a [H,W] = 1 − T, out_d [H,W] = Σ z·α·T / (1 − T)
-    (+inf where 1 − T < 1e-6). ``packed`` [V,10] rows (x, y, conic a, b, c, opacity, r, g,
-    b, z) of the visible Gaussians in depth order; ``ids`` index its rows; ``geo`` [V,4]
-    float64 their α ≥ 1/255 ellipses (:func:`ellipse_geometry`). Finished pixels are
-    tracked as one live-bit mask per tile row (tile ≤ 63), so rows whose pixels are all
-    finished are skipped before any arithmetic and finished pixels cost one bit test.
-    When ``want_contrib``: pair_contrib [M] Σ α·T and pair_hits [M] per work-list entry."""
-    n_tiles = offsets.shape[0] - 1
-    npx = tile * tile
-    one = np.int64(1)
-    for t in nb.prange(n_tiles):
-        tx0 = (t % tiles_x) * tile
-        ty0 = (t // tiles_x) * tile
-        tw = min(tile, width - tx0)
-        th = min(tile, height - ty0)
-        T = np.ones(npx, np.float64)
-        cr = np.zeros(npx, np.float64)
-        cg = np.zeros(npx, np.float64)
-        cb = np.zeros(npx, np.float64)
-        cd = np.zeros(npx, np.float64)
-        live = np.zeros(tile, np.int64)  # bit c of live[r]: pixel (r, c) not finished
-        for r in range(th):
-            live[r] = (one << tw) - 1
-        n_live = tw * th
-        for k in range(offsets[t], offsets[t + 1]):
-            g = ids[k]
-            # α ≥ 1/255 ⇔ σ ≤ L = ln(255·op): the ellipse ½ dᵀQd ≤ L, solved per row with
-            # the Schur complement ½ ca (dx + cbb/ca·dy)² + ½ schur·dy² ≤ L (see geo).
-            hy = geo[g, 2]
-            if not hy >= 0.0:  # degenerate conic (also NaN)
-                continue
-            two_l = geo[g, 0]
-            schur = geo[g, 1]
-            inv_ca = geo[g, 3]
-            mx = float(packed[g, 0])
-            my = float(packed[g, 1])
-            ca = float(packed[g, 2])
-            cbb = float(packed[g, 3])
-            cc = float(packed[g, 4])
-            op = float(packed[g, 5])
-            # rows whose centre v = j + 0.5 satisfies |v − my| ≤ hy
-            # (clamped in float first: huge splats must not overflow the int conversion)
-            r0 = int(math.ceil(min(max(my - hy - 0.5 - ty0, -1.0), th + 1.0)))
-            r1 = int(math.floor(min(max(my + hy - 0.5 - ty0, -2.0), th + 1.0)))
-            r0 = max(0, r0)
-            r1 = min(th - 1, r1)
-            cr_r = float(packed[g, 6])
-            cg_r = float(packed[g, 7])
-            cb_r = float(packed[g, 8])
-            z = float(packed[g, 9])
-            acc_c = 0.0
-            acc_h = 0
-            for r in range(r0, r1 + 1):
-                m = live[r]
-                if m == 0:
-                    continue
-                dy = my - (ty0 + r + 0.5)
-                rem = two_l - schur * dy * dy
-                if rem < 0.0:
-                    continue
-                hx = math.sqrt(rem * inv_ca)
-                xc = mx + cbb * inv_ca * dy
-                c0 = max(0, int(math.ceil(min(max(xc - hx - 0.5 - tx0, -1.0), tw + 1.0))))
-                c1 = min(tw - 1, int(math.floor(min(max(xc + hx - 0.5 - tx0, -2.0), tw + 1.0))))
-                if c1 < c0:
-                    continue
-                m &= ((one << (c1 + 1)) - 1) & ~((one << c0) - 1)
-                if m == 0:
-                    continue
-                base = r * tile
-                for c in range(c0, c1 + 1):
-                    if not (m >> c) & 1:
-                        continue
-                    p = base + c
-                    dx = mx - (tx0 + c + 0.5)
-                    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cbb * dx * dy
-                    if sigma < 0.0:
-                        continue
-                    alpha = min(ALPHA_MAX, op * float(math.exp(np.float32(-sigma))))
-                    if alpha < ALPHA_THRESHOLD:
-                        continue
-                    tp = T[p]
-                    nt = tp * (1.0 - alpha)
-                    if nt <= T_MIN:
-                        live[r] &= ~(one << c)
-                        n_live -= 1
-                        continue
-                    vis = alpha * tp
-                    cr[p] += cr_r * vis
-                    cg[p] += cg_r * vis
-                    cb[p] += cb_r * vis
-                    cd[p] += z * vis
-                    T[p] = nt
-                    acc_c += vis
-                    acc_h += 1
-            if want_contrib:
-                pair_contrib[k] = acc_c
-                pair_hits[k] = acc_h
-            if n_live <= 0:
-                break
-        for r in range(th):
-            for c in range(tw):
-                p = r * tile + c
-                tp = T[p]
-                a = 1.0 - tp
-                out_rgb[ty0 + r, tx0 + c, 0] = min(1.0, max(0.0, cr[p] + tp * bg[0]))
-                out_rgb[ty0 + r, tx0 + c, 1] = min(1.0, max(0.0, cg[p] + tp * bg[1]))
-                out_rgb[ty0 + r, tx0 + c, 2] = min(1.0, max(0.0, cb[p] + tp * bg[2]))
-                out_a[ty0 + r, tx0 + c] = a
-                out_d[ty0 + r, tx0 + c] = cd[p] / a if a >= 1e-6 else np.inf
-
-
 @nb.njit(parallel=True, cache=True)
 def ellipse_geometry(packed):
     """Per packed row (see :func:`pack_visible`) the α ≥ 1/255 ellipse of its Gaussian:
-    [V,4] float64 (2L, schur, hy, 1/ca) with L = ln(255·opacity)·1.0001 + 1e-6 (a margin so
-    that no pixel the exact per-pixel test keeps is dropped), schur = c − b²/a, hy = the
-    ellipse's half height in pixels; hy = −1 marks a degenerate conic (never drawn)."""
-    log_thr = math.log(ALPHA_THRESHOLD)
+    [V,4] float64 (2L, schur, hy, 1/ca), see :func:`exgs.render.raster.ellipse`."""
     v = packed.shape[0]
     out = np.empty((v, 4), np.float64)
     for g in nb.prange(v):
-        ca = float(packed[g, 2])
-        cbb = float(packed[g, 3])
-        cc = float(packed[g, 4])
-        L = (math.log(float(packed[g, 5])) - log_thr) * 1.0001 + 1e-6
-        out[g, 0] = 2.0 * L
-        out[g, 1] = 0.0
-        out[g, 2] = -1.0
-        out[g, 3] = 0.0
-        if not ca > 0.0:
-            continue
-        schur = cc - cbb * cbb / ca
-        if not schur > 0.0:
-            continue
+        two_l, schur, hy, inv_ca = ellipse(float(packed[g, 2]), float(packed[g, 3]),
+                                           float(packed[g, 4]), float(packed[g, 5]))
+        out[g, 0] = two_l
         out[g, 1] = schur
-        out[g, 2] = math.sqrt(2.0 * L / schur)
-        out[g, 3] = 1.0 / ca
+        out[g, 2] = hy
+        out[g, 3] = inv_ca
     return out
 
 
@@ -293,10 +159,52 @@ def reduce_pairs(ids, order, pair_contrib, pair_hits, contrib, hits):
         hits[g] += pair_hits[k]
 
 
+@nb.njit(cache=True)
+def visible_depth_order(radii, depth):
+    """Indices i with radii[i, 0] > 0, ordered by depth[i] (float32), stable: the same
+    permutation as ``vis[radix_argsort_f32(depth[vis])]``, sorting (key, index) pairs so
+    that no pass reads the keys indirectly; the three digit histograms come from one pass."""
+    n = radii.shape[0]
+    v = 0
+    for i in range(n):
+        if radii[i, 0] > 0:
+            v += 1
+    k = np.empty(v, np.uint32)
+    idx = np.empty(v, np.int32)
+    cnt = np.zeros((3, 2049), np.int64)
+    u = depth.view(np.uint32)
+    j = 0
+    for i in range(n):
+        if radii[i, 0] > 0:
+            w = u[i]  # order-preserving float → uint map
+            w = ~w if w & np.uint32(0x80000000) else w | np.uint32(0x80000000)
+            k[j] = w
+            idx[j] = i
+            j += 1
+            cnt[0, (w & 0x7FF) + 1] += 1
+            cnt[1, ((w >> 11) & 0x7FF) + 1] += 1
+            cnt[2, ((w >> 22) & 0x7FF) + 1] += 1
+    k2 = np.empty(v, np.uint32)
+    idx2 = np.empty(v, np.int32)
+    for p in range(3):
+        shift = 11 * p
+        for b in range(2048):
+            cnt[p, b + 1] += cnt[p, b]
+        for i in range(v):
+            w = k[i]
+            d = (w >> shift) & 0x7FF
+            o = cnt[p, d]
+            k2[o] = w
+            idx2[o] = idx[i]
+            cnt[p, d] = o + 1
+        k, k2 = k2, k
+        idx, idx2 = idx2, idx
+    return idx
+
+
 def depth_order(proj: Projected) -> np.ndarray:
     """Indices of the visible Gaussians, front to back (stable for equal depths)."""
-    vis = np.flatnonzero(proj.visible).astype(np.int32)
-    return vis[radix_argsort_f32(np.ascontiguousarray(proj.depth[vis]))]
+    return visible_depth_order(proj.radii, np.ascontiguousarray(proj.depth, np.float32))
 
 
 def rasterize(proj: Projected, *, background=(0.0, 0.0, 0.0), return_contrib: bool = False):
@@ -306,9 +214,11 @@ def rasterize(proj: Projected, *, background=(0.0, 0.0, 0.0), return_contrib: bo
     tiles_x, tiles_y = (W + tile - 1) // tile, (H + tile - 1) // tile
     order = depth_order(proj)
     n_chunks = max(1, min(4 * nb.get_num_threads(), len(order) // 4096 + 1))
-    offsets, ids = bin_tiles(order, proj.rect, tiles_x, tiles_x * tiles_y, n_chunks)
-    packed = pack_visible(order, proj.xy, proj.conic, proj.opacities, proj.color, proj.depth)
-    geo = ellipse_geometry(packed)
+    rec, rec64 = new_records(len(order))
+    boxes = pack_frame(order, proj.xy, proj.conic, proj.opacities, proj.color, proj.depth,
+                       proj.rect, rec, rec64)
+    offsets, ids = bin_tiles_culled(rec, rec64, boxes, tiles_x, tiles_x * tiles_y, n_chunks,
+                                    tile)
     rgb = np.empty((H, W, 3), np.float32)
     alpha = np.empty((H, W), np.float32)
     depth = np.empty((H, W), np.float32)
@@ -317,7 +227,7 @@ def rasterize(proj: Projected, *, background=(0.0, 0.0, 0.0), return_contrib: bo
     pair_h = np.zeros(m, np.int32)
     bg = np.asarray(background, np.float64).reshape(3)
     with nb.parallel_chunksize(4):  # dynamic schedule: tiles differ a lot in cost
-        raster_kernel(offsets, ids, packed, geo, W, H, tile, tiles_x, bg, rgb, alpha, depth,
+        raster_kernel(offsets, ids, rec, rec64, W, H, tile, tiles_x, bg, rgb, alpha, depth,
                       bool(return_contrib), pair_c, pair_h)
     contrib = hits = None
     if return_contrib:

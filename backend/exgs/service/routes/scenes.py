@@ -108,8 +108,12 @@ def router(state) -> APIRouter:
             raise ApiError(403, f"{body.path}: outside the allowed folder")
         if not os.path.exists(real):
             raise ApiError(404, f"{body.path}: no such file")
-        if os.path.isdir(real) and not os.path.isfile(os.path.join(real, "meta.json")):
-            raise ApiError(400, f"{body.path}: is a folder (not a SOG scene)")
+        if os.path.isfile(real) and os.path.basename(real) in ("meta.json", "lod-meta.json"):
+            real = os.path.dirname(real)  # a (LOD) SOG scene is its folder: hashed whole
+        if os.path.isdir(real) and not any(os.path.isfile(os.path.join(real, m))
+                                           for m in ("meta.json", "lod-meta.json")):
+            raise ApiError(400, f"{body.path}: is a folder without meta.json or lod-meta.json "
+                                "(not a SOG or LOD SOG scene)")
         entry, dedup = await run_in_threadpool(store.add_path, real)
         info = entry.info()
         info["deduplicated"] = dedup
