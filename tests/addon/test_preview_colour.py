@@ -68,3 +68,34 @@ def test_workbench_attribute_colour_shows_splat_colours(run_bpy, tmp_path):
     for got, want in zip(res["pix"], COLOURS):
         assert got[3] > 0.99
         np.testing.assert_allclose(got[:3], _srgb_to_linear(want), atol=0.02)
+
+
+def test_cube_budget_draws_every_kth_gaussian(run_bpy, tmp_path):
+    """Big scenes draw at most ``Max Cubes`` cubes (every k-th Gaussian): the preview's cost
+    does not grow with the scene; 0 draws all."""
+    from exgs.io.ply import write_ply
+    from exgs.synth import random_scene
+
+    path = tmp_path / "many.ply"
+    write_ply(random_scene(2000, sh_degree=0, seed=3), path)
+    res = run_bpy(f"""
+        bpy.ops.wm.read_homefile(use_empty=True)
+        assert bpy.ops.exgs.import_splats(filepath={str(path)!r}) == {{"FINISHED"}}
+        obj = bpy.context.view_layer.objects.active
+        mod = obj.modifiers["ExGS Preview"]
+        key = next(i.identifier for i in mod.node_group.interface.items_tree
+                   if getattr(i, "name", "") == "Max Cubes")
+        out = {{"default": mod.node_group.interface.items_tree["Max Cubes"].default_value}}
+        for cap in (500, 0, 2000, 3):
+            mod[key] = cap
+            obj.data.update()
+            ev = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).data
+            out[str(cap)] = len(ev.vertices)
+        RESULT = out
+    """, timeout=180)
+    assert res["default"] == 300_000
+    # 2000 loose input vertices + 8 per drawn cube
+    assert res["500"] == 2000 + 8 * 500          # stride 4
+    assert res["0"] == 2000 + 8 * 2000           # no cap
+    assert res["2000"] == 2000 + 8 * 2000        # stride 1
+    assert res["3"] == 2000 + 8 * (2000 // 667)  # stride ceil(2000/3) = 667 → 2 cubes
