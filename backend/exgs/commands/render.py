@@ -181,7 +181,10 @@ def run(args) -> int:
             painter_dir=args.painter, device=painter_device(device),
             use_delta=not args.no_delta,
             warn=lambda m: print(f"exgs: warning: {m}", file=sys.stderr)))
-        if restorer.delta["applied"]:
+        if restorer.delta["applied"] and restorer.delta["form"] == "none":
+            print("not restoring: the file says restoration lowers this scene's quality "
+                  "(--no-delta restores with the generic painter)", file=sys.stderr)
+        elif restorer.delta["applied"]:
             print(f"restoring with the file's painter delta ({restorer.delta['form']}, "
                   f"{restorer.delta['bytes']:,} bytes)", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)

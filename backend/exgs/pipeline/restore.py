@@ -7,6 +7,8 @@
 (``render``, ``eval``) and the service (render jobs) call it; the service passes a
 :class:`PainterCache` so the generic painter is loaded once and a few adapted ones are kept.
 
+A ``"none"`` delta (:func:`exgs.painter.delta.none_delta`: the compressor measured that
+the unrestored render is better) gives a restorer that returns its input exactly.
 Deltas made for other painter weights are skipped with ``warn(message)`` (the generic
 painter restores); a corrupt delta raises SceneFormatError (one line naming the file).
 """
@@ -122,7 +124,8 @@ def restorer_for(source, options: RestoreOptions | None = None, *,
             "reason": "delta disabled" if not opts.use_delta else "no painter delta"}
     if delta is None:
         return Restorer(generic, kept, info)
-    from ..painter.delta import DeltaError, DeltaMismatch, apply_delta, describe_delta
+    from ..painter.delta import (NONE_FORM, DeltaError, DeltaMismatch, apply_delta,
+                                 describe_delta)
     from ..painter.infer import Painter
 
     try:
@@ -136,8 +139,11 @@ def restorer_for(source, options: RestoreOptions | None = None, *,
     except DeltaError as e:
         raise _file_error(path, str(e)) from None
     d = describe_delta(delta)
+    reason = "applied"
+    if d["form"] == NONE_FORM:  # the compressor found that no restoration renders it best
+        reason = "the scene's facts say: no restoration (it lowered held-out PSNR)"
     return Restorer(painter, kept, {"applied": True, "form": d["form"], "bytes": len(delta),
-                                    "reason": "applied"})
+                                    "reason": reason})
 
 
 def _file_error(path, message: str) -> SceneFormatError:
