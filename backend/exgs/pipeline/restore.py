@@ -40,6 +40,8 @@ class RestoreOptions:
     use_delta: bool = True
     kept_fraction: float | None = None
     warn: Callable[[str], None] | None = None
+    temporal: bool = False  #: frames come in the order of a smooth camera path: stabilise
+    #: them (:class:`exgs.painter.temporal.TemporalStabilizer`, flicker ≤ the input's)
 
 
 @dataclass
@@ -50,9 +52,14 @@ class Restorer:
     painter: object
     kept_fraction: float | None = None
     delta: dict = field(default_factory=dict)
+    stabilizer: object = None  #: a TemporalStabilizer (stateful: one camera path, in order)
 
     def __call__(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-        return self.painter.restore(rgb, alpha, kept_fraction=self.kept_fraction)
+        out = self.painter.restore(rgb, alpha, kept_fraction=self.kept_fraction)
+        if self.stabilizer is not None:
+            out = self.stabilizer(np.clip(np.nan_to_num(np.asarray(rgb, np.float32)), 0, 1),
+                                  out)
+        return out
 
 
 class PainterCache:
@@ -102,6 +109,18 @@ def _load_painter(painter_dir, device: str):
 
 def restorer_for(source, options: RestoreOptions | None = None, *,
                  cache: PainterCache | None = None) -> Restorer:
+    """See :func:`_restorer_for`; with ``options.temporal`` the restorer stabilises its
+    frames over time (one restorer per camera path)."""
+    r = _restorer_for(source, options, cache=cache)
+    if options is not None and options.temporal:
+        from ..painter.temporal import TemporalStabilizer
+
+        r.stabilizer = TemporalStabilizer()
+    return r
+
+
+def _restorer_for(source, options: RestoreOptions | None = None, *,
+                  cache: PainterCache | None = None) -> Restorer:
     """GaussPainter for the scene ``source``: a scene file path (its facts are read from it,
     :func:`~exgs.pipeline.facts.facts_of_file`), a :class:`SceneFacts`, or None (no facts:
     generic painter, default gate). See the module docstring."""

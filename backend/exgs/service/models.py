@@ -114,6 +114,9 @@ class RenderRequest(BaseModel):
     background: Annotated[list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]],
                           Field(min_length=3, max_length=3)] = [0.0, 0.0, 0.0]
     restore: bool = Field(False, description="run GaussPainter on each frame")
+    temporal: bool = Field(False, description="with restore: the cameras are a smooth path "
+                                              "(an animation); stabilise the restored frames "
+                                              "so they flicker no more than the unrestored ones")
     use_delta: bool = Field(True, description="with restore: apply the scene's per-scene "
                                               "painter delta (one of its facts) when it has one")
     painter_delta: Optional[Annotated[str, Field(max_length=8 << 20)]] = Field(
