@@ -29,7 +29,8 @@ trained on and decide whether the delta is kept. Crops of ``crop`` px (multiples
 sampled where the degraded render differs most from the clean one), batch ``batch``,
 loss ``|out − clean|₁ + w_ssim · (1 − SSIM)``, Adam with cosine decay over the budget.
 
-Defaults (measured, docs/painter.md): form ``last``, 60 s, int8, margin 0.3 dB.
+Defaults (measured, docs/painter.md): form ``auto`` (``last`` here; the pipeline chooses
+by rate–distortion), 60 s, int8, margin 0.3 dB.
 
 Switch-off rule (:mod:`.adapt_judge`): the delta is kept only if, on the held-out views,
 the adapted painter on the file's scene beats the *better* of the generic painter and no
