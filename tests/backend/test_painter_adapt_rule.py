@@ -170,3 +170,19 @@ def test_auto_form_picks_the_best_candidate_at_equal_size(monkeypatch):
     best = max(cands, key=lambda f: cands[f]["heldout_adapted_db"])
     assert pd["enabled"] and pd["form"] == best
     assert len(res.data) <= src / 40.0 and len(res.scene) < 3000
+
+
+def test_no_room_for_a_delta_still_marks_none_when_restoring_hurts(scene, harmful_net):
+    """A budget too small for any delta: no training, but the generic painter is still
+    judged against no restoration on held-out views, and the file is marked 'none'."""
+    from exgs.ugc import inria_ply_bytes
+
+    src = inria_ply_bytes(len(scene), 3)
+    ratio = src / 2600.0  # 2.6 kB: less than a 'last' reserve + 2 kB of scene
+    opts = CompressOptions(ratio=ratio, source_bytes=src, device="cpu", **FAST)
+    res = compress_scene(scene, opts, tiny_cfg(), net=harmful_net)
+    pd = res.stats["painter_delta"]
+    assert "no room" in pd["reason"] and pd["candidates"] == {}
+    assert pd["choice"] == "none" and pd["restore"] == "none"
+    assert is_none_delta(X.exgs_section_from_bytes(res.data, X.DELTA_SECTION))
+    assert len(res.data) <= 2600
