@@ -39,6 +39,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENES = os.path.join(os.path.dirname(ROOT), "shared", "scenes")
+if not os.path.isdir(SCENES):  # a worktree under /work/wt/NAME
+    SCENES = "/work/shared/scenes"
 RESULTS = os.path.join(ROOT, "bench", "results")
 
 
@@ -67,6 +69,20 @@ def _eval(refs, scene, cams, restore, kept_fraction=None):
     return float(np.mean(pr)), float(np.mean(rp)), float(np.mean(rs)), rp
 
 
+def _real_scene(spec: str, views: int, size: int):
+    """A held-out real capture (``real:NAME[+shell]``): (scene, label, evaluation cameras,
+    CompressOptions keywords). UGC scores and the delta trains on views of the *object*
+    (:func:`exgs.painter.data.significance_views` + 24 varied ``frame_views``), inside a
+    ``+shell``; the evaluation views are other ``frame_views`` (seed 1234)."""
+    from exgs.painter.data import frame_views, load_scene, scene_frame, significance_views
+
+    scene = load_scene(spec, SCENES)
+    frame = scene_frame(spec, scene)
+    train = significance_views(frame) + frame_views(frame, 24, 256, seed=77)
+    cams = frame_views(frame, views, size, seed=1234)
+    return scene, spec[5:], cams, {"cameras": train, "up": frame["up"]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenes", default="lod4,lod3,lod2")
@@ -93,6 +109,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from exgs.io import read_scene
     from exgs.painter.adapt import AdaptConfig
+    from exgs.painter.adapt_judge import choose
     from exgs.painter.delta import apply_delta
     from exgs.painter.infer import Painter, load_net
     from exgs.pipeline import CompressOptions, compress_scene
@@ -130,17 +147,22 @@ def main(argv=None) -> int:
         os.replace(tmp, args.out)
 
     for sname in args.scenes.split(","):
-        path = _scene_path(sname.strip())
-        scene = read_scene(path)
-        label = os.path.basename(path)[:-4]
+        sname = sname.strip()
+        extra = {}
+        if sname.startswith("real:"):  # held-out real captures (exgs.painter.data specs)
+            scene, label, cams, extra = _real_scene(sname, args.views, args.size)
+        else:
+            path = _scene_path(sname)
+            scene = read_scene(path)
+            label = os.path.basename(path)[:-4]
+            cams = held_out_views(scene, args.views, (args.size, args.size))
         src = inria_ply_bytes(len(scene), 3)
-        cams = held_out_views(scene, args.views, (args.size, args.size))
         refs = render_views(scene, cams, "cpu")
         score = None
         for ratio in (float(x) for x in args.ratios.split(",")):
             t0 = time.perf_counter()
             opts = CompressOptions(ratio=ratio, source_bytes=src, device="cpu",
-                                   ugc={"score": score})
+                                   ugc={"score": score}, **extra)
             g = compress_scene(scene, opts)
             score = g.score
             gp, gr, gs, gviews = _eval(refs, g.scene, cams,
@@ -178,6 +200,15 @@ def main(argv=None) -> int:
                     refs, a.scene, cams, lambda x, y, k: adapted.restore(x, y, kept_fraction=k),
                     len(a.scene) / len(scene))
                 gain_views = np.array(aviews) - np.array(gviews)
+                verdict = choose(pdl.get("heldout_adapted_db"), pdl.get("heldout_none_db"),
+                                 pdl.get("heldout_generic_db"), default_min_gain)
+                chosen = {"delta": ar, "none": gp, "generic": gr}[verdict["choice"]]
+                row.update(choice_by_default=verdict["choice"], chosen_psnr=round(chosen, 3),
+                           form_chosen=pdl.get("form"), candidates=pdl.get("candidates"),
+                           internal_none_db=pdl.get("heldout_none_db"),
+                           internal_generic_db=pdl.get("heldout_generic_db"),
+                           internal_adapted_db=pdl.get("heldout_adapted_db"),
+                           gain_over_best_db=round(ar - max(gr, gp), 3))
                 row.update(fits=True, kept=len(a.scene), total_bytes=len(a.data),
                            delta_bytes=len(delta), pruned_psnr=round(ap_, 3),
                            adapted_psnr=round(ar, 3), adapted_ssim=round(as_, 4),
@@ -193,6 +224,9 @@ def main(argv=None) -> int:
                 assert row["total_bytes"] <= row["budget_bytes"], row
                 rows.append(row)
                 save()
+                print(f"  unrestored {gp:.2f} / generic {gr:.2f} / adapted {ar:.2f} dB "
+                      f"({pdl.get('form')}); default rule: {verdict['choice']} -> "
+                      f"{chosen:.2f} dB", flush=True)
                 print(f"  {form}: {len(a.scene)} kept + {len(delta)} B delta = "
                       f"{len(a.data)} B; {gr:.2f} -> {ar:.2f} dB ({ar - gr:+.2f}, median "
                       f"{row['gain_median']:+.2f}), SSIM {gs:.4f} -> {as_:.4f}; internal "
@@ -203,7 +237,27 @@ def main(argv=None) -> int:
     return 0
 
 
+def _table_rule(rows):
+    """The switch-off rule at equal file size: unrestored / generic (the generic file) vs
+    adapted (the delta file), and what the default rule stores."""
+    rows = [r for r in rows if r.get("chosen_psnr") is not None]
+    if not rows:
+        return
+    print()
+    print("| scene | ratio | form (chosen) | budget B | unrestored dB | generic dB | adapted dB "
+          "| adapted − best dB | default rule → dB | internal none / generic / adapted |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: (r["scene"], r["ratio"], r["form"])):
+        print(f"| {r['scene']} | {r['ratio']:g}× | {r['form']} ({r.get('form_chosen')}) | "
+              f"{r['budget_bytes']:,} | {r['generic_pruned_psnr']:.2f} | {r['generic_psnr']:.2f} | "
+              f"{r['adapted_psnr']:.2f} | {r['gain_over_best_db']:+.2f} | "
+              f"{r['choice_by_default']} → {r['chosen_psnr']:.2f} | "
+              f"{r['internal_none_db']:.2f} / {r['internal_generic_db']:.2f} / "
+              f"{r['internal_adapted_db']:.2f} |")
+
+
 def _table(rows, min_gain):
+    _table_rule(rows)
     """Markdown table of all rows; "on by default" is recomputed with the current default
     switch-off margin from the compressor's own held-out estimate (internal gain)."""
     for r in rows:

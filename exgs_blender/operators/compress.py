@@ -187,6 +187,8 @@ class EXGS_OT_compress(bpy.types.Operator):
         if pd.get("data_b64"):
             # kept in the .blend (like the Gaussians): render nodes need no other file
             so.set_painter_delta_b64(pd["data_b64"])
+            if pd.get("restore") == "none":  # restoring lowered quality: renders skip it
+                return ", marked: no restoration (GaussPainter lowered its quality)"
             return (f", painter delta {pd.get('form', '')} {pd.get('bytes', 0):,} bytes "
                     f"({pd.get('gain_db', 0):+.1f} dB)")
         return ", no painter delta (did not pay)" if pd else ""

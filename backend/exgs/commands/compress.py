@@ -96,7 +96,8 @@ def register(sub) -> None:
                    help="fine-tune a per-scene GaussPainter delta for SECONDS (default 60) "
                         "and store it in the file (counted in --ratio)")
     p.add_argument("--adapt-form", default=None, metavar="FORM",
-                   help="delta form: last (default), head, lora or bias")
+                   help="delta form: auto (default: the best of last/head that fits the "
+                        "budget, by held-out PSNR at equal file size), last, head, lora or bias")
     p.add_argument("--adapt-threads", type=int, default=1, metavar="N",
                    help="torch threads for the adaptation (default 1)")
     p.add_argument("--adapt-min-gain", type=float, default=None, metavar="DB",
@@ -190,7 +191,11 @@ def run(args) -> int:
         if pd.get("enabled"):
             print(f"  painter delta ({pd['form']}): {pd['bytes']:,} bytes of the file, "
                   f"held-out {pd['heldout_generic_db']:.2f} -> {pd['heldout_adapted_db']:.2f} dB "
-                  f"({pd['gain_db']:+.2f} dB at equal size), {pd['steps']} steps")
+                  f"({pd['gain_db']:+.2f} dB over {pd.get('reference', 'generic')} at equal size), "
+                  f"{pd['steps']} steps")
+        elif pd.get("restore") == "none":
+            print(f"  painter delta: 'none' ({pd['bytes']} bytes): the file is marked to be "
+                  f"rendered unrestored ({pd.get('reason', '')})")
         else:
             print(f"  painter delta: not stored ({pd.get('reason', 'switched off')})")
     return 0

@@ -76,6 +76,10 @@ def register(sub) -> None:
     p.add_argument("--painter", help="GaussPainter weights folder (default: shipped weights)")
     p.add_argument("--no-delta", action="store_true",
                    help="with --restore: ignore the per-scene painter delta of a .exgs file")
+    p.add_argument("--temporal", action="store_true",
+                   help="with --restore: the cameras form a smooth path (an animation); "
+                        "stabilise the restored frames so they flicker no more than the "
+                        "unrestored ones")
     p.set_defaults(func=run)
     p.error = _one_line_error  # type: ignore[method-assign]
 
@@ -157,6 +161,8 @@ def run(args) -> int:
         raise UsageError("--painter needs --restore")
     if args.no_delta and not args.restore:
         raise UsageError("--no-delta needs --restore")
+    if args.temporal and not args.restore:
+        raise UsageError("--temporal needs --restore")
     if args.depth == "exr":
         _exr_check()
     device = resolve_device(args.device)
@@ -179,9 +185,12 @@ def run(args) -> int:
 
         restorer = restorer_for(args.scene, RestoreOptions(
             painter_dir=args.painter, device=painter_device(device),
-            use_delta=not args.no_delta,
+            use_delta=not args.no_delta, temporal=args.temporal,
             warn=lambda m: print(f"exgs: warning: {m}", file=sys.stderr)))
-        if restorer.delta["applied"]:
+        if restorer.delta["applied"] and restorer.delta["form"] == "none":
+            print("not restoring: the file says restoration lowers this scene's quality "
+                  "(--no-delta restores with the generic painter)", file=sys.stderr)
+        elif restorer.delta["applied"]:
             print(f"restoring with the file's painter delta ({restorer.delta['form']}, "
                   f"{restorer.delta['bytes']:,} bytes)", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)

@@ -29,13 +29,17 @@ trained on and decide whether the delta is kept. Crops of ``crop`` px (multiples
 sampled where the degraded render differs most from the clean one), batch ``batch``,
 loss ``|out − clean|₁ + w_ssim · (1 − SSIM)``, Adam with cosine decay over the budget.
 
-Defaults (measured, docs/painter.md): form ``last``, 60 s, int8, margin 0.3 dB.
+Defaults (measured, docs/painter.md): form ``auto`` (``last`` here; the pipeline chooses
+by rate–distortion), 60 s, int8, margin 0.3 dB.
 
-Switch-off rule: the delta is kept only if, on the held-out views, the adapted painter on
-the file's scene beats the generic painter on the *baseline* scene (the scene the file would
-hold without a delta — with ``--ratio`` the larger kept count that fills the delta's bytes
-too) by at least ``min_gain_db`` (mean PSNR, dB). The delta evaluated is the quantized one,
-applied exactly as a reader applies it.
+Switch-off rule (:mod:`.adapt_judge`): the delta is kept only if, on the held-out views,
+the adapted painter on the file's scene beats the *better* of the generic painter and no
+restoration on the *baseline* scene (what the file would hold without a delta — with
+``--ratio`` the larger kept count that fills the delta's bytes too) by ``min_gain_db``
+(mean PSNR, dB); ``stats["choice"]`` is then "generic" or "none" (the compressor stores a
+``"none"`` delta for the latter). The delta evaluated is the quantized one, applied exactly
+as a reader applies it. ``form="auto"`` (:mod:`exgs.pipeline.adapt`) trains the forms that
+fit the byte budget and keeps the best at equal file size.
 
 Determinism: with ``steps`` set, training is deterministic for a given seed and thread layout
 (the time budget then only caps it); with a time budget alone, the number of steps depends
@@ -57,6 +61,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UsageError
+from .adapt_judge import baseline_keys, choose, mean_psnr, restore_views, score_without_delta
 from .adapt_views import adaptation_cameras, render_pairs
 from .delta import base_fingerprint
 from .delta_forms import (FORMS, delta_param_count, export, last_conv, parametrize,
@@ -65,7 +70,8 @@ from .delta_forms import (FORMS, delta_param_count, export, last_conv, parametri
 __all__ = ["AdaptConfig", "AdaptResult", "adapt", "gate_bias_for", "FORMS", "targets",
            "size_reserve", "delta_param_count", "adaptation_cameras", "render_pairs",
            "config_dict"]
-DEFAULT_FORM = "last"
+AUTO_FORM = "auto"  #: choose the form by rate–distortion at the file's budget (pipeline)
+DEFAULT_FORM = AUTO_FORM
 DEFAULT_SECONDS = 60.0
 MIN_TRAIN_VIEWS = 4  #: rendered even when that overruns a tiny budget
 MIN_STEPS = 30  #: training steps done even when that overruns a tiny budget
@@ -93,9 +99,9 @@ class AdaptConfig:
     up: str = "-y"
 
     def validate(self) -> "AdaptConfig":
-        if self.form not in FORMS:
+        if self.form not in FORMS + (AUTO_FORM,):
             raise UsageError(f"unknown painter delta form {self.form!r} (expected one of "
-                             f"{', '.join(FORMS)})")
+                             f"{', '.join(FORMS + (AUTO_FORM,))})")
         if not (math.isfinite(self.seconds) and self.seconds > 0):
             raise UsageError(f"adaptation budget must be a positive number of seconds, got "
                              f"{self.seconds}")
@@ -226,20 +232,6 @@ def gate_bias_for(net, kept_fraction: float | None):
     return None if f is None or kept_fraction is None else float(f(kept_fraction))
 
 
-def _restore_views(net, views, key_rgb="rgb", key_alpha="alpha", kept_fraction=None) -> list:
-    from .infer import Painter
-
-    p = Painter(net)
-    return [p.restore(v[key_rgb], v[key_alpha], kept_fraction=kept_fraction) for v in views]
-
-
-def _mean_psnr(outs, views) -> float:
-    from ..metrics import psnr
-
-    vals = [min(psnr(v["clean"], o), 99.0) for o, v in zip(outs, views)]
-    return float(np.mean(vals))
-
-
 def adapt(full_scene, pruned_scene, *, net=None, cameras=None, baseline_scene=None,
           config: AdaptConfig | None = None, progress: Callable | None = None,
           pairs: list[dict] | None = None) -> AdaptResult:
@@ -256,6 +248,10 @@ def adapt(full_scene, pruned_scene, *, net=None, cameras=None, baseline_scene=No
     import torch
 
     cfg = (config or AdaptConfig()).validate()
+    if cfg.form == AUTO_FORM:  # no byte budget to choose by here: the smallest form
+        from dataclasses import replace
+
+        cfg = replace(cfg, form="last")
     t_start = time.perf_counter()
     deadline = t_start + cfg.seconds
     old_threads = torch.get_num_threads()
@@ -407,38 +403,38 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
             "train_views": len(train_views), "heldout_views": len(hold)}
     blob = export(params, cfg.form, cfg.dtype, cfg.rank, base_fp, info)
     adapted = apply_delta(net, blob)
-    out_ad = _restore_views(adapted, hold, kept_fraction=kept)
-    base_key = "base_rgb" if "base_rgb" in hold[0] else "rgb"
-    base_a = "base_alpha" if base_key == "base_rgb" else "alpha"
-    out_gen = _restore_views(net, hold, base_key, base_a, kept_fraction=kept_base)
-    from ..metrics import psnr
-
-    ps_pruned = float(np.mean([min(psnr(v["clean"], v["rgb"]), 99.0) for v in hold]))
-    ps_ad = _mean_psnr(out_ad, hold)
-    ps_gen = _mean_psnr(out_gen, hold)
-    out_gen_same = out_gen if base_key == "rgb" else _restore_views(net, hold, kept_fraction=kept)
-    ps_gen_same = _mean_psnr(out_gen_same, hold)
-    gain = ps_ad - ps_gen
-    enabled = bool(gain >= cfg.min_gain_db)
+    ps_ad = mean_psnr(restore_views(adapted, hold, kept_fraction=kept), hold)
+    ref = score_without_delta(net, hold, kept_base)  # baseline file: unrestored, generic
+    ps_pruned = mean_psnr([v["rgb"] for v in hold], hold)
+    ps_gen_same = (ref["generic"] if baseline_keys(hold)[0] == "rgb" else
+                   mean_psnr(restore_views(net, hold, kept_fraction=kept), hold))
+    verdict = choose(ps_ad, ref["none"], ref["generic"], cfg.min_gain_db)
+    gain = verdict["gain_db"]
+    enabled = verdict["choice"] == "delta"
     stats = dict(info, heldout_pruned_db=round(ps_pruned, 3),
+                 heldout_none_db=round(ref["none"], 3),
                  heldout_generic_same_scene_db=round(ps_gen_same, 3),
-                 heldout_generic_db=round(ps_gen, 3), heldout_adapted_db=round(ps_ad, 3),
-                 gain_db=round(gain, 3), min_gain_db=cfg.min_gain_db, enabled=enabled,
+                 heldout_generic_db=round(ref["generic"], 3), heldout_adapted_db=round(ps_ad, 3),
+                 gain_db=round(gain, 3), gain_vs_generic_db=round(ps_ad - ref["generic"], 3),
+                 reference=verdict["reference"], choice=verdict["choice"],
+                 min_gain_db=cfg.min_gain_db, enabled=enabled,
                  params=delta_param_count(net, cfg.form, cfg.rank), base=base_fp,
                  loss_history=history[-40:], seconds=round(time.perf_counter() - t_start, 2))
+    vs = f"{verdict['reference']} ({verdict['reference_db']:.2f} dB)"
     if enabled:
         # re-encode with the final stats inside (informative only; weights identical)
         keep_stats = {k: stats[k] for k in ("form", "rank", "dtype", "steps", "train_seconds",
                                             "views", "heldout_views", "gain_db",
-                                            "heldout_generic_db", "heldout_adapted_db")}
+                                            "heldout_generic_db", "heldout_adapted_db",
+                                            "heldout_none_db", "reference")}
         blob = export(params, cfg.form, cfg.dtype, cfg.rank, base_fp, keep_stats)
         stats["bytes"] = len(blob)
-        stats["reason"] = f"held-out gain {gain:+.2f} dB ≥ {cfg.min_gain_db} dB"
+        stats["reason"] = f"held-out gain {gain:+.2f} dB over {vs} ≥ {cfg.min_gain_db} dB"
     else:
         stats["bytes"] = 0
         stats["bytes_if_kept"] = len(blob)
-        stats["reason"] = (f"switched off: held-out gain {gain:+.2f} dB < "
-                           f"{cfg.min_gain_db} dB")
+        stats["reason"] = (f"switched off: held-out gain {gain:+.2f} dB over {vs} < "
+                           f"{cfg.min_gain_db} dB; restore with: {verdict['choice']}")
     _emit(progress, 1.0, f"adapt: {stats['reason']}")
     return AdaptResult(blob if enabled else None, stats)
 

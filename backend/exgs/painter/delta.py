@@ -24,6 +24,12 @@ JSON descriptor::
                   "offset": byte offset in the payload, "length": bytes}],
      "stats": {...}}   # informative only (training time, held-out gain, ...)
 
+A delta of form ``"none"`` has no tensors (and base ``""``): it is the compressor's verdict
+that *no* restoration renders this scene best (held-out views: the unrestored render beat
+the generic painter and every adapted one). Applying it gives a painter whose gate is shut
+everywhere — the input comes back exactly and the network is not run
+(:func:`none_delta`); it fits any base weights.
+
 ``diff`` tensors have the target parameter's shape and are added to it. A ``lora_a``
 [r, fan_in] / ``lora_b`` [out, r] pair with the same ``name`` adds ``(B @ A).reshape(shape)``.
 int8 values are ``round(x / scale)`` in [−127, 127] (symmetric, one scale per tensor);
@@ -47,6 +53,7 @@ LAYOUT_VERSION = 1
 PREFIX = struct.Struct("<4sBI")
 MAX_DELTA_BYTES = 16 << 20  #: refuse descriptors/payloads beyond this (hostile input)
 KINDS = ("diff", "lora_a", "lora_b")
+NONE_FORM = "none"  #: the "do not restore this scene" delta (no tensors)
 DTYPES = ("int8", "fp16")
 
 
@@ -154,6 +161,10 @@ def decode_delta(data: bytes) -> tuple[dict, list[tuple[dict, np.ndarray]]]:
     _need(isinstance(desc.get("base"), str), "descriptor lacks base")
     _need(isinstance(desc.get("rank"), int) and 0 <= desc["rank"] <= 4096, "bad rank")
     ts = desc.get("tensors")
+    if desc["form"] == NONE_FORM:
+        _need(ts == [], f"a {NONE_FORM!r} delta has no tensors")
+        _need(len(payload) == 0, f"a {NONE_FORM!r} delta has no payload")
+        return desc, []
     _need(isinstance(ts, list) and ts, "descriptor has no tensors")
     out, expect = [], 0
     isz = 1 if desc["dtype"] == "int8" else 2
@@ -208,6 +219,8 @@ def apply_delta(net, data: bytes, *, check_base: bool = True):
     import torch
 
     desc, tensors = decode_delta(data)
+    if desc["form"] == NONE_FORM:
+        return _gate_shut_copy(net)
     if check_base:
         fp = base_fingerprint(net)
         if desc["base"] != fp:
@@ -224,6 +237,32 @@ def apply_delta(net, data: bytes, *, check_base: bool = True):
                   f"{name}: {list(d.shape)} does not fit {list(p.shape)}")
             p.add_(torch.from_numpy(np.ascontiguousarray(d, np.float32)).reshape(p.shape)
                    .to(p.device))
+    return out.eval()
+
+
+def none_delta(stats: dict | None = None) -> bytes:
+    """The ``"none"`` delta: restore this scene with nothing (``stats``: why, informative)."""
+    return encode_delta(NONE_FORM, [], base="", dtype="int8", stats=stats)
+
+
+def is_none_delta(data: bytes | None) -> bool:
+    """True when ``data`` is a valid ``"none"`` delta."""
+    if not data:
+        return False
+    try:
+        return decode_delta(data)[0]["form"] == NONE_FORM
+    except DeltaError:
+        return False
+
+
+def _gate_shut_copy(net):
+    """A copy of ``net`` whose gate bias is −∞ for every kept fraction: it returns its input
+    exactly (:func:`exgs.painter.fast.gate_shut`: the network is not even run)."""
+    import dataclasses
+
+    out = copy.deepcopy(net)
+    if hasattr(out, "cfg"):
+        out.cfg = dataclasses.replace(out.cfg, gate_bias=float("-inf"), gate_bias_by_keep=())
     return out.eval()
 
 

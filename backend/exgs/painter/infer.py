@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import ExgsError
+from . import fast
 from .model import LATENT_SCALE, PainterConfig, PainterNet
 
 MIN_SIZE = 64  #: frames are padded to at least this many pixels per side
@@ -107,25 +108,42 @@ def _starts(size: int, tile: int, overlap: int) -> list[int]:
 class Painter:
     """Restores renders of pruned scenes. Not thread-safe (one torch module)."""
 
-    def __init__(self, net: PainterNet, device: str = "cpu", path: str | None = None):
+    def __init__(self, net: PainterNet, device: str = "cpu", path: str | None = None,
+                 precision: str | None = None):
         self.net = net.eval()
         self.device = device
         self.path = path
         self.tile = int(net.cfg.tile)
         self.overlap = int(net.cfg.overlap)
+        prec = precision or os.environ.get("EXGS_PAINTER_PRECISION", "fp32")
+        if prec not in fast.PRECISIONS:
+            raise ExgsError(f"painter precision must be one of {', '.join(fast.PRECISIONS)}, "
+                            f"got {prec!r}")
+        self.precision = prec
+        self._fast, self._fast_version = None, None
+
+    def _inference_net(self):
+        """The channels-last inference copy of ``self.net`` (:mod:`.fast`), rebuilt when the
+        net's weights change."""
+        v = fast.weights_version(self.net)
+        if self._fast is None or v != self._fast_version:
+            self._fast, self._fast_version = fast.inference_copy(self.net), v
+        return self._fast
 
     @property
     def config(self) -> PainterConfig:
         return self.net.cfg
 
     # ----------------------------------------------------------------------- core
-    @torch.no_grad()
+    @torch.inference_mode()
     def _run(self, rgb: np.ndarray, alpha: np.ndarray,
              kept_fraction: float | None = None) -> np.ndarray:
-        """[B,h,w,3], [B,h,w] with h, w multiples of 8 → [B,h,w,3]."""
+        """[B,h,w,3], [B,h,w] with h, w multiples of 8 → [B,h,w,3] (:func:`.fast.run`: the
+        channels-last copy; frames whose gate is shut everywhere skip the network)."""
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))).to(self.device)
         a = torch.from_numpy(np.ascontiguousarray(alpha[:, None])).to(self.device)
-        return self.net(x, a, kept_fraction=kept_fraction).clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu().numpy()
+        out = fast.run(self._inference_net(), x, a, kept_fraction, self.precision)
+        return out.permute(0, 2, 3, 1).cpu().numpy()
 
     def restore_batch(self, rgb, alpha, *, kept_fraction: float | None = None,
                       tile: int | None = None, overlap: int | None = None) -> np.ndarray:
@@ -203,10 +221,13 @@ def kept_fraction(path: str | os.PathLike, count: int | None = None) -> float | 
         return None
 
 
-def load_painter(path: str | os.PathLike | None = None, device: str = "cpu") -> Painter:
+def load_painter(path: str | os.PathLike | None = None, device: str = "cpu",
+                 precision: str | None = None) -> Painter:
     """The painter from ``path`` (a weights directory in the layout above; None = the
-    default weights shipped in ``exgs/painter/weights``) on ``device`` ("cpu", "cuda", "auto")."""
+    default weights shipped in ``exgs/painter/weights``) on ``device`` ("cpu", "cuda", "auto").
+    ``precision``: "fp32" (default) or "bf16" (:mod:`.fast`; default from the environment
+    variable ``EXGS_PAINTER_PRECISION``)."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     net = load_net(path, device)
-    return Painter(net, device, None if path is None else str(path))
+    return Painter(net, device, None if path is None else str(path), precision)

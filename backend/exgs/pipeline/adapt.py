@@ -4,27 +4,38 @@ around :func:`exgs.painter.adapt.adapt`, which trains the delta).
 With a byte budget the *whole file* (scene + delta) fits in it:
 
 1. the generic file is searched for the full budget (the baseline);
-2. room for the delta is reserved (:func:`exgs.painter.delta_forms.size_reserve`, an upper
-   estimate) and the kept count is searched again for the rest, reusing the significance;
-3. the delta is trained on that smaller scene and kept only if, on held-out views, it beats
-   the generic painter on the baseline file by ``min_gain_db``; otherwise the baseline file
-   is returned unchanged;
-4. the kept count is searched once more with the delta's actual size when it exceeds its
-   reserve or leaves more than ``REFILL_BYTES`` unused (the delta is kept: a few Gaussians
-   more or less do not change what it learnt).
+2. the candidate forms are those whose size reserve (:func:`exgs.painter.delta_forms.
+   size_reserve`, an upper estimate) fits the budget: the given form, or with
+   ``form="auto"`` every form of :data:`AUTO_FORMS` whose reserve is at most
+   :data:`AUTO_MAX_SHARE` of the budget (the time budget is split between them);
+3. per candidate, room for the delta is reserved, the kept count is searched again for the
+   rest (reusing the significance) and the delta is trained on that smaller scene;
+4. rate–distortion at equal file size: the candidate with the best held-out PSNR is kept if
+   it beats the *better* of the generic painter and no restoration on the baseline file by
+   ``min_gain_db`` (:mod:`exgs.painter.adapt_judge`); otherwise the baseline file is
+   written — with a ``"none"`` delta (a few dozen bytes, :func:`exgs.painter.delta.
+   none_delta`) when no restoration was better than the generic painter, so no reader
+   restores it;
+5. the kept count is searched once more with the chosen section's actual size when it
+   exceeds its reserve or leaves more than ``REFILL_BYTES`` unused.
 
-With a ``keep_target`` the kept count is fixed and the delta adds to the size; it is kept if
-it beats the generic painter on the same scene by ``min_gain_db``.
+With a ``keep_target`` the kept count is fixed and the delta adds to the size (``auto``
+means ``last`` there); it is kept if it beats the better of generic / none on the same
+scene by ``min_gain_db``.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 from ..errors import UsageError
 from ..ugc.compress import CompressResult
 
 REFILL_BYTES = 256  #: re-search the kept count when the delta leaves more than this unused
+AUTO_FORMS = ("last", "head")  #: the forms ``auto`` compares (cached-activation training)
+AUTO_MAX_SHARE = 0.10  #: ``auto`` tries a form when its reserve is ≤ this share of the budget
+MIN_ROOM = 2048  #: no delta when less than this is left for the scene
 
 
 def _emit(progress, frac, msg):
@@ -32,16 +43,58 @@ def _emit(progress, frac, msg):
         progress(float(min(max(frac, 0.0), 1.0)), msg)
 
 
+def candidate_forms(net, cfg, budget: float | None) -> tuple[list[tuple[str, int]], str]:
+    """[(form, reserve bytes)] to train for ``budget`` (None: the form itself, ``auto`` →
+    ``last``) and, when the list is empty, why."""
+    from ..painter.adapt import AUTO_FORM
+    from ..painter.delta_forms import size_reserve
+
+    auto = cfg.form == AUTO_FORM
+    forms = (AUTO_FORMS if budget is not None else ("last",)) if auto else (cfg.form,)
+    out = []
+    for f in forms:
+        r = size_reserve(net, f, cfg.rank, cfg.dtype)
+        if budget is None or (budget - r >= MIN_ROOM and (not auto or f == forms[0]
+                                                        or r <= AUTO_MAX_SHARE * budget)):
+            out.append((f, r))
+    why = "" if out else (f"switched off: no room for a {forms[0]} delta "
+                          f"(~{size_reserve(net, forms[0], cfg.rank, cfg.dtype)} bytes) in "
+                          f"the {budget:.0f}-byte budget")
+    return out, why
+
+
+def _fit(scene, budget, data_of, kw, current, progress=None):
+    """(result, data) with ``data_of(result)`` ≤ ``budget``: ``current`` when it fits and
+    leaves ≤ REFILL_BYTES unused, else the kept count searched again for the section's real
+    size; None when nothing fits."""
+    from ..ugc import compress
+
+    data = data_of(current)
+    if budget is None or (len(data) <= budget and budget - len(data) <= REFILL_BYTES):
+        return current, data
+    extra = len(data) - len(current.data)
+    try:
+        again = compress(scene, budget_bytes=budget - extra, progress=progress, **kw)
+    except UsageError:
+        again = None
+    if again is not None:
+        d2 = data_of(again)
+        if len(d2) <= budget and (len(data) > budget or len(again.scene) > len(current.scene)):
+            return again, d2
+    return (current, data) if len(data) <= budget else None
+
+
 def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict, *,
                      progress: Callable | None = None, net=None) -> CompressResult:
     """UGC compression (:func:`exgs.ugc.compress` with ``ugc_kw``) of ``scene`` into
     ``budget`` bytes (or to ``keep_target``) + a per-scene painter delta trained with
     ``cfg`` (:class:`exgs.painter.adapt.AdaptConfig`) on ``net`` (default: the shipped
-    painter). ``stats["painter_delta"]`` describes the adaptation (``enabled``,
-    ``gain_db``, ``bytes``...)."""
+    painter). ``stats["painter_delta"]`` describes the adaptation (``enabled``, ``choice``
+    = delta | generic | none, ``gain_db``, ``bytes``, ``candidates``...)."""
     from ..io.exgs import DELTA_SECTION, attach_sections
     from ..painter.adapt import adapt
-    from ..painter.delta_forms import size_reserve
+    from ..painter.adapt_judge import judge_scene
+    from ..painter.delta import none_delta
     from ..ugc import compress
 
     cfg = cfg.validate()
@@ -57,54 +110,72 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
                     progress=sub(0.0, 0.15), **ugc_kw)
     kw = dict(ugc_kw, score=base.score)
     src = base.stats["source_bytes"]
-    cand = base
-    if budget is not None:
-        reserve = size_reserve(net, cfg.form, cfg.rank, cfg.dtype)
-        room = budget - reserve
-        off = None
-        if room < 2048:
-            off = (f"switched off: no room for a {cfg.form} delta (~{reserve} bytes) in the "
-                   f"{budget:.0f}-byte budget")
-        else:
+    forms, why = candidate_forms(net, cfg, budget)
+    results = []  # (form, candidate CompressResult, AdaptResult)
+    for i, (form, reserve) in enumerate(forms):
+        a, b = 0.15 + 0.83 * i / len(forms), 0.15 + 0.83 * (i + 1) / len(forms)
+        cand = base
+        if budget is not None:
             try:
-                cand = compress(scene, budget_bytes=room, progress=sub(0.15, 0.2), **kw)
+                cand = compress(scene, budget_bytes=budget - reserve,
+                                progress=sub(a, a + 0.05 * (b - a)), **kw)
             except UsageError as e:
-                off = f"switched off: {e}"
-        if off is not None:
-            base.stats["painter_delta"] = {"enabled": False, "reason": off, "bytes": 0,
-                                           "form": cfg.form}
-            return base
-    res = adapt(scene, cand.scene, net=net, cameras=ugc_kw.get("cameras"),
-                baseline_scene=base.scene if cand is not base else None, config=cfg,
-                progress=sub(0.2, 0.98))
-    if res.delta is None:
-        base.stats["painter_delta"] = res.stats
-        return base
-    data = attach_sections(cand.data, {DELTA_SECTION: res.delta})
-    if budget is not None and (len(data) > budget or budget - len(data) > REFILL_BYTES):
-        # the reserve was an estimate: search the count again with the delta's real size
-        # (fills the budget, or fits it when the delta came out larger than reserved)
-        extra = len(data) - len(cand.data)
-        try:
-            again = compress(scene, budget_bytes=budget - extra, progress=sub(0.98, 0.99),
-                             **kw)
-        except UsageError:
-            again = None
-        if again is not None:
-            d2 = attach_sections(again.data, {DELTA_SECTION: res.delta})
-            if len(d2) <= budget and (len(data) > budget or len(again.scene) > len(cand.scene)):
+                why = why or f"switched off: {e}"
+                continue
+        fcfg = replace(cfg, form=form, seconds=cfg.seconds / len(forms))
+        res = adapt(scene, cand.scene, net=net, cameras=ugc_kw.get("cameras"),
+                    baseline_scene=base.scene if cand is not base else None, config=fcfg,
+                    progress=sub(a + 0.05 * (b - a), b))
+        results.append((form, cand, res))
+    cands = {f: {k: r.stats.get(k) for k in ("heldout_adapted_db", "gain_db", "bytes",
+                                             "bytes_if_kept", "steps", "enabled")}
+             for f, _, r in results}
+    kept = [t for t in results if t[2].delta is not None]
+    if kept:
+        form, cand, res = max(kept, key=lambda t: t[2].stats["heldout_adapted_db"])
+        fitted = _fit(scene, budget, lambda r: attach_sections(r.data, {DELTA_SECTION: res.delta}),
+                      kw, cand, sub(0.98, 0.99))
+        if fitted is not None:
+            again, data = fitted
+            if again is not cand:
                 res.stats["research"] = {"kept_before": len(cand.scene),
                                          "kept_after": len(again.scene)}
-                cand, data = again, d2
-        if len(data) > budget:  # could not make room: the file must meet the budget
-            res.stats.update(enabled=False, bytes=0, reason="switched off: the delta does "
-                             "not fit in the budget")
-            base.stats["painter_delta"] = res.stats
-            return base
-    stats = dict(cand.stats)
+            res.stats["candidates"] = cands
+            stats = dict(again.stats)
+            stats.update(file_bytes=len(data), ratio=src / len(data), budget_bytes=budget,
+                         bytes_per_gaussian=len(data) / max(len(again.scene), 1),
+                         painter_delta=res.stats, scene_bytes=len(again.data))
+            _emit(progress, 1.0, f"done: {len(again.scene):,} Gaussians + {len(res.delta):,}-"
+                                 f"byte painter delta ({form}), {len(data):,} bytes")
+            return CompressResult(scene=again.scene, data=data, stats=stats, score=again.score)
+        results = [(form, cand, res)]
+        res.stats.update(enabled=False, bytes=0, choice=res.stats.get("reference"),
+                         reason="switched off: the delta does not fit in the budget")
+    # no delta: the baseline file, marked "none" when no restoration beats the generic one
+    if results:
+        info = dict(max((t[2] for t in results),
+                        key=lambda r: r.stats.get("heldout_adapted_db", -1e9)).stats)
+    else:
+        verdict = judge_scene(scene, base.scene, net, replace(cfg, form="last"),
+                              ugc_kw.get("cameras"))
+        info = {"enabled": False, "bytes": 0, "form": cfg.form, "reason": why, **verdict}
+    info["candidates"] = cands
+    base.stats["painter_delta"] = info
+    if info.get("choice") != "none":
+        return base
+    blob = none_delta({k: info[k] for k in ("heldout_none_db", "heldout_generic_db")
+                       if k in info})
+    fitted = _fit(scene, budget, lambda r: attach_sections(r.data, {DELTA_SECTION: blob}), kw,
+                  base, sub(0.98, 0.99))
+    if fitted is None:
+        info["reason"] += "; the 'none' marker does not fit in the budget"
+        return base
+    again, data = fitted
+    info.update(form="none", bytes=len(blob), restore="none")
+    stats = dict(again.stats)
     stats.update(file_bytes=len(data), ratio=src / len(data), budget_bytes=budget,
-                 bytes_per_gaussian=len(data) / max(len(cand.scene), 1),
-                 painter_delta=res.stats, scene_bytes=len(cand.data))
-    _emit(progress, 1.0, f"done: {len(cand.scene):,} Gaussians + {len(res.delta):,}-byte "
-                         f"painter delta, {len(data):,} bytes")
-    return CompressResult(scene=cand.scene, data=data, stats=stats, score=cand.score)
+                 bytes_per_gaussian=len(data) / max(len(again.scene), 1),
+                 painter_delta=info, scene_bytes=len(again.data))
+    _emit(progress, 1.0, f"done: {len(again.scene):,} Gaussians, restore with nothing "
+                         f"(unrestored beat the painter on held-out views), {len(data):,} bytes")
+    return CompressResult(scene=again.scene, data=data, stats=stats, score=again.score)

@@ -7,6 +7,8 @@
 (``render``, ``eval``) and the service (render jobs) call it; the service passes a
 :class:`PainterCache` so the generic painter is loaded once and a few adapted ones are kept.
 
+A ``"none"`` delta (:func:`exgs.painter.delta.none_delta`: the compressor measured that
+the unrestored render is better) gives a restorer that returns its input exactly.
 Deltas made for other painter weights are skipped with ``warn(message)`` (the generic
 painter restores); a corrupt delta raises SceneFormatError (one line naming the file).
 """
@@ -38,6 +40,8 @@ class RestoreOptions:
     use_delta: bool = True
     kept_fraction: float | None = None
     warn: Callable[[str], None] | None = None
+    temporal: bool = False  #: frames come in the order of a smooth camera path: stabilise
+    #: them (:class:`exgs.painter.temporal.TemporalStabilizer`, flicker ≤ the input's)
 
 
 @dataclass
@@ -48,9 +52,14 @@ class Restorer:
     painter: object
     kept_fraction: float | None = None
     delta: dict = field(default_factory=dict)
+    stabilizer: object = None  #: a TemporalStabilizer (stateful: one camera path, in order)
 
     def __call__(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-        return self.painter.restore(rgb, alpha, kept_fraction=self.kept_fraction)
+        out = self.painter.restore(rgb, alpha, kept_fraction=self.kept_fraction)
+        if self.stabilizer is not None:
+            out = self.stabilizer(np.clip(np.nan_to_num(np.asarray(rgb, np.float32)), 0, 1),
+                                  out)
+        return out
 
 
 class PainterCache:
@@ -100,6 +109,18 @@ def _load_painter(painter_dir, device: str):
 
 def restorer_for(source, options: RestoreOptions | None = None, *,
                  cache: PainterCache | None = None) -> Restorer:
+    """See :func:`_restorer_for`; with ``options.temporal`` the restorer stabilises its
+    frames over time (one restorer per camera path)."""
+    r = _restorer_for(source, options, cache=cache)
+    if options is not None and options.temporal:
+        from ..painter.temporal import TemporalStabilizer
+
+        r.stabilizer = TemporalStabilizer()
+    return r
+
+
+def _restorer_for(source, options: RestoreOptions | None = None, *,
+                  cache: PainterCache | None = None) -> Restorer:
     """GaussPainter for the scene ``source``: a scene file path (its facts are read from it,
     :func:`~exgs.pipeline.facts.facts_of_file`), a :class:`SceneFacts`, or None (no facts:
     generic painter, default gate). See the module docstring."""
@@ -122,7 +143,8 @@ def restorer_for(source, options: RestoreOptions | None = None, *,
             "reason": "delta disabled" if not opts.use_delta else "no painter delta"}
     if delta is None:
         return Restorer(generic, kept, info)
-    from ..painter.delta import DeltaError, DeltaMismatch, apply_delta, describe_delta
+    from ..painter.delta import (NONE_FORM, DeltaError, DeltaMismatch, apply_delta,
+                                 describe_delta)
     from ..painter.infer import Painter
 
     try:
@@ -136,8 +158,11 @@ def restorer_for(source, options: RestoreOptions | None = None, *,
     except DeltaError as e:
         raise _file_error(path, str(e)) from None
     d = describe_delta(delta)
+    reason = "applied"
+    if d["form"] == NONE_FORM:  # the compressor found that no restoration renders it best
+        reason = "the scene's facts say: no restoration (it lowered held-out PSNR)"
     return Restorer(painter, kept, {"applied": True, "form": d["form"], "bytes": len(delta),
-                                    "reason": "applied"})
+                                    "reason": reason})
 
 
 def _file_error(path, message: str) -> SceneFormatError:

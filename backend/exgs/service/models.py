@@ -92,8 +92,9 @@ class CompressRequest(BaseModel):
     adapt: Optional[Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]] = Field(
         None, description="seconds to fine-tune a per-scene GaussPainter delta stored in the "
                           ".exgs (counted in the ratio; left out when it does not pay)")
-    adapt_form: Optional[Literal["last", "head", "lora", "bias"]] = Field(
-        None, description="form of the delta (default last)")
+    adapt_form: Optional[Literal["auto", "last", "head", "lora", "bias"]] = Field(
+        None, description="form of the delta (default auto: the best of last/head that fits "
+                          "the budget)")
     adapt_min_gain: Optional[Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False)]] = \
         Field(None, description="keep the delta only if it gains at least this many dB on "
                                 "held-out views (default: the compressor's rule)")
@@ -113,6 +114,9 @@ class RenderRequest(BaseModel):
     background: Annotated[list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]],
                           Field(min_length=3, max_length=3)] = [0.0, 0.0, 0.0]
     restore: bool = Field(False, description="run GaussPainter on each frame")
+    temporal: bool = Field(False, description="with restore: the cameras are a smooth path "
+                                              "(an animation); stabilise the restored frames "
+                                              "so they flicker no more than the unrestored ones")
     use_delta: bool = Field(True, description="with restore: apply the scene's per-scene "
                                               "painter delta (one of its facts) when it has one")
     painter_delta: Optional[Annotated[str, Field(max_length=8 << 20)]] = Field(

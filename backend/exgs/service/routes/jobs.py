@@ -142,7 +142,8 @@ def router(state) -> APIRouter:
         if restore and use_delta and facts.delta_error:
             raise ApiError(400, facts.delta_error)
         options = RestoreOptions(device=engines.painters.device, use_delta=use_delta,
-                                 kept_fraction=body.keep)  # body.keep: deprecated override
+                                 kept_fraction=body.keep,  # body.keep: deprecated override
+                                 temporal=body.temporal)
 
         def run(ctx):
             scene = store.load(e)  # read again if it was evicted from memory
