@@ -28,12 +28,15 @@ import math
 import numba as nb
 import numpy as np
 
+from ..scene import sigmoid
 from .project import ALPHA_THRESHOLD, EPS2D, TILE, Projected, project
 
 #: Transmittance below which a pixel is finished (gsplat: ``next_T <= 1e-4``).
 T_MIN = 1e-4
 #: gsplat's upper clamp of a Gaussian's alpha.
 ALPHA_MAX = 0.999
+#: Gaussians activated at a time by :class:`PreparedScene` (bounds its temporaries)
+PREPARE_ROWS = 1 << 20
 
 
 class PreparedScene:
@@ -41,15 +44,23 @@ class PreparedScene:
     once and reused for every view (``render_many``): means [N,3], quats [N,4] (unit, wxyz),
     scales [N,3] (σ), opacities [N], sh [N,K,3]."""
 
-    def __init__(self, scene):
-        q = scene.quats.astype(np.float32)
-        qn = np.sqrt(np.einsum("ij,ij->i", q.astype(np.float64), q.astype(np.float64)))
+    def __init__(self, scene, rows: int | None = None):
+        n = len(scene)
+        rows = rows or PREPARE_ROWS
         self.means = np.ascontiguousarray(scene.means, np.float32)
-        self.quats = np.ascontiguousarray(q / np.maximum(qn, 1e-30)[:, None], np.float32)
-        self.scales = np.ascontiguousarray(np.exp(scene.log_scales), np.float32)
-        self.opacities = np.ascontiguousarray(scene.opacities, np.float32)
+        self.quats = np.empty((n, 4), np.float32)
+        self.scales = np.empty((n, 3), np.float32)
+        self.opacities = np.empty(n, np.float32)
+        for a in range(0, n, rows):  # in chunks: no [N, 4] float64 temporaries
+            b = min(n, a + rows)
+            q = scene.quats[a:b].astype(np.float32)
+            q64 = q.astype(np.float64)
+            qn = np.sqrt(np.einsum("ij,ij->i", q64, q64))
+            self.quats[a:b] = q / np.maximum(qn, 1e-30)[:, None]
+            self.scales[a:b] = np.exp(scene.log_scales[a:b])
+            self.opacities[a:b] = sigmoid(scene.opacity_logits[a:b])
         self.sh = np.ascontiguousarray(scene.sh, np.float32)
-        self.n = len(scene)
+        self.n = n
         self.sh_degree = scene.sh_degree
 
 
