@@ -35,7 +35,10 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCENES = os.path.join(os.path.dirname(ROOT), "shared", "scenes")
+SCENES = os.environ.get("EXGS_SCENES") or next(
+    (d for d in (os.path.join(os.path.dirname(ROOT), "shared", "scenes"),
+                 os.path.join(os.path.dirname(os.path.dirname(ROOT)), "shared", "scenes"))
+     if os.path.isdir(d)), "shared/scenes")
 SOURCE = os.path.join(SCENES, "playbot_lod2.ply")
 RESULTS = os.path.join(ROOT, "bench", "results")
 

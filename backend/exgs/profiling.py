@@ -14,12 +14,14 @@ import contextlib
 import time
 
 _records: dict[str, dict] | None = None
+_stack: list[dict] = []
 
 
 def enable() -> None:
     """Start recording (clears earlier records)."""
     global _records
     _records = {}
+    _stack.clear()
 
 
 def enabled() -> bool:
@@ -49,17 +51,26 @@ def _reset_peak() -> None:
 
 @contextlib.contextmanager
 def stage(name: str):
-    """Time the block as stage ``name`` (no-op unless :func:`enable` was called)."""
+    """Time the block as stage ``name`` (no-op unless :func:`enable` was called). Stages
+    may nest: an outer stage's peak includes its inner stages' peaks."""
     if _records is None:
         yield
         return
+    hwm = _status("VmHWM:")
+    for f in _stack:  # the reset below must not lose the open stages' peaks so far
+        f["peak"] = max(f["peak"], hwm)
     _reset_peak()
+    frame = {"peak": 0.0}
+    _stack.append(frame)
     t = time.perf_counter()
     try:
         yield
     finally:
         sec = time.perf_counter() - t
-        peak, rss = _status("VmHWM:"), _status("VmRSS:")
+        _stack.pop()
+        peak, rss = max(frame["peak"], _status("VmHWM:")), _status("VmRSS:")
+        for f in _stack:
+            f["peak"] = max(f["peak"], peak)
         r = _records.setdefault(name, {"stage": name, "seconds": 0.0, "calls": 0,
                                        "peak_rss_gib": 0.0, "rss_gib": 0.0})
         r["seconds"] += sec

@@ -17,6 +17,7 @@ import re
 import warnings
 from pathlib import Path
 
+import numba as nb
 import numpy as np
 
 from ..errors import SceneFormatError
@@ -44,6 +45,14 @@ def _float_view(v: np.ndarray):
     if any(dt.fields[nm][0] != np.dtype(np.float32) for nm in dt.names):
         return None
     return np.asarray(v.view(np.float32)).reshape(len(v), len(dt.names))  # ndarray, not memmap
+
+
+@nb.njit(parallel=True, cache=True)
+def _gather_columns(flat, idx, out, a):
+    """out[a + i, j] = flat[i, idx[j]] (a plain copy, parallel over rows)."""
+    for i in nb.prange(flat.shape[0]):
+        for j in range(idx.shape[0]):
+            out[a + i, j] = flat[i, idx[j]]
 
 
 #: rows converted at a time (bounds the transient memory of a read to a few chunk buffers)
@@ -127,10 +136,19 @@ def read_ply(path: str | os.PathLike, *, keep_extras: bool = True) -> GaussianSc
     try:
         def fill(c, a, b):  # rows a..b of the outputs from the structured chunk c
             flat = _float_view(c)
+            if flat is not None:  # the usual layout: one parallel gather per output
+                col = {nm: c.dtype.fields[nm][1] // 4 for nm in c.dtype.names}
+                sh_cols = [col[f"f_dc_{ch}"] if j == 0 else col[f"f_rest_{ch * (k - 1) + j - 1}"]
+                           for j in range(k) for ch in range(3)]
+                for out, names in ((means, ["x", "y", "z"]), (quats, [f"rot_{i}" for i in range(4)]),
+                                   (log_scales, [f"scale_{i}" for i in range(3)]),
+                                   (opacity.reshape(n, 1), ["opacity"]),
+                                   (sh.reshape(n, 3 * k), None)):
+                    idx = np.array(sh_cols if names is None else [col[x] for x in names], np.int64)
+                    _gather_columns(flat, idx, out, a)
+                return
 
-            def cols(names):  # [rows, len(names)] float32: one gather from the float view
-                if flat is not None:
-                    return flat[:, [c.dtype.fields[nm][1] // 4 for nm in names]]
+            def cols(names):  # [rows, len(names)] float32
                 return np.stack([np.asarray(c[nm], dtype=np.float32) for nm in names], 1)
 
             means[a:b] = cols(["x", "y", "z"])

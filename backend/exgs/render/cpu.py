@@ -28,6 +28,7 @@ import math
 import numba as nb
 import numpy as np
 
+from ..profiling import stage
 from ..scene import sigmoid
 from .project import ALPHA_THRESHOLD, EPS2D, TILE, Projected, project
 
@@ -310,16 +311,26 @@ def depth_order(proj: Projected) -> np.ndarray:
     return vis[radix_argsort_f32(np.ascontiguousarray(proj.depth[vis]))]
 
 
-def rasterize(proj: Projected, *, background=(0.0, 0.0, 0.0), return_contrib: bool = False):
+def rasterize(proj: Projected, *, background=(0.0, 0.0, 0.0), return_contrib: bool = False,
+              consume: bool = False):
     """Composite a projection. Returns (rgb [H,W,3] over ``background`` clipped to [0,1],
-    alpha [H,W], depth [H,W], contrib [N] | None, hits [N] | None) (float32 / int32)."""
+    alpha [H,W], depth [H,W], contrib [N] | None, hits [N] | None) (float32 / int32).
+    ``consume``: drop ``proj``'s [N] arrays once they are packed (the caller is done with
+    them): the peak memory of a view is then that of the packed rows, not both."""
     W, H, tile = proj.width, proj.height, proj.tile
+    n = len(proj.depth)
     tiles_x, tiles_y = (W + tile - 1) // tile, (H + tile - 1) // tile
-    order = depth_order(proj)
+    with stage("sort"):
+        order = depth_order(proj)
     n_chunks = max(1, min(4 * nb.get_num_threads(), len(order) // 4096 + 1))
-    offsets, ids = bin_tiles(order, proj.rect, tiles_x, tiles_x * tiles_y, n_chunks)
-    packed = pack_visible(order, proj.xy, proj.conic, proj.opacities, proj.color, proj.depth)
-    geo = ellipse_geometry(packed)
+    with stage("bin"):
+        offsets, ids = bin_tiles(order, proj.rect, tiles_x, tiles_x * tiles_y, n_chunks)
+        packed = pack_visible(order, proj.xy, proj.conic, proj.opacities, proj.color,
+                              proj.depth)
+        if consume:
+            for name in ("xy", "conic", "depth", "color", "radii", "rect", "cov2d"):
+                setattr(proj, name, None)
+        geo = ellipse_geometry(packed)
     rgb = np.empty((H, W, 3), np.float32)
     alpha = np.empty((H, W), np.float32)
     depth = np.empty((H, W), np.float32)
@@ -327,12 +338,11 @@ def rasterize(proj: Projected, *, background=(0.0, 0.0, 0.0), return_contrib: bo
     pair_c = np.zeros(m, np.float64)
     pair_h = np.zeros(m, np.int32)
     bg = np.asarray(background, np.float64).reshape(3)
-    with nb.parallel_chunksize(4):  # dynamic schedule: tiles differ a lot in cost
+    with nb.parallel_chunksize(4), stage("raster"):  # dynamic schedule: tiles vary
         raster_kernel(offsets, ids, packed, geo, W, H, tile, tiles_x, bg, rgb, alpha, depth,
                       bool(return_contrib), pair_c, pair_h)
     contrib = hits = None
     if return_contrib:
-        n = len(proj.depth)
         c64 = np.zeros(n, np.float64)
         hits = np.zeros(n, np.int32)
         reduce_pairs(ids, order, pair_c, pair_h, c64, hits)
@@ -344,5 +354,7 @@ def render_prepared(prep: PreparedScene, camera, *, sh_degree: int, background,
                     return_contrib: bool = False, eps2d: float = EPS2D):
     """Render a :class:`PreparedScene`: returns (rgb over background, alpha, depth, contrib,
     hits) following the :class:`exgs.render.RenderResult` contract."""
-    proj = project(prep, camera, sh_degree, eps2d=eps2d, tile=TILE)
-    return rasterize(proj, background=background, return_contrib=return_contrib)
+    with stage("project"):
+        proj = project(prep, camera, sh_degree, eps2d=eps2d, tile=TILE)
+    return rasterize(proj, background=background, return_contrib=return_contrib,
+                     consume=True)
