@@ -145,8 +145,26 @@ def bench_size(n: int, scratch: str, repeats: int, log) -> dict:
         if name == "compress":
             js = json.loads(runs[0]["stdout"])
             st.update({k: js.get(k) for k in ("kept", "file_bytes", "ratio", "profile")})
+            # --profile resets the kernel's high-water mark per stage (clear_refs), which
+            # ru_maxrss reads too: the run's peak is the largest of the stages' peaks
+            st["peak_rss_gib"] = max([st["peak_rss_gib"]] + [p["peak_rss_gib"]
+                                                            for p in st["profile"] or []])
         res[name] = st
     return res
+
+
+def _commit() -> str:
+    """The code measured: a COMMIT file next to bench/ (snapshots) or git's HEAD."""
+    try:
+        with open(os.path.join(ROOT, "COMMIT")) as f:
+            return f.read().strip()
+    except OSError:
+        pass
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True).stdout.strip() or "?"
+    except OSError:
+        return "?"
 
 
 def machine() -> dict:
@@ -202,6 +220,7 @@ def main() -> int:
     doc = {"machine": machine(), "load_before": load_before, "load_after": os.getloadavg(),
            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "source": "PLAYBOT lod2 (125k Gaussians, SH 2) tiled on its ground plane",
+           "commit": _commit(),
            "results": results}
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"{args.out}.json"), "w") as f:

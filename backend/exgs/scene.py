@@ -230,6 +230,8 @@ class GaussianScene:
             a = getattr(self, name)
             a = a.reshape(n, -1) if n else a
             for s in range(0, n, VALIDATE_ROWS):  # chunks: no [N, ...] bool temporaries
+                if np.isfinite(a[s:s + VALIDATE_ROWS]).all():
+                    continue
                 finite = np.isfinite(a[s:s + VALIDATE_ROWS]).all(1)
                 if not finite.all():
                     raise SceneFormatError(path, f"non-finite value (NaN or Inf) in {name} "

@@ -151,3 +151,19 @@ def test_compress_bytes_do_not_depend_on_chunk_sizes(monkeypatch):
     got = compress(s, **kw)
     assert got.data == ref.data
     _same(got.score, ref.score)
+
+
+def test_parallel_radix_sort_is_the_stable_sort():
+    """Any chunk count gives the permutation of one sequential stable sort (np.argsort)."""
+    from exgs.render.cpu import _radix_argsort, radix_argsort_f32
+
+    rng = np.random.default_rng(4)
+    for n in (0, 1, 7, 5000, 70_001):
+        x = np.round(rng.normal(size=n) * 50).astype(np.float32) + np.float32(0.0)  # ties;
+        # (+ 0 turns −0.0 into +0.0: the radix sort orders −0.0 before +0.0, argsort not)
+        if n > 10:
+            x[3], x[5], x[6] = np.inf, -np.inf, 1e-30
+        ref = np.argsort(x, kind="stable").astype(np.int32)
+        _same(radix_argsort_f32(x), ref)
+        for chunks in (1, 3, 8):
+            _same(_radix_argsort(x, chunks), ref)

@@ -72,12 +72,14 @@ def _row_chunks(path: Path, v: np.ndarray, rows: int):
             first = np.fromfile(f, dtype=v.dtype, count=1)
             if len(first) == 1 and first.tobytes() == v[:1].tobytes():  # the map's layout
                 f.seek(offset)
+                buf = np.empty(min(rows, n), v.dtype)  # one buffer, refilled: no page faults
+                raw = memoryview(buf).cast("B")
                 for a in range(0, n, rows):
                     b = min(n, a + rows)
-                    c = np.fromfile(f, dtype=v.dtype, count=b - a)
-                    if len(c) != b - a:
+                    size = (b - a) * v.dtype.itemsize
+                    if f.readinto(raw[:size]) != size:
                         raise ValueError("file shorter than its header says")
-                    yield a, b, c
+                    yield a, b, buf[:b - a]
                 return
     for a in range(0, n, rows):
         yield a, min(n, a + rows), v[a:min(n, a + rows)]

@@ -65,28 +65,51 @@ class PreparedScene:
         self.sh_degree = scene.sh_degree
 
 
-@nb.njit(cache=True)
-def radix_argsort_f32(keys):
-    """Stable argsort of float32 ``keys`` (LSD radix sort, 3 passes of 11 bits) → int32."""
+def radix_argsort_f32(keys: np.ndarray) -> np.ndarray:
+    """Stable argsort of float32 ``keys`` [N] → int32 [N] (:func:`_radix_argsort`, in
+    parallel chunks). −0.0 sorts before +0.0; NaNs last."""
+    n_chunks = max(1, min(4 * nb.get_num_threads(), len(keys) // 32768))
+    return _radix_argsort(np.ascontiguousarray(keys, np.float32), n_chunks)
+
+
+@nb.njit(parallel=True, cache=True)
+def _radix_argsort(keys, n_chunks):
+    """Stable argsort of float32 ``keys`` (LSD radix sort, 3 passes of 11 bits) → int32.
+
+    Parallel: each pass counts digits per contiguous chunk, then scatters every chunk at
+    its own offsets (digit-major, chunk-minor), which keeps the sort stable — the result
+    is the one permutation a sequential stable sort gives. Keys travel with the indices."""
     n = keys.shape[0]
     u = keys.view(np.uint32)
     k = np.empty(n, np.uint32)
-    for i in range(n):  # order-preserving float → uint map
+    idx = np.empty(n, np.int32)
+    for i in nb.prange(n):  # order-preserving float → uint map
         v = u[i]
         k[i] = ~v if v & np.uint32(0x80000000) else v | np.uint32(0x80000000)
-    idx = np.arange(n).astype(np.int32)
+        idx[i] = i
     tmp = np.empty(n, np.int32)
+    ktmp = np.empty(n, np.uint32)
+    step = (n + n_chunks - 1) // n_chunks
     for shift in (0, 11, 22):
-        cnt = np.zeros(2049, np.int64)
-        for i in range(n):
-            cnt[((k[idx[i]] >> shift) & 0x7FF) + 1] += 1
-        for b in range(2048):
-            cnt[b + 1] += cnt[b]
-        for i in range(n):
-            d = (k[idx[i]] >> shift) & 0x7FF
-            tmp[cnt[d]] = idx[i]
-            cnt[d] += 1
+        cnt = np.zeros((n_chunks, 2048), np.int64)
+        for ch in nb.prange(n_chunks):
+            for i in range(ch * step, min(n, (ch + 1) * step)):
+                cnt[ch, (k[i] >> shift) & 0x7FF] += 1
+        run = 0
+        for d in range(2048):
+            for ch in range(n_chunks):
+                c = cnt[ch, d]
+                cnt[ch, d] = run
+                run += c
+        for ch in nb.prange(n_chunks):
+            for i in range(ch * step, min(n, (ch + 1) * step)):
+                d = (k[i] >> shift) & 0x7FF
+                j = cnt[ch, d]
+                tmp[j] = idx[i]
+                ktmp[j] = k[i]
+                cnt[ch, d] = j + 1
         idx, tmp = tmp, idx
+        k, ktmp = ktmp, k
     return idx
 
 
