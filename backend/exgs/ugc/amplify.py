@@ -69,6 +69,7 @@ def covariances(scene: GaussianScene, idx=None) -> np.ndarray:
 @nb.njit(parallel=True, cache=True)
 def _nn_kernel(q_cells, q_pts, s_keys_sorted, s_order, s_pts, dims, out, out_d2):
     n = q_pts.shape[0]
+    m = s_keys_sorted.shape[0]
     for i in nb.prange(n):
         best = -1
         bd = np.inf
@@ -81,22 +82,24 @@ def _nn_kernel(q_cells, q_pts, s_keys_sorted, s_order, s_pts, dims, out, out_d2)
                 y = cy + dy
                 if y < 0 or y >= dims[1]:
                     continue
-                for dz in range(-1, 2):
-                    z = cz + dz
-                    if z < 0 or z >= dims[2]:
-                        continue
-                    key = (x * dims[1] + y) * dims[2] + z
-                    a = np.searchsorted(s_keys_sorted, key, side="left")
-                    b = np.searchsorted(s_keys_sorted, key, side="right")
-                    for t in range(a, b):
-                        j = s_order[t]
-                        ex = s_pts[j, 0] - q_pts[i, 0]
-                        ey = s_pts[j, 1] - q_pts[i, 1]
-                        ez = s_pts[j, 2] - q_pts[i, 2]
-                        d2 = ex * ex + ey * ey + ez * ez
-                        if d2 < bd:
-                            bd = d2
-                            best = j
+                # the (up to) 3 cells z−1, z, z+1 have consecutive keys: one search, then
+                # walk the sorted keys (same candidates, in the same order, as 3 lookups)
+                z0 = max(cz - 1, 0)
+                z1 = min(cz + 1, dims[2] - 1)
+                if z0 > z1:
+                    continue
+                base = (x * dims[1] + y) * dims[2]
+                t = np.searchsorted(s_keys_sorted, base + z0, side="left")
+                while t < m and s_keys_sorted[t] <= base + z1:
+                    j = s_order[t]
+                    ex = s_pts[j, 0] - q_pts[i, 0]
+                    ey = s_pts[j, 1] - q_pts[i, 1]
+                    ez = s_pts[j, 2] - q_pts[i, 2]
+                    d2 = ex * ex + ey * ey + ez * ez
+                    if d2 < bd:
+                        bd = d2
+                        best = j
+                    t += 1
         out[i] = best
         out_d2[i] = bd
 

@@ -15,6 +15,7 @@ Rule (all vectorized: one ``np.lexsort`` and a few ``np.unique``/``bincount``):
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
 
@@ -22,30 +23,43 @@ import numpy as np
 KEY_ROWS = 1 << 20
 
 
+@nb.njit(parallel=True, cache=True)
+def _cells(m, o, size, a, b, out):
+    """out[i − a] = floor((m[i] − o) / size) for rows a..b, in float64 (as numpy would)."""
+    for i in nb.prange(a, b):
+        for c in range(3):
+            out[i - a, c] = np.int64(np.floor((np.float64(m[i, c]) - o[c]) / size))
+
+
 def voxel_keys(means: np.ndarray, size: float, origin: np.ndarray | None = None, *,
                rows: int | None = None) -> np.ndarray:
     """[N] int64 voxel id of each centre for cubes of edge ``size`` (ids are not dense);
     computed ``rows`` centres at a time (two passes: grid bounds, then ids)."""
     m = np.asarray(means)
+    if m.dtype not in (np.float32, np.float64) or not m.flags.c_contiguous:
+        m = np.ascontiguousarray(m, np.float64)
     n, rows = len(m), rows or KEY_ROWS
     if n == 0:
         return np.zeros(0, np.int64)
     o = m.min(0).astype(np.float64) if origin is None else np.asarray(origin, np.float64)
+    g = np.empty((min(rows, n), 3), np.int64)
 
     def cells(a):
-        return np.floor((m[a:a + rows].astype(np.float64) - o) / size).astype(np.int64)
+        b = min(n, a + rows)
+        _cells(m, o, float(size), a, b, g)
+        return g[:b - a]
 
     gmin = np.full(3, np.iinfo(np.int64).max, np.int64)
     gmax = np.full(3, np.iinfo(np.int64).min, np.int64)
     for a in range(0, n, rows):
-        g = cells(a)
-        gmin = np.minimum(gmin, g.min(0))
-        gmax = np.maximum(gmax, g.max(0))
+        c = cells(a)
+        gmin = np.minimum(gmin, c.min(0))
+        gmax = np.maximum(gmax, c.max(0))
     dims = gmax - gmin + 1
     keys = np.empty(n, np.int64)
     for a in range(0, n, rows):
-        g = cells(a) - gmin
-        keys[a:a + rows] = (g[:, 0] * dims[1] + g[:, 1]) * dims[2] + g[:, 2]
+        c = cells(a) - gmin
+        keys[a:a + rows] = (c[:, 0] * dims[1] + c[:, 1]) * dims[2] + c[:, 2]
     return keys
 
 
