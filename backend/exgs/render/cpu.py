@@ -190,21 +190,23 @@ def raster_kernel(offsets, ids, packed, geo, width, height, tile, tiles_x,
             hy = geo[g, 2]
             if not hy >= 0.0:  # degenerate conic (also NaN)
                 continue
-            two_l = geo[g, 0]
-            schur = geo[g, 1]
-            inv_ca = geo[g, 3]
-            mx = float(packed[g, 0])
             my = float(packed[g, 1])
-            ca = float(packed[g, 2])
-            cbb = float(packed[g, 3])
-            cc = float(packed[g, 4])
-            op = float(packed[g, 5])
             # rows whose centre v = j + 0.5 satisfies |v − my| ≤ hy
             # (clamped in float first: huge splats must not overflow the int conversion)
             r0 = int(math.ceil(min(max(my - hy - 0.5 - ty0, -1.0), th + 1.0)))
             r1 = int(math.floor(min(max(my + hy - 0.5 - ty0, -2.0), th + 1.0)))
             r0 = max(0, r0)
             r1 = min(th - 1, r1)
+            if r1 < r0:  # no pixel row of this tile: nothing else to load (contrib stays 0)
+                continue
+            two_l = geo[g, 0]
+            schur = geo[g, 1]
+            inv_ca = geo[g, 3]
+            mx = float(packed[g, 0])
+            ca = float(packed[g, 2])
+            cbb = float(packed[g, 3])
+            cc = float(packed[g, 4])
+            op = float(packed[g, 5])
             cr_r = float(packed[g, 6])
             cg_r = float(packed[g, 7])
             cb_r = float(packed[g, 8])
