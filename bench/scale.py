@@ -152,12 +152,14 @@ def bench_size(n: int, scratch: str, repeats: int, log) -> dict:
     }
     for name, cmd in stages.items():
         runs = []
+        load = os.getloadavg()[0]
         for _ in range(repeats if name != "compress" else 1):
             print(f"[{time.strftime('%H:%M:%S')}] {n:,}: {name}", file=log, flush=True)
             runs.append(run_child(cmd, log))
         st = {"seconds": statistics.median(r["seconds"] for r in runs),
               "peak_rss_gib": statistics.median(r["peak_rss_gib"] for r in runs),
-              "runs": len(runs), "seconds_all": [r["seconds"] for r in runs]}
+              "runs": len(runs), "seconds_all": [r["seconds"] for r in runs],
+              "load_at_start": load}
         if name == "compress":
             js = json.loads(runs[0]["stdout"])
             st.update({k: js.get(k) for k in ("kept", "file_bytes", "ratio", "profile")})
@@ -198,17 +200,39 @@ def machine() -> dict:
 
 
 def table(results: list[dict]) -> str:
-    rows = ["| Gaussians | PLY | stage | wall s | peak RSS GiB |", "|---|---|---|---|---|"]
+    rows = ["| Gaussians | PLY | stage | wall s | peak RSS GiB | load |",
+            "|---|---|---|---|---|---|"]
     for r in results:
         size = f"{r['build']['bytes'] / 1e9:.2f} GB"
         for st in ("read", "compress", "render_exgs", "render_ply"):
             s = r[st]
             rows.append(f"| {r['gaussians']:,} | {size} | {st} | {s['seconds']:.1f} | "
-                        f"{s['peak_rss_gib']:.2f} |")
+                        f"{s['peak_rss_gib']:.2f} | {s.get('load_at_start', 0):.1f} |")
         for p in r["compress"].get("profile") or []:
-            rows.append(f"| | | compress: {p['stage']} | {p['seconds']:.1f} | "
-                        f"{p['peak_rss_gib']:.2f} (rss after {p['rss_gib']:.2f}) |")
+            rows.append(f"| | | compress: {p['stage']} ×{p['calls']} | {p['seconds']:.1f} | "
+                        f"{p['peak_rss_gib']:.2f} (after: {p['rss_gib']:.2f}) | |")
     return "\n".join(rows)
+
+
+def write_results(name: str, results: list[dict], load_before) -> str:
+    """Write bench/results/<name>.json and .md; returns the markdown."""
+    doc = {"machine": machine(), "load_before": load_before, "load_after": os.getloadavg(),
+           "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "source": "PLAYBOT lod2 (125k Gaussians, SH 2) tiled on its ground plane",
+           "commit": _commit(), "results": results}
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
+        json.dump(doc, f, indent=2)
+    md = (f"# Scale benchmark ({doc['when']}, code {doc['commit']})\n\nMachine: "
+          f"{doc['machine']['cpu']}, {doc['machine']['cores']} cores, "
+          f"{doc['machine']['memory_gib']} GiB, shared; load average {load_before[0]:.2f} "
+          f"before, {doc['load_after'][0]:.2f} after. Scene: {doc['source']}. One run per "
+          f"stage (medians if --repeats > 1); peak RSS measured from outside (ru_maxrss of "
+          f"the stage's process), per compress stage from /proc/self/status.\n\n"
+          f"{table(results)}\n")
+    with open(os.path.join(RESULTS, f"{name}.md"), "w") as f:
+        f.write(md)
+    return md
 
 
 def main() -> int:
@@ -230,25 +254,10 @@ def main() -> int:
         warm_up(args.scratch, sys.stderr)
         for n in sizes:
             results.append(bench_size(n, args.scratch, args.repeats, sys.stderr))
-            print(table(results[-1:]), flush=True)
+            print(write_results(args.out, results, load_before), flush=True)  # after each size
     finally:
         if not args.keep:
             shutil.rmtree(args.scratch, ignore_errors=True)
-    doc = {"machine": machine(), "load_before": load_before, "load_after": os.getloadavg(),
-           "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "source": "PLAYBOT lod2 (125k Gaussians, SH 2) tiled on its ground plane",
-           "commit": _commit(),
-           "results": results}
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, f"{args.out}.json"), "w") as f:
-        json.dump(doc, f, indent=2)
-    md = (f"# Scale benchmark ({doc['when']})\n\nMachine: {doc['machine']['cpu']}, "
-          f"{doc['machine']['cores']} cores, {doc['machine']['memory_gib']} GiB; load "
-          f"{load_before[0]:.2f} before, {doc['load_after'][0]:.2f} after. "
-          f"Scene: {doc['source']}.\n\n{table(results)}\n")
-    with open(os.path.join(RESULTS, f"{args.out}.md"), "w") as f:
-        f.write(md)
-    print(md)
     return 0
 
 
