@@ -24,6 +24,13 @@ def enable() -> None:
     _stack.clear()
 
 
+def disable() -> None:
+    """Stop recording (and forget the records)."""
+    global _records
+    _records = None
+    _stack.clear()
+
+
 def enabled() -> bool:
     return _records is not None
 

@@ -167,3 +167,29 @@ def test_parallel_radix_sort_is_the_stable_sort():
         _same(radix_argsort_f32(x), ref)
         for chunks in (1, 3, 8):
             _same(_radix_argsort(x, chunks), ref)
+
+
+def test_compress_profile_reports_every_stage(tmp_path, capsys):
+    """``exgs compress --profile --json``: time and peak RSS of each stage, same file bytes
+    as without ``--profile``."""
+    import json
+
+    from exgs import profiling
+    from exgs.cli import main
+    from exgs.io.ply import write_ply
+
+    ply = tmp_path / "s.ply"
+    write_ply(demo_scene(3000, sh_degree=1, seed=2), ply)
+    args = ["--ratio", "20", "--views", "2", "--view-size", "48x32", "--device", "cpu"]
+    assert main(["compress", str(ply), "-o", str(tmp_path / "a.exgs"), *args]) == 0
+    capsys.readouterr()
+    assert main(["compress", str(ply), "-o", str(tmp_path / "b.exgs"), *args,
+                 "--profile", "--json"]) == 0
+    prof = {r["stage"]: r for r in json.loads(capsys.readouterr().out)["profile"]}
+    for name in ("read", "score", "reduce_sh", "select", "amplify", "encode", "write"):
+        assert prof[name]["calls"] >= 1 and prof[name]["seconds"] >= 0
+        assert prof[name]["peak_rss_gib"] > 0
+    assert prof["project"]["calls"] == 2  # one per scoring view, nested in "score"
+    assert prof["score"]["peak_rss_gib"] >= prof["raster"]["peak_rss_gib"]
+    assert (tmp_path / "a.exgs").read_bytes() == (tmp_path / "b.exgs").read_bytes()
+    profiling.disable()  # leave profiling off for the other tests
