@@ -134,13 +134,19 @@ def warm_up(scratch: str, log) -> None:
                            "cpu", "--out", os.path.join(scratch, "warm")), log)
 
 
-def bench_size(n: int, scratch: str, repeats: int, log) -> dict:
+def bench_size(n: int, scratch: str, repeats: int, log, reuse: bool = False) -> dict:
     ply = os.path.join(scratch, f"tiled_{n}.ply")
     exgs = os.path.join(scratch, f"tiled_{n}.exgs")
     res: dict = {"gaussians": n}
-    b = run_child([sys.executable, os.path.abspath(__file__), "--_build", str(n), ply], log)
-    res["build"] = {**json.loads(b["stdout"]), "seconds": b["seconds"],
-                    "peak_rss_gib": b["peak_rss_gib"]}
+    if reuse and os.path.exists(ply + ".json"):  # built by an earlier --keep run
+        with open(ply + ".json") as f:
+            res["build"] = {**json.load(f), "reused": True}
+    else:
+        b = run_child([sys.executable, os.path.abspath(__file__), "--_build", str(n), ply], log)
+        res["build"] = {**json.loads(b["stdout"]), "seconds": b["seconds"],
+                        "peak_rss_gib": b["peak_rss_gib"]}
+        with open(ply + ".json", "w") as f:
+            json.dump(res["build"], f)
     stages = {
         "read": [sys.executable, "-c", READ_CHILD, ply],
         "compress": exgs_cmd("compress", ply, "-o", exgs, "--ratio", "100", "--profile",
@@ -244,6 +250,8 @@ def main() -> int:
     ap.add_argument("--scratch", default="/work/scratch/scale")
     ap.add_argument("--repeats", type=int, default=1, help="runs of read/render (median)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch files")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse a scene PLY a --keep run built (skips the build)")
     ap.add_argument("--out", default="scale", help="name of the results files")
     args = ap.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",")]
@@ -251,9 +259,10 @@ def main() -> int:
     load_before = os.getloadavg()
     results = []
     try:
-        warm_up(args.scratch, sys.stderr)
+        if not args.reuse:
+            warm_up(args.scratch, sys.stderr)
         for n in sizes:
-            results.append(bench_size(n, args.scratch, args.repeats, sys.stderr))
+            results.append(bench_size(n, args.scratch, args.repeats, sys.stderr, args.reuse))
             print(write_results(args.out, results, load_before), flush=True)  # after each size
     finally:
         if not args.keep:
