@@ -36,6 +36,8 @@ SH_C0 = 0.28209479177387814
 MAX_SH_DEGREE = 3
 #: Refuse scenes larger than this many Gaussians (a corrupt header, not a real scene).
 MAX_GAUSSIANS = 200_000_000
+#: rows checked at a time by :meth:`GaussianScene.validate`
+VALIDATE_ROWS = 1 << 20
 
 
 def sh_coeffs_for_degree(degree: int) -> int:
@@ -223,19 +225,24 @@ class GaussianScene:
         if len(self) > MAX_GAUSSIANS:
             raise SceneFormatError(path, f"{len(self)} Gaussians is more than the limit "
                                          f"of {MAX_GAUSSIANS}")
+        n = len(self)
         for name in ("means", "quats", "log_scales", "opacity_logits", "sh"):
             a = getattr(self, name)
-            finite = np.isfinite(a)
-            if not finite.all():
-                bad = int(np.argmin(finite.reshape(len(a), -1).all(1))) if a.ndim > 1 else int(np.argmin(finite))
-                raise SceneFormatError(path, f"non-finite value (NaN or Inf) in {name} "
-                                             f"of Gaussian {bad}")
-        if len(self):
-            qn = np.einsum("ij,ij->i", self.quats, self.quats)
-            if (qn <= 1e-20).any():
+            a = a.reshape(n, -1) if n else a
+            for s in range(0, n, VALIDATE_ROWS):  # chunks: no [N, ...] bool temporaries
+                if np.isfinite(a[s:s + VALIDATE_ROWS]).all():
+                    continue
+                finite = np.isfinite(a[s:s + VALIDATE_ROWS]).all(1)
+                if not finite.all():
+                    raise SceneFormatError(path, f"non-finite value (NaN or Inf) in {name} "
+                                                 f"of Gaussian {s + int(np.argmin(finite))}")
+        for s in range(0, n, VALIDATE_ROWS):
+            q = self.quats[s:s + VALIDATE_ROWS]
+            bad = np.einsum("ij,ij->i", q, q) <= 1e-20
+            if bad.any():
                 raise SceneFormatError(path, f"zero-length rotation quaternion at Gaussian "
-                                             f"{int(np.argmax(qn <= 1e-20))}")
-            if (self.log_scales > 30).any():
+                                             f"{s + int(np.argmax(bad))}")
+            if (self.log_scales[s:s + VALIDATE_ROWS] > 30).any():
                 raise SceneFormatError(path, "absurd Gaussian scale (log-scale > 30)")
         return self
 

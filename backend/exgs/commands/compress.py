@@ -92,6 +92,8 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="render device for scoring (auto|cpu|cuda)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--json", action="store_true", help="print the stats as JSON")
+    p.add_argument("--profile", action="store_true",
+                   help="report wall time and peak RSS per stage (read, score, ..., write)")
     p.add_argument("--adapt", nargs="?", const="default", default=None, metavar="SECONDS",
                    help="fine-tune a per-scene GaussPainter delta for SECONDS (default 60) "
                         "and store it in the file (counted in --ratio)")
@@ -130,8 +132,13 @@ def run(args) -> int:
         raise UsageError(f"{dst}: already exists (use --force to overwrite)")
     if args.views < 1:
         raise UsageError(f"--views must be ≥ 1, got {args.views}")
+    from .. import profiling
+
+    if args.profile:
+        profiling.enable()
     t0 = time.perf_counter()
-    scene = read_scene(src).validate(src)
+    with profiling.stage("read"):
+        scene = read_scene(src).validate(src)
     cams = read_cameras_json(args.cameras) if args.cameras else None
     if src.is_dir():
         src_bytes = sum(f.stat().st_size for f in src.rglob("*") if f.is_file())
@@ -165,9 +172,17 @@ def run(args) -> int:
         res = compress_scene(scene, options, adapt, refine, progress=progress, net=net)
     if not args.json and sys.stderr.isatty():
         print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
-    write_exgs(res, dst)
+    with profiling.stage("write"):
+        write_exgs(res, dst)
     st = res.stats
     st["seconds_total"] = time.perf_counter() - t0
+    if args.profile:
+        st["profile"] = profiling.records()
+        if not args.json:
+            for r in st["profile"]:
+                print(f"  {r['stage']:10s} {r['seconds']:8.1f} s  peak RSS "
+                      f"{r['peak_rss_gib']:.2f} GiB  (RSS after {r['rss_gib']:.2f} GiB, "
+                      f"{r['calls']} call{'s' if r['calls'] > 1 else ''})")
     if args.json:
         print(json.dumps({"input": str(src), "output": str(dst), **st}, indent=2, default=str))
         return 0

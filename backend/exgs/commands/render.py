@@ -81,6 +81,8 @@ def register(sub) -> None:
                         "stabilise the restored frames so they flicker no more than the "
                         "unrestored ones")
     p.set_defaults(func=run)
+    p.add_argument("--profile", action="store_true",
+                   help="print wall time and peak RSS per stage (read, prepare, project, ...)")
     p.error = _one_line_error  # type: ignore[method-assign]
 
 
@@ -169,7 +171,12 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder")
-    scene = read_scene(args.scene)
+    from .. import profiling
+
+    if args.profile:
+        profiling.enable()
+    with profiling.stage("read"):
+        scene = read_scene(args.scene)
     if args.sh_degree is not None and args.sh_degree > scene.sh_degree:
         raise UsageError(f"--sh-degree {args.sh_degree} is more than the scene's "
                          f"{scene.sh_degree}")
@@ -197,11 +204,15 @@ def run(args) -> int:
     frames = render_frames(scene, cams, device=device, sh_degree=args.sh_degree,
                            background=args.background, restorer=restorer)
     for (png, dpath), r in zip(names, tqdm(frames, total=len(cams), desc="render",
-                                           unit="frame")):
-        save_png(png, straight(r.rgb, r.alpha) if args.alpha else r.rgb,
-                 r.alpha if args.alpha else None)
-        if dpath is not None:
-            save_depth(dpath, r.depth, args.depth)
+                                           unit="frame", disable=args.profile or None)):
+        with profiling.stage("save"):
+            save_png(png, straight(r.rgb, r.alpha) if args.alpha else r.rgb,
+                     r.alpha if args.alpha else None)
+            if dpath is not None:
+                save_depth(dpath, r.depth, args.depth)
     backend = "gsplat" if device == "cuda" else "cpu"
     print(f"{len(cams)} frame(s) {cams[0].width}x{cams[0].height} ({backend}) -> {out}")
+    for r in profiling.records():
+        print(f"  {r['stage']:8s} {r['seconds']:7.2f} s  peak RSS {r['peak_rss_gib']:.2f} GiB "
+              f"(RSS after {r['rss_gib']:.2f} GiB, {r['calls']} call(s))")
     return 0

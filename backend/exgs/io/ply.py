@@ -5,7 +5,9 @@ with M = 3·(K−1). ``f_rest`` is channel-major: ``f_rest[c·(K−1) + k]`` is 
 channel c. Values are stored pre-activation (see :mod:`exgs.scene`). The SH degree is found
 from the number of ``f_rest_*`` properties.
 
-Files are read through plyfile's memory map (fast: ~1 s per million Gaussians); never row by row.
+Files are parsed by plyfile (its memory map gives the layout) and converted in chunks of
+:data:`CHUNK_ROWS` rows read with plain file reads (fast: ~1 s per million Gaussians; never row
+by row; peak memory ≈ the scene's own arrays, 152 B per Gaussian at SH degree 2).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 import warnings
 from pathlib import Path
 
+import numba as nb
 import numpy as np
 
 from ..errors import SceneFormatError
@@ -42,6 +45,44 @@ def _float_view(v: np.ndarray):
     if any(dt.fields[nm][0] != np.dtype(np.float32) for nm in dt.names):
         return None
     return np.asarray(v.view(np.float32)).reshape(len(v), len(dt.names))  # ndarray, not memmap
+
+
+@nb.njit(parallel=True, cache=True)
+def _gather_columns(flat, idx, out, a):
+    """out[a + i, j] = flat[i, idx[j]] (a plain copy, parallel over rows)."""
+    for i in nb.prange(flat.shape[0]):
+        for j in range(idx.shape[0]):
+            out[a + i, j] = flat[i, idx[j]]
+
+
+#: rows converted at a time (bounds the transient memory of a read to a few chunk buffers)
+CHUNK_ROWS = 1 << 18
+
+
+def _row_chunks(path: Path, v: np.ndarray, rows: int):
+    """Yield (a, b, structured rows a..b of the vertex array ``v``). When ``v`` is plyfile's
+    memory map of ``path``, the rows are read with ordinary file reads instead of through
+    the map, so that the pages of the whole file are never mapped into this process (its
+    RSS holds the output arrays and one chunk, not the file as well)."""
+    n = len(v)
+    offset = getattr(v, "offset", None)
+    if isinstance(v, np.memmap) and isinstance(offset, int) and n:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            first = np.fromfile(f, dtype=v.dtype, count=1)
+            if len(first) == 1 and first.tobytes() == v[:1].tobytes():  # the map's layout
+                f.seek(offset)
+                buf = np.empty(min(rows, n), v.dtype)  # one buffer, refilled: no page faults
+                raw = memoryview(buf).cast("B")
+                for a in range(0, n, rows):
+                    b = min(n, a + rows)
+                    size = (b - a) * v.dtype.itemsize
+                    if f.readinto(raw[:size]) != size:
+                        raise ValueError("file shorter than its header says")
+                    yield a, b, buf[:b - a]
+                return
+    for a in range(0, n, rows):
+        yield a, min(n, a + rows), v[a:min(n, a + rows)]
 
 
 def read_ply(path: str | os.PathLike, *, keep_extras: bool = True) -> GaussianScene:
@@ -95,31 +136,41 @@ def read_ply(path: str | os.PathLike, *, keep_extras: bool = True) -> GaussianSc
     v = vertex.data
     n = len(v)
     try:
-        def col(name):
-            return np.asarray(v[name], dtype=np.float32)
+        def fill(c, a, b):  # rows a..b of the outputs from the structured chunk c
+            flat = _float_view(c)
+            if flat is not None:  # the usual layout: one parallel gather per output
+                col = {nm: c.dtype.fields[nm][1] // 4 for nm in c.dtype.names}
+                sh_cols = [col[f"f_dc_{ch}"] if j == 0 else col[f"f_rest_{ch * (k - 1) + j - 1}"]
+                           for j in range(k) for ch in range(3)]
+                for out, names in ((means, ["x", "y", "z"]), (quats, [f"rot_{i}" for i in range(4)]),
+                                   (log_scales, [f"scale_{i}" for i in range(3)]),
+                                   (opacity.reshape(n, 1), ["opacity"]),
+                                   (sh.reshape(n, 3 * k), None)):
+                    idx = np.array(sh_cols if names is None else [col[x] for x in names], np.int64)
+                    _gather_columns(flat, idx, out, a)
+                return
 
-        flat = _float_view(v)
+            def cols(names):  # [rows, len(names)] float32
+                return np.stack([np.asarray(c[nm], dtype=np.float32) for nm in names], 1)
 
-        def cols(names):  # [n, len(names)] float32: one gather from the float view if possible
-            if flat is not None:
-                return flat[:, [v.dtype.fields[nm][1] // 4 for nm in names]]
-            return np.stack([col(nm) for nm in names], 1)
+            means[a:b] = cols(["x", "y", "z"])
+            sh[a:b, 0, :] = cols([f"f_dc_{i}" for i in range(3)])
+            if k > 1:
+                rest = cols([f"f_rest_{i}" for i in range(3 * (k - 1))])
+                sh[a:b, 1:, :] = rest.reshape(b - a, 3, k - 1).transpose(0, 2, 1)
+            quats[a:b] = cols([f"rot_{i}" for i in range(4)])
+            log_scales[a:b] = cols([f"scale_{i}" for i in range(3)])
+            opacity[a:b] = np.asarray(c["opacity"], dtype=np.float32)
 
-        means = cols(["x", "y", "z"])
-        dc = cols([f"f_dc_{c}" for c in range(3)])
-        if k > 1:
-            rest = cols([f"f_rest_{i}" for i in range(3 * (k - 1))])
-            rest = rest.reshape(n, 3, k - 1).transpose(0, 2, 1)
-            sh = np.concatenate([dc[:, None, :], rest], 1)
-        else:
-            sh = dc[:, None, :]
-        scene = GaussianScene(
-            means=means,
-            quats=cols([f"rot_{i}" for i in range(4)]),
-            log_scales=cols([f"scale_{i}" for i in range(3)]),
-            opacity_logits=col("opacity"),
-            sh=sh,
-        )
+        means = np.empty((n, 3), np.float32)
+        quats = np.empty((n, 4), np.float32)
+        log_scales = np.empty((n, 3), np.float32)
+        opacity = np.empty(n, np.float32)
+        sh = np.empty((n, k, 3), np.float32)
+        for a, b, c in _row_chunks(path, v, CHUNK_ROWS):
+            fill(c, a, b)
+        scene = GaussianScene(means=means, quats=quats, log_scales=log_scales,
+                              opacity_logits=opacity, sh=sh)
     except (ValueError, TypeError) as e:
         raise SceneFormatError(path, f"bad vertex data: {e}") from None
 

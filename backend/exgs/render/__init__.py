@@ -80,9 +80,11 @@ def prepare(scene, backend: str):
         from .cuda import PreparedTorchScene
 
         return PreparedTorchScene(scene, "cuda")
+    from ..profiling import stage
     from .cpu import PreparedScene
 
-    return PreparedScene(scene)
+    with stage("prepare"):
+        return PreparedScene(scene)
 
 
 def _render_prepared(prep, backend, camera, sh_degree, background, return_contrib):

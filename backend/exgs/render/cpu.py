@@ -29,9 +29,16 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from ..profiling import stage
+from ..scene import sigmoid
 from .project import EPS2D, TILE, Projected, project
 from .raster import ALPHA_MAX, T_MIN  # noqa: F401  (re-exported: backward.py)
 from .raster import bin_tiles_culled, ellipse, new_records, pack_frame, raster_kernel
+
+#: Gaussians activated at a time by :class:`PreparedScene` (bounds its temporaries)
+PREPARE_ROWS = 1 << 20
+#: from this many projected Gaussians on, the depth order uses the parallel radix sort
+PARALLEL_SORT_MIN = 2_000_000
 
 
 
@@ -40,40 +47,71 @@ class PreparedScene:
     once and reused for every view (``render_many``): means [N,3], quats [N,4] (unit, wxyz),
     scales [N,3] (σ), opacities [N], sh [N,K,3]."""
 
-    def __init__(self, scene):
-        q = scene.quats.astype(np.float32)
-        qn = np.sqrt(np.einsum("ij,ij->i", q.astype(np.float64), q.astype(np.float64)))
+    def __init__(self, scene, rows: int | None = None):
+        n = len(scene)
+        rows = rows or PREPARE_ROWS
         self.means = np.ascontiguousarray(scene.means, np.float32)
-        self.quats = np.ascontiguousarray(q / np.maximum(qn, 1e-30)[:, None], np.float32)
-        self.scales = np.ascontiguousarray(np.exp(scene.log_scales), np.float32)
-        self.opacities = np.ascontiguousarray(scene.opacities, np.float32)
+        self.quats = np.empty((n, 4), np.float32)
+        self.scales = np.empty((n, 3), np.float32)
+        self.opacities = np.empty(n, np.float32)
+        for a in range(0, n, rows):  # in chunks: no [N, 4] float64 temporaries
+            b = min(n, a + rows)
+            q = scene.quats[a:b].astype(np.float32)
+            q64 = q.astype(np.float64)
+            qn = np.sqrt(np.einsum("ij,ij->i", q64, q64))
+            self.quats[a:b] = q / np.maximum(qn, 1e-30)[:, None]
+            self.scales[a:b] = np.exp(scene.log_scales[a:b])
+            self.opacities[a:b] = sigmoid(scene.opacity_logits[a:b])
         self.sh = np.ascontiguousarray(scene.sh, np.float32)
-        self.n = len(scene)
+        self.n = n
         self.sh_degree = scene.sh_degree
 
 
-@nb.njit(cache=True)
-def radix_argsort_f32(keys):
-    """Stable argsort of float32 ``keys`` (LSD radix sort, 3 passes of 11 bits) → int32."""
+def radix_argsort_f32(keys: np.ndarray) -> np.ndarray:
+    """Stable argsort of float32 ``keys`` [N] → int32 [N] (:func:`_radix_argsort`, in
+    parallel chunks). −0.0 sorts before +0.0; NaNs last."""
+    n_chunks = max(1, min(4 * nb.get_num_threads(), len(keys) // 32768))
+    return _radix_argsort(np.ascontiguousarray(keys, np.float32), n_chunks)
+
+
+@nb.njit(parallel=True, cache=True)
+def _radix_argsort(keys, n_chunks):
+    """Stable argsort of float32 ``keys`` (LSD radix sort, 3 passes of 11 bits) → int32.
+
+    Parallel: each pass counts digits per contiguous chunk, then scatters every chunk at
+    its own offsets (digit-major, chunk-minor), which keeps the sort stable — the result
+    is the one permutation a sequential stable sort gives. Keys travel with the indices."""
     n = keys.shape[0]
     u = keys.view(np.uint32)
     k = np.empty(n, np.uint32)
-    for i in range(n):  # order-preserving float → uint map
+    idx = np.empty(n, np.int32)
+    for i in nb.prange(n):  # order-preserving float → uint map
         v = u[i]
         k[i] = ~v if v & np.uint32(0x80000000) else v | np.uint32(0x80000000)
-    idx = np.arange(n).astype(np.int32)
+        idx[i] = i
     tmp = np.empty(n, np.int32)
+    ktmp = np.empty(n, np.uint32)
+    step = (n + n_chunks - 1) // n_chunks
     for shift in (0, 11, 22):
-        cnt = np.zeros(2049, np.int64)
-        for i in range(n):
-            cnt[((k[idx[i]] >> shift) & 0x7FF) + 1] += 1
-        for b in range(2048):
-            cnt[b + 1] += cnt[b]
-        for i in range(n):
-            d = (k[idx[i]] >> shift) & 0x7FF
-            tmp[cnt[d]] = idx[i]
-            cnt[d] += 1
+        cnt = np.zeros((n_chunks, 2048), np.int64)
+        for ch in nb.prange(n_chunks):
+            for i in range(ch * step, min(n, (ch + 1) * step)):
+                cnt[ch, (k[i] >> shift) & 0x7FF] += 1
+        run = 0
+        for d in range(2048):
+            for ch in range(n_chunks):
+                c = cnt[ch, d]
+                cnt[ch, d] = run
+                run += c
+        for ch in nb.prange(n_chunks):
+            for i in range(ch * step, min(n, (ch + 1) * step)):
+                d = (k[i] >> shift) & 0x7FF
+                j = cnt[ch, d]
+                tmp[j] = idx[i]
+                ktmp[j] = k[i]
+                cnt[ch, d] = j + 1
         idx, tmp = tmp, idx
+        k, ktmp = ktmp, k
     return idx
 
 
@@ -203,22 +241,36 @@ def visible_depth_order(radii, depth):
 
 
 def depth_order(proj: Projected) -> np.ndarray:
-    """Indices of the visible Gaussians, front to back (stable for equal depths)."""
-    return visible_depth_order(proj.radii, np.ascontiguousarray(proj.depth, np.float32))
+    """Indices of the visible Gaussians, front to back (stable for equal depths): one fused
+    serial pass for up to :data:`PARALLEL_SORT_MIN` Gaussians, the parallel radix sort
+    beyond (same permutation)."""
+    if len(proj.depth) < PARALLEL_SORT_MIN:
+        return visible_depth_order(proj.radii, np.ascontiguousarray(proj.depth, np.float32))
+    vis = np.flatnonzero(proj.visible).astype(np.int32)
+    return vis[radix_argsort_f32(np.ascontiguousarray(proj.depth[vis]))]
 
 
-def rasterize(proj: Projected, *, background=(0.0, 0.0, 0.0), return_contrib: bool = False):
+def rasterize(proj: Projected, *, background=(0.0, 0.0, 0.0), return_contrib: bool = False,
+              consume: bool = False):
     """Composite a projection. Returns (rgb [H,W,3] over ``background`` clipped to [0,1],
-    alpha [H,W], depth [H,W], contrib [N] | None, hits [N] | None) (float32 / int32)."""
+    alpha [H,W], depth [H,W], contrib [N] | None, hits [N] | None) (float32 / int32).
+    ``consume``: drop ``proj``'s [N] arrays once they are packed (the caller is done with
+    them): the peak memory of a view is then that of the packed rows, not both."""
     W, H, tile = proj.width, proj.height, proj.tile
+    n = len(proj.depth)
     tiles_x, tiles_y = (W + tile - 1) // tile, (H + tile - 1) // tile
-    order = depth_order(proj)
+    with stage("sort"):
+        order = depth_order(proj)
     n_chunks = max(1, min(4 * nb.get_num_threads(), len(order) // 4096 + 1))
-    rec, rec64 = new_records(len(order))
-    boxes = pack_frame(order, proj.xy, proj.conic, proj.opacities, proj.color, proj.depth,
-                       proj.rect, rec, rec64)
-    offsets, ids = bin_tiles_culled(rec, rec64, boxes, tiles_x, tiles_x * tiles_y, n_chunks,
-                                    tile)
+    with stage("bin"):
+        rec, rec64 = new_records(len(order))
+        boxes = pack_frame(order, proj.xy, proj.conic, proj.opacities, proj.color, proj.depth,
+                           proj.rect, rec, rec64)
+        if consume:
+            for name in ("xy", "conic", "depth", "color", "radii", "rect", "cov2d"):
+                setattr(proj, name, None)
+        offsets, ids = bin_tiles_culled(rec, rec64, boxes, tiles_x, tiles_x * tiles_y,
+                                        n_chunks, tile)
     rgb = np.empty((H, W, 3), np.float32)
     alpha = np.empty((H, W), np.float32)
     depth = np.empty((H, W), np.float32)
@@ -226,12 +278,11 @@ def rasterize(proj: Projected, *, background=(0.0, 0.0, 0.0), return_contrib: bo
     pair_c = np.zeros(m, np.float64)
     pair_h = np.zeros(m, np.int32)
     bg = np.asarray(background, np.float64).reshape(3)
-    with nb.parallel_chunksize(4):  # dynamic schedule: tiles differ a lot in cost
+    with nb.parallel_chunksize(4), stage("raster"):  # dynamic schedule: tiles vary
         raster_kernel(offsets, ids, rec, rec64, W, H, tile, tiles_x, bg, rgb, alpha, depth,
                       bool(return_contrib), pair_c, pair_h)
     contrib = hits = None
     if return_contrib:
-        n = len(proj.depth)
         c64 = np.zeros(n, np.float64)
         hits = np.zeros(n, np.int32)
         reduce_pairs(ids, order, pair_c, pair_h, c64, hits)
@@ -243,5 +294,7 @@ def render_prepared(prep: PreparedScene, camera, *, sh_degree: int, background,
                     return_contrib: bool = False, eps2d: float = EPS2D):
     """Render a :class:`PreparedScene`: returns (rgb over background, alpha, depth, contrib,
     hits) following the :class:`exgs.render.RenderResult` contract."""
-    proj = project(prep, camera, sh_degree, eps2d=eps2d, tile=TILE)
-    return rasterize(proj, background=background, return_contrib=return_contrib)
+    with stage("project"):
+        proj = project(prep, camera, sh_degree, eps2d=eps2d, tile=TILE)
+    return rasterize(proj, background=background, return_contrib=return_contrib,
+                     consume=True)

@@ -65,9 +65,9 @@ def sh_rgb(degree, x, y, z, sh, i):
     return r, g, b
 
 
-@nb.njit(cache=True)
+@nb.njit(parallel=True, cache=True)
 def _eval_sh_colors(degree, dirs, sh, out):
-    for i in range(dirs.shape[0]):
+    for i in nb.prange(dirs.shape[0]):
         x, y, z = float(dirs[i, 0]), float(dirs[i, 1]), float(dirs[i, 2])
         n = max(np.sqrt(x * x + y * y + z * z), 1e-12)
         r, g, b = sh_rgb(degree, x / n, y / n, z / n, sh, i)

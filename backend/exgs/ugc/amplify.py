@@ -23,6 +23,10 @@ import numpy as np
 
 from ..scene import GaussianScene, logit
 
+#: members (and nearest-survivor queries) processed at a time: bounds the float64
+#: temporaries (covariances: 72 B per row) to a few hundred MB at any scene size
+ROWS = 1 << 20
+
 
 # ------------------------------------------------------------------------------ geometry
 def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
@@ -65,6 +69,7 @@ def covariances(scene: GaussianScene, idx=None) -> np.ndarray:
 @nb.njit(parallel=True, cache=True)
 def _nn_kernel(q_cells, q_pts, s_keys_sorted, s_order, s_pts, dims, out, out_d2):
     n = q_pts.shape[0]
+    m = s_keys_sorted.shape[0]
     for i in nb.prange(n):
         best = -1
         bd = np.inf
@@ -77,47 +82,69 @@ def _nn_kernel(q_cells, q_pts, s_keys_sorted, s_order, s_pts, dims, out, out_d2)
                 y = cy + dy
                 if y < 0 or y >= dims[1]:
                     continue
-                for dz in range(-1, 2):
-                    z = cz + dz
-                    if z < 0 or z >= dims[2]:
-                        continue
-                    key = (x * dims[1] + y) * dims[2] + z
-                    a = np.searchsorted(s_keys_sorted, key, side="left")
-                    b = np.searchsorted(s_keys_sorted, key, side="right")
-                    for t in range(a, b):
-                        j = s_order[t]
-                        ex = s_pts[j, 0] - q_pts[i, 0]
-                        ey = s_pts[j, 1] - q_pts[i, 1]
-                        ez = s_pts[j, 2] - q_pts[i, 2]
-                        d2 = ex * ex + ey * ey + ez * ez
-                        if d2 < bd:
-                            bd = d2
-                            best = j
+                # the (up to) 3 cells z−1, z, z+1 have consecutive keys: one search, then
+                # walk the sorted keys (same candidates, in the same order, as 3 lookups)
+                z0 = max(cz - 1, 0)
+                z1 = min(cz + 1, dims[2] - 1)
+                if z0 > z1:
+                    continue
+                base = (x * dims[1] + y) * dims[2]
+                t = np.searchsorted(s_keys_sorted, base + z0, side="left")
+                while t < m and s_keys_sorted[t] <= base + z1:
+                    j = s_order[t]
+                    ex = s_pts[j, 0] - q_pts[i, 0]
+                    ey = s_pts[j, 1] - q_pts[i, 1]
+                    ez = s_pts[j, 2] - q_pts[i, 2]
+                    d2 = ex * ex + ey * ey + ez * ez
+                    if d2 < bd:
+                        bd = d2
+                        best = j
+                    t += 1
         out[i] = best
         out_d2[i] = bd
 
 
-def nearest_in_grid(queries: np.ndarray, points: np.ndarray, cell: float
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def nearest_in_grid(queries: np.ndarray, points: np.ndarray, cell: float, *,
+                    rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For each query [Q,3] the index of the nearest of ``points`` [P,3] among those in its
     own and the 26 neighbouring grid cells of edge ``cell`` (−1 if none), and the distance.
-    Exact whenever the true nearest point is within ``cell`` of the query."""
-    q = np.ascontiguousarray(queries, np.float64)
+    Exact whenever the true nearest point is within ``cell`` of the query. Queries are
+    converted ``rows`` at a time (default :data:`ROWS`; same result for any value)."""
+    qs = np.asarray(queries)
     p = np.ascontiguousarray(points, np.float64)
-    out = np.full(len(q), -1, np.int64)
-    d2 = np.full(len(q), np.inf)
-    if len(q) == 0 or len(p) == 0:
+    rows = rows or ROWS
+    out = np.full(len(qs), -1, np.int64)
+    d2 = np.full(len(qs), np.inf)
+    if len(qs) == 0 or len(p) == 0:
         return out, np.sqrt(d2)
-    lo = np.minimum(q.min(0), p.min(0))
-    qc = np.floor((q - lo) / cell).astype(np.int64)
+    lo = np.minimum(qs.min(0).astype(np.float64), p.min(0))
+
+    def chunk(a):
+        q = np.ascontiguousarray(qs[a:a + rows], np.float64)
+        return q, np.floor((q - lo) / cell).astype(np.int64)
+
     pc = np.floor((p - lo) / cell).astype(np.int64)
-    dims = np.maximum(qc.max(0), pc.max(0)) + 1
+    dims = pc.max(0)
+    for a in range(0, len(qs), rows):
+        dims = np.maximum(dims, chunk(a)[1].max(0))
+    dims = dims + 1
     if float(np.prod(dims.astype(np.float64))) > 2**62:
         raise ValueError("grid too fine for the scene extent")
     keys = (pc[:, 0] * dims[1] + pc[:, 1]) * dims[2] + pc[:, 2]
     order = np.argsort(keys, kind="stable")
-    _nn_kernel(qc, q, keys[order], order, p, dims, out, d2)
+    keys_sorted = keys[order]
+    for a in range(0, len(qs), rows):
+        q, qc = chunk(a)
+        _nn_kernel(qc, q, keys_sorted, order, p, dims, out[a:a + rows], d2[a:a + rows])
     return out, np.sqrt(d2)
+
+
+@nb.njit(cache=True)
+def _scatter_add(own, w, out, col):
+    """out[own[j], col] += w[j] for j in order: the additions of ``np.bincount(own, w)``,
+    in its order (so chunked sums are bit-identical to one bincount over all members)."""
+    for j in range(own.shape[0]):
+        out[own[j], col] += w[j]
 
 
 # ------------------------------------------------------------------------------ amplify
@@ -148,20 +175,39 @@ def amplify(scene: GaussianScene, keep_idx: np.ndarray, *, strength: float = 0.5
     ok = owner >= 0
     p_idx, owner = p_idx[ok], owner[ok]
 
-    # members: every survivor (owner = itself) + the absorbed pruned Gaussians
+    # members: every survivor (owner = itself) + the absorbed pruned Gaussians, visited
+    # ``ROWS`` at a time in two passes (centroids, then covariances and colours); the sums
+    # are the sequential bincount sums of the whole-array formulas (module doc)
     mem = np.concatenate([keep_idx, p_idx])
     own = np.concatenate([np.arange(k), owner])
+    del p_idx, owner
     opac = scene.opacities.astype(np.float64)
-    ls = scene.log_scales.astype(np.float64)
-    mass = opac[mem] * np.exp(ls[mem].sum(1) * (2.0 / 3.0))
-    msum = np.bincount(own, mass, minlength=k)
-    mu = scene.means.astype(np.float64)[mem]
-    mu_star = np.stack([np.bincount(own, mass * mu[:, a], minlength=k) for a in range(3)], 1)
-    mu_star /= msum[:, None]
-    d = mu - mu_star[own]
-    C = covariances(scene, mem) + d[:, :, None] * d[:, None, :]
-    C_star = np.stack([np.bincount(own, mass * C[:, a // 3, a % 3], minlength=k)
-                       for a in range(9)], 1).reshape(k, 3, 3) / msum[:, None, None]
+    kk = scene.sh.shape[1] * 3
+    sums = np.zeros((k, 1 + 3 + 9 + kk), np.float64)  # Σm | Σm·μ | Σm·C | Σm·sh
+    mass = np.empty(len(mem), np.float64)
+    for a in range(0, len(mem), ROWS):
+        m_c, o_c = mem[a:a + ROWS], own[a:a + ROWS]
+        ls_c = scene.log_scales[m_c].astype(np.float64)
+        mass[a:a + ROWS] = w = opac[m_c] * np.exp(ls_c.sum(1) * (2.0 / 3.0))
+        _scatter_add(o_c, w, sums, 0)
+        mu = scene.means[m_c].astype(np.float64)
+        for c in range(3):
+            _scatter_add(o_c, w * mu[:, c], sums, 1 + c)
+    msum = sums[:, 0]
+    mu_star = sums[:, 1:4] / msum[:, None]
+    for a in range(0, len(mem), ROWS):
+        m_c, o_c, w = mem[a:a + ROWS], own[a:a + ROWS], mass[a:a + ROWS]
+        d = scene.means[m_c].astype(np.float64) - mu_star[o_c]
+        C = covariances(scene, m_c) + d[:, :, None] * d[:, None, :]
+        for c in range(9):
+            _scatter_add(o_c, w * C[:, c // 3, c % 3], sums, 4 + c)
+        if colour_strength > 0:
+            sh = scene.sh.reshape(n, kk)[m_c].astype(np.float64)
+            for c in range(kk):
+                _scatter_add(o_c, w * sh[:, c], sums, 13 + c)
+    del mass
+    C_star = sums[:, 4:13].reshape(k, 3, 3) / msum[:, None, None]
+    owner = own[k:]
 
     absorbed = np.bincount(owner, minlength=k) > 0
     s = np.flatnonzero(absorbed)
@@ -170,7 +216,7 @@ def amplify(scene: GaussianScene, keep_idx: np.ndarray, *, strength: float = 0.5
     C_new = (1 - lam) * C_s + lam * C_star[s]
     evals, evecs = np.linalg.eigh(C_new)
     evecs[np.linalg.det(evecs) < 0, :, 0] *= -1.0  # proper rotation
-    s_old = np.exp(ls[keep_idx[s]])
+    s_old = np.exp(scene.log_scales[keep_idx[s]].astype(np.float64))
     cap = growth * s_old.max(1, keepdims=True)
     new_scales = np.minimum(np.sqrt(np.maximum(evals, 1e-30)), cap)
     new_scales = np.maximum(new_scales, 1e-8)
@@ -184,12 +230,9 @@ def amplify(scene: GaussianScene, keep_idx: np.ndarray, *, strength: float = 0.5
     out.log_scales[s] = np.log(new_scales).astype(np.float32)
     out.opacity_logits[s] = logit(o_new)
     if colour_strength > 0:
-        kk = scene.sh.shape[1] * 3
-        sh = scene.sh.reshape(n, kk).astype(np.float64)[mem]
-        sh_star = np.stack([np.bincount(own, mass * sh[:, a], minlength=k) for a in range(kk)],
-                           1) / msum[:, None]
+        sh_star = sums[:, 13:] / msum[:, None]
         cur = out.sh.reshape(k, kk)[s].astype(np.float64)
         out.sh[s] = (cur + colour_strength * (sh_star[s] - cur)).reshape(-1, *out.sh.shape[1:])
-    info = {"absorbed": int(len(p_idx)), "unassigned": int((~ok).sum()),
+    info = {"absorbed": int(len(owner)), "unassigned": int((~ok).sum()),
             "amplified_survivors": int(len(s)), "cell": float(cell)}
     return out, info

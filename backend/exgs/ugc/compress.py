@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UsageError
+from ..profiling import stage
 from ..scene import GaussianScene, sh_coeffs_for_degree
 
 PRUNE_METHODS = ("ugc", "score", "opacity", "random")
@@ -146,15 +147,17 @@ def compress(scene: GaussianScene, *, budget_bytes: float | None = None,
         def cb(done, total):
             _emit(progress, 0.75 * done / total, f"scoring view {done}/{total}")
 
-        score = significance(scene, cameras, volume_beta=volume_beta, device=device,
-                             progress=cb)
+        with stage("score"):
+            score = significance(scene, cameras, volume_beta=volume_beta, device=device,
+                                 progress=cb)
     score = np.asarray(score, np.float64)
     if score.shape != (n,):
         raise UsageError(f"score must have shape ({n},), got {score.shape}")
     t_score = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    base = reduce_sh(scene, int(sh_degree), cameras, distill=distill)
+    with stage("reduce_sh"):
+        base = reduce_sh(scene, int(sh_degree), cameras, distill=distill)
     settings = {"method": method, "voxel": bool(voxel), "voxel_size": voxel_size,
                 "min_voxel_count": min_voxel_count,
                 "amplify": bool(amplify and method == "ugc"),
@@ -169,19 +172,23 @@ def compress(scene: GaussianScene, *, budget_bytes: float | None = None,
     trials: list[tuple[int, int]] = []
 
     def build(count: int):
-        idx, vinfo = select(scene, score, count, method, voxel=voxel, voxel_size=voxel_size,
-                            min_voxel_count=min_voxel_count, seed=seed)
-        if amplify and method == "ugc":
-            lam = adaptive_strength(len(idx) / n) if amplify_strength is None \
-                else float(amplify_strength)
-            pruned, ainfo = amplify_fn(base, idx, strength=lam,
-                                       colour_strength=colour_strength)
-            ainfo["strength"] = lam
-        else:
-            pruned, ainfo = base.subset(idx), {}
+        with stage("select"):
+            idx, vinfo = select(scene, score, count, method, voxel=voxel,
+                                voxel_size=voxel_size, min_voxel_count=min_voxel_count,
+                                seed=seed)
+        with stage("amplify"):
+            if amplify and method == "ugc":
+                lam = adaptive_strength(len(idx) / n) if amplify_strength is None \
+                    else float(amplify_strength)
+                pruned, ainfo = amplify_fn(base, idx, strength=lam,
+                                           colour_strength=colour_strength)
+                ainfo["strength"] = lam
+            else:
+                pruned, ainfo = base.subset(idx), {}
         stats_in = {"kept": len(idx), "kept_fraction": len(idx) / n}
-        data = encode_exgs(pruned, position_bits=position_bits, zstd_level=zstd_level,
-                           source=source, settings=settings, stats=stats_in)
+        with stage("encode"):
+            data = encode_exgs(pruned, position_bits=position_bits, zstd_level=zstd_level,
+                               source=source, settings=settings, stats=stats_in)
         trials.append((len(idx), len(data)))
         return data, {"voxel": vinfo, "amplify": ainfo}
 
@@ -193,7 +200,8 @@ def compress(scene: GaussianScene, *, budget_bytes: float | None = None,
         data, info, count = _search_budget(build, n, float(budget_bytes), progress)
     t_build = time.perf_counter() - t0
 
-    result_scene = decode_exgs(data)
+    with stage("decode"):
+        result_scene = decode_exgs(data)
     size = len(data)
     stats = {"source_gaussians": n, "kept": len(result_scene),
              "kept_fraction": len(result_scene) / n, "sh_degree": int(sh_degree),

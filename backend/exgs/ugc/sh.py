@@ -16,19 +16,28 @@ import numpy as np
 from ..scene import SH_C0, GaussianScene
 
 
-def reduce_sh(scene: GaussianScene, degree: int, cameras=None, *, distill: bool = True
-              ) -> GaussianScene:
+#: Gaussians distilled at a time (the per-camera temporaries are this many rows)
+DISTILL_ROWS = 1 << 20
+
+
+def reduce_sh(scene: GaussianScene, degree: int, cameras=None, *, distill: bool = True,
+              rows: int | None = None) -> GaussianScene:
     """``scene`` with SH degree ``degree`` (truncated or zero-padded; DC distilled from
-    ``cameras`` when ``distill`` and reducing to degree 0)."""
+    ``cameras`` when ``distill`` and reducing to degree 0; ``rows`` Gaussians at a time,
+    default :data:`DISTILL_ROWS`)."""
     src = scene.sh_degree
     out = scene.with_sh_degree(degree)
     if degree == 0 and src > 0 and distill and cameras:
         from ..render.sh import eval_sh
 
-        acc = np.zeros((len(scene), 3), np.float64)
-        for cam in cameras:
-            dirs = scene.means.astype(np.float64) - cam.position[None, :]
-            acc += np.maximum(eval_sh(src, dirs, scene.sh) + 0.5, 0.0)
-        mean = np.minimum(acc / len(cameras), 1.0)  # the composite is clipped to [0, 1]
-        out.sh[:, 0] = ((mean - 0.5) / SH_C0).astype(np.float32)
+        n, rows = len(scene), rows or DISTILL_ROWS
+        centres = [cam.position[None, :] for cam in cameras]
+        for a in range(0, n, rows):  # chunks of Gaussians: no [N, 3] float64 temporaries
+            b = min(n, a + rows)
+            m64 = scene.means[a:b].astype(np.float64)
+            acc = np.zeros((b - a, 3), np.float64)
+            for c in centres:
+                acc += np.maximum(eval_sh(src, m64 - c, scene.sh[a:b]) + 0.5, 0.0)
+            mean = np.minimum(acc / len(cameras), 1.0)  # the composite is clipped to [0, 1]
+            out.sh[a:b, 0] = ((mean - 0.5) / SH_C0).astype(np.float32)
     return out

@@ -50,7 +50,9 @@ def significance(scene, cameras: Sequence, *, volume_beta: float | None = None,
     total = np.zeros(n, np.float64)
     pixels = 0
     cams = list(cameras)
-    for i, r in enumerate(render_many(scene, cams, device=device, return_contrib=True)):
+    # colour does not enter α·T: render with the DC term only (cheaper projection)
+    for i, r in enumerate(render_many(scene, cams, sh_degree=0, device=device,
+                                      return_contrib=True)):
         total += r.contrib
         pixels += cams[i].width * cams[i].height
         if progress is not None:

@@ -15,17 +15,52 @@ Rule (all vectorized: one ``np.lexsort`` and a few ``np.unique``/``bincount``):
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
 
-def voxel_keys(means: np.ndarray, size: float, origin: np.ndarray | None = None) -> np.ndarray:
-    """[N] int64 voxel id of each centre for cubes of edge ``size`` (ids are not dense)."""
-    m = np.asarray(means, np.float64)
-    o = m.min(0) if origin is None else np.asarray(origin, np.float64)
-    g = np.floor((m - o) / size).astype(np.int64)
-    g -= g.min(0)
-    dims = g.max(0) + 1
-    return (g[:, 0] * dims[1] + g[:, 1]) * dims[2] + g[:, 2]
+#: centres converted to voxel ids at a time (bounds the float64 temporaries)
+KEY_ROWS = 1 << 20
+
+
+@nb.njit(parallel=True, cache=True)
+def _cells(m, o, size, a, b, out):
+    """out[i − a] = floor((m[i] − o) / size) for rows a..b, in float64 (as numpy would)."""
+    for i in nb.prange(a, b):
+        for c in range(3):
+            out[i - a, c] = np.int64(np.floor((np.float64(m[i, c]) - o[c]) / size))
+
+
+def voxel_keys(means: np.ndarray, size: float, origin: np.ndarray | None = None, *,
+               rows: int | None = None) -> np.ndarray:
+    """[N] int64 voxel id of each centre for cubes of edge ``size`` (ids are not dense);
+    computed ``rows`` centres at a time (two passes: grid bounds, then ids)."""
+    m = np.asarray(means)
+    if m.dtype not in (np.float32, np.float64) or not m.flags.c_contiguous:
+        m = np.ascontiguousarray(m, np.float64)
+    n, rows = len(m), rows or KEY_ROWS
+    if n == 0:
+        return np.zeros(0, np.int64)
+    o = m.min(0).astype(np.float64) if origin is None else np.asarray(origin, np.float64)
+    g = np.empty((min(rows, n), 3), np.int64)
+
+    def cells(a):
+        b = min(n, a + rows)
+        _cells(m, o, float(size), a, b, g)
+        return g[:b - a]
+
+    gmin = np.full(3, np.iinfo(np.int64).max, np.int64)
+    gmax = np.full(3, np.iinfo(np.int64).min, np.int64)
+    for a in range(0, n, rows):
+        c = cells(a)
+        gmin = np.minimum(gmin, c.min(0))
+        gmax = np.maximum(gmax, c.max(0))
+    dims = gmax - gmin + 1
+    keys = np.empty(n, np.int64)
+    for a in range(0, n, rows):
+        c = cells(a) - gmin
+        keys[a:a + rows] = (c[:, 0] * dims[1] + c[:, 1]) * dims[2] + c[:, 2]
+    return keys
 
 
 def qualifying_voxels(means, size: float, min_count: int) -> int:
@@ -40,10 +75,11 @@ def auto_voxel_size(means: np.ndarray, target: int, *, min_count: int = 3,
 
     Starts from the robust (2–98 %) extent / cube root of the wanted voxel count and refines
     multiplicatively (counts scale roughly like v^−2 for surface-like scenes)."""
-    m = np.asarray(means, np.float64)
+    m = np.asarray(means)
     if len(m) == 0:
         return 1.0
-    lo, hi = np.quantile(m, [0.02, 0.98], axis=0)
+    q = [np.quantile(m[:, a].astype(np.float64), [0.02, 0.98]) for a in range(3)]
+    lo, hi = np.array([x[0] for x in q]), np.array([x[1] for x in q])
     extent = float(max(np.max(hi - lo), 1e-9))
     want = max(1.0, coverage * target)
     v = extent / max(want, 1.0) ** (1 / 3)
