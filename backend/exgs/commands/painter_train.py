@@ -171,6 +171,10 @@ def run(args) -> int:
             "val_prune": vprune, "p_identity": args.p_identity, "extra_pairs": args.extra_pairs,
             "data_minutes": round(t_data / 60, 2), "init": args.init}
     info = train(net, sampler, tc, args.out, val_pairs=val, meta=meta)
+    from ..fsutil import atomic_path
+
+    with atomic_path(Path(args.out) / "status.json") as tmp:  # for segment loops
+        Path(tmp).write_text(json.dumps({"finished": info["finished"], "step": info["step"]}))
     print(json.dumps({"steps": info["step"], "minutes": round(info["minutes"], 1),
                       "val": info.get("val")}, indent=2))
     if args.calibrate and info.get("finished", True):
