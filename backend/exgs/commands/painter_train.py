@@ -131,7 +131,7 @@ def run(args) -> int:
     if args.data_only:
         return 0
     if args.calibrate_only:
-        calibrate_weights(f"{args.out}/painter", files[::max(1, len(files) // 120)],
+        calibrate_weights(f"{args.out}/painter", files[::max(1, len(files) // 100)],
                           coverage_gain=args.gate_coverage_gain)
         return 0
     from ..painter.model import PainterConfig, PainterNet
@@ -178,14 +178,14 @@ def run(args) -> int:
     print(json.dumps({"steps": info["step"], "minutes": round(info["minutes"], 1),
                       "val": info.get("val")}, indent=2))
     if args.calibrate and info.get("finished", True):
-        calibrate_weights(f"{args.out}/painter", files[::max(1, len(files) // 120)],
+        calibrate_weights(f"{args.out}/painter", files[::max(1, len(files) // 100)],
                           coverage_gain=args.gate_coverage_gain)
     print(f"weights: {args.out}/painter")
     return 0
 
 
 def calibrate_weights(weights_dir: str, files, coverage_gain: float = 0.0,
-                      covered=(0.0, 0.25, 0.5, 1.0)) -> dict:
+                      covered=(0.0, 0.35, 1.0)) -> dict:
     """Sweep the gate bias/floor on ``files`` (training pairs), print the table, write the chosen
     values into ``weights_dir/painter.json`` (atomically) and return the chosen row."""
     from pathlib import Path
@@ -198,8 +198,8 @@ def calibrate_weights(weights_dir: str, files, coverage_gain: float = 0.0,
     net = load_net(weights_dir)
     net.cfg.gate_coverage_gain = coverage_gain
     rows, items = gate_sweep(net, load_pairs(files), biases=[-5, -4, -3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1],
-                             floors=[0.0, 0.25, 1.0], return_items=True,
-                             covered=covered if net.cfg.gate_stats else (0.0,))
+                             floors=[0.0, 1.0], return_items=True,
+                             covered=covered)
     best = choose(rows)
     table, ctable = gate_tables(rows, items, floor=best["floor"])
     print(f"gate calibration on {len(files)} training views (PSNR gain dB; identity: dB vs input)")
