@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT / "backend"))
 #: held-out real scenes (never in a training set): a statue on an empty background, the aerial
 #: tile (ground fills most views), and a statue inside a generated background shell (alpha = 1
 #: everywhere: the unbounded-capture case)
-DEFAULT_SCENES = "real:statue_st_peter,real:aerial_t3,real:statue_massa+shell"
+DEFAULT_SCENES = ("real:statue_st_peter,real:aerial_t3,real:statue_trumpet,"
+                  "real:statue_massa+shell,real:statue_trumpet+shell")
 
 
 def load_variants(spec: str) -> dict:
@@ -68,7 +69,8 @@ def load_variants(spec: str) -> dict:
     return out
 
 
-def bench_scene(spec, painters, keeps, views, size, scenes_dir, seed=4242, flicker=0):
+def bench_scene(spec, painters, keeps, views, size, scenes_dir, seed=4242, flicker=0,
+                refine_steps=0):
     from exgs.metrics import psnr
     from exgs.painter.data import (_seed, frame_views, load_scene, prune_many, scene_frame,
                                    significance_views)
@@ -80,6 +82,11 @@ def bench_scene(spec, painters, keeps, views, size, scenes_dir, seed=4242, flick
     cams = frame_views(frame, views, size, seed=_seed(seed, spec) % (1 << 31))
     full = [render(scene, c, device="cpu") for c in cams]
     pruned = prune_many(scene, keeps, "ugc", cameras=significance_views(frame), up=frame["up"])
+    if refine_steps:  # the files after refinement (issue 10), teachers unlike the views
+        from exgs.painter.data import refine_many
+
+        teach = frame_views(frame, 24, 128, seed=_seed(seed, spec, "teach") % (1 << 31))
+        pruned = refine_many(scene, pruned, refine_steps, teach, frame["up"])
     rows = []
     for keep, ps in zip(keeps, pruned):
         kf = len(ps) / len(scene)
@@ -177,6 +184,8 @@ def main(argv=None) -> int:
     ap.add_argument("--proc-views", type=int, default=4)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--refine-steps", type=int, default=0,
+                    help="> 0: refine every pruned scene this many steps first (issue 10)")
     ap.add_argument("--flicker", type=int, default=0, help="frames of the flicker path (0 = off)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "painter_real.json"))
     args = ap.parse_args(argv)
@@ -190,6 +199,7 @@ def main(argv=None) -> int:
     names = list(painters)
     keeps = [float(x) for x in args.keeps.split(",")]
     res = {"variants": args.variants, "size": args.size, "keeps": keeps,
+           "refine_steps": args.refine_steps,
            "machine": f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at start",
            "scenes": {}}
     specs = [(s, args.views) for s in parse_scene_specs([args.scenes])]
@@ -198,7 +208,8 @@ def main(argv=None) -> int:
     rows = []
     for spec, views in specs:
         r = bench_scene(spec, painters, keeps, views, args.size, args.scenes_dir,
-                        flicker=args.flicker if spec.startswith("real:") else 0)
+                        flicker=args.flicker if spec.startswith("real:") else 0,
+                        refine_steps=args.refine_steps)
         rows += r.pop("rows")
         res["scenes"][spec] = r
         print(f"  {spec}: {r['seconds']:.0f} s", flush=True)

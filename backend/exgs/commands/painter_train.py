@@ -33,6 +33,9 @@ def register(sub) -> None:
     p.add_argument("--val-views", type=int, default=4, help="views per validation scene")
     p.add_argument("--size", type=int, default=192, help="render size in pixels (square)")
     p.add_argument("--keeps-per-view", type=int, default=3, help="pruned renders per view")
+    p.add_argument("--refine-steps", type=int, default=0,
+                   help="> 0: real training scenes also get renders of each pruned scene after "
+                        "this many refinement steps (exgs.ugc.refine, issue 10)")
     p.add_argument("--prune", choices=["auto", "ugc", "simple"], default="auto",
                    help="pruning: exgs.ugc when available (auto), or opacity×area score")
     p.add_argument("--val-prune", choices=["same", "auto", "ugc", "simple"], default="same",
@@ -49,6 +52,9 @@ def register(sub) -> None:
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--checkpoint-minutes", type=float, default=3.0)
+    p.add_argument("--segment-minutes", type=float, default=0.0,
+                   help="stop (checkpointed) after this many minutes of this process; re-run to "
+                        "resume (keeps a shared heavy-job lock held ≤ 15 min)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--init", default=None,
@@ -62,6 +68,10 @@ def register(sub) -> None:
                         "is chosen afterwards by measurement, see docs/painter.md)")
     p.add_argument("--gate-head", action="store_true",
                    help="add the small full-resolution gate head (coverage features)")
+    p.add_argument("--gate-stats", action="store_true",
+                   help="the gate head also sees the render's degradation statistics and the "
+                        "kept fraction (PainterConfig.gate_stats; with --init: the head is "
+                        "widened, new inputs start at zero weight)")
     p.add_argument("--no-mask", action="store_true", help="ablation: no mask/alpha input or gate")
     p.add_argument("--no-latent-loss", action="store_true", help="ablation: w_lat = 0")
     p.add_argument("--p-identity", type=float, default=0.2,
@@ -74,6 +84,8 @@ def register(sub) -> None:
                    help="shipped gate: the floor applies only where the local coverage is "
                         "incomplete (PainterConfig.gate_coverage_gain; 0 = everywhere)")
     p.add_argument("--data-only", action="store_true", help="build the pair cache, do not train")
+    p.add_argument("--calibrate-only", action="store_true",
+                   help="only (re)calibrate OUT/painter's gate on the training pairs")
     p.set_defaults(func=run)
 
 
@@ -96,7 +108,7 @@ def run(args) -> int:
     prune = args.prune if args.prune != "auto" else auto
     vprune = {"same": prune, "auto": auto}.get(args.val_prune, args.val_prune)
     ps = PairSpec(views=args.views, size=args.size, keeps_per_view=args.keeps_per_view,
-                  prune=prune, seed=args.seed)
+                  prune=prune, seed=args.seed, refine_steps=args.refine_steps)
     vs = PairSpec(views=args.val_views, size=args.size, keeps_per_view=3, prune=vprune,
                   seed=args.seed + 1, keep_range=(0.01, 0.10))
     t0 = time.time()
@@ -118,16 +130,21 @@ def run(args) -> int:
           f"{t_data / 60:.1f} min)")
     if args.data_only:
         return 0
+    if args.calibrate_only:
+        calibrate_weights(f"{args.out}/painter", files[::max(1, len(files) // 100)],
+                          coverage_gain=args.gate_coverage_gain)
+        return 0
     from ..painter.model import PainterConfig, PainterNet
     from ..painter.train import TrainConfig, train
 
     cfg = PainterConfig(vae_width=args.vae_width, latent_channels=args.latent_channels,
                         use_mask=not args.no_mask, gate_floor=args.gate_floor,
-                        gate_head=args.gate_head)
+                        gate_head=args.gate_head, gate_stats=args.gate_stats)
     tc = TrainConfig(steps=args.steps, minutes=args.minutes, batch=args.batch, crop=args.crop,
                      lr=args.lr, stop_at=args.stop_at, seed=args.seed,
                      w_lat=0.0 if args.no_latent_loss else 1.0,
-                     checkpoint_minutes=args.checkpoint_minutes, threads=args.threads)
+                     checkpoint_minutes=args.checkpoint_minutes, threads=args.threads,
+                     segment_minutes=args.segment_minutes)
     import torch
 
     torch.manual_seed(args.seed)
@@ -137,6 +154,13 @@ def run(args) -> int:
         net = load_net(None if args.init == "shipped" else args.init)
         net.cfg.gate_floor, net.cfg.gate_bias = args.gate_floor, 0.0
         net.cfg.gate_bias_by_keep, net.cfg.gate_coverage_gain = (), 0.0
+        net.cfg.gate_covered_by_keep = ()
+        if args.gate_stats and net.gate_head is not None and not net.cfg.gate_stats:
+            from ..painter.model import GateHead
+
+            head = GateHead(stats=True)
+            head.widen_from(net.gate_head)
+            net.gate_head, net.cfg.gate_stats = head, True
         cfg = net.cfg
     else:
         net = PainterNet(cfg)
@@ -147,45 +171,56 @@ def run(args) -> int:
             "val_prune": vprune, "p_identity": args.p_identity, "extra_pairs": args.extra_pairs,
             "data_minutes": round(t_data / 60, 2), "init": args.init}
     info = train(net, sampler, tc, args.out, val_pairs=val, meta=meta)
+    from ..fsutil import atomic_path
+
+    with atomic_path(Path(args.out) / "status.json") as tmp:  # for segment loops
+        Path(tmp).write_text(json.dumps({"finished": info["finished"], "step": info["step"]}))
     print(json.dumps({"steps": info["step"], "minutes": round(info["minutes"], 1),
                       "val": info.get("val")}, indent=2))
-    if args.calibrate:
-        calibrate_weights(f"{args.out}/painter", files[::max(1, len(files) // 120)],
+    if args.calibrate and info.get("finished", True):
+        calibrate_weights(f"{args.out}/painter", files[::max(1, len(files) // 100)],
                           coverage_gain=args.gate_coverage_gain)
     print(f"weights: {args.out}/painter")
     return 0
 
 
-def calibrate_weights(weights_dir: str, files, coverage_gain: float = 0.0) -> dict:
+def calibrate_weights(weights_dir: str, files, coverage_gain: float = 0.0,
+                      covered=(0.0, 0.35, 1.0)) -> dict:
     """Sweep the gate bias/floor on ``files`` (training pairs), print the table, write the chosen
     values into ``weights_dir/painter.json`` (atomically) and return the chosen row."""
     from pathlib import Path
 
     from ..fsutil import atomic_path
-    from ..painter.calibrate import bias_by_keep, choose, gate_sweep
+    from ..painter.calibrate import choose, gate_sweep, gate_tables
     from ..painter.data import load_pairs
     from ..painter.infer import load_net
 
     net = load_net(weights_dir)
     net.cfg.gate_coverage_gain = coverage_gain
     rows, items = gate_sweep(net, load_pairs(files), biases=[-5, -4, -3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1],
-                             floors=[0.0, 0.25, 1.0], return_items=True)
+                             floors=[0.0, 1.0], return_items=True,
+                             covered=covered)
     best = choose(rows)
-    table = bias_by_keep(rows, items, floor=best["floor"])
+    table, ctable = gate_tables(rows, items, floor=best["floor"])
     print(f"gate calibration on {len(files)} training views (PSNR gain dB; identity: dB vs input)")
     print(f"{'bias':>6} {'floor':>6} {'<2%':>7} {'2-10%':>7} {'>10%':>7} {'identity':>9}")
     for r in rows:
+        if r.get("covered", 0.0):
+            continue
         mark = "  <- chosen" if r is best else ""
         print(f"{r['bias']:6.2f} {r['floor']:6.2f} {r.get('<2%', 0):7.2f} {r.get('2-10%', 0):7.2f} "
               f"{r.get('>10%', 0):7.2f} {r.get('identity', 0):9.2f}{mark}")
     cfg_file = Path(weights_dir) / "painter.json"
     d = json.loads(cfg_file.read_text())
     print("gate bias by kept fraction: " + ", ".join(f"{k:.4g}: {b:+.1f}" for k, b in table))
+    print("covered-pixel cap by kept fraction: " + ", ".join(f"{k:.4g}: {b:.2f}" for k, b in ctable))
     d["gate_bias"], d["gate_floor"] = best["bias"], best["floor"]
     d["gate_coverage_gain"] = coverage_gain
     d["gate_bias_by_keep"] = [list(t) for t in table]
+    d["gate_covered_by_keep"] = [list(t) for t in ctable] if any(c for _, c in ctable) else []
     d.setdefault("training", {})["calibration"] = {
         "views": len(files), "chosen": best, "bias_by_keep": [list(t) for t in table],
+        "covered_by_keep": [list(t) for t in ctable],
         "rule": "exgs.painter.calibrate.choose / bias_by_keep"}
     with atomic_path(cfg_file) as tmp:
         Path(tmp).write_text(json.dumps(d, indent=2))

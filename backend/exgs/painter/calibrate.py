@@ -39,10 +39,12 @@ def _psnr_t(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def gate_sweep(net: PainterNet, pairs: list[dict], biases, floors, return_items: bool = False):
+def gate_sweep(net: PainterNet, pairs: list[dict], biases, floors, return_items: bool = False,
+               covered=(0.0,)):
     """Score every (bias, floor) on cached pairs (see :mod:`exgs.painter.data`).
 
-    Returns one dict per candidate: ``bias``, ``floor`` and per bucket the mean PSNR gain
+    ``covered``: candidate caps inside fully covered surroundings (``PainterNet.gate``).
+    Returns one dict per candidate: ``bias``, ``floor``, ``covered`` and per bucket the mean PSNR gain
     (restored − pruned, dB, vs the clean render) or, for ``identity``, the mean PSNR of the
     output vs the input. With ``return_items`` also a dict ``keeps`` [N] (1 for identity
     pairs) and ``scores`` [candidates, N] (the per-pair values) for :func:`bias_by_keep`.
@@ -63,32 +65,76 @@ def gate_sweep(net: PainterNet, pairs: list[dict], biases, floors, return_items:
             for kept_fraction, r, a in cands:
                 x = torch.from_numpy(r.astype(np.float32)).permute(2, 0, 1)[None, :, :H8, :W8]
                 al = torch.from_numpy(a.astype(np.float32))[None, None, :H8, :W8]
-                _, aux = net(x.contiguous(), al.contiguous(), return_all=True)
+                _, aux = net(x.contiguous(), al.contiguous(), return_all=True,
+                             train_keep=torch.tensor([kept_fraction]))
                 items.append((kept_fraction, x, al, clean, aux["decoded"].clamp(0, 1),
                               aux["conf_logit"]))
         rows, per_item = [], []
-        for b in biases:
-            for f in floors:
-                cfg.gate_floor = f  # the candidate's gate, computed by the network's own rule
-                acc: dict[str, list] = {}
-                scores = []
-                for kept_fraction, x, al, clean, d, c in items:
-                    out = x + net.gate(c, al, b) * (d - x)
-                    k = _bucket(kept_fraction)
-                    if k == "identity":
-                        v = _psnr_t(out, x)
-                    else:
-                        v = _psnr_t(out, clean) - _psnr_t(x, clean)
-                    acc.setdefault(k, []).append(v)
-                    scores.append(v)
-                rows.append({"bias": float(b), "floor": float(f),
-                             **{k: float(np.mean(v)) for k, v in acc.items()}})
-                per_item.append(scores)
+        cands = [(b, f, cv) for b in biases for f in floors for cv in covered]
+        for b, f, cv in cands:
+            cfg.gate_floor = f  # the candidate's gate, computed by the network's own rule
+            acc: dict[str, list] = {}
+            scores = []
+            for kept_fraction, x, al, clean, d, c in items:
+                cap = cv if kept_fraction < 1 else 0.0  # nothing pruned: never a cap
+                out = x + net.gate(c, al, b, cap) * (d - x)
+                k = _bucket(kept_fraction)
+                if k == "identity":
+                    v = _psnr_t(out, x)
+                else:
+                    v = _psnr_t(out, clean) - _psnr_t(x, clean)
+                acc.setdefault(k, []).append(v)
+                scores.append(v)
+            rows.append({"bias": float(b), "floor": float(f), "covered": float(cv),
+                         **{k: float(np.mean(v)) for k, v in acc.items()}})
+            per_item.append(scores)
     finally:
         cfg.gate_bias, cfg.gate_floor = saved
     if return_items:
         return rows, {"keeps": np.array([it[0] for it in items]), "scores": np.array(per_item)}
     return rows
+
+
+def gate_tables(rows: list[dict], items: dict, floor: float = 0.0,
+                edges=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32), min_identity_db: float = 45.0,
+                loss_weight: float = 2.0, worst_db: float = -0.05, quantile: float = 0.1):
+    """(bias table, covered-cap table) per kept fraction at gate floor ``floor``.
+
+    As :func:`bias_by_keep`, but each bin picks the (bias, covered cap) pair with the largest
+    risk-averse score, where a candidate with a covered cap > 0 must also keep the
+    ``quantile`` of its per-frame gains ≥ ``worst_db`` (opening fully covered pixels must not
+    cost a noticeable share of frames anything). Both tables are made non-increasing in keep."""
+    cols = [i for i, r in enumerate(rows) if r["floor"] == floor]
+    biases = np.array([rows[i]["bias"] for i in cols])
+    caps = np.array([rows[i].get("covered", 0.0) for i in cols])
+    sc = items["scores"][cols]
+    keeps = items["keeps"]
+    bt, ct = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (keeps >= lo) & (keeps < hi)
+        if not sel.any():
+            continue
+        g = sc[:, sel]
+        score = g.mean(1) + loss_weight * np.minimum(g, 0.0).mean(1)
+        bad = (caps > 0) & (np.quantile(g, quantile, axis=1) < worst_db)
+        score = np.where(bad, -np.inf, score)
+        i = int(np.argmax(score))
+        node = float(np.sqrt(lo * hi))
+        bt.append([node, float(biases[i])])
+        ct.append([node, float(caps[i])])
+    for t in (bt, ct):
+        for i in range(1, len(t)):
+            t[i][1] = min(t[i][1], t[i - 1][1])
+    zero = caps == 0
+    ident = keeps >= 1.0
+    if ident.any():
+        ok = [b for b, v in zip(biases[zero], sc[zero][:, ident].mean(1)) if v >= min_identity_db]
+        b1 = max(ok) if ok else float(biases.min())
+        if bt:
+            b1 = min(b1, bt[-1][1])
+        bt.append([1.0, float(b1)])
+        ct.append([1.0, 0.0])
+    return [tuple(x) for x in bt], [tuple(x) for x in ct]
 
 
 def bias_by_keep(rows: list[dict], items: dict, floor: float = 0.0,
@@ -105,7 +151,7 @@ def bias_by_keep(rows: list[dict], items: dict, floor: float = 0.0,
     pruned) the largest bias whose identity pairs stay ≥ ``min_identity_db`` from the input
     (capped by the last bin's). Table nodes sit at the bins' geometric centres.
     """
-    cols = [i for i, r in enumerate(rows) if r["floor"] == floor]
+    cols = [i for i, r in enumerate(rows) if r["floor"] == floor and not r.get("covered", 0.0)]
     biases = np.array([rows[i]["bias"] for i in cols])
     sc = items["scores"][cols]  # [candidates, items]
     keeps = items["keeps"]
@@ -135,6 +181,7 @@ def choose(rows: list[dict], min_identity_db: float = 45.0,
     def score(r):
         return float(np.mean([r[k] for k in ("<2%", "2-10%", ">10%") if k in r]))
 
+    rows = [r for r in rows if not r.get("covered", 0.0)]  # unknown keep: never a cap
     ok = [r for r in rows if r.get("identity", 99.0) >= min_identity_db
           and r.get(">10%", 0.0) >= -max_light_loss_db]
     if not ok:

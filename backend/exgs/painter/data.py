@@ -243,67 +243,7 @@ def get_renderer():
 
 
 # ------------------------------------------------------------------------------ pruning
-def simple_prune(scene: GaussianScene, keep: float, seed: int = 0) -> GaussianScene:
-    """A stand-in for UGC: sample ``keep`` of the Gaussians with probability ∝ √(opacity ×
-    σ-area) (Gumbel top-k, seeded), then amplify the kept σ so that the kept projected area
-    makes up ~70 % of the original total (factor clipped to [1, 4])."""
-    from ..scene import sigmoid
-
-    n = len(scene)
-    k = max(1, int(round(keep * n)))
-    s = np.exp(scene.log_scales.astype(np.float64))
-    area = np.prod(np.sort(s, 1)[:, 1:], 1)  # the two largest axes
-    score = sigmoid(scene.opacity_logits).astype(np.float64) * area
-    rng = np.random.default_rng(_seed(seed, n, k))
-    g = 0.5 * np.log(np.maximum(score, 1e-30)) - np.log(-np.log(rng.uniform(1e-12, 1, n)))
-    idx = np.sort(np.argpartition(-g, k - 1)[:k])
-    f = float(np.clip(np.sqrt(0.7 * area.sum() / max(area[idx].sum(), 1e-30)), 1.0, 4.0))
-    return GaussianScene(scene.means[idx], scene.quats[idx],
-                         scene.log_scales[idx] + np.float32(np.log(f)),
-                         scene.opacity_logits[idx], scene.sh[idx])
-
-
-def ugc_available() -> bool:
-    try:
-        from .. import ugc  # noqa: F401
-
-        return hasattr(ugc, "compress")
-    except Exception:
-        return False
-
-
-def prune(scene: GaussianScene, keep: float, method: str = "auto",
-          score: np.ndarray | None = None, up="-y") -> GaussianScene:
-    """Pruned (and, with UGC, amplified) scene keeping ``keep`` ∈ (0, 1] of the Gaussians.
-
-    ``method="ugc"``: ``exgs.ugc.compress(scene, keep_target=keep)`` with its defaults (SH degree 0,
-    quantized, decoded back), given a precomputed significance ``score`` when available and a
-    fast zstd level (the bytes are not used here)."""
-    if keep >= 1.0:
-        return scene
-    if method == "auto":
-        method = "ugc" if ugc_available() else "simple"
-    if method == "ugc":
-        from .. import ugc
-
-        return ugc.compress(scene, keep_target=keep, score=score, zstd_level=1, device="cpu",
-                            up=up).scene
-    return simple_prune(scene, keep)
-
-
-def prune_many(scene: GaussianScene, keeps, method: str = "auto", cameras=None,
-               up="-y") -> list[GaussianScene]:
-    """:func:`prune` at several kept fractions, scoring the scene once (UGC) on ``cameras``
-    (default: UGC's own orbit views around the robust bounds, with ``up``; give views inside
-    a background shell for ``+shell`` scenes, whose robust bounds are the shell's)."""
-    if method == "auto":
-        method = "ugc" if ugc_available() else "simple"
-    score = None
-    if method == "ugc" and any(k < 1 for k in keeps):
-        from ..ugc.significance import default_views, significance
-
-        score = significance(scene, cameras or default_views(scene, up=up), device="cpu")
-    return [prune(scene, k, method, score, up) for k in keeps]
+from .pruning import prune, prune_many, refine_many, simple_prune, ugc_available  # noqa: E402,F401
 
 
 # ------------------------------------------------------------------------------ pair cache
@@ -316,6 +256,8 @@ class PairSpec:
     prune: str = "auto"
     seed: int = 0
     real_view_factor: int = 3  #: real scenes (playbot, garden) get this many times more views
+    refine_steps: int = 0  #: > 0: real scenes also get renders after this many refinement
+    #: steps of each pruned scene (issue 10; ``deg_*`` then holds 2K entries, ``refined`` [K])
 
 
 def scene_keeps(spec: str, ps: PairSpec) -> list[float]:
@@ -342,11 +284,19 @@ def build_scene_pairs(spec: str, cache_dir: str | os.PathLike, ps: PairSpec,
     scene = load_scene(spec, scenes_dir, Path(cache_dir).parent)  # shared by pruning modes
     cams = random_views(scene, spec, n_views, ps.size, ps.seed, scenes_dir)
     keeps = scene_keeps(spec, ps)
+    teachers, up = None, "-y"
     if _is_real_spec(spec):
         fr = scene_frame(spec, scene)
-        pruned = prune_many(scene, keeps, ps.prune, cameras=significance_views(fr), up=fr["up"])
+        up = fr["up"]
+        pruned = prune_many(scene, keeps, ps.prune, cameras=significance_views(fr), up=up)
+        teachers = frame_views(fr, 24, 128, seed=_seed(ps.seed, spec, "teach") % (1 << 31))
     else:
         pruned = prune_many(scene, keeps, ps.prune)
+    refined = [False] * len(pruned)
+    if ps.refine_steps > 0 and not spec.startswith("proc:") and ps.prune == "ugc":
+        pruned = pruned + refine_many(scene, pruned, ps.refine_steps, teachers, up, ps.seed)
+        refined += [True] * len(keeps)
+        keeps = keeps + keeps
     out_dir.mkdir(parents=True, exist_ok=True)
     for f, cam in zip(files, cams):
         if f.exists():
@@ -359,7 +309,7 @@ def build_scene_pairs(spec: str, cache_dir: str | os.PathLike, ps: PairSpec,
                          clean_alpha=r.alpha.astype(np.float16),
                          deg_rgb=np.stack([d.rgb for d in degs]).astype(np.float16),
                          deg_alpha=np.stack([d.alpha for d in degs]).astype(np.float16),
-                         keeps=np.asarray(keeps, np.float32))
+                         keeps=np.asarray(keeps, np.float32), refined=np.asarray(refined))
     return files
 
 
@@ -388,8 +338,10 @@ class PairSampler:
         self.p_identity = p_identity
         self.p_background = p_background
 
-    def sample(self, rng: np.random.Generator, batch: int, crop: int):
-        xs, als, ys, cas = [], [], [], []
+    def sample(self, rng: np.random.Generator, batch: int, crop: int, with_keep: bool = False):
+        """The 4 arrays above; with ``with_keep`` also the crops' kept fractions [B] float32
+        (1 for identity pairs)."""
+        xs, als, ys, cas, kf = [], [], [], [], []
         for _ in range(batch):
             p = self.pairs[rng.integers(len(self.pairs))]
             H, W = p["clean_alpha"].shape
@@ -400,8 +352,10 @@ class PairSampler:
             ca = p["clean_alpha"][sl].astype(np.float32)
             if rng.uniform() < self.p_identity:
                 dr, da = cr.copy(), ca.copy()
+                kf.append(1.0)
             else:
                 k = rng.integers(len(p["keeps"]))
+                kf.append(float(p["keeps"][k]))
                 dr = p["deg_rgb"][k][sl].astype(np.float32)
                 da = p["deg_alpha"][k][sl].astype(np.float32)
             # colour augmentation on premultiplied colour (linear → consistent with alpha)
@@ -426,4 +380,5 @@ class PairSampler:
             als.append(st[..., 3])
             ys.append(st[..., 4:7])
             cas.append(st[..., 7])
-        return tuple(np.ascontiguousarray(np.stack(v)) for v in (xs, als, ys, cas))
+        out = tuple(np.ascontiguousarray(np.stack(v)) for v in (xs, als, ys, cas))
+        return out + (np.asarray(kf, np.float32),) if with_keep else out

@@ -64,6 +64,12 @@ class PainterConfig:
     fill: bool = True  #: decode a correction on top of a pull-push fill (False: absolute colour)
     fill_levels: int = 6  #: pyramid levels of the pull-push fill
     gate_head: bool = False  #: add a small full-resolution gate head on coverage features
+    gate_stats: bool = False  #: the gate head also sees the render's own degradation
+    #: statistics (:func:`degradation_stats`: local detail energy at 2 scales) and the scene's
+    #: kept fraction — signals that work where alpha = 1 everywhere (issue 15)
+    gate_covered_by_keep: tuple = ()  #: ((keep, cap), ...): the gate cap on pixels inside
+    #: fully covered surroundings for a scene keeping that fraction (piecewise linear in log
+    #: keep like ``gate_bias_by_keep``); empty / unknown keep → 0 (returned exactly)
     tile: int = 256  #: inference tile size (pixels, multiple of 8)
     overlap: int = 32  #: inference tile overlap (pixels, multiple of 8)
 
@@ -74,8 +80,9 @@ class PainterConfig:
     def from_dict(cls, d: dict) -> "PainterConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
-        if "gate_bias_by_keep" in kw:
-            kw["gate_bias_by_keep"] = tuple((float(k), float(b)) for k, b in kw["gate_bias_by_keep"])
+        for key in ("gate_bias_by_keep", "gate_covered_by_keep"):
+            if key in kw:
+                kw[key] = tuple((float(k), float(b)) for k, b in kw[key])
         return cls(**kw)
 
     def bias_for_kept_fraction(self, kept_fraction: float | None) -> float:
@@ -89,9 +96,51 @@ class PainterConfig:
             return float(self.gate_bias)
         if keep >= 1.0:  # nothing was pruned: nothing to restore, the gate stays shut
             return float("-inf")
-        ks = np.log(np.array([k for k, _ in table], np.float64))
-        bs = np.array([b for _, b in table], np.float64)
-        return float(np.interp(np.log(min(max(float(keep), 1e-6), 1.0)), ks, bs))
+        return _interp_log_keep(table, keep)
+
+    def covered_cap_for_kept_fraction(self, kept_fraction: float | None) -> float:
+        """Gate cap inside fully covered surroundings (``gate_covered_by_keep``); 0 when the
+        kept fraction is unknown, ≥ 1 or no table is given (covered pixels returned exactly)."""
+        table = self.gate_covered_by_keep
+        if kept_fraction is None or not table or kept_fraction >= 1.0:
+            return 0.0
+        return min(max(_interp_log_keep(table, kept_fraction), 0.0), 1.0)
+
+
+def _interp_log_keep(table, keep: float) -> float:
+    ks = np.log(np.array([k for k, _ in table], np.float64))
+    bs = np.array([b for _, b in table], np.float64)
+    return float(np.interp(np.log(min(max(float(keep), 1e-6), 1.0)), ks, bs))
+
+
+#: kept fraction assumed by the gate head's keep channel when the caller does not know it
+DEFAULT_KEEP = 0.1
+
+
+def keep_channel(keep, like: torch.Tensor) -> torch.Tensor:
+    """[B,1,H,W] constant channel log(keep)/log(0.005) (0 = nothing pruned, 1 = 0.5 % kept);
+    ``keep`` a float, None (:data:`DEFAULT_KEEP`) or a [B] tensor/array."""
+    if keep is None:
+        keep = DEFAULT_KEEP
+    k = torch.as_tensor(keep, dtype=like.dtype, device=like.device).reshape(-1, 1, 1, 1)
+    v = torch.log(k.clamp(1e-4, 1.0)) / float(np.log(0.005))
+    return v.expand(like.shape[0], 1, *like.shape[-2:])
+
+
+def degradation_stats(rgb: torch.Tensor) -> torch.Tensor:
+    """[B,3,H,W] render → [B,2,H,W] local detail energy: log(0.003 + mean |rgb − box3(rgb)|)
+    averaged over 8×8 and 32×32 px (bilinear upsampled). Renders of heavily pruned scenes are
+    made of few large, smooth blobs: low energy where the full render has detail. Works where
+    alpha carries no information (full coverage)."""
+    hf = (rgb - F.avg_pool2d(F.pad(rgb, (1, 1, 1, 1), mode="replicate"), 3, 1)).abs().mean(1, True)
+    out = []
+    for s in (8, 32):
+        h, w = hf.shape[-2:]
+        ph, pw = (-h) % s, (-w) % s
+        x = F.pad(hf, (0, pw, 0, ph), mode="replicate") if (ph or pw) else hf
+        x = F.avg_pool2d(x, s)
+        out.append(F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False))
+    return torch.log(0.003 + torch.cat(out, 1)) / 3.0 + 1.5
 
 
 def build_vae(cfg: PainterConfig):
@@ -184,17 +233,32 @@ class GateHead(nn.Module):
     rgb (3), |fill − rgb| (1)] = 13 channels → a logit added to the decoder's confidence.
     Three 3×3 convs (16 channels, the middle one dilated ×2); the last starts at zero."""
 
-    def __init__(self, width: int = 16):
+    def __init__(self, width: int = 16, stats: bool = False):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(13, width, 3, padding=1), nn.ReLU(),
+        self.stats = stats  #: + degradation_stats (2) and the keep channel (1): 16 inputs
+        self.net = nn.Sequential(nn.Conv2d(16 if stats else 13, width, 3, padding=1), nn.ReLU(),
                                  nn.Conv2d(width, width, 3, padding=2, dilation=2), nn.ReLU(),
                                  nn.Conv2d(width, 1, 3, padding=1))
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
-    def forward(self, rgb, alpha, fill, coverage):
-        x = torch.cat([alpha, coverage, fill, rgb, (fill - rgb).abs().mean(1, keepdim=True)], 1)
-        return self.net(x)
+    def forward(self, rgb, alpha, fill, coverage, keep=None):
+        """``keep``: the scene's kept fraction (float, [B] or None = :data:`DEFAULT_KEEP`),
+        used only with ``stats``."""
+        f = [alpha, coverage, fill, rgb, (fill - rgb).abs().mean(1, keepdim=True)]
+        if self.stats:
+            f += [degradation_stats(rgb), keep_channel(keep, alpha)]
+        return self.net(torch.cat(f, 1))
+
+    @torch.no_grad()
+    def widen_from(self, old: "GateHead") -> None:
+        """Copy a 13-input head's weights; the new input channels start at zero weight."""
+        sd = old.state_dict()
+        w0 = sd["net.0.weight"]
+        w = torch.zeros_like(self.net[0].weight)
+        w[:, :w0.shape[1]] = w0
+        sd["net.0.weight"] = w
+        self.load_state_dict(sd)
 
 
 class PainterNet(nn.Module):
@@ -206,7 +270,7 @@ class PainterNet(nn.Module):
         fresh = vae is None
         self.vae = vae if vae is not None else build_vae(self.cfg)
         self.unet = unet if unet is not None else build_unet(self.cfg)
-        self.gate_head = GateHead() if self.cfg.gate_head else None
+        self.gate_head = GateHead(stats=self.cfg.gate_stats) if self.cfg.gate_head else None
         if fresh:
             self._init_closed_gate()
 
@@ -250,8 +314,10 @@ class PainterNet(nn.Module):
         return z + self.unet(x, t).sample[..., :h, :w]
 
     def gate(self, conf_logit: torch.Tensor, alpha: torch.Tensor,
-             bias: float | None = None) -> torch.Tensor:
-        """σ(logit + bias) · coverage cap; ``bias`` None → ``cfg.gate_bias``.
+             bias: float | None = None, covered: float = 0.0) -> torch.Tensor:
+        """σ(logit + bias) · coverage cap; ``bias`` None → ``cfg.gate_bias``; ``covered``:
+        the least cap anywhere (``PainterConfig.covered_cap_for_kept_fraction``; 0 = opaque
+        pixels in covered surroundings are returned exactly).
 
         cap = max(clamp(gain · (1 − α), 0, 1), floor') with floor' = ``gate_floor``, or with
         ``gate_coverage_gain`` k > 0: floor · clamp(k · (1 − local_coverage(α)), 0, 1) — opaque
@@ -268,6 +334,8 @@ class PainterNet(nn.Module):
                     cap = torch.maximum(cap, floor)
                 else:
                     cap = torch.clamp(cap, min=self.cfg.gate_floor)
+            if covered > 0:
+                cap = torch.clamp(cap, min=float(covered))
             g = g * cap
         return g
 
@@ -278,31 +346,39 @@ class PainterNet(nn.Module):
             return pull_push_fill(rgb, alpha, self.cfg.fill_levels) + dec
         return dec
 
-    def restored_and_conf(self, dec, conf, rgb, alpha):
-        """(restored colour d, confidence logit) from the decoder outputs and the input."""
+    def restored_and_conf(self, dec, conf, rgb, alpha, keep=None):
+        """(restored colour d, confidence logit) from the decoder outputs and the input
+        (``keep``: kept fraction for the gate head's keep channel, see :class:`GateHead`)."""
         if not self.cfg.fill:
             return dec, conf
         fill, cov = pull_push_fill(rgb, alpha, self.cfg.fill_levels, return_coverage=True)
         if self.gate_head is not None:
             if not self.cfg.use_mask:  # ablation: no alpha-derived features for the gate
                 alpha, cov = torch.zeros_like(alpha), torch.zeros_like(cov)
-            conf = conf + self.gate_head(rgb, alpha, fill, cov)
+            conf = conf + self.gate_head(rgb, alpha, fill, cov, keep)
         return fill + dec, conf
 
     def forward(self, rgb: torch.Tensor, alpha: torch.Tensor, *, return_all: bool = False,
-                kept_fraction: float | None = None):
+                kept_fraction: float | None = None, train_keep: torch.Tensor | None = None):
         """rgb [B,3,H,W], alpha [B,1,H,W] (H, W multiples of 8) → restored rgb [B,3,H,W].
 
         ``kept_fraction``: the kept fraction of the rendered scene when known (sets the gate
-        bias, :meth:`PainterConfig.bias_for_kept_fraction`); None → ``cfg.gate_bias``.
+        bias, :meth:`PainterConfig.bias_for_kept_fraction`, and the covered-pixel cap); None →
+        ``cfg.gate_bias``, cap 0. Training passes a [B] tensor (``train_keep``) instead: the
+        keep channel per sample, with the training gate (bias ``cfg.gate_bias``, no cap).
 
         With ``return_all`` also returns a dict with the latent ẑ, decoded colour and gate.
         """
         z = self.encode(rgb)
         zh = self.restore_latent(z, alpha)
         dec, conf = self.decode(zh)
-        dec, conf = self.restored_and_conf(dec, conf, rgb, alpha)
-        g = self.gate(conf, alpha, self.cfg.bias_for_kept_fraction(kept_fraction))
+        keep = train_keep if train_keep is not None else kept_fraction
+        dec, conf = self.restored_and_conf(dec, conf, rgb, alpha, keep)
+        if train_keep is not None:
+            g = self.gate(conf, alpha)
+        else:
+            g = self.gate(conf, alpha, self.cfg.bias_for_kept_fraction(kept_fraction),
+                          self.cfg.covered_cap_for_kept_fraction(kept_fraction))
         out = rgb + g * (dec.clamp(0.0, 1.0) - rgb)
         if return_all:
             return out, {"z_hat": zh, "decoded": dec, "gate": g, "conf_logit": conf}

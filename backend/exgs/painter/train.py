@@ -69,13 +69,17 @@ class TrainConfig:
     w_gate: float = 0.2
     seed: int = 0
     checkpoint_minutes: float = 3.0
+    segment_minutes: float = 0.0  #: stop (checkpointed) after this much wall time of *this*
+    #: process (0 = off): runs split into segments, e.g. to hold a shared lock ≤ 15 min
     threads: int = 2
 
 
 def losses(net: PainterNet, deg: torch.Tensor, alpha: torch.Tensor, clean: torch.Tensor,
-           tc: TrainConfig, clean_alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """deg, clean [B,3,H,W]; alpha, clean_alpha [B,1,H,W] → (total loss, dict of floats)."""
-    out, aux = net(deg, alpha, return_all=True)
+           tc: TrainConfig, clean_alpha: torch.Tensor | None = None,
+           keep: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """deg, clean [B,3,H,W]; alpha, clean_alpha [B,1,H,W]; keep [B] kept fractions (the gate
+    head's keep channel; None = its default) → (total loss, dict of floats)."""
+    out, aux = net(deg, alpha, return_all=True, train_keep=keep)
     z_clean = net.encode(clean)
     h = max(1, clean.shape[0] // 2)  # auto-encoder term on half the batch (CPU time)
     rec, _ = net.decode(z_clean[:h])
@@ -165,7 +169,7 @@ def evaluate(net: PainterNet, pairs: list[dict]) -> dict:
             r = r.astype(np.float32)[:H8, :W8]
             a = a.astype(np.float32)[:H8, :W8]
             x, al, _ = to_tensors(r[None], a[None], r[None])
-            out = net(x, al)[0].permute(1, 2, 0).clamp(0, 1).numpy()
+            out = net(x, al, train_keep=torch.tensor([keep]))[0].permute(1, 2, 0).clamp(0, 1).numpy()
             c = clean[:H8, :W8]
             b = "identity" if keep >= 1 else "<2%" if keep < 0.02 else "2-10%" if keep <= 0.1 else ">10%"
             buckets.setdefault(b, []).append((psnr(r, c), psnr(out, c), psnr(out, r)))
@@ -237,14 +241,20 @@ def train(net: PainterNet, sampler, tc: TrainConfig, out_dir: str | Path, *, val
     pbar = tqdm(total=tc.steps, initial=step, desc="painter-train", mininterval=5)
     run = {}
     t0 = time.time() - elapsed
+    t_seg = time.time()
     while step < (min(tc.steps, tc.stop_at) if tc.stop_at else tc.steps):
         if tc.minutes and (time.time() - t0) / 60 >= tc.minutes:
             log(f"time budget {tc.minutes} min reached")
             break
+        if tc.segment_minutes and (time.time() - t_seg) / 60 >= tc.segment_minutes:
+            log(f"segment of {tc.segment_minutes} min done at step {step} (resume to continue)")
+            run["_segment"] = 1.0
+            break
         for g in opt.param_groups:
             g["lr"] = lr_at(step, time.time() - t0)
-        deg, alpha, clean, clean_alpha = to_tensors(*sampler.sample(rng, tc.batch, tc.crop))
-        loss, parts = losses(net, deg, alpha, clean, tc, clean_alpha)
+        *arrs, keep = sampler.sample(rng, tc.batch, tc.crop, with_keep=True)
+        deg, alpha, clean, clean_alpha = to_tensors(*arrs)
+        loss, parts = losses(net, deg, alpha, clean, tc, clean_alpha, torch.from_numpy(keep))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -261,4 +271,7 @@ def train(net: PainterNet, sampler, tc: TrainConfig, out_dir: str | Path, *, val
             save()
             t_last_ck = time.time()
     pbar.close()
-    return save(final=True)
+    seg = run.pop("_segment", 0.0)
+    info = save(final=True)
+    info["finished"] = not seg
+    return info
