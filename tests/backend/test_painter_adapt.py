@@ -321,3 +321,24 @@ def test_fuzzed_files_with_a_delta_never_crash(adapted, tmp_path):
                 assert out == delta
             else:
                 assert np.array_equal(out.means, want.means)
+
+
+@pytest.mark.parametrize("form", ["last", "head"])
+def test_adaptation_trains_the_gate_inference_uses(form):
+    """The adaptation's frozen-activation path (``_Tail``) is the painter's own forward pass
+    for the scene's kept fraction: same keep channel, bias and covered cap (before, the gate
+    head saw the default keep while inference passed the file's)."""
+    import torch
+
+    from exgs.painter.adapt import _Tail, gate_bias_for
+
+    shipped = load_net()
+    rng = np.random.default_rng(5)
+    rgb = torch.from_numpy(rng.random((1, 3, 64, 64), np.float32))
+    alpha = torch.from_numpy((rng.random((1, 1, 64, 64)) > 0.3).astype(np.float32))
+    for keep in (0.01, 0.2):
+        tail = _Tail(shipped, form, gate_bias_for(shipped, keep), keep)
+        with torch.no_grad():
+            got = tail.forward(tail.cache_view(rgb, alpha, rgb))
+            want = shipped(rgb, alpha, kept_fraction=keep)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

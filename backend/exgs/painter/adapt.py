@@ -133,8 +133,10 @@ class _Tail:
     decoder's last-conv input (head) or the encoder latent z (lora, bias).
     """
 
-    def __init__(self, net, form: str, gate_bias: float | None = None):
-        self.net, self.form, self.gate_bias = net, form, gate_bias
+    def __init__(self, net, form: str, gate_bias: float | None = None, keep=None):
+        # the gate as inference will run it for this scene's kept fraction ``keep``
+        self.net, self.form, self.gate_bias, self.keep = net, form, gate_bias, keep
+        self.covered = net.cfg.covered_cap_for_kept_fraction(keep)
 
     def cache_view(self, rgb, alpha, clean) -> dict:
         import torch
@@ -158,7 +160,7 @@ class _Tail:
                 got = {}
                 h = last.register_forward_pre_hook(lambda m, a: got.setdefault("x", a[0]))
                 try:
-                    net.gate_head(rgb, alpha, fill, cov)
+                    net.gate_head(rgb, alpha, fill, cov, self.keep)
                 finally:
                     h.remove()
                 c["gfeat"] = got["x"]
@@ -181,12 +183,9 @@ class _Tail:
             if "gfeat" in c:
                 conf = conf + last_conv(net.gate_head)(c["gfeat"])
             elif net.gate_head is not None:
-                conf = conf + net.gate_head(c["rgb"], c["alpha"], c["fill"], c["cov"])
+                conf = conf + net.gate_head(c["rgb"], c["alpha"], c["fill"], c["cov"], self.keep)
             dec = c["fill"] + dec
-        if self.gate_bias is None:
-            g = net.gate(conf, c["alpha"])
-        else:
-            g = net.gate(conf, c["alpha"], self.gate_bias)
+        g = net.gate(conf, c["alpha"], self.gate_bias, self.covered)
         return c["rgb"] + g * (dec.clamp(0.0, 1.0) - c["rgb"])
 
 
@@ -312,7 +311,7 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
     n_full = max(len(full_scene), 1)
     kept = min(1.0, len(pruned_scene) / n_full)
     kept_base = kept if baseline_scene is None else min(1.0, len(baseline_scene) / n_full)
-    tail = _Tail(work, cfg.form, gate_bias_for(net, kept))
+    tail = _Tail(work, cfg.form, gate_bias_for(net, kept), kept)
     caches, weights = [], []
     t0 = time.perf_counter()
     for i, v in enumerate(train_views):
