@@ -4,8 +4,11 @@ bit-identical frames for the same inputs (issue 12: the orchestration was moved 
 
 The digests live in ``golden_digests.json``, one entry per CPU (:func:`machine`), each
 saying the commit it was recorded from: the Intel (emeraldrapids) entry from the code
-*before* that refactor (commit 04c33cf on main), the AMD (znver4) entry from 8b77be5
-(main at the start of session 5). Print this checkout's digests, or store them for this
+*before* that refactor (commit 04c33cf on main), the AMD (znver4) entry from d912379. The
+painter changed on purpose in session 5 (new weights, a faster inference path), so the Intel
+entry keeps only the outputs that do not go through torch (compression without a delta,
+renders): those were identical on AMD before and after session 5's renderer and compressor
+work. Print this checkout's digests, or store them for this
 CPU (naming the outputs that changed on purpose, which are then dropped from the other
 CPUs' entries since they cannot be re-recorded here)::
 
