@@ -22,9 +22,9 @@ import numpy as np
 from .scene import GaussianScene
 
 
-def _quat_to_mat(q: np.ndarray) -> np.ndarray:
-    """[N,4] (w, x, y, z), any length → [N,3,3] rotation matrices (float64)."""
-    q = q.astype(np.float64)
+def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
+    """[N,4] quaternions (w, x, y, z), any length → [N,3,3] float64 rotation matrices."""
+    q = np.asarray(q, np.float64)
     q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-30)
     w, x, y, z = q.T
     return np.stack([
@@ -121,10 +121,10 @@ def transform_scene(scene: GaussianScene, matrix) -> GaussianScene:
     means = scene.means.astype(np.float64) @ a.T + t
     rot = q_mat * np.sign(np.linalg.det(q_mat))      # proper rotation (covariances are even)
     if np.allclose(sv, sv[0], rtol=1e-6):            # similarity: rotate the frames
-        quats = _mat_to_quat(rot[None] @ _quat_to_mat(scene.quats))
+        quats = _mat_to_quat(rot[None] @ quat_to_rotmat(scene.quats))
         log_scales = scene.log_scales.astype(np.float64) + np.log(sv[0])
     else:                                            # general: Σ' = A Σ Aᵀ, re-factored
-        r = _quat_to_mat(scene.quats)
+        r = quat_to_rotmat(scene.quats)
         s2 = np.exp(2.0 * scene.log_scales.astype(np.float64))
         cov = (a[None] @ r) * s2[:, None, :] @ (a[None] @ r).transpose(0, 2, 1)
         ev, vecs = np.linalg.eigh(cov)

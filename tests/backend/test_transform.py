@@ -8,7 +8,7 @@ from exgs.cameras import look_at
 from exgs.render import render
 from exgs.render.sh import eval_sh
 from exgs.synth import random_scene
-from exgs.transform import _quat_to_mat, transform_scene
+from exgs.transform import quat_to_rotmat, transform_scene
 
 
 def _rot(axis, deg):
@@ -25,7 +25,7 @@ def _affine(a, t):
 
 
 def _cov(scene):
-    r = _quat_to_mat(scene.quats)
+    r = quat_to_rotmat(scene.quats)
     s2 = np.exp(2.0 * scene.log_scales.astype(np.float64))
     return r * s2[:, None, :] @ r.transpose(0, 2, 1)
 

@@ -22,6 +22,7 @@ import numba as nb
 import numpy as np
 
 from ..scene import GaussianScene, logit
+from ..transform import quat_to_rotmat
 
 #: members (and nearest-survivor queries) processed at a time: bounds the float64
 #: temporaries (covariances: 72 B per row) to a few hundred MB at any scene size
@@ -29,18 +30,6 @@ ROWS = 1 << 20
 
 
 # ------------------------------------------------------------------------------ geometry
-def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
-    """[N,4] quaternions (w,x,y,z, any length) → [N,3,3] float64 rotation matrices."""
-    q = np.asarray(q, np.float64)
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-30)
-    w, x, y, z = q.T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], 1)
-
-
 def rotmat_to_quat(R: np.ndarray) -> np.ndarray:
     """[N,3,3] proper rotation matrices → [N,4] unit quaternions (w,x,y,z), w ≥ 0."""
     R = np.asarray(R, np.float64)
