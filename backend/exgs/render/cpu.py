@@ -33,7 +33,8 @@ from ..profiling import stage
 from ..scene import sigmoid
 from .project import EPS2D, TILE, Projected, project
 from .raster import ALPHA_MAX, T_MIN  # noqa: F401  (re-exported: backward.py)
-from .raster import bin_tiles_culled, ellipse, new_records, pack_frame, raster_kernel
+from .raster import (bin_tiles_culled, ellipse, new_records, pack_frame, raster_kernel,
+                     tile_offsets)
 
 #: Gaussians activated at a time by :class:`PreparedScene` (bounds its temporaries)
 PREPARE_ROWS = 1 << 20
@@ -132,16 +133,8 @@ def bin_tiles(order, rect, tiles_x, n_tiles, n_chunks):
             for ty in range(rect[g, 1], rect[g, 3]):
                 for tx in range(rect[g, 0], rect[g, 2]):
                     counts[ch, ty * tiles_x + tx] += 1
-    offsets = np.zeros(n_tiles + 1, np.int64)
-    run = 0
-    for t in range(n_tiles):  # tile-major, then chunk (= depth) order: stable
-        offsets[t] = run
-        for ch in range(n_chunks):
-            c = counts[ch, t]
-            counts[ch, t] = run
-            run += c
-    offsets[n_tiles] = run
-    ids = np.empty(run, np.int32)
+    offsets = tile_offsets(counts)
+    ids = np.empty(offsets[n_tiles], np.int32)
     for ch in nb.prange(n_chunks):
         for k in range(ch * step, min(v, (ch + 1) * step)):
             g = order[k]

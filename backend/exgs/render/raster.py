@@ -144,6 +144,24 @@ def band_tiles(rec, rec64, boxes, k, ty, tile):
     return max(x0, int(lo) // tile), min(x1 - 1, int(hi) // tile)
 
 
+@nb.njit(cache=True)
+def tile_offsets(counts):
+    """counts [chunks, tiles] (pairs per depth-ordered chunk and tile) → offsets [tiles+1]
+    of each tile's slice of the work list; ``counts`` becomes each (chunk, tile)'s write
+    position: tile-major, then chunk (= depth) order, so the scatter is stable."""
+    n_chunks, n_tiles = counts.shape
+    offsets = np.zeros(n_tiles + 1, np.int64)
+    run = 0
+    for t in range(n_tiles):
+        offsets[t] = run
+        for ch in range(n_chunks):
+            c = counts[ch, t]
+            counts[ch, t] = run
+            run += c
+    offsets[n_tiles] = run
+    return offsets
+
+
 @nb.njit(parallel=True, cache=True)
 def bin_tiles_culled(rec, rec64, boxes, tiles_x, n_tiles, n_chunks, tile):
     """Like :func:`exgs.render.cpu.bin_tiles` for rows already in depth order, keeping only
@@ -165,16 +183,8 @@ def bin_tiles_culled(rec, rec64, boxes, tiles_x, n_tiles, n_chunks, tile):
                     spans[k, 2 * (ty - y0) + 1] = t1
                 for tx in range(t0, t1 + 1):
                     counts[ch, ty * tiles_x + tx] += 1
-    offsets = np.zeros(n_tiles + 1, np.int64)
-    run = 0
-    for t in range(n_tiles):  # tile-major, then chunk (= depth) order: stable
-        offsets[t] = run
-        for ch in range(n_chunks):
-            c = counts[ch, t]
-            counts[ch, t] = run
-            run += c
-    offsets[n_tiles] = run
-    ids = np.empty(run, np.int32)
+    offsets = tile_offsets(counts)
+    ids = np.empty(offsets[n_tiles], np.int32)
     for ch in nb.prange(n_chunks):
         for k in range(ch * step, min(v, (ch + 1) * step)):
             y0 = boxes[k, 1]
