@@ -100,8 +100,8 @@ def gate_tables(rows: list[dict], items: dict, floor: float = 0.0,
                 loss_weight: float = 2.0, worst_db: float = -0.05, quantile: float = 0.1):
     """(bias table, covered-cap table) per kept fraction at gate floor ``floor``.
 
-    As :func:`bias_by_keep`, but each bin picks the (bias, covered cap) pair with the largest
-    risk-averse score, where a candidate with a covered cap > 0 must also keep the
+    Each bin picks the (bias, covered cap) pair with the largest risk-averse score (see
+    :func:`bias_by_keep`), where a candidate with a covered cap > 0 must also keep the
     ``quantile`` of its per-frame gains ≥ ``worst_db`` (opening fully covered pixels must not
     cost a noticeable share of frames anything). Both tables are made non-increasing in keep."""
     cols = [i for i, r in enumerate(rows) if r["floor"] == floor]
@@ -151,28 +151,12 @@ def bias_by_keep(rows: list[dict], items: dict, floor: float = 0.0,
     pruned) the largest bias whose identity pairs stay ≥ ``min_identity_db`` from the input
     (capped by the last bin's). Table nodes sit at the bins' geometric centres.
     """
-    cols = [i for i, r in enumerate(rows) if r["floor"] == floor and not r.get("covered", 0.0)]
-    biases = np.array([rows[i]["bias"] for i in cols])
-    sc = items["scores"][cols]  # [candidates, items]
-    keeps = items["keeps"]
-    table = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        sel = (keeps >= lo) & (keeps < hi)
-        if not sel.any():
-            continue
-        g = sc[:, sel]
-        score = g.mean(1) + loss_weight * np.minimum(g, 0.0).mean(1)
-        table.append([float(np.sqrt(lo * hi)), float(biases[int(np.argmax(score))])])
-    for i in range(1, len(table)):
-        table[i][1] = min(table[i][1], table[i - 1][1])
-    ident = keeps >= 1.0
-    if ident.any():
-        ok = [b for b, v in zip(biases, sc[:, ident].mean(1)) if v >= min_identity_db]
-        b1 = max(ok) if ok else float(biases.min())
-        if table:
-            b1 = min(b1, table[-1][1])
-        table.append([1.0, float(b1)])
-    return [(k, b) for k, b in table]
+    cols = [i for i, r in enumerate(rows) if not r.get("covered", 0.0)]
+    table, _ = gate_tables([rows[i] for i in cols],
+                           {"keeps": items["keeps"], "scores": items["scores"][cols]},
+                           floor=floor, edges=edges, min_identity_db=min_identity_db,
+                           loss_weight=loss_weight)
+    return table
 
 
 def choose(rows: list[dict], min_identity_db: float = 45.0,
