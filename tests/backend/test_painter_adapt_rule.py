@@ -186,3 +186,49 @@ def test_no_room_for_a_delta_still_marks_none_when_restoring_hurts(scene, harmfu
     assert pd["choice"] == "none" and pd["restore"] == "none"
     assert is_none_delta(X.exgs_section_from_bytes(res.data, X.DELTA_SECTION))
     assert len(res.data) <= 2600
+
+
+@pytest.fixture(scope="module")
+def big_scene():
+    return demo_scene(n=3000, sh_degree=1, seed=3)
+
+
+def _refined(scene, net):
+    from exgs.ugc import inria_ply_bytes
+    from exgs.ugc.refine import RefineOptions
+
+    src = inria_ply_bytes(len(scene), 1)
+    opts = CompressOptions(keep_target=0.08, source_bytes=src, device="cpu", views=6,
+                           view_size=(64, 48))
+    ref = RefineOptions(steps=60, resolution=48, views=8, decision_views=4,
+                        decision_resolution=64, seconds=None)
+    res = compress_scene(scene, opts, refine=ref, net=net)
+    assert not res.stats["refine"]["switched_off"], "the test needs a refined file"
+    return res, src
+
+
+def test_refined_file_is_marked_none_when_the_painter_hurts_it(big_scene, harmful_net,
+                                                              tmp_path):
+    """A refined file is judged like an adapted one: when no restoration beats the generic
+    painter on held-out views, the file carries the 'none' marker (inside its budget) and
+    every restore path returns its frames unchanged."""
+    res, src = _refined(big_scene, harmful_net)
+    pd = res.stats["painter_delta"]
+    assert pd["choice"] == "none" and pd["restore"] == "none"
+    assert pd["heldout_none_db"] > pd["heldout_generic_db"]
+    assert is_none_delta(X.exgs_section_from_bytes(res.data, X.DELTA_SECTION))
+    p = tmp_path / "refined.exgs"
+    p.write_bytes(res.data)
+    assert X.read_exgs_header(p)["stats"]["refined"]
+    rgb, alpha = _frame(X.read_exgs_scene(p))
+    assert np.array_equal(restorer_for(p)(rgb, alpha), rgb)
+
+
+def test_refined_file_keeps_the_generic_painter_when_it_helps(big_scene):
+    res, _ = _refined(big_scene, load_net())
+    pd = res.stats["painter_delta"]
+    blob = X.exgs_section_from_bytes(res.data, X.DELTA_SECTION)
+    assert pd["choice"] in ("generic", "none")
+    assert is_none_delta(blob) == (pd["choice"] == "none")
+    if pd["choice"] == "generic":
+        assert blob is None and pd["heldout_generic_db"] >= pd["heldout_none_db"]

@@ -137,5 +137,35 @@ def compress_scene(scene, options: CompressOptions, adapt: AdaptOptions | None =
 
         if refine.progress is None and progress is not None:
             refine = replace(refine, progress=progress)
-        res = refine_result(scene, res, replace(refine, up=options.up), options.cameras)
+        res = refine_result(scene, res, replace(refine, up=options.up), options.cameras,
+                            sections_for=lambda sc: painter_verdict(scene, sc, options, net))
     return res
+
+
+def painter_verdict(full_scene, refined, options: CompressOptions, net=None):
+    """(sections, stats) for a refined file: the generic painter (``net``, default the
+    shipped one) against no restoration on held-out views of ``refined`` (the views a
+    painter delta would hold out). When unrestored wins, the file carries the ``"none"``
+    painter marker, so ``--restore`` and every other restore path return its frames
+    unchanged (do-no-harm: refined renders are close to the full scene, and the generic
+    painter was measured to cost them up to 0.5 dB on held-out real captures)."""
+    from ..io.exgs import DELTA_SECTION
+    from ..painter.adapt import AdaptConfig
+    from ..painter.adapt_judge import judge_scene
+    from ..painter.delta import none_delta
+
+    if net is None:
+        from ..painter.infer import load_net
+
+        net = load_net()
+    cfg = AdaptConfig(up=options.up).validate()
+    verdict = judge_scene(full_scene, refined, net, cfg, options.cameras)
+    info = {"enabled": False, "bytes": 0, "choice": verdict["choice"],
+            "heldout_none_db": verdict["heldout_none_db"],
+            "heldout_generic_db": verdict["heldout_generic_db"],
+            "reason": "refined file: generic painter vs no restoration on held-out views"}
+    if verdict["choice"] != "none":
+        return {}, {"painter_delta": info}
+    blob = none_delta({k: info[k] for k in ("heldout_none_db", "heldout_generic_db")})
+    info.update(form="none", bytes=len(blob), restore="none")
+    return {DELTA_SECTION: blob}, {"painter_delta": info}

@@ -13,6 +13,7 @@ never worse there than the training-free one.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Callable
 
 import numpy as np
 
@@ -38,10 +39,12 @@ def _header(data: bytes) -> dict:
 
 
 def refine_result(full_scene, result: CompressResult, options: RefineOptions | None = None,
-                  cameras=None) -> CompressResult:
+                  cameras=None, sections_for: Callable | None = None) -> CompressResult:
     """Refined copy of ``result`` (or ``result`` itself with ``stats["refine"]`` when the
-    switch-off rule keeps the training-free survivors)."""
-    from ..io.exgs import decode_exgs, encode_exgs
+    switch-off rule keeps the training-free survivors). ``sections_for(refined_scene)`` →
+    (extra .exgs sections, stats) stored with the refined file, inside its byte budget
+    (the pipeline's painter verdict); None: no extra sections."""
+    from ..io.exgs import attach_sections, decode_exgs, encode_exgs
 
     opt = options or RefineOptions()
     # keep time for re-encoding (zstd 19: ≈ 10 µs per Gaussian here) up to 3 times
@@ -60,11 +63,14 @@ def refine_result(full_scene, result: CompressResult, options: RefineOptions | N
     bits = int(settings.get("position_bits", opt.position_bits))
     level = int(settings.get("zstd_level", 19))
 
+    extra, extra_stats = sections_for(scene) if sections_for else ({}, {})
+
     def encode(sc):
         st = dict(h.get("stats", {}))
         st.update({"kept": len(sc), "refined": True})
-        return encode_exgs(sc, position_bits=bits, zstd_level=level, source=h.get("source"),
+        data = encode_exgs(sc, position_bits=bits, zstd_level=level, source=h.get("source"),
                            settings=settings, stats=st)
+        return attach_sections(data, extra) if extra else data
 
     data = encode(scene)
     dropped = 0
@@ -95,6 +101,6 @@ def refine_result(full_scene, result: CompressResult, options: RefineOptions | N
     size = len(data)
     stats.update({"kept": len(decoded), "kept_fraction": len(decoded) / stats["source_gaussians"],
                   "file_bytes": size, "bytes_per_gaussian": size / max(len(decoded), 1),
-                  "ratio": stats["source_bytes"] / size, "refine": report})
+                  "ratio": stats["source_bytes"] / size, "refine": report, **extra_stats})
     report["dropped_to_fit"] = dropped
     return CompressResult(scene=decoded, data=data, stats=stats, score=result.score)
