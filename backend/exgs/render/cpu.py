@@ -33,8 +33,8 @@ from ..profiling import stage
 from ..scene import sigmoid
 from .project import EPS2D, TILE, Projected, project
 from .raster import ALPHA_MAX, T_MIN  # noqa: F401  (re-exported: backward.py)
-from .raster import (bin_tiles_culled, ellipse, new_records, pack_frame, raster_kernel,
-                     tile_offsets)
+from .raster import (bin_tiles_culled, ellipse, new_records, pack_frame, pack_row,
+                     raster_kernel, tile_offsets)
 
 #: Gaussians activated at a time by :class:`PreparedScene` (bounds its temporaries)
 PREPARE_ROWS = 1 << 20
@@ -167,17 +167,7 @@ def pack_visible(order, xy, conic, opac, color, depth):
     """[V,10] float32 rows (x, y, a, b, c, opacity, r, g, b, z) for Gaussians ``order``."""
     out = np.empty((order.shape[0], 10), np.float32)
     for k in nb.prange(order.shape[0]):
-        g = order[k]
-        out[k, 0] = xy[g, 0]
-        out[k, 1] = xy[g, 1]
-        out[k, 2] = conic[g, 0]
-        out[k, 3] = conic[g, 1]
-        out[k, 4] = conic[g, 2]
-        out[k, 5] = opac[g]
-        out[k, 6] = color[g, 0]
-        out[k, 7] = color[g, 1]
-        out[k, 8] = color[g, 2]
-        out[k, 9] = depth[g]
+        pack_row(out, k, order[k], xy, conic, opac, color, depth)
     return out
 
 

@@ -69,6 +69,21 @@ def new_records(v: int) -> tuple[np.ndarray, np.ndarray]:
     return rec, rec.view(np.float64)
 
 
+@nb.njit(cache=True, inline="always")
+def pack_row(dst, k, g, xy, conic, opac, color, depth):
+    """dst[k, :10] = (x, y, conic a, b, c, opacity, r, g, b, z) of projected Gaussian ``g``."""
+    dst[k, 0] = xy[g, 0]
+    dst[k, 1] = xy[g, 1]
+    dst[k, 2] = conic[g, 0]
+    dst[k, 3] = conic[g, 1]
+    dst[k, 4] = conic[g, 2]
+    dst[k, 5] = opac[g]
+    dst[k, 6] = color[g, 0]
+    dst[k, 7] = color[g, 1]
+    dst[k, 8] = color[g, 2]
+    dst[k, 9] = depth[g]
+
+
 @nb.njit(parallel=True, cache=True)
 def pack_frame(order, xy, conic, opac, color, depth, rect, rec, rec64):
     """Fill the records (:func:`new_records`, :data:`REC`) of the visible Gaussians ``order``
@@ -77,16 +92,7 @@ def pack_frame(order, xy, conic, opac, color, depth, rect, rec, rec64):
     boxes = np.empty((v, 4), np.int32)
     for k in nb.prange(v):
         g = order[k]
-        rec[k, 0] = xy[g, 0]
-        rec[k, 1] = xy[g, 1]
-        rec[k, 2] = conic[g, 0]
-        rec[k, 3] = conic[g, 1]
-        rec[k, 4] = conic[g, 2]
-        rec[k, 5] = opac[g]
-        rec[k, 6] = color[g, 0]
-        rec[k, 7] = color[g, 1]
-        rec[k, 8] = color[g, 2]
-        rec[k, 9] = depth[g]
+        pack_row(rec, k, g, xy, conic, opac, color, depth)
         for q in range(4):
             boxes[k, q] = rect[g, q]
         two_l, schur, hy, inv_ca = ellipse(float(rec[k, 2]), float(rec[k, 3]),
