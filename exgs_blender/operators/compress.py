@@ -16,7 +16,7 @@ import os
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
-from .. import backend, errors, gaussians, paths, plyio, render_core, shot
+from .. import backend, errors, gaussians, meshfill, paths, render_core, shot
 from ..splat import SplatObject
 
 RESULT_ITEMS = [("MIRROR", "New object", "A new object that mirrors the original (parent, "
@@ -150,8 +150,7 @@ class EXGS_OT_compress(bpy.types.Operator):
     def _make_object(self, context):
         stats, ply = self._worker.result
         src = bpy.data.objects.get(self._src_name)
-        v = plyio.read_vertices(ply)
-        mesh = gaussians.new_mesh(f"{self._src_name} (ExGS)", v)
+        mesh = meshfill.new_mesh_from_file(f"{self._src_name} (ExGS)", ply)
         if src is not None:
             orig_bytes = SplatObject(src).original_bytes or SplatObject(src).raw_bytes()
             if self.result == "REPLACE":
@@ -161,7 +160,7 @@ class EXGS_OT_compress(bpy.types.Operator):
                 new = shot.mirror_object(context, src, mesh, f"{self._src_name} (ExGS)")
         else:  # the original was deleted while the backend worked
             orig_bytes = 0
-            new = gaussians.create_object(context, f"{self._src_name} (ExGS)", v, mesh=mesh)
+            new = gaussians.create_object(context, f"{self._src_name} (ExGS)", None, mesh=mesh)
         extra = self._store_facts(SplatObject(mesh), stats, orig_bytes)
         for o in context.selected_objects:
             o.select_set(False)
