@@ -9,7 +9,8 @@
   :func:`weights_version` and the copy is rebuilt.
 * :func:`gate_shut`: which frames of a tile the gate closes *everywhere* (coverage cap 0, or a
   gate bias of −∞: nothing pruned). The output there is the input exactly, whatever the
-  network computes, so the network is not run at all.
+  network computes, so the network is not run at all (unless the detail head applies at this
+  kept fraction: it touches covered pixels too).
 * ``precision="bf16"``: oneDNN bfloat16 autocast on CPUs that have it (AVX512-BF16 / AMX).
   Not the default: restored frames differ from the float32 path (measured PSNR in
   ``bench/painter_speed.py``).
@@ -66,7 +67,10 @@ def run(net, rgb: torch.Tensor, alpha: torch.Tensor, kept_fraction: float | None
     network."""
     out = rgb.clamp(0.0, 1.0).clone()
     bias = net.cfg.bias_for_kept_fraction(kept_fraction)
+    detail = net.cfg.detail_scale_for_kept_fraction(kept_fraction)
     shut = gate_shut(net, alpha, bias)
+    if detail > 0:  # the detail head touches covered pixels too (:mod:`.detail`)
+        shut[:] = bias == float("-inf")
     todo = (~shut).nonzero().flatten()
     if len(todo) == 0:
         return out
@@ -80,6 +84,7 @@ def run(net, rgb: torch.Tensor, alpha: torch.Tensor, kept_fraction: float | None
         dec, conf = net.restored_and_conf(dec.float(), conf.float(), x, a)
         g = net.gate(conf, a, bias)
         y = x + g * (dec.clamp(0.0, 1.0) - x)
+        y = net.add_detail(y, x, a, kept_fraction, detail)
     else:
         y = net(x, a, kept_fraction=kept_fraction)
     out[todo] = y.clamp(0.0, 1.0).contiguous()

@@ -10,6 +10,7 @@ accepts)::
     DIR/unet/config.json                  diffusers UNet2DModel
     DIR/unet/diffusion_pytorch_model.safetensors
     DIR/gate_head.safetensors             the small gate head (when painter.json says so)
+    DIR/detail_head.safetensors           the full-resolution detail head (likewise)
 
 Tiling: a frame is cut into ``tile``×``tile`` tiles overlapping by ``overlap`` pixels (edge
 tiles are shifted inwards, so every tile is full size when the frame is larger than a tile;
@@ -66,6 +67,15 @@ def load_net(path: str | os.PathLike | None = None, device: str = "cpu") -> Pain
             net.gate_head.load_state_dict(load_file(head))
         except (OSError, RuntimeError, ValueError) as e:
             raise ExgsError(f"{d}: cannot load gate_head.safetensors: "
+                            f"{' '.join(str(e).split())[:200]}") from None
+    if net.detail is not None:
+        head = d / "detail_head.safetensors"
+        try:
+            from safetensors.torch import load_file
+
+            net.detail.load_state_dict(load_file(head))
+        except (OSError, RuntimeError, ValueError) as e:
+            raise ExgsError(f"{d}: cannot load detail_head.safetensors: "
                             f"{' '.join(str(e).split())[:200]}") from None
     return net.to(device).eval()
 

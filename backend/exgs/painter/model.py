@@ -70,6 +70,13 @@ class PainterConfig:
     gate_covered_by_keep: tuple = ()  #: ((keep, cap), ...): the gate cap on pixels inside
     #: fully covered surroundings for a scene keeping that fraction (piecewise linear in log
     #: keep like ``gate_bias_by_keep``); empty / unknown keep → 0 (returned exactly)
+    detail_head: bool = False  #: add the full-resolution detail head (:mod:`.detail`): a
+    #: residual on every pixel, covered ones included
+    detail_width: int = 16
+    detail_dilations: tuple = (1, 2, 4)
+    detail_scale_by_keep: tuple = ()  #: ((keep, scale), ...): the detail head's scale for a
+    #: scene keeping that fraction (piecewise linear in log keep); empty / unknown keep /
+    #: nothing pruned → 0 (the head is not applied)
     tile: int = 256  #: inference tile size (pixels, multiple of 8)
     overlap: int = 32  #: inference tile overlap (pixels, multiple of 8)
 
@@ -80,7 +87,7 @@ class PainterConfig:
     def from_dict(cls, d: dict) -> "PainterConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
-        for key in ("gate_bias_by_keep", "gate_covered_by_keep"):
+        for key in ("gate_bias_by_keep", "gate_covered_by_keep", "detail_scale_by_keep"):
             if key in kw:
                 kw[key] = tuple((float(k), float(b)) for k, b in kw[key])
         return cls(**kw)
@@ -105,6 +112,14 @@ class PainterConfig:
         if kept_fraction is None or not table or kept_fraction >= 1.0:
             return 0.0
         return min(max(_interp_log_keep(table, kept_fraction), 0.0), 1.0)
+
+    def detail_scale_for_kept_fraction(self, kept_fraction: float | None) -> float:
+        """Scale of the detail head's residual (``detail_scale_by_keep``); 0 without the head,
+        when the kept fraction is unknown or ≥ 1, or no table is given."""
+        table = self.detail_scale_by_keep
+        if not self.detail_head or kept_fraction is None or not table or kept_fraction >= 1.0:
+            return 0.0
+        return max(_interp_log_keep(table, kept_fraction), 0.0)
 
 
 def _interp_log_keep(table, keep: float) -> float:
@@ -271,6 +286,11 @@ class PainterNet(nn.Module):
         self.vae = vae if vae is not None else build_vae(self.cfg)
         self.unet = unet if unet is not None else build_unet(self.cfg)
         self.gate_head = GateHead(stats=self.cfg.gate_stats) if self.cfg.gate_head else None
+        self.detail = None
+        if self.cfg.detail_head:
+            from .detail import DetailHead
+
+            self.detail = DetailHead(self.cfg.detail_width, tuple(self.cfg.detail_dilations))
         if fresh:
             self._init_closed_gate()
 
@@ -380,6 +400,16 @@ class PainterNet(nn.Module):
             g = self.gate(conf, alpha, self.cfg.bias_for_kept_fraction(kept_fraction),
                           self.cfg.covered_cap_for_kept_fraction(kept_fraction))
         out = rgb + g * (dec.clamp(0.0, 1.0) - rgb)
+        out = self.add_detail(out, rgb, alpha, keep,
+                              1.0 if train_keep is not None else
+                              self.cfg.detail_scale_for_kept_fraction(kept_fraction))
         if return_all:
             return out, {"z_hat": zh, "decoded": dec, "gate": g, "conf_logit": conf}
         return out
+
+    def add_detail(self, restored, rgb, alpha, keep, scale: float) -> torch.Tensor:
+        """``restored`` + ``scale`` · the detail head's residual, clamped to [0, 1]; ``restored``
+        unchanged without a head or at scale 0 (:mod:`.detail`)."""
+        if self.detail is None or scale == 0.0:
+            return restored
+        return (restored + scale * self.detail(rgb, restored, alpha, keep)).clamp(0.0, 1.0)

@@ -133,6 +133,11 @@ def export_diffusers(net: PainterNet, out_dir: str | Path, meta: dict | None = N
 
             save_file({k: v.contiguous() for k, v in net.gate_head.state_dict().items()},
                       tmp / "gate_head.safetensors")
+        if net.detail is not None:
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in net.detail.state_dict().items()},
+                      tmp / "detail_head.safetensors")
         d = asdict(net.cfg)
         if meta:
             d["training"] = meta
