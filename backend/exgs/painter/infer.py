@@ -59,25 +59,21 @@ def load_net(path: str | os.PathLike | None = None, device: str = "cpu") -> Pain
     except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError) as e:
         raise ExgsError(f"{d}: cannot load painter weights: {' '.join(str(e).split())[:300]}") from None
     net = PainterNet(cfg, vae=vae, unet=unet)
-    if net.gate_head is not None:
-        head = d / "gate_head.safetensors"
-        try:
-            from safetensors.torch import load_file
-
-            net.gate_head.load_state_dict(load_file(head))
-        except (OSError, RuntimeError, ValueError) as e:
-            raise ExgsError(f"{d}: cannot load gate_head.safetensors: "
-                            f"{' '.join(str(e).split())[:200]}") from None
-    if net.detail is not None:
-        head = d / "detail_head.safetensors"
-        try:
-            from safetensors.torch import load_file
-
-            net.detail.load_state_dict(load_file(head))
-        except (OSError, RuntimeError, ValueError) as e:
-            raise ExgsError(f"{d}: cannot load detail_head.safetensors: "
-                            f"{' '.join(str(e).split())[:200]}") from None
+    for module, name in ((net.gate_head, "gate_head"), (net.detail, "detail_head")):
+        if module is not None:
+            _load_head(module, d / f"{name}.safetensors")
     return net.to(device).eval()
+
+
+def _load_head(module, file: Path) -> None:
+    """Load a head's state dict from a safetensors file (ExgsError naming the file)."""
+    from safetensors.torch import load_file
+
+    try:
+        module.load_state_dict(load_file(file))
+    except (OSError, RuntimeError, ValueError) as e:
+        raise ExgsError(f"{file.parent}: cannot load {file.name}: "
+                        f"{' '.join(str(e).split())[:200]}") from None
 
 
 def _ramp(n: int, overlap: int, left_edge: bool, right_edge: bool) -> np.ndarray:

@@ -128,16 +128,12 @@ def export_diffusers(net: PainterNet, out_dir: str | Path, meta: dict | None = N
     try:
         net.vae.save_pretrained(tmp / "vae", safe_serialization=True)
         net.unet.save_pretrained(tmp / "unet", safe_serialization=True)
-        if net.gate_head is not None:
-            from safetensors.torch import save_file
+        from safetensors.torch import save_file
 
-            save_file({k: v.contiguous() for k, v in net.gate_head.state_dict().items()},
-                      tmp / "gate_head.safetensors")
-        if net.detail is not None:
-            from safetensors.torch import save_file
-
-            save_file({k: v.contiguous() for k, v in net.detail.state_dict().items()},
-                      tmp / "detail_head.safetensors")
+        for module, name in ((net.gate_head, "gate_head"), (net.detail, "detail_head")):
+            if module is not None:
+                save_file({k: v.contiguous() for k, v in module.state_dict().items()},
+                          tmp / f"{name}.safetensors")
         d = asdict(net.cfg)
         if meta:
             d["training"] = meta
