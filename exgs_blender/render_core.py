@@ -230,9 +230,25 @@ class Worker:
         return self.result
 
 
+def item_path(it: SplatItem, cam: dict, history) -> list[dict]:
+    """The cameras of ``it``'s stabilised restore (see engine/sequence.py): ``history``
+    [(camera dict, {item name: matrix_world})] oldest first, cut at the newest frame where
+    the item is missing, then ``cam``; each with that frame's object matrix."""
+    path = []
+    for c, mats in reversed(history or []):
+        if it.name not in mats:
+            break
+        path.append(dict(c, object_matrix_world=mats[it.name]))
+    path.reverse()
+    return path + [dict(cam, object_matrix_world=it.matrix_world)]
+
+
 def render_cameras(items: list[SplatItem], cams: list[dict], *, restore: bool = False,
-                   progress=None, cancel=None) -> list[Frame]:
-    """Backend render of every item from each camera (worker thread safe: no bpy)."""
+                   history=None, progress=None, cancel=None) -> list[Frame]:
+    """Backend render of every item from each camera (worker thread safe: no bpy).
+    ``history`` (with ``restore``, one camera; None = off): the earlier frames of the path
+    as [(camera dict, {item name: matrix_world})], oldest first — each item is restored
+    stabilised over its part of them (:func:`item_path`), only ``cams[0]`` is returned."""
     from . import backend
 
     if not items:
@@ -251,6 +267,11 @@ def render_cameras(items: list[SplatItem], cams: list[dict], *, restore: bool = 
 
         cam_list = [dict(c, object_matrix_world=it.matrix_world) for c in cams]
         kw = dict(painter_delta=it.painter_delta, kept_fraction=it.kept_fraction)  # restore
+        if restore and history is not None:
+            if len(cams) != 1:
+                raise RenderError("a stabilised restore renders one frame at a time")
+            cam_list = item_path(it, cams[0], history)
+            kw["warmup"] = len(cam_list) - 1
         try:
             outs = conn.render(sid, cam_list, restore=restore, progress=sub, cancel=cancel,
                                **kw)

@@ -43,9 +43,11 @@ adapt_form=None, adapt_min_gain=None, progress=None, cancel=None)`` → job resu
 figures and, when a delta was stored, its bytes as base64 ``data_b64``)
 ``render(scene_id, cameras, *, size=None, background=(0,0,0), restore=False,
 passes=("rgb","alpha","depth"), format="f32", sh_degree=None, use_delta=True,
-painter_delta=None, kept_fraction=None, progress=None, cancel=None)`` (``painter_delta``:
-delta bytes to apply with ``restore``, instead of the scene file's own; ``kept_fraction``:
-the painter's gate; both only for services without ``set_facts``)
+painter_delta=None, kept_fraction=None, temporal=False, warmup=0, progress=None,
+cancel=None)`` (``painter_delta``: delta bytes to apply with ``restore``, instead of the
+scene file's own; ``kept_fraction``: the painter's gate; both only for services without
+``set_facts``; ``temporal`` + ``warmup``: stabilised restoration of the cameras after the
+first ``warmup``, which are their history on the path and are not returned)
     → list of :class:`Frame` (``format="png"``: list of PNG ``bytes``). Cameras are dicts in
     either form: ``exgs.cameras.Camera.to_dict()`` (or any object with ``to_dict()``), or the
     raw Blender numbers (``camera_matrix_world``, ``lens``, ``sensor_width``, ...,

@@ -222,12 +222,19 @@ class ExgsClient(HttpClient):
     def submit_render(self, scene_id: str, cameras, *, size=None, background=(0.0, 0.0, 0.0),
                       restore: bool = False, passes=("rgb", "alpha", "depth"),
                       format: str = "f32", sh_degree=None, use_delta: bool = True,
-                      painter_delta=None, kept_fraction=None) -> dict:
+                      painter_delta=None, kept_fraction=None, temporal: bool = False,
+                      warmup: int = 0) -> dict:
         """``painter_delta`` / ``kept_fraction``: per-render facts for services without
-        ``PUT /facts`` (sent as the body's ``painter_delta`` / ``keep``)."""
+        ``PUT /facts`` (sent as the body's ``painter_delta`` / ``keep``). ``temporal`` (with
+        ``restore``): the cameras are a smooth path, stabilise; ``warmup``: the first
+        ``warmup`` cameras are only the history of the others (not returned)."""
         body = {"cameras": [camera_dict(c) for c in cameras],
                 "background": [float(x) for x in background], "restore": bool(restore),
                 "passes": list(passes), "format": format}
+        if temporal:
+            body["temporal"] = True
+        if warmup:
+            body["warmup"] = int(warmup)
         if not use_delta:
             body["use_delta"] = False
         if painter_delta is not None:
@@ -243,18 +250,19 @@ class ExgsClient(HttpClient):
     def render(self, scene_id: str, cameras, *, size=None, background=(0.0, 0.0, 0.0),
                restore: bool = False, passes=("rgb", "alpha", "depth"), format: str = "f32",
                sh_degree=None, use_delta: bool = True, painter_delta=None, kept_fraction=None,
-               progress=None, cancel=None) -> list:
-        """Render ``cameras`` → one :class:`Frame` per camera (PNG bytes for format="png").
-        Each frame is fetched (long poll) as soon as it is rendered, while later ones render;
-        the job is deleted afterwards."""
+               temporal: bool = False, warmup: int = 0, progress=None, cancel=None) -> list:
+        """Render ``cameras`` → one :class:`Frame` per camera after the first ``warmup``
+        (PNG bytes for format="png"). Each frame is fetched (long poll) as soon as it is
+        rendered, while later ones render; the job is deleted afterwards."""
         cameras = list(cameras)
         job = self.submit_render(scene_id, cameras, size=size, background=background,
                                  restore=restore, passes=passes, format=format,
                                  sh_degree=sh_degree, use_delta=use_delta,
-                                 painter_delta=painter_delta, kept_fraction=kept_fraction)
+                                 painter_delta=painter_delta, kept_fraction=kept_fraction,
+                                 temporal=temporal, warmup=warmup)
         jid = _job_id(job)
         what = f"render job {jid}"
-        n = len(cameras)
+        n = len(cameras) - int(warmup)
         out: list = []
         forget = True
         try:

@@ -12,6 +12,18 @@ class ExgsRenderSettings(bpy.types.PropertyGroup):
     restore: BoolProperty(name="GaussPainter restore", default=False,
                           description="Restore holes of compressed scenes with GaussPainter "
                                       "(in the backend) before writing the passes")
+    stable: BoolProperty(name="Stable animation", default=True,
+                         description="With restore: stabilise each frame's restoration over "
+                                     "the frames before it in its segment, so the animation "
+                                     "flickers about as little as unrestored; a frame's result "
+                                     "does not depend on how the range is split. Off: every "
+                                     "frame restored on its own (faster, may flicker)")
+    stable_segment: IntProperty(name="Stable segment", default=32, min=4, max=256,
+                                description="Frames per stabilised run (runs start at multiples "
+                                            "of this, after a quarter of it as warm-up): "
+                                            "longer = fewer restarts, but the first frame of a "
+                                            "render or farm chunk restores up to 1.25× this "
+                                            "many more frames")
     motion_blur_samples: IntProperty(name="Motion blur samples", default=5, min=2, max=64,
                                      description="Sub-frame renders averaged over the shutter "
                                                  "when Motion Blur is on (render time × this)")
@@ -69,6 +81,12 @@ class EXGS_PT_render(bpy.types.Panel):
         r = context.scene.render
         lay = self.layout
         lay.prop(s, "restore")
+        row = lay.row(align=True)
+        row.enabled = s.restore
+        row.prop(s, "stable")
+        sub = row.row(align=True)
+        sub.enabled = s.restore and s.stable
+        sub.prop(s, "stable_segment", text="Segment")
         lay.prop(s, "viewport_restore")
         lay.prop(r, "film_transparent", text="Transparent film (else the world colour)")
         lay.prop(r, "use_motion_blur")

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 from .. import conventions, errors, render_core
-from . import film
+from . import film, sequence
 
 #: Last error messages (for the headless command's exit code).
 ERRORS: list = []
@@ -36,15 +36,27 @@ def _set_pass(layer, name, flat):
     return True
 
 
+def stable_segment(scene) -> int | None:
+    """Segment length of a stabilised restore (:mod:`.sequence`), None when off (no
+    restore, or *Stable animation* unchecked)."""
+    s = getattr(scene, "exgs_render", None)
+    if s is None or not s.restore or not getattr(s, "stable", False):
+        return None
+    return int(s.stable_segment)
+
+
 def _samples(engine, depsgraph, scene):
-    """[(camera dict, [SplatItem])] — one per motion-blur sample (main thread)."""
+    """[(camera dict, [SplatItem], history or None)] — one per motion-blur sample (main
+    thread); history: see :func:`.sequence.history`."""
     frame = scene.frame_current
     n = int(getattr(getattr(scene, "exgs_render", None), "motion_blur_samples", 5))
     times = film.shutter_times(scene, frame, n)
-    if len(times) > 1 and not hasattr(engine, "frame_set"):
-        engine.report({"WARNING"}, "ExGS: motion blur is not available in this Blender; "
-                                   "rendered without it")
-        times = [float(frame)]
+    segment = stable_segment(scene)
+    if (len(times) > 1 or segment) and not hasattr(engine, "frame_set"):
+        engine.report({"WARNING"}, "ExGS: motion blur / stable restore are not available in "
+                                   "this Blender; rendered without them")
+        times, segment = [float(frame)], None
+    moved = len(times) > 1 or bool(segment)
     out = []
     try:
         for t in times:
@@ -52,9 +64,12 @@ def _samples(engine, depsgraph, scene):
                 engine.frame_set(*film.split_time(t))
             cam = render_core.blender_camera(scene, scene.camera.evaluated_get(depsgraph)
                                              if scene.camera else None)
-            out.append((cam, render_core.gather(depsgraph)))
+            items = render_core.gather(depsgraph)
+            hist = sequence.history(engine, depsgraph, scene, t, segment, cam) \
+                if segment and items else None
+            out.append((cam, items, hist))
     finally:
-        if len(times) > 1:
+        if moved:
             engine.frame_set(frame, 0.0)
     return out
 
@@ -64,11 +79,11 @@ def _render_samples(samples, restore, progress, cancel):
     depth of the middle sample) → :class:`render_core.Frame`."""
     frames = []
     n = len(samples)
-    for i, (cam, items) in enumerate(samples):
+    for i, (cam, items, hist) in enumerate(samples):
         def sub(frac, msg="", i=i):
             progress((i + frac) / n, msg)
-        frames.append(render_core.render_cameras(items, [cam], restore=restore, progress=sub,
-                                                 cancel=cancel)[0])
+        frames.append(render_core.render_cameras(items, [cam], restore=restore, history=hist,
+                                                 progress=sub, cancel=cancel)[0])
     if n == 1:
         return frames[0]
     return render_core.Frame(np.mean([f.rgb for f in frames], 0, dtype=np.float32),

@@ -67,6 +67,16 @@ class TemporalStabilizer:
         self._x = None
         self._o = None
 
+    @property
+    def state(self) -> tuple:
+        """(previous input, previous output) — None, None before the first frame. The
+        arrays are never modified in place, so a caller may keep them."""
+        return self._x, self._o
+
+    @state.setter
+    def state(self, value: tuple) -> None:
+        self._x, self._o = value
+
     def __call__(self, x, y) -> np.ndarray:
         x = np.asarray(x, np.float32)
         y = np.asarray(y, np.float32)

@@ -10,6 +10,8 @@ the job service (:mod:`exgs.service`) and farm scripts call them.
   delta) read once by :func:`facts_of_file`.
 * :func:`render_frames` — render (and restore) frames; ``Progress`` is the one progress
   callback type, ``progress(fraction | None, message)``.
+* :func:`render_stable` (:class:`RestoreMemo`) — restored frames of an animation,
+  stabilised over the warm-up frames the request carries (no state between requests).
 
 Lower layers never import this package: ``io`` ← ``ugc``/``painter``/``render`` ←
 ``pipeline`` ← ``commands``/``service``.
@@ -23,8 +25,10 @@ from .device import painter_device, resolve_device
 from .facts import SceneFacts, check_kept_fraction, facts_of_bytes, facts_of_file
 from .render import Progress, render_frames
 from .restore import PainterCache, Restorer, RestoreOptions, restorer_for
+from .sequence import RestoreMemo, render_stable
 
 __all__ = ["resolve_device", "painter_device", "CompressOptions", "AdaptOptions",
            "CompressResult", "compress_scene", "byte_budget", "adapt_options", "SceneFacts",
            "facts_of_file", "facts_of_bytes", "check_kept_fraction", "Progress",
-           "render_frames", "RestoreOptions", "Restorer", "PainterCache", "restorer_for"]
+           "render_frames", "RestoreOptions", "Restorer", "PainterCache", "restorer_for",
+           "RestoreMemo", "render_stable"]

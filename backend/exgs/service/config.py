@@ -22,6 +22,7 @@ class Limits:
     max_json_bytes: int = 16 << 20          # any request body but an upload, before parsing
     max_gaussians: int = 50_000_000         # per scene, checked from its header first
     max_scene_memory: int = 1 << 62         # decoded scenes held at once (LRU eviction)
+    restore_memo_bytes: int = 512 << 20     # recent frames' renders + restorations (temporal)
     header_timeout_s: float = 10.0          # request line + headers must arrive within this
     body_timeout_s: float = 30.0            # longest wait for the next piece of a body
 

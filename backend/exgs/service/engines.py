@@ -66,13 +66,16 @@ def device_info() -> dict:
 
 class Engines:
     """Lazily loaded heavy parts; ``painters`` is the shared
-    :class:`exgs.pipeline.PainterCache` (generic painter + a few adapted ones)."""
+    :class:`exgs.pipeline.PainterCache` (generic painter + a few adapted ones);
+    ``restore_memo`` the :class:`exgs.pipeline.RestoreMemo` of temporal render jobs."""
 
     def __init__(self, config: ServiceConfig, device: str):
-        from ..pipeline import PainterCache, painter_device
+        from ..pipeline import PainterCache, RestoreMemo, painter_device
 
         self.config = config
         self.painters = PainterCache(config.painter_weights, painter_device(device))
+        #: unrestored + restored images of recent animation frames (temporal renders)
+        self.restore_memo = RestoreMemo(config.limits.restore_memo_bytes)
 
     def render_module(self):
         mod, err = import_optional("exgs.render")

@@ -117,6 +117,12 @@ class RenderRequest(BaseModel):
     temporal: bool = Field(False, description="with restore: the cameras are a smooth path "
                                               "(an animation); stabilise the restored frames "
                                               "so they flicker no more than the unrestored ones")
+    warmup: int = Field(0, ge=0, le=256,
+                        description="with restore and temporal: the first `warmup` cameras are "
+                                    "the frames before the wanted ones on the same path; they "
+                                    "are restored and fed to the stabiliser but not returned, "
+                                    "so a frame's output depends on the request only (not on "
+                                    "what was rendered before)")
     use_delta: bool = Field(True, description="with restore: apply the scene's per-scene "
                                               "painter delta (one of its facts) when it has one")
     painter_delta: Optional[Annotated[str, Field(max_length=8 << 20)]] = Field(

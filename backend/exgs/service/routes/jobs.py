@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from fastapi import APIRouter, Query, Request
@@ -112,7 +113,8 @@ def router(state) -> APIRouter:
             summary="Render cameras (job); fetch frames with GET /v1/jobs/{id}/frames/{i}",
             responses=responses(400, 404, 413, 422, 429, 503))
     async def render(scene_id: str, body: RenderRequest, request: Request):
-        from ...pipeline import RestoreOptions, SceneFacts, render_frames, restorer_for
+        from ...pipeline import (RestoreOptions, SceneFacts, render_frames, render_stable,
+                                 restorer_for)
 
         e = store.get(scene_id)
         engines.render_module()
@@ -130,10 +132,17 @@ def router(state) -> APIRouter:
         deg = e.summary.get("sh_degree", 0)
         if body.sh_degree is not None and body.sh_degree > deg:
             raise ApiError(422, f"sh_degree {body.sh_degree} exceeds the scene's SH degree {deg}")
+        if body.warmup and not (body.restore and body.temporal):
+            raise ApiError(422, "warmup needs restore and temporal")
+        if body.warmup >= len(body.cameras):
+            raise ApiError(422, f"warmup={body.warmup} leaves none of the "
+                                f"{len(body.cameras)} cameras to return")
         cams = request_cameras(body.cameras, limits, body.size)
         bg = tuple(float(x) for x in body.background)
         passes, fmt, restore = list(body.passes), body.format, body.restore
-        n = len(cams)
+        stable = restore and body.temporal
+        warmup = body.warmup
+        n = len(cams) - warmup  # frames returned
         facts = e.facts or SceneFacts()
         use_delta = body.use_delta
         if restore and body.painter_delta is not None:  # deprecated per-request override
@@ -141,9 +150,13 @@ def router(state) -> APIRouter:
             use_delta = True
         if restore and use_delta and facts.delta_error:
             raise ApiError(400, facts.delta_error)
+        # temporal: render_stable stabilises (its own stabiliser, per request)
         options = RestoreOptions(device=engines.painters.device, use_delta=use_delta,
-                                 kept_fraction=body.keep,  # body.keep: deprecated override
-                                 temporal=body.temporal)
+                                 kept_fraction=body.keep)  # body.keep: deprecated override
+        delta_key = (hashlib.sha256(facts.painter_delta).hexdigest()
+                     if use_delta and facts.painter_delta else None)
+        scope = "|".join(map(str, (e.id, facts.kept_fraction, body.keep, delta_key,
+                                   body.sh_degree)))  # what besides the camera sets x and y
 
         def run(ctx):
             scene = store.load(e)  # read again if it was evicted from memory
@@ -151,9 +164,17 @@ def router(state) -> APIRouter:
             if restore:
                 ctx.progress(0.0, "loading GaussPainter")
                 restorer = restorer_for(facts, options, cache=engines.painters)
-            ctx.progress(0.0, f"rendering {n} frame(s)")
-            frames = render_frames(scene, cams, device=device, sh_degree=body.sh_degree,
-                                   background=bg, restorer=restorer, progress=ctx.progress)
+            ctx.progress(0.0, f"rendering {n} frame(s)"
+                         + (f" after {warmup} warm-up frame(s)" if warmup else ""))
+            if stable:
+                frames = render_stable(scene, cams, warmup=warmup, restorer=restorer,
+                                       device=device, sh_degree=body.sh_degree, background=bg,
+                                       memo=engines.restore_memo, scope=scope,
+                                       progress=ctx.progress)
+            else:
+                frames = render_frames(scene, cams, device=device, sh_degree=body.sh_degree,
+                                       background=bg, restorer=restorer,
+                                       progress=ctx.progress)
             for i in range(n):
                 ctx.check()
                 res = next(frames)
@@ -173,7 +194,9 @@ def router(state) -> APIRouter:
                 if i + 1 < n:
                     yield  # end of this job's turn: another client's job may go next
             ctx.job.result = {"frames": n, "format": fmt, "passes": passes,
-                              "width": cams[0].width, "height": cams[0].height}
+                              "width": cams[-1].width, "height": cams[-1].height}
+            if stable:
+                ctx.job.result["warmup"] = warmup
             if restorer is not None:
                 d = restorer.delta
                 ctx.job.result["painter_delta"] = "applied" if d["applied"] else (

@@ -1,0 +1,168 @@
+"""Stabilised restoration of one frame of an animation, with no state between requests.
+
+A client that renders an animation one frame at a time (Blender asks for frame ``f``, then
+``f + 1`` …, possibly from several machines) cannot rely on a stabiliser that remembers the
+previous request: the result would depend on which frames that process happened to render
+before (chunking, scrubbing, retries, two clients at once). Instead a request carries its own
+history: the cameras of the ``warmup`` frames before the wanted ones, in path order.
+:func:`render_stable` restores them all, feeds them through a fresh
+:class:`exgs.painter.temporal.TemporalStabilizer` and yields only the frames after the
+warm-up. The output is a pure function of the request (scene, facts, cameras, options):
+the same on every call, whatever was rendered before or at the same time.
+
+What makes it affordable is :class:`RestoreMemo`, a byte-capped LRU holding the unrestored
+and restored images (float32, exact) per (scene/options scope, camera), and the stabiliser's
+state after each request's camera list (keyed by a hash chain over the list). The request for
+frame ``f + 1`` usually repeats frame ``f``'s list plus one camera, so it resumes from the
+stored state and costs one render + one restore + one stabiliser step; a request whose
+prefix state is gone but whose frames are memoised costs a stabiliser step per frame
+(tile means: cheap); a cold request (the first frame of a farm chunk, an evicted memo)
+renders and restores its whole list. Memo hits are exactly the arrays a fresh run computes
+(the renderer and the painter are deterministic on one machine), so the memo never changes
+a pixel — only the time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from collections import OrderedDict
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+#: default byte cap of a :class:`RestoreMemo` (unrestored + restored float32 images)
+DEFAULT_MEMO_BYTES = 512 << 20
+
+
+def camera_key(cam) -> str:
+    """Content key of an :class:`exgs.cameras.Camera` (size, intrinsics, pose, clip)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.asarray([cam.width, cam.height], np.int64).tobytes())
+    h.update(np.asarray([cam.fx, cam.fy, cam.cx, cam.cy, cam.near, cam.far],
+                        np.float64).tobytes())
+    h.update(np.ascontiguousarray(cam.world_to_camera, np.float64).tobytes())
+    return h.hexdigest()
+
+
+class RestoreMemo:
+    """Thread-safe LRU ``key → tuple of float32 arrays`` of at most ``max_bytes`` (an entry
+    larger than the cap is not kept). :func:`render_stable` keeps two kinds: per camera
+    ``(x, y)`` [H,W,3] (x: the unrestored render over black clipped to [0, 1]; y:
+    GaussPainter's restoration), and per camera-list prefix the stabiliser's state after it.
+    Stored arrays are read-only copies; hits share them."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MEMO_BYTES):
+        self.max_bytes = int(max_bytes)
+        self._lock = threading.Lock()
+        self._d: OrderedDict[str, tuple] = OrderedDict()
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str):
+        with self._lock:
+            v = self._d.get(key)
+            if v is None:
+                self.misses += 1
+                return None
+            self._d.move_to_end(key)
+            self.hits += 1
+            return v
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return key in self._d
+
+    def put(self, key: str, *arrays) -> None:
+        vals = []
+        for a in arrays:
+            a = np.array(a, np.float32)
+            a.flags.writeable = False
+            vals.append(a)
+        size = sum(a.nbytes for a in vals)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._d.pop(key, None)
+            if old is not None:
+                self.bytes -= sum(a.nbytes for a in old)
+            self._d[key] = tuple(vals)
+            self.bytes += size
+            while self.bytes > self.max_bytes and self._d:
+                _, ev = self._d.popitem(last=False)
+                self.bytes -= sum(a.nbytes for a in ev)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+def _chain(scope: str, cameras: list) -> list[str]:
+    """Key of each prefix ``cameras[:i + 1]`` (a hash chain over the camera keys)."""
+    keys, h = [], hashlib.blake2b(scope.encode(), digest_size=16).hexdigest()
+    for c in cameras:
+        h = hashlib.blake2b(f"{h}|{camera_key(c)}".encode(), digest_size=16).hexdigest()
+        keys.append(h)
+    return keys
+
+
+def render_stable(scene, cameras: Iterable, *, warmup: int, restorer: Callable,
+                  device: str = "cpu", sh_degree: int | None = None,
+                  background=(0.0, 0.0, 0.0), memo: RestoreMemo | None = None,
+                  scope: str = "", progress=None) -> Iterator:
+    """Yield a :class:`~exgs.render.RenderResult` for each camera after the first ``warmup``
+    ones (a smooth path in order), its rgb restored by ``restorer(rgb, alpha)`` (a
+    :class:`~exgs.pipeline.Restorer` *without* its own stabiliser) and stabilised over the
+    whole list by a fresh :class:`~exgs.painter.temporal.TemporalStabilizer` (so flicker of
+    the yielded frames, the warm-up's last included, ≤ that of the unrestored ones), then
+    composited over ``background``. ``memo`` + ``scope`` (a string naming the scene, its
+    facts and the restore options: everything but the camera that changes x or y) skip the
+    render and restore of warm-up frames seen before, and the restore of wanted ones.
+    ``progress(None, message)`` before each restore."""
+    from ..painter.temporal import TemporalStabilizer
+    from ..render import render
+
+    cameras = list(cameras)
+    warmup = int(warmup)
+    if not 0 <= warmup < len(cameras):
+        raise ValueError(f"warmup={warmup} must leave at least one of {len(cameras)} frames")
+    stab = TemporalStabilizer()
+    bg = np.asarray([float(v) for v in background], np.float32)
+    n = len(cameras)
+    chain = _chain(scope, cameras)
+    first = 0  # resume after the longest warm-up prefix whose stabiliser state is memoised
+    if memo is not None:
+        for i in range(warmup - 1, -1, -1):
+            st = memo.get(f"state|{chain[i]}")
+            if st is not None:
+                stab.state = st
+                first = i + 1
+                break
+    for i in range(first, n):
+        cam = cameras[i]
+        key = f"xy|{scope}|{camera_key(cam)}"
+        hit = memo.get(key) if memo is not None else None
+        wanted = i >= warmup
+        res = None
+        if hit is None or wanted:  # a wanted frame needs its alpha and depth
+            res = render(scene, cam, sh_degree=sh_degree, device=device,
+                         background=(0.0, 0.0, 0.0))
+        if hit is not None:
+            x, y = hit
+        else:
+            if progress is not None:
+                progress(None, f"restoring frame {i + 1}/{n}"
+                         + (" (warm-up)" if not wanted else ""))
+            x = np.clip(np.nan_to_num(np.asarray(res.rgb, np.float32)), 0.0, 1.0)
+            y = np.asarray(restorer(res.rgb, res.alpha), np.float32)
+            if memo is not None:
+                memo.put(key, x, y)
+                x, y = memo.get(key) or (x, y)  # the stored copies (identical values)
+        o = stab(x, y)
+        if memo is not None and i == n - 1:
+            memo.put(f"state|{chain[i]}", *stab.state)
+        if wanted:
+            if bg.any():
+                o = o + (1.0 - res.alpha[..., None]) * bg
+            yield dataclasses.replace(res, rgb=np.asarray(o, np.float32))
