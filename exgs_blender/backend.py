@@ -202,16 +202,18 @@ class Connection:
     def render(self, sid, cameras, *, restore=False, painter_delta=None, kept_fraction=None,
                warmup=None, progress=None, cancel=None):
         """cameras: raw Blender numbers (+ object_matrix_world) → [(rgb, alpha, depth)]
-        (display sRGB premultiplied [H,W,3], alpha [H,W], camera z [H,W]; row 0 = top).
+        (premultiplied rgb [H,W,3], alpha [H,W], camera z [H,W]; row 0 = top).
         ``painter_delta``: bytes of a per-scene painter delta to restore with;
         ``kept_fraction``: the scene's kept fraction (GaussPainter's gate), None = unknown.
         A service with ``PUT /v1/scenes/{id}/facts`` gets them once per scene; an older one
         with every restore render (``keep`` / ``painter_delta`` in the body).
         ``warmup`` (with ``restore``; None = off): stabilised restoration over the path, the
-        first ``warmup`` cameras being the history of the last ones (only those returned)."""
+        first ``warmup`` cameras being the history of the last ones (only those returned);
+        its rgb comes back premultiplied scene-linear (stabilised in the values Blender
+        gets), the others' premultiplied display sRGB."""
         kw = {}
         if restore and warmup is not None:
-            kw.update(temporal=True, warmup=int(warmup))
+            kw.update(temporal=True, warmup=int(warmup), linear=True)
         if restore and self._facts_api:
             self._store_facts(sid, kept_fraction, painter_delta)
         elif restore:

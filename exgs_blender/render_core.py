@@ -172,9 +172,11 @@ class Frame:
     depth: np.ndarray
 
 
-def to_frame(layers) -> Frame:
-    """Backend outputs [(rgb display-sRGB premultiplied, alpha, depth)] → one Frame."""
-    lin = [(conventions.premult_srgb_to_linear(rgb, a), a, d) for rgb, a, d in layers]
+def to_frame(layers, linear: bool = False) -> Frame:
+    """Backend outputs [(rgb premultiplied display sRGB — or scene-linear when ``linear`` —,
+    alpha, depth)] → one Frame."""
+    lin = [(rgb if linear else conventions.premult_srgb_to_linear(rgb, a), a, d)
+           for rgb, a, d in layers]
     rgb, a, d = conventions.composite_layers(lin)
     return Frame(rgb, a, d)
 
@@ -286,4 +288,4 @@ def render_cameras(items: list[SplatItem], cams: list[dict], *, restore: bool = 
             frames_layers[k].append(o)
     if progress:
         progress(1.0, "done")
-    return [to_frame(ls) for ls in frames_layers]
+    return [to_frame(ls, linear=restore and history is not None) for ls in frames_layers]

@@ -223,11 +223,12 @@ class ExgsClient(HttpClient):
                       restore: bool = False, passes=("rgb", "alpha", "depth"),
                       format: str = "f32", sh_degree=None, use_delta: bool = True,
                       painter_delta=None, kept_fraction=None, temporal: bool = False,
-                      warmup: int = 0) -> dict:
+                      warmup: int = 0, linear: bool = False) -> dict:
         """``painter_delta`` / ``kept_fraction``: per-render facts for services without
         ``PUT /facts`` (sent as the body's ``painter_delta`` / ``keep``). ``temporal`` (with
         ``restore``): the cameras are a smooth path, stabilise; ``warmup``: the first
-        ``warmup`` cameras are only the history of the others (not returned)."""
+        ``warmup`` cameras are only the history of the others (not returned); ``linear``:
+        rgb as premultiplied scene-linear (stabilised in that space)."""
         body = {"cameras": [camera_dict(c) for c in cameras],
                 "background": [float(x) for x in background], "restore": bool(restore),
                 "passes": list(passes), "format": format}
@@ -235,6 +236,8 @@ class ExgsClient(HttpClient):
             body["temporal"] = True
         if warmup:
             body["warmup"] = int(warmup)
+        if linear:
+            body["linear"] = True
         if not use_delta:
             body["use_delta"] = False
         if painter_delta is not None:
@@ -250,7 +253,8 @@ class ExgsClient(HttpClient):
     def render(self, scene_id: str, cameras, *, size=None, background=(0.0, 0.0, 0.0),
                restore: bool = False, passes=("rgb", "alpha", "depth"), format: str = "f32",
                sh_degree=None, use_delta: bool = True, painter_delta=None, kept_fraction=None,
-               temporal: bool = False, warmup: int = 0, progress=None, cancel=None) -> list:
+               temporal: bool = False, warmup: int = 0, linear: bool = False, progress=None,
+               cancel=None) -> list:
         """Render ``cameras`` → one :class:`Frame` per camera after the first ``warmup``
         (PNG bytes for format="png"). Each frame is fetched (long poll) as soon as it is
         rendered, while later ones render; the job is deleted afterwards."""
@@ -259,7 +263,7 @@ class ExgsClient(HttpClient):
                                  restore=restore, passes=passes, format=format,
                                  sh_degree=sh_degree, use_delta=use_delta,
                                  painter_delta=painter_delta, kept_fraction=kept_fraction,
-                                 temporal=temporal, warmup=warmup)
+                                 temporal=temporal, warmup=warmup, linear=linear)
         jid = _job_id(job)
         what = f"render job {jid}"
         n = len(cameras) - int(warmup)

@@ -110,3 +110,26 @@ def test_memo_evicts_least_recently_used_within_its_cap():
     x, _ = memo.get("a")
     with pytest.raises(ValueError):
         x[0, 0, 0] = 1.0  # stored arrays are read-only
+
+
+def test_linear_frames_are_stabilised_in_scene_linear(path):
+    """``linear``: the stabiliser runs on (and returns) the add-on's conversion of the
+    unrestored and restored frames, so Blender's Combined pass gets the bounded values."""
+    from exgs.pipeline.sequence import premult_srgb_to_linear
+
+    scene, cams = path
+    xs = [render(scene, c, device="cpu") for c in cams[:4]]
+    st = TemporalStabilizer()
+    ref = [st(premult_srgb_to_linear(np.clip(r.rgb, 0, 1), r.alpha),
+              premult_srgb_to_linear(flickery_restorer(r.rgb, r.alpha), r.alpha)) for r in xs]
+    out = _stable(scene, cams[:4], warmup=1, linear=True)
+    for o, r in zip(out, ref[1:]):
+        assert np.array_equal(o.rgb, r)
+    with pytest.raises(ValueError):
+        _stable(scene, cams[:2], warmup=1, linear=True, background=(0.1, 0.1, 0.1))
+    # the conversion is the add-on's: straight colour clipped, sRGB decoded, × alpha
+    rgb = np.array([[[0.5, 0.25, 0.9]]], np.float32)
+    a = np.array([[0.5]], np.float32)
+    lin = premult_srgb_to_linear(rgb, a)
+    np.testing.assert_allclose(lin[0, 0], [0.5 * 1.0, 0.5 * ((0.5 + 0.055) / 1.055) ** 2.4,
+                                           0.5 * 1.0], rtol=1e-5)

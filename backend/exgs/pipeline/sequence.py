@@ -49,8 +49,8 @@ def camera_key(cam) -> str:
 class RestoreMemo:
     """Thread-safe LRU ``key → tuple of float32 arrays`` of at most ``max_bytes`` (an entry
     larger than the cap is not kept). :func:`render_stable` keeps two kinds: per camera
-    ``(x, y)`` [H,W,3] (x: the unrestored render over black clipped to [0, 1]; y:
-    GaussPainter's restoration), and per camera-list prefix the stabiliser's state after it.
+    ``(x, y, alpha)`` (x [H,W,3]: the unrestored render over black clipped to [0, 1]; y:
+    GaussPainter's restoration; alpha [H,W]), and per camera-list prefix the stabiliser's state after it.
     Stored arrays are read-only copies; hits share them."""
 
     def __init__(self, max_bytes: int = DEFAULT_MEMO_BYTES):
@@ -98,6 +98,18 @@ class RestoreMemo:
         return len(self._d)
 
 
+def premult_srgb_to_linear(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """[H,W,3] premultiplied display sRGB + [H,W] alpha → [H,W,3] premultiplied scene-linear,
+    exactly as the Blender add-on converts frames (``exgs_blender.conventions``): straight
+    colour clipped to [0, 1], IEC 61966-2-1 decode, × alpha (0 where alpha ≤ 1e-6)."""
+    a = np.asarray(alpha, np.float32)[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        straight = np.where(a > 1e-6, np.asarray(rgb, np.float32) / np.maximum(a, 1e-6), 0.0)
+    c = np.maximum(np.clip(straight, 0.0, 1.0).astype(np.float32), 0.0)
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+    return (lin * a).astype(np.float32)
+
+
 def _chain(scope: str, cameras: list) -> list[str]:
     """Key of each prefix ``cameras[:i + 1]`` (a hash chain over the camera keys)."""
     keys, h = [], hashlib.blake2b(scope.encode(), digest_size=16).hexdigest()
@@ -110,7 +122,7 @@ def _chain(scope: str, cameras: list) -> list[str]:
 def render_stable(scene, cameras: Iterable, *, warmup: int, restorer: Callable,
                   device: str = "cpu", sh_degree: int | None = None,
                   background=(0.0, 0.0, 0.0), memo: RestoreMemo | None = None,
-                  scope: str = "", progress=None) -> Iterator:
+                  scope: str = "", linear: bool = False, progress=None) -> Iterator:
     """Yield a :class:`~exgs.render.RenderResult` for each camera after the first ``warmup``
     ones (a smooth path in order), its rgb restored by ``restorer(rgb, alpha)`` (a
     :class:`~exgs.pipeline.Restorer` *without* its own stabiliser) and stabilised over the
@@ -119,7 +131,10 @@ def render_stable(scene, cameras: Iterable, *, warmup: int, restorer: Callable,
     composited over ``background``. ``memo`` + ``scope`` (a string naming the scene, its
     facts and the restore options: everything but the camera that changes x or y) skip the
     render and restore of warm-up frames seen before, and the restore of wanted ones.
-    ``progress(None, message)`` before each restore."""
+    ``progress(None, message)`` before each restore. ``linear``: stabilise — and return —
+    premultiplied scene-linear rgb (:func:`premult_srgb_to_linear` of the unrestored and
+    restored frames; what Blender's Combined pass holds), so the bound holds in the values
+    the client writes; ``background`` must then be black."""
     from ..painter.temporal import TemporalStabilizer
     from ..render import render
 
@@ -130,7 +145,9 @@ def render_stable(scene, cameras: Iterable, *, warmup: int, restorer: Callable,
     stab = TemporalStabilizer()
     bg = np.asarray([float(v) for v in background], np.float32)
     n = len(cameras)
-    chain = _chain(scope, cameras)
+    if linear and bg.any():
+        raise ValueError("linear frames are returned over black")
+    chain = _chain(f"{scope}|linear={bool(linear)}", cameras)
     first = 0  # resume after the longest warm-up prefix whose stabiliser state is memoised
     if memo is not None:
         for i in range(warmup - 1, -1, -1):
@@ -149,16 +166,19 @@ def render_stable(scene, cameras: Iterable, *, warmup: int, restorer: Callable,
             res = render(scene, cam, sh_degree=sh_degree, device=device,
                          background=(0.0, 0.0, 0.0))
         if hit is not None:
-            x, y = hit
+            x, y, a = hit
         else:
             if progress is not None:
                 progress(None, f"restoring frame {i + 1}/{n}"
                          + (" (warm-up)" if not wanted else ""))
             x = np.clip(np.nan_to_num(np.asarray(res.rgb, np.float32)), 0.0, 1.0)
             y = np.asarray(restorer(res.rgb, res.alpha), np.float32)
+            a = np.asarray(res.alpha, np.float32)
             if memo is not None:
-                memo.put(key, x, y)
-                x, y = memo.get(key) or (x, y)  # the stored copies (identical values)
+                memo.put(key, x, y, a)
+                x, y, a = memo.get(key) or (x, y, a)  # the stored copies (identical values)
+        if linear:
+            x, y = premult_srgb_to_linear(x, a), premult_srgb_to_linear(y, a)
         o = stab(x, y)
         if memo is not None and i == n - 1:
             memo.put(f"state|{chain[i]}", *stab.state)

@@ -123,6 +123,12 @@ class RenderRequest(BaseModel):
                                     "are restored and fed to the stabiliser but not returned, "
                                     "so a frame's output depends on the request only (not on "
                                     "what was rendered before)")
+    linear: bool = Field(False, description="rgb as premultiplied scene-linear (straight "
+                                            "colour clipped to [0, 1], sRGB decoded, × alpha: "
+                                            "what Blender's Combined pass holds) instead of "
+                                            "premultiplied display sRGB; with temporal, "
+                                            "stabilised in that space (needs a black "
+                                            "background)")
     use_delta: bool = Field(True, description="with restore: apply the scene's per-scene "
                                               "painter delta (one of its facts) when it has one")
     painter_delta: Optional[Annotated[str, Field(max_length=8 << 20)]] = Field(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -115,6 +116,7 @@ def router(state) -> APIRouter:
     async def render(scene_id: str, body: RenderRequest, request: Request):
         from ...pipeline import (RestoreOptions, SceneFacts, render_frames, render_stable,
                                  restorer_for)
+        from ...pipeline.sequence import premult_srgb_to_linear
 
         e = store.get(scene_id)
         engines.render_module()
@@ -137,6 +139,10 @@ def router(state) -> APIRouter:
         if body.warmup >= len(body.cameras):
             raise ApiError(422, f"warmup={body.warmup} leaves none of the "
                                 f"{len(body.cameras)} cameras to return")
+        if body.linear and any(body.background):
+            raise ApiError(422, "linear frames are returned over a black background")
+        if body.linear and body.format == "png":
+            raise ApiError(422, "linear frames need format f32")
         cams = request_cameras(body.cameras, limits, body.size)
         bg = tuple(float(x) for x in body.background)
         passes, fmt, restore = list(body.passes), body.format, body.restore
@@ -170,7 +176,7 @@ def router(state) -> APIRouter:
                 frames = render_stable(scene, cams, warmup=warmup, restorer=restorer,
                                        device=device, sh_degree=body.sh_degree, background=bg,
                                        memo=engines.restore_memo, scope=scope,
-                                       progress=ctx.progress)
+                                       linear=body.linear, progress=ctx.progress)
             else:
                 frames = render_frames(scene, cams, device=device, sh_degree=body.sh_degree,
                                        background=bg, restorer=restorer,
@@ -178,6 +184,9 @@ def router(state) -> APIRouter:
             for i in range(n):
                 ctx.check()
                 res = next(frames)
+                if body.linear and not stable:
+                    res = dataclasses.replace(res, rgb=premult_srgb_to_linear(res.rgb,
+                                                                              res.alpha))
                 # no encoding here: f32 frames are streamed from the arrays, PNGs are
                 # encoded when fetched (HTTP thread pool), so the next frame starts now
                 h_, w_ = res.alpha.shape
