@@ -40,8 +40,7 @@ def save_exr(path: str, flat_rgba, w: int, h: int, scene=None) -> None:
 
 def frame_specs(scene, depsgraph_getter, frames):
     """[(frame, camera dict, [object matrix per splat object])] — main thread."""
-    specs = []
-    names = None
+    got = []
     cur = scene.frame_current
     try:
         for f in frames:
@@ -49,18 +48,38 @@ def frame_specs(scene, depsgraph_getter, frames):
             dg = depsgraph_getter()
             cam = render_core.blender_camera(scene, scene.camera.evaluated_get(dg)
                                              if scene.camera else None)
-            mats = {name: mat for _o, name, mat in render_core.splat_instances(dg)}
-            if names is None:
-                names = sorted(mats)
-            specs.append((f, cam, [mats.get(n) for n in names]))
+            got.append((f, cam, {name: mat for _o, name, mat in
+                                 render_core.splat_instances(dg)}))
     finally:
         scene.frame_set(cur)
-    return names or [], specs
+    names = sorted(set().union(*(m for _f, _c, m in got)))
+    return names, [(f, cam, [mats.get(n) for n in names]) for f, cam, mats in got]
+
+
+def path_history(names, specs, frame, segment):
+    """The history of ``frame`` (engine/sequence.py's rule) from the gathered ``specs`` of
+    every frame it needs: [(camera dict, {item name: matrix})] oldest first, cut at the
+    newest frame whose camera object or size differs."""
+    from ..engine.sequence import history_times
+
+    by_frame = {f: (cam, mats) for f, cam, mats in specs}
+    cam0 = by_frame[frame][0]
+    out = []
+    for t in reversed(history_times(float(frame), segment)):
+        cam, mats = by_frame[int(t)]
+        if cam.get("name") != cam0.get("name") or \
+                (cam["resolution_x"], cam["resolution_y"]) != \
+                (cam0["resolution_x"], cam0["resolution_y"]):
+            break
+        out.append((cam, {n: m for n, m in zip(names, mats) if m is not None}))
+    out.reverse()
+    return out
 
 
 def render_sequence(items, specs, out_dir, *, restore=False, progress=None, cancel=None,
-                    on_frame=None):
-    """Worker body: one backend call per frame; ``on_frame(frame, Frame)`` per result."""
+                    on_frame=None, histories=None):
+    """Worker body: one backend call per frame; ``on_frame(frame, Frame)`` per result.
+    ``histories`` {frame: history} (with restore): stabilised restore (engine/sequence.py)."""
     n = len(specs)
     for k, (f, cam, mats) in enumerate(specs):
         if cancel is not None and cancel.is_set():
@@ -73,8 +92,9 @@ def render_sequence(items, specs, out_dir, *, restore=False, progress=None, canc
             if progress:
                 progress((k + frac) / n, f"frame {f}")
 
-        fr = render_core.render_cameras(its, [cam], restore=restore, progress=sub,
-                                        cancel=cancel)[0]
+        hist = histories.get(f) if histories is not None else None
+        fr = render_core.render_cameras(its, [cam], restore=restore, history=hist,
+                                        progress=sub, cancel=cancel)[0]
         on_frame(f, fr)
     return n
 
@@ -95,7 +115,10 @@ class EXGS_OT_render_camera_path(bpy.types.Operator):
     z_combine: BoolProperty(name="Z-combine with meshes", default=False,
                             description="Composite the splats with Blender's render of the "
                                         "meshes by depth")
-    restore: BoolProperty(name="GaussPainter restore", default=False)
+    restore: BoolProperty(name="GaussPainter restore", default=False,
+                          description="Restore with GaussPainter; with the scene's Stable "
+                                      "animation (Render ▸ ExGS) each frame is stabilised "
+                                      "as in F12 / -a renders")
 
     _timer = None
 
@@ -108,9 +131,19 @@ class EXGS_OT_render_camera_path(bpy.types.Operator):
         self._out = out_dir
         self._w, self._h = render_core.output_size(scene)
         frames = list(range(scene.frame_start, scene.frame_end + 1, max(1, scene.frame_step)))
+        st = getattr(scene, "exgs_render", None)
+        segment = int(st.stable_segment) if self.restore and st is not None and st.stable \
+            else None
+        from ..engine.sequence import history_times
+        need = sorted(set(frames) | {int(t) for f in frames
+                                     for t in history_times(float(f), segment)}) \
+            if segment else frames
         try:
             items = render_core.gather(context.evaluated_depsgraph_get())
-            names, specs = frame_specs(scene, context.evaluated_depsgraph_get, frames)
+            names, specs = frame_specs(scene, context.evaluated_depsgraph_get, need)
+            histories = {f: path_history(names, specs, f, segment) for f in frames} \
+                if segment else None
+            specs = [sp for sp in specs if sp[0] in set(frames)]
         except Exception as e:
             self.report({"ERROR"}, f"ExGS: {errors.describe(e)}")
             return {"CANCELLED"}
@@ -125,7 +158,7 @@ class EXGS_OT_render_camera_path(bpy.types.Operator):
         self._written = []
         self._worker = render_core.Worker(lambda progress, cancel: render_sequence(
             items, specs, out_dir, restore=self.restore, progress=progress, cancel=cancel,
-            on_frame=lambda f, fr: self._q.put((f, fr))))
+            on_frame=lambda f, fr: self._q.put((f, fr)), histories=histories))
         if bpy.app.background or context.window is None:  # background: run to completion
             try:
                 while not self._worker.done or not self._q.empty():

@@ -112,6 +112,18 @@ def test_stable_animation_flicker_and_chunking(run_bpy, server, pruned_ply, tmp_
         for name in ("unrestored", "per_frame", "stable", "seg4", "seg4_whole"):
             np.save(os.path.join(OUT, name + ".npy"), load_range(name, 1, {N}))
         np.save(os.path.join(OUT, "seg4_one.npy"), load_range("seg4_one", 6, 6))
+        # the Render Camera Path operator follows the same rule (frames 3..6, segment 4)
+        sc.frame_start, sc.frame_end = 3, 6
+        assert bpy.ops.exgs.render_camera_path(directory=os.path.join(OUT, "path"),
+                                               restore=True) == {{"FINISHED"}}
+        got = []
+        for f in range(3, 7):
+            img = bpy.data.images.load(os.path.join(OUT, "path", f"exgs_{{f:04d}}.exr"))
+            px = np.empty({SIZE} * {SIZE} * 4, np.float32)
+            img.pixels.foreach_get(px)
+            bpy.data.images.remove(img)
+            got.append(px.reshape({SIZE}, {SIZE}, 4)[::-1])
+        np.save(os.path.join(OUT, "path.npy"), np.stack(got))
         RESULT = dict(errors=final.ERRORS)
     """, EXGS_BACKEND_URL=url, EXGS_TOKEN=token, timeout=600)
     assert res["errors"] == []
@@ -135,6 +147,8 @@ def test_stable_animation_flicker_and_chunking(run_bpy, server, pruned_ply, tmp_
     # chunked (out of order), one-frame chunk and whole range: the same pixels
     np.testing.assert_array_equal(seq["seg4"], seq["seg4_whole"])
     np.testing.assert_array_equal(seq["seg4_one"][0], seq["seg4_whole"][5])
+    path = np.load(os.path.join(out, "path.npy"))  # camera-path operator, frames 3..6
+    np.testing.assert_allclose(path, seq["seg4_whole"][2:6], atol=1e-6)
     # segment 4 (frames 1-3 | 4-7 | 8): inside a segment each pair is bounded too; only the
     # pairs across a segment start (3→4, 7→8) may change more than unrestored
     for t in (1, 2, 4, 5, 6):
