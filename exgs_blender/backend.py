@@ -312,12 +312,15 @@ def convert_error(returncode: int, text: str) -> BackendError:
 def convert_to_ply(path: str, keep: int | None = None) -> str:
     """Any supported scene file → INRIA PLY in the cache, with the backend's ``exgs convert``
     run by the local backend Python (``keep``: a .exgs prefix, see :func:`convert_plan`)."""
+    from .paths import evict_converted, touch
     cmd, out, env = convert_plan(path, keep)
     if os.path.exists(out):
+        touch(out)
         return out
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
     if r.returncode != 0 or not os.path.exists(out):
         raise convert_error(r.returncode, r.stderr or r.stdout)
+    evict_converted(keep=(out,))  # the cache's size cap (least recently used first)
     return out
 
 

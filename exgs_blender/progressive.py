@@ -22,7 +22,7 @@ import tempfile
 
 import bpy
 
-from . import backend, errors, meshfill, plyio
+from . import backend, errors, meshfill, paths, plyio
 from .splat import SplatObject
 
 #: default of the import option: .exgs files with more Gaussians are imported as a preview
@@ -52,7 +52,9 @@ class Loader:
         self.cmd, self.ply, env = backend.convert_plan(self.source)
         self._err = None
         self.proc = None
-        if not os.path.exists(self.ply):
+        if os.path.exists(self.ply):
+            paths.touch(self.ply)
+        else:
             self._err = tempfile.TemporaryFile()
             self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=self._err,
                                          stdin=subprocess.DEVNULL, env=env)
@@ -98,6 +100,7 @@ class Loader:
             self.proc = None
             if rc != 0 or not os.path.exists(self.ply):
                 raise backend.convert_error(rc, text)
+            paths.evict_converted(keep=(self.ply,))
         n = plyio.vertex_layout(self.ply)[2]
         if n != self.full:
             raise errors.ImportFailed(f"{self.source}: holds {n:,} Gaussians, the preview was "
