@@ -122,7 +122,8 @@ def _chain(scope: str, cameras: list) -> list[str]:
 def render_stable(scene, cameras: Iterable, *, warmup: int, restorer: Callable,
                   device: str = "cpu", sh_degree: int | None = None,
                   background=(0.0, 0.0, 0.0), memo: RestoreMemo | None = None,
-                  scope: str = "", linear: bool = False, progress=None) -> Iterator:
+                  scope: str = "", linear: bool = False, progress=None,
+                  check=None) -> Iterator:
     """Yield a :class:`~exgs.render.RenderResult` for each camera after the first ``warmup``
     ones (a smooth path in order), its rgb restored by ``restorer(rgb, alpha)`` (a
     :class:`~exgs.pipeline.Restorer` *without* its own stabiliser) and stabilised over the
@@ -134,7 +135,8 @@ def render_stable(scene, cameras: Iterable, *, warmup: int, restorer: Callable,
     ``progress(None, message)`` before each restore. ``linear``: stabilise — and return —
     premultiplied scene-linear rgb (:func:`premult_srgb_to_linear` of the unrestored and
     restored frames; what Blender's Combined pass holds), so the bound holds in the values
-    the client writes; ``background`` must then be black."""
+    the client writes; ``background`` must then be black. ``check()`` is called before each
+    frame (a cancelled job raises there, also during the warm-up)."""
     from ..painter.temporal import TemporalStabilizer
     from ..render import render
 
@@ -157,6 +159,8 @@ def render_stable(scene, cameras: Iterable, *, warmup: int, restorer: Callable,
                 first = i + 1
                 break
     for i in range(first, n):
+        if check is not None:
+            check()
         cam = cameras[i]
         key = f"xy|{scope}|{camera_key(cam)}"
         hit = memo.get(key) if memo is not None else None

@@ -176,7 +176,8 @@ def router(state) -> APIRouter:
                 frames = render_stable(scene, cams, warmup=warmup, restorer=restorer,
                                        device=device, sh_degree=body.sh_degree, background=bg,
                                        memo=engines.restore_memo, scope=scope,
-                                       linear=body.linear, progress=ctx.progress)
+                                       linear=body.linear, progress=ctx.progress,
+                                       check=ctx.check)
             else:
                 frames = render_frames(scene, cams, device=device, sh_degree=body.sh_degree,
                                        background=bg, restorer=restorer,
