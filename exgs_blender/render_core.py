@@ -278,6 +278,10 @@ def render_cameras(items: list[SplatItem], cams: list[dict], *, restore: bool = 
             outs = conn.render(sid, cam_list, restore=restore, progress=sub, cancel=cancel,
                                **kw)
         except Exception as e:  # the service forgot the scene (restart, eviction): re-send once
+            if getattr(e, "status", 0) == 422 and "warmup" in str(e) and "warmup" in kw:
+                raise RenderError("the ExGS backend is older than this add-on and cannot "
+                                  "stabilise restored animations: update it, or turn off "
+                                  "Render ▸ ExGS ▸ Stable animation") from None
             if getattr(e, "status", 0) != 404:
                 raise
             conn.forget(it.digest)
