@@ -200,7 +200,7 @@ class Connection:
             self._facts[sid] = want
 
     def render(self, sid, cameras, *, restore=False, painter_delta=None, kept_fraction=None,
-               warmup=None, progress=None, cancel=None):
+               warmup=None, restart=0, blend=0.0, progress=None, cancel=None):
         """cameras: raw Blender numbers (+ object_matrix_world) → [(rgb, alpha, depth)]
         (premultiplied rgb [H,W,3], alpha [H,W], camera z [H,W]; row 0 = top).
         ``painter_delta``: bytes of a per-scene painter delta to restore with;
@@ -210,10 +210,13 @@ class Connection:
         ``warmup`` (with ``restore``; None = off): stabilised restoration over the path, the
         first ``warmup`` cameras being the history of the last ones (only those returned);
         its rgb comes back premultiplied scene-linear (stabilised in the values Blender
-        gets), the others' premultiplied display sRGB."""
+        gets), the others' premultiplied display sRGB; ``restart``/``blend``: cross-fade to
+        a second run starting at that camera."""
         kw = {}
         if restore and warmup is not None:
             kw.update(temporal=True, warmup=int(warmup), linear=True)
+            if restart:
+                kw.update(restart=int(restart), blend=float(blend))
         if restore and self._facts_api:
             self._store_facts(sid, kept_fraction, painter_delta)
         elif restore:

@@ -232,6 +232,17 @@ class Worker:
         return self.result
 
 
+@dataclass
+class History:
+    """A frame's earlier frames on the path (engine/sequence.py): ``entries`` [(camera dict,
+    {item name: matrix_world})] oldest first; the last ``new_frames`` of them (counting the
+    frame itself) are a second, newer stabiliser run whose result weighs ``blend``."""
+
+    entries: list
+    new_frames: int = 0
+    blend: float = 0.0
+
+
 def item_path(it: SplatItem, cam: dict, history) -> list[dict]:
     """The cameras of ``it``'s stabilised restore (see engine/sequence.py): ``history``
     [(camera dict, {item name: matrix_world})] oldest first, cut at the newest frame where
@@ -272,8 +283,11 @@ def render_cameras(items: list[SplatItem], cams: list[dict], *, restore: bool = 
         if restore and history is not None:
             if len(cams) != 1:
                 raise RenderError("a stabilised restore renders one frame at a time")
-            cam_list = item_path(it, cams[0], history)
+            h = history if isinstance(history, History) else History(list(history))
+            cam_list = item_path(it, cams[0], h.entries)
             kw["warmup"] = len(cam_list) - 1
+            if h.new_frames and len(cam_list) > h.new_frames:  # a cross-fade between runs
+                kw["restart"], kw["blend"] = len(cam_list) - h.new_frames, float(h.blend)
         try:
             outs = conn.render(sid, cam_list, restore=restore, progress=sub, cancel=cancel,
                                **kw)

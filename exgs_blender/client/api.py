@@ -223,7 +223,8 @@ class ExgsClient(HttpClient):
                       restore: bool = False, passes=("rgb", "alpha", "depth"),
                       format: str = "f32", sh_degree=None, use_delta: bool = True,
                       painter_delta=None, kept_fraction=None, temporal: bool = False,
-                      warmup: int = 0, linear: bool = False) -> dict:
+                      warmup: int = 0, linear: bool = False, restart: int = 0,
+                      blend: float = 0.0) -> dict:
         """``painter_delta`` / ``kept_fraction``: per-render facts for services without
         ``PUT /facts`` (sent as the body's ``painter_delta`` / ``keep``). ``temporal`` (with
         ``restore``): the cameras are a smooth path, stabilise; ``warmup``: the first
@@ -238,6 +239,8 @@ class ExgsClient(HttpClient):
             body["warmup"] = int(warmup)
         if linear:
             body["linear"] = True
+        if restart:
+            body["restart"], body["blend"] = int(restart), float(blend)
         if not use_delta:
             body["use_delta"] = False
         if painter_delta is not None:
@@ -253,8 +256,8 @@ class ExgsClient(HttpClient):
     def render(self, scene_id: str, cameras, *, size=None, background=(0.0, 0.0, 0.0),
                restore: bool = False, passes=("rgb", "alpha", "depth"), format: str = "f32",
                sh_degree=None, use_delta: bool = True, painter_delta=None, kept_fraction=None,
-               temporal: bool = False, warmup: int = 0, linear: bool = False, progress=None,
-               cancel=None) -> list:
+               temporal: bool = False, warmup: int = 0, linear: bool = False,
+               restart: int = 0, blend: float = 0.0, progress=None, cancel=None) -> list:
         """Render ``cameras`` → one :class:`Frame` per camera after the first ``warmup``
         (PNG bytes for format="png"). Each frame is fetched (long poll) as soon as it is
         rendered, while later ones render; the job is deleted afterwards."""
@@ -263,7 +266,8 @@ class ExgsClient(HttpClient):
                                  restore=restore, passes=passes, format=format,
                                  sh_degree=sh_degree, use_delta=use_delta,
                                  painter_delta=painter_delta, kept_fraction=kept_fraction,
-                                 temporal=temporal, warmup=warmup, linear=linear)
+                                 temporal=temporal, warmup=warmup, linear=linear,
+                                 restart=restart, blend=blend)
         jid = _job_id(job)
         what = f"render job {jid}"
         n = len(cameras) - int(warmup)

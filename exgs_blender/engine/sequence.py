@@ -17,9 +17,14 @@ process rendered before:
     size stay those of ``t``; each splat object over the part of those frames in which it
     is visible.
 
+    For the first W frames of a segment (``s ≤ f < s + W``) the result cross-fades from the
+    previous segment's run (times ``s − K − W … t``) to this one's: weight
+    ``(f − s + 1) / (W + 1)`` on the new run.
+
 So inside a segment consecutive frames are stabilised as one run (flicker ≤ unrestored for
-each pair); at a segment start the run restarts (after W warm-up frames), which is the only
-place where a restored pair can change more than the unrestored one. The object's Gaussians
+each pair); where one run hands over to the next (the W cross-fade frames) a restored pair
+can change more than the unrestored one, by the two runs' difference / (W + 1) per frame
+instead of all at once. The object's Gaussians
 are those of frame f; camera and object transforms are those of each history frame.
 Reading the history costs up to K + W − 1 depsgraph evaluations (``RenderEngine.frame_set``)
 per frame and motion-blur sample; the backend keeps recent frames' restorations (its memo),
@@ -47,22 +52,35 @@ def camera_at(scene, frame: float):
     return before[-1] if before else bound[0][2]
 
 
+def plan(t: float, segment: int) -> tuple[list[float], int, float]:
+    """(history times oldest first, frames of the new run counting ``t``, its blend weight)
+    of time ``t``: see the module doc. Outside a cross-fade the new run is the only one
+    (count 0, weight 0)."""
+    k = max(1, int(segment))
+    w = k // 4
+    f = int(math.floor(t))
+    s = k * (f // k)
+    if w and f - s < w:  # cross-fade from the previous segment's run to this one's
+        start, new = s - k - w, f - (s - w) + 1
+        blend = (f - s + 1) / (w + 1)
+    else:
+        start, new, blend = s - w, 0, 0.0
+    return [t - j for j in range(f - start, 0, -1)], new, blend
+
+
 def history_times(t: float, segment: int) -> list[float]:
     """The history times of time ``t`` (oldest first) for segment length ``segment``."""
-    k = max(1, int(segment))
-    f = int(math.floor(t))
-    start = k * (f // k) - k // 4
-    return [t - j for j in range(f - start, 0, -1)]
+    return plan(t, segment)[0]
 
 
-def history(engine, depsgraph, scene, t: float, segment: int, cam: dict) -> list:
-    """[(camera dict, {item name: matrix_world})] for :func:`history_times` (oldest first),
-    cut at the newest time whose camera object or output size differs from ``cam``'s (see
-    the module doc). Moves the scene's time; the caller puts it back
-    (``engine.frame_set``)."""
+def history(engine, depsgraph, scene, t: float, segment: int, cam: dict):
+    """:class:`render_core.History` of :func:`plan`'s times (oldest first), cut at the newest
+    time whose camera object or output size differs from ``cam``'s (see the module doc).
+    Moves the scene's time; the caller puts it back (``engine.frame_set``)."""
+    times, new, blend = plan(t, segment)
     out = []
     size = render_core.output_size(scene)
-    for tk in reversed(history_times(t, segment)):
+    for tk in reversed(times):
         cam_obj = camera_at(scene, tk)
         if cam_obj is None or cam_obj.name != cam.get("name"):
             break
@@ -73,4 +91,4 @@ def history(engine, depsgraph, scene, t: float, segment: int, cam: dict) -> list
         mats = {name: mat for _o, name, mat in render_core.splat_instances(depsgraph)}
         out.append((c, mats))
     out.reverse()
-    return out
+    return render_core.History(out, new, blend)

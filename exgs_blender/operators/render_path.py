@@ -60,12 +60,13 @@ def path_history(names, specs, frame, segment):
     """The history of ``frame`` (engine/sequence.py's rule) from the gathered ``specs`` of
     every frame it needs: [(camera dict, {item name: matrix})] oldest first, cut at the
     newest frame whose camera object or size differs."""
-    from ..engine.sequence import history_times
+    from ..engine.sequence import plan
 
     by_frame = {f: (cam, mats) for f, cam, mats in specs}
     cam0 = by_frame[frame][0]
     out = []
-    for t in reversed(history_times(float(frame), segment)):
+    times, new, blend = plan(float(frame), segment)
+    for t in reversed(times):
         cam, mats = by_frame[int(t)]
         if cam.get("name") != cam0.get("name") or \
                 (cam["resolution_x"], cam["resolution_y"]) != \
@@ -73,7 +74,7 @@ def path_history(names, specs, frame, segment):
             break
         out.append((cam, {n: m for n, m in zip(names, mats) if m is not None}))
     out.reverse()
-    return out
+    return render_core.History(out, new, blend)
 
 
 def render_sequence(items, specs, out_dir, *, restore=False, progress=None, cancel=None,

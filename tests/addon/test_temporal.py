@@ -17,7 +17,8 @@ from test_render_backend import _lin_to_srgb_premult, _service_ready, server  # 
 
 pytestmark = pytest.mark.skipif(bool(_service_ready()), reason=_service_ready() or "ok")
 
-N = 8        # frames 1..N
+N = 8        # frames S..S+N-1
+S = 9        # inside segment 0 after its 8 cross-fade frames (segment 32: frames 0..7 fade)
 SIZE = 64
 
 RENDER = r'''
@@ -90,7 +91,7 @@ def test_stable_animation_flicker_and_chunking(run_bpy, server, pruned_ply, tmp_
         target.location = {c.tolist()!r}
         con = cam.constraints.new("TRACK_TO")
         con.target, con.track_axis, con.up_axis = target, "TRACK_NEGATIVE_Z", "UP_Y"
-        for f, p in enumerate({pos!r}, start=1):
+        for f, p in enumerate({pos!r}, start={S}):
             cam.location = p
             cam.keyframe_insert("location", frame=f)
         sc = bpy.context.scene
@@ -101,23 +102,23 @@ def test_stable_animation_flicker_and_chunking(run_bpy, server, pruned_ply, tmp_
         sc.render.image_settings.color_depth = "32"
         sc.render.image_settings.color_mode = "RGBA"
         assert sc.exgs_render.stable and sc.exgs_render.stable_segment == 32  # defaults
-        render_range("unrestored", 1, {N}, restore=False)
-        render_range("per_frame", 1, {N}, restore=True, stable=False)
-        render_range("stable", 1, {N}, restore=True)
-        # segment 4: frames 1-3 | 4-7 | 8 — chunks rendered out of order, then the whole
-        render_range("seg4", 5, {N}, restore=True, segment=4)
-        render_range("seg4", 1, 4, restore=True, segment=4)
-        render_range("seg4_one", 6, 6, restore=True, segment=4)
-        render_range("seg4_whole", 1, {N}, restore=True, segment=4)
+        render_range("unrestored", {S}, {S + N - 1}, restore=False)
+        render_range("per_frame", {S}, {S + N - 1}, restore=True, stable=False)
+        render_range("stable", {S}, {S + N - 1}, restore=True)
+        # segment 4: frames 9-11 | 12-15 | 16 — chunks rendered out of order, then the whole
+        render_range("seg4", {S + 4}, {S + N - 1}, restore=True, segment=4)
+        render_range("seg4", {S}, {S + 3}, restore=True, segment=4)
+        render_range("seg4_one", {S + 5}, {S + 5}, restore=True, segment=4)
+        render_range("seg4_whole", {S}, {S + N - 1}, restore=True, segment=4)
         for name in ("unrestored", "per_frame", "stable", "seg4", "seg4_whole"):
-            np.save(os.path.join(OUT, name + ".npy"), load_range(name, 1, {N}))
-        np.save(os.path.join(OUT, "seg4_one.npy"), load_range("seg4_one", 6, 6))
-        # the Render Camera Path operator follows the same rule (frames 3..6, segment 4)
-        sc.frame_start, sc.frame_end = 3, 6
+            np.save(os.path.join(OUT, name + ".npy"), load_range(name, {S}, {S + N - 1}))
+        np.save(os.path.join(OUT, "seg4_one.npy"), load_range("seg4_one", {S + 5}, {S + 5}))
+        # the Render Camera Path operator follows the same rule (4 frames, segment 4)
+        sc.frame_start, sc.frame_end = {S + 2}, {S + 5}
         assert bpy.ops.exgs.render_camera_path(directory=os.path.join(OUT, "path"),
                                                restore=True) == {{"FINISHED"}}
         got = []
-        for f in range(3, 7):
+        for f in range({S + 2}, {S + 6}):
             img = bpy.data.images.load(os.path.join(OUT, "path", f"exgs_{{f:04d}}.exr"))
             px = np.empty({SIZE} * {SIZE} * 4, np.float32)
             img.pixels.foreach_get(px)
@@ -139,7 +140,7 @@ def test_stable_animation_flicker_and_chunking(run_bpy, server, pruned_ply, tmp_
           "display:", {n: round(flicker(disp[n]), 4) for n in names})
     assert (seq["unrestored"][..., 3] > 0.5).mean() > 0.05  # the scene is in view
     assert not np.array_equal(seq["per_frame"], seq["unrestored"])  # the painter acts
-    # one stabilised run over frames 1..8 (segment 32): never above unrestored, pair by pair
+    # one stabilised run over frames 9..16 (segment 32): never above unrestored, pair by pair
     for t in range(1, N):
         assert flicker(lin["stable"][t - 1:t + 1]) <= \
             flicker(lin["unrestored"][t - 1:t + 1]) + 1e-4, t
@@ -147,10 +148,11 @@ def test_stable_animation_flicker_and_chunking(run_bpy, server, pruned_ply, tmp_
     # chunked (out of order), one-frame chunk and whole range: the same pixels
     np.testing.assert_array_equal(seq["seg4"], seq["seg4_whole"])
     np.testing.assert_array_equal(seq["seg4_one"][0], seq["seg4_whole"][5])
-    path = np.load(os.path.join(out, "path.npy"))  # camera-path operator, frames 3..6
+    path = np.load(os.path.join(out, "path.npy"))  # camera-path operator, frames S+2..S+5
     np.testing.assert_allclose(path, seq["seg4_whole"][2:6], atol=1e-6)
-    # segment 4 (frames 1-3 | 4-7 | 8): inside a segment each pair is bounded too; only the
-    # pairs across a segment start (3→4, 7→8) may change more than unrestored
-    for t in (1, 2, 4, 5, 6):
+    # segment 4 (frames 9-11 | 12-15 | 16; frames 12 and 16 cross-fade from the previous
+    # segment's run): pairs inside a run are bounded too; pairs into or out of a cross-fade
+    # frame (11→12, 12→13, 15→16) may change more than unrestored
+    for t in (1, 2, 5, 6):
         assert flicker(lin["seg4"][t - 1:t + 1]) <= \
             flicker(lin["unrestored"][t - 1:t + 1]) + 1e-4, t

@@ -123,7 +123,7 @@ def render_stable(scene, cameras: Iterable, *, warmup: int, restorer: Callable,
                   device: str = "cpu", sh_degree: int | None = None,
                   background=(0.0, 0.0, 0.0), memo: RestoreMemo | None = None,
                   scope: str = "", linear: bool = False, progress=None,
-                  check=None) -> Iterator:
+                  check=None, restart: int = 0, blend: float = 0.0) -> Iterator:
     """Yield a :class:`~exgs.render.RenderResult` for each camera after the first ``warmup``
     ones (a smooth path in order), its rgb restored by ``restorer(rgb, alpha)`` (a
     :class:`~exgs.pipeline.Restorer` *without* its own stabiliser) and stabilised over the
@@ -136,7 +136,9 @@ def render_stable(scene, cameras: Iterable, *, warmup: int, restorer: Callable,
     premultiplied scene-linear rgb (:func:`premult_srgb_to_linear` of the unrestored and
     restored frames; what Blender's Combined pass holds), so the bound holds in the values
     the client writes; ``background`` must then be black. ``check()`` is called before each
-    frame (a cancelled job raises there, also during the warm-up)."""
+    frame (a cancelled job raises there, also during the warm-up). ``restart`` > 0: a second
+    fresh stabiliser runs over ``cameras[restart:]`` and the yielded rgb is
+    ``(1 − blend)·first + blend·second`` (a client's cross-fade from one run to the next)."""
     from ..painter.temporal import TemporalStabilizer
     from ..render import render
 
@@ -144,20 +146,31 @@ def render_stable(scene, cameras: Iterable, *, warmup: int, restorer: Callable,
     warmup = int(warmup)
     if not 0 <= warmup < len(cameras):
         raise ValueError(f"warmup={warmup} must leave at least one of {len(cameras)} frames")
-    stab = TemporalStabilizer()
+    restart = int(restart)
+    if restart and not 0 < restart <= warmup:
+        raise ValueError(f"restart={restart} must be in 1..warmup={warmup}")
+    stab, stab2 = TemporalStabilizer(), TemporalStabilizer()
     bg = np.asarray([float(v) for v in background], np.float32)
     n = len(cameras)
     if linear and bg.any():
         raise ValueError("linear frames are returned over black")
-    chain = _chain(f"{scope}|linear={bool(linear)}", cameras)
-    first = 0  # resume after the longest warm-up prefix whose stabiliser state is memoised
-    if memo is not None:
-        for i in range(warmup - 1, -1, -1):
-            st = memo.get(f"state|{chain[i]}")
-            if st is not None:
-                stab.state = st
-                first = i + 1
-                break
+    prefix = f"{scope}|linear={bool(linear)}"
+    chain = _chain(prefix, cameras)
+    chain2 = ([None] * restart + _chain(prefix, cameras[restart:])) if restart else []
+
+    def resume(st, keys, lo):
+        """Index after the longest memoised warm-up prefix (its state loaded), else lo."""
+        if memo is not None:
+            for i in range(warmup - 1, lo - 1, -1):
+                saved = memo.get(f"state|{keys[i]}")
+                if saved is not None:
+                    st.state = saved
+                    return i + 1
+        return lo
+
+    first1 = resume(stab, chain, 0)
+    first2 = resume(stab2, chain2, restart) if restart else n
+    first = min(first1, first2)
     for i in range(first, n):
         if check is not None:
             check()
@@ -183,7 +196,13 @@ def render_stable(scene, cameras: Iterable, *, warmup: int, restorer: Callable,
                 x, y, a = memo.get(key) or (x, y, a)  # the stored copies (identical values)
         if linear:
             x, y = premult_srgb_to_linear(x, a), premult_srgb_to_linear(y, a)
-        o = stab(x, y)
+        o = stab(x, y) if i >= first1 else None
+        if restart and i >= first2:
+            o2 = stab2(x, y)
+            if memo is not None and i == n - 1:
+                memo.put(f"state|{chain2[i]}", *stab2.state)
+            if wanted:
+                o = ((1.0 - float(blend)) * o + float(blend) * o2).astype(np.float32)
         if memo is not None and i == n - 1:
             memo.put(f"state|{chain[i]}", *stab.state)
         if wanted:

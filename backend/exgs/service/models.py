@@ -123,6 +123,13 @@ class RenderRequest(BaseModel):
                                     "are restored and fed to the stabiliser but not returned, "
                                     "so a frame's output depends on the request only (not on "
                                     "what was rendered before)")
+    restart: int = Field(0, ge=0, le=256,
+                         description="with warmup: a second stabiliser starts fresh at this "
+                                     "camera index (≤ warmup) and the returned rgb is "
+                                     "(1 − blend)·first + blend·second (cross-fading from one "
+                                     "stabilised run to the next)")
+    blend: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False,
+                         description="weight of the run started at `restart`")
     linear: bool = Field(False, description="rgb as premultiplied scene-linear (straight "
                                             "colour clipped to [0, 1], sRGB decoded, × alpha: "
                                             "what Blender's Combined pass holds) instead of "

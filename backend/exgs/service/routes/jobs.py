@@ -139,6 +139,8 @@ def router(state) -> APIRouter:
         if body.warmup >= len(body.cameras):
             raise ApiError(422, f"warmup={body.warmup} leaves none of the "
                                 f"{len(body.cameras)} cameras to return")
+        if body.restart and body.restart > body.warmup:
+            raise ApiError(422, f"restart={body.restart} must not exceed warmup={body.warmup}")
         if body.linear and any(body.background):
             raise ApiError(422, "linear frames are returned over a black background")
         if body.linear and body.format == "png":
@@ -177,7 +179,8 @@ def router(state) -> APIRouter:
                                        device=device, sh_degree=body.sh_degree, background=bg,
                                        memo=engines.restore_memo, scope=scope,
                                        linear=body.linear, progress=ctx.progress,
-                                       check=ctx.check)
+                                       check=ctx.check, restart=body.restart,
+                                       blend=body.blend)
             else:
                 frames = render_frames(scene, cams, device=device, sh_degree=body.sh_degree,
                                        background=bg, restorer=restorer,
