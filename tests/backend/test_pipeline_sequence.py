@@ -133,3 +133,21 @@ def test_linear_frames_are_stabilised_in_scene_linear(path):
     lin = premult_srgb_to_linear(rgb, a)
     np.testing.assert_allclose(lin[0, 0], [0.5 * 1.0, 0.5 * ((0.5 + 0.055) / 1.055) ** 2.4,
                                            0.5 * 1.0], rtol=1e-5)
+
+
+def test_restart_cross_fades_two_runs_and_reuses_the_memo(path):
+    """``restart`` + ``blend``: (1 − blend)·(run over all) + blend·(run from ``restart``),
+    the same with and without the memo; the second run's state serves the next request."""
+    scene, cams = path
+    a = _stable(scene, cams[:7], warmup=6)[0].rgb
+    b = _stable(scene, cams[3:7], warmup=3)[0].rgb
+    memo = RestoreMemo()
+    got = _stable(scene, cams[:7], warmup=6, restart=3, blend=0.25, memo=memo)[0].rgb
+    np.testing.assert_allclose(got, 0.75 * a + 0.25 * b, atol=1e-6)
+    assert np.array_equal(got, _stable(scene, cams[:7], warmup=6, restart=3, blend=0.25)[0].rgb)
+    hits = memo.hits
+    nxt = _stable(scene, cams[3:8], warmup=4, memo=memo)[0].rgb  # the new run goes on alone
+    assert memo.hits > hits
+    assert np.array_equal(nxt, _stable(scene, cams[3:8], warmup=4)[0].rgb)
+    with pytest.raises(ValueError):
+        _stable(scene, cams[:4], warmup=2, restart=3)
