@@ -22,7 +22,7 @@ class ExgsRenderSettings(bpy.types.PropertyGroup):
                                 description="Frames per stabilised run (runs start at multiples "
                                             "of this, after a quarter of it as warm-up): "
                                             "longer = fewer restarts, but the first frame of a "
-                                            "render or farm chunk restores up to 1.25× this "
+                                            "render or farm chunk restores up to 1.5× this "
                                             "many more frames")
     motion_blur_samples: IntProperty(name="Motion blur samples", default=5, min=2, max=64,
                                      description="Sub-frame renders averaged over the shutter "

@@ -26,10 +26,10 @@ each pair); where one run hands over to the next (the W cross-fade frames) a res
 can change more than the unrestored one, by the two runs' difference / (W + 1) per frame
 instead of all at once. The object's Gaussians
 are those of frame f; camera and object transforms are those of each history frame.
-Reading the history costs up to K + W − 1 depsgraph evaluations (``RenderEngine.frame_set``)
+Reading the history costs up to K + 2W − 1 depsgraph evaluations (``RenderEngine.frame_set``)
 per frame and motion-blur sample; the backend keeps recent frames' restorations (its memo),
 so in a sequential render each frame costs one render + restore (plus cheap stabiliser
-steps), and the first frame of a farm chunk up to K + W − 1 more.
+steps), and the first frame of a farm chunk up to K + 2W − 1 more.
 """
 
 from __future__ import annotations
