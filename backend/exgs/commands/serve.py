@@ -58,6 +58,10 @@ def register(sub) -> None:
     p.add_argument("--max-scene-memory-mb", type=float, default=None, metavar="MB",
                    help="decoded scenes held at once; least recently used ones are evicted "
                         "(default: half of the machine's memory)")
+    p.add_argument("--restore-memo-mb", type=float, default=512.0, metavar="MB",
+                   help="recent frames' renders + restorations kept for stabilised (temporal) "
+                        "renders (default 512 ≈ 20 frames of 1280×720); a sequential Blender "
+                        "render restores each frame once while about 10 frames fit")
     p.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
                    help="close a connection whose request headers take longer (default 10)")
     p.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
@@ -141,6 +145,7 @@ def run(args) -> int:
                     ("--max-jobs", args.max_jobs), ("--header-timeout", args.header_timeout),
                     ("--max-gaussians", args.max_gaussians),
                     ("--max-scene-memory-mb", args.max_scene_memory_mb or 1.0),
+                    ("--restore-memo-mb", args.restore_memo_mb),
                     ("--body-timeout", args.body_timeout)):
         if not (v > 0 and math.isfinite(v)):
             raise UsageError(f"{name} must be a positive finite number, got {v}")
@@ -156,7 +161,8 @@ def run(args) -> int:
                     max_open_jobs=int(args.max_jobs), header_timeout_s=args.header_timeout,
                     max_gaussians=int(args.max_gaussians),
                     max_scene_memory=_scene_memory(args.max_scene_memory_mb),
-                    body_timeout_s=args.body_timeout)
+                    body_timeout_s=args.body_timeout,
+                    restore_memo_bytes=int(args.restore_memo_mb * (1 << 20)))
     config = ServiceConfig(token=token, token_file=token_file, allow_dir=allow, device=device,
                            data_dir=os.path.abspath(data_dir), painter_weights=args.painter_weights,
                            limits=limits)
