@@ -24,7 +24,8 @@ Flicker (:func:`exgs.painter.temporal.flicker`, 0–255) of what Blender wrote (
 Combined pass = premultiplied scene-linear, transparent film) minus that of ``full``; also
 of its display-sRGB encoding. Cost: wall seconds per frame of each mode (``render_post``
 handler timestamps; the stable mode's first frame restores its warm-up too) and the mean
-PSNR of each sequence against ``full`` (display sRGB). Writes bench/results/blender_flicker.json.
+PSNR of each sequence against ``full`` (display sRGB); pair by pair, the largest excess over
+the unrestored pair and how many pairs exceed it. Writes bench/results/blender_flicker.json.
 """
 
 from __future__ import annotations
@@ -217,6 +218,12 @@ def main(argv=None) -> int:
                                                        zip(disp[m], disp["full"])])),
                         "s_per_frame_median": float(np.median(sec)),
                         "s_first_frame": float(sec[0])}
+                pu = np.array([flicker(lin["unrestored"][t - 1:t + 1])
+                               for t in range(1, args.frames)])
+                for m in ("per_frame", "stable"):  # pair by pair: where it exceeds
+                    pm = np.array([flicker(lin[m][t - 1:t + 1]) for t in range(1, args.frames)])
+                    row["modes"][m]["max_pair_excess_linear"] = float((pm - pu).max())
+                    row["modes"][m]["pairs_above_unrestored"] = int((pm > pu + 1e-4).sum())
                 row["full_s_per_frame_median"] = float(np.median(info["seconds"]["full"]))
                 row["load_after"] = list(os.getloadavg())
                 res["rows"].append(row)
