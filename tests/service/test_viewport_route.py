@@ -200,8 +200,10 @@ def test_restore_in_the_app_equals_the_pipeline_restorer(tmp_path):
         res = render(entry.scene, camera_from_view(VIEW, PROJ, W, H).camera, device="cpu")
         restorer = restorer_for(entry.facts or SceneFacts(),
                                 RestoreOptions(device="cpu", kept_fraction=0.05))
-        want = linear_premultiplied(restorer(res.rgb, res.alpha), res.alpha)
+        rgb_r, alpha_r = restorer.restore_rgba(res.rgb, res.alpha)  # painted holes covered
+        want = linear_premultiplied(rgb_r, alpha_r)
         np.testing.assert_allclose(f["rgba"][..., :3], want, atol=2e-3)
+        np.testing.assert_allclose(f["rgba"][..., 3], alpha_r, atol=2e-3)
         assert np.abs(want - raw.rgb).max() > 1e-3  # the painter changed the frame
     finally:
         app.state.jobs.shutdown()

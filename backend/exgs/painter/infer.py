@@ -144,15 +144,19 @@ class Painter:
     @torch.inference_mode()
     def _run(self, rgb: np.ndarray, alpha: np.ndarray,
              kept_fraction: float | None = None) -> np.ndarray:
-        """[B,h,w,3], [B,h,w] with h, w multiples of 8 → [B,h,w,3] (:func:`.fast.run`: the
+        """[B,h,w,3], [B,h,w] with h, w multiples of 8 → [B,h,w,4]: restored rgb and the
+        restored alpha ``alpha + g·(1 − alpha)`` (g the gate) (:func:`.fast.run`: the
         channels-last copy; frames whose gate is shut everywhere skip the network)."""
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))).to(self.device)
         a = torch.from_numpy(np.ascontiguousarray(alpha[:, None])).to(self.device)
-        out = fast.run(self._inference_net(), x, a, kept_fraction, self.precision)
-        return out.permute(0, 2, 3, 1).cpu().numpy()
+        out, g = fast.run(self._inference_net(), x, a, kept_fraction, self.precision,
+                          return_gate=True)
+        a_out = a + g * (1.0 - a)
+        return torch.cat([out, a_out], 1).permute(0, 2, 3, 1).cpu().numpy()
 
     def restore_batch(self, rgb, alpha, *, kept_fraction: float | None = None,
-                      tile: int | None = None, overlap: int | None = None) -> np.ndarray:
+                      tile: int | None = None, overlap: int | None = None,
+                      return_alpha: bool = False):
         """Restore B frames of one size.
 
         rgb [B,H,W,3] float (display sRGB in [0,1], composited over the render background),
@@ -161,7 +165,10 @@ class Painter:
         ``kept_fraction``: the kept fraction of the rendered scene's Gaussians when known
         (a .exgs file stores it, :class:`exgs.pipeline.SceneFacts`): the gate opens more for heavily pruned scenes
         and stays shut for complete ones (``painter.json`` ``gate_bias_by_keep``); None = the
-        conservative default bias.
+        conservative default bias. ``return_alpha``: return ``(rgb, alpha)``, the second the
+        restored frame's alpha [B,H,W] ``alpha + g·(1 − alpha)`` (g = the gate): the restoration
+        blends the input with an *opaque* restored layer, so restored colour is valid
+        premultiplied colour under it and compositing over a background covers painted holes.
         """
         rgb = np.asarray(rgb, np.float32)
         alpha = np.asarray(alpha, np.float32)
@@ -171,7 +178,7 @@ class Painter:
             raise ExgsError(f"painter: alpha must be [B,H,W] = {list(rgb.shape[:3])}, got {list(alpha.shape)}")
         B, H, W, _ = rgb.shape
         if B == 0 or H == 0 or W == 0:
-            return rgb.copy()
+            return (rgb.copy(), alpha.copy()) if return_alpha else rgb.copy()
         rgb = np.clip(np.nan_to_num(rgb), 0.0, 1.0)
         alpha = np.clip(np.nan_to_num(alpha), 0.0, 1.0)
         tile = int(tile or self.tile)
@@ -189,8 +196,18 @@ class Painter:
         ys, xs = _starts(Hp, th, ov), _starts(Wp, tw, ov)
         if len(ys) == 1 and len(xs) == 1:
             out = self._run(rgb, alpha, kept_fraction)
-            return np.ascontiguousarray(out[:, :H, :W])
-        acc = np.zeros((B, Hp, Wp, 3), np.float32)
+        else:
+            out = self._tiled(rgb, alpha, kept_fraction, th, tw, ys, xs, ov)
+        out = out[:, :H, :W]
+        if return_alpha:
+            return np.ascontiguousarray(out[..., :3]), np.ascontiguousarray(out[..., 3])
+        return np.ascontiguousarray(out[..., :3])
+
+    def _tiled(self, rgb, alpha, kept_fraction, th, tw, ys, xs, ov) -> np.ndarray:
+        """Overlapping ``th``×``tw`` tiles at rows ``ys``, columns ``xs`` blended by
+        raised-cosine weights (module docstring) → [B,Hp,Wp,4] (rgb + restored alpha)."""
+        B, Hp, Wp, _ = rgb.shape
+        acc = np.zeros((B, Hp, Wp, 4), np.float32)
         wsum = np.zeros((Hp, Wp), np.float32)
         for y in ys:
             wy = _ramp(th, ov, y == 0, y + th >= Hp)
@@ -200,17 +217,18 @@ class Painter:
                 o = self._run(rgb[:, y:y + th, x:x + tw], alpha[:, y:y + th, x:x + tw], kept_fraction)
                 acc[:, y:y + th, x:x + tw] += o * w[None, :, :, None]
                 wsum[y:y + th, x:x + tw] += w
-        out = acc / wsum[None, :, :, None]
-        return np.ascontiguousarray(out[:, :H, :W])
+        return acc / wsum[None, :, :, None]
 
-    def restore(self, rgb, alpha, **kw) -> np.ndarray:
-        """One frame: rgb [H,W,3] float in [0,1], alpha [H,W] → restored rgb [H,W,3] float32.
-        Keyword arguments as :meth:`restore_batch` (``kept_fraction``, ``tile``, ``overlap``)."""
+    def restore(self, rgb, alpha, **kw):
+        """One frame: rgb [H,W,3] float in [0,1], alpha [H,W] → restored rgb [H,W,3] float32
+        (with ``return_alpha=True``: ``(rgb, alpha [H,W])``). Keyword arguments as
+        :meth:`restore_batch` (``kept_fraction``, ``tile``, ``overlap``, ``return_alpha``)."""
         rgb = np.asarray(rgb, np.float32)
         alpha = np.asarray(alpha, np.float32)
         if rgb.ndim != 3 or rgb.shape[-1] != 3:
             raise ExgsError(f"painter: rgb must be [H,W,3], got {list(rgb.shape)}")
-        return self.restore_batch(rgb[None], alpha[None], **kw)[0]
+        out = self.restore_batch(rgb[None], alpha[None], **kw)
+        return (out[0][0], out[1][0]) if kw.get("return_alpha") else out[0]
 
 
 def kept_fraction(path: str | os.PathLike, count: int | None = None) -> float | None:

@@ -28,6 +28,7 @@ def render_frames(scene, cameras: Iterable, *, device: str = "cpu",
     ``restorer(rgb, alpha) -> rgb`` (:func:`exgs.pipeline.restorer_for`) restores each
     frame; ``progress`` hears "restoring frame i/n" before each restore."""
     from ..render import render_many
+    from .restore import restore_rgba
 
     cameras = list(cameras)
     n = len(cameras)
@@ -38,8 +39,8 @@ def render_frames(scene, cameras: Iterable, *, device: str = "cpu",
         if restorer is not None:
             if progress is not None:
                 progress(None, f"restoring frame {i + 1}/{n}")
-            rgb = np.asarray(restorer(res.rgb, res.alpha), np.float32)
+            rgb, alpha = restore_rgba(restorer, res.rgb, res.alpha)  # painted holes covered
             if any(bg):
-                rgb = rgb + (1.0 - res.alpha[..., None]) * np.asarray(bg, np.float32)
-            res = dataclasses.replace(res, rgb=rgb)
+                rgb = rgb + (1.0 - alpha[..., None]) * np.asarray(bg, np.float32)
+            res = dataclasses.replace(res, rgb=rgb, alpha=alpha)
         yield res

@@ -55,11 +55,28 @@ class Restorer:
     stabilizer: object = None  #: a TemporalStabilizer (stateful: one camera path, in order)
 
     def __call__(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-        out = self.painter.restore(rgb, alpha, kept_fraction=self.kept_fraction)
+        return self.restore_rgba(rgb, alpha)[0]
+
+    def restore_rgba(self, rgb: np.ndarray, alpha: np.ndarray):
+        """``(rgb [H,W,3], alpha [H,W])``: the restored frame and its alpha ``alpha + g·(1 −
+        alpha)`` (g the painter's gate: colour painted into a hole covers it;
+        :meth:`exgs.painter.infer.Painter.restore_batch`)."""
+        out, a = self.painter.restore(rgb, alpha, kept_fraction=self.kept_fraction,
+                                      return_alpha=True)
         if self.stabilizer is not None:
             out = self.stabilizer(np.clip(np.nan_to_num(np.asarray(rgb, np.float32)), 0, 1),
                                   out)
-        return out
+        return out, a
+
+
+def restore_rgba(restorer, rgb: np.ndarray, alpha: np.ndarray):
+    """``(rgb, alpha)`` of a restored frame: ``restorer.restore_rgba`` when it has one (a
+    :class:`Restorer`), else ``(restorer(rgb, alpha), alpha)`` (any callable: it does not say
+    what it covers)."""
+    if hasattr(restorer, "restore_rgba"):
+        return restorer.restore_rgba(rgb, alpha)
+    return np.asarray(restorer(rgb, alpha), np.float32), np.asarray(alpha, np.float32)
+
 
 
 class PainterCache:

@@ -141,6 +141,7 @@ def render_stable(scene, cameras: Iterable, *, warmup: int, restorer: Callable,
     ``(1 − blend)·first + blend·second`` (a client's cross-fade from one run to the next)."""
     from ..painter.temporal import TemporalStabilizer
     from ..render import render
+    from .restore import restore_rgba
 
     cameras = list(cameras)
     warmup = int(warmup)
@@ -183,19 +184,19 @@ def render_stable(scene, cameras: Iterable, *, warmup: int, restorer: Callable,
             res = render(scene, cam, sh_degree=sh_degree, device=device,
                          background=(0.0, 0.0, 0.0))
         if hit is not None:
-            x, y, a = hit
+            x, y, a, ay = hit
         else:
             if progress is not None:
                 progress(None, f"restoring frame {i + 1}/{n}"
                          + (" (warm-up)" if not wanted else ""))
             x = np.clip(np.nan_to_num(np.asarray(res.rgb, np.float32)), 0.0, 1.0)
-            y = np.asarray(restorer(res.rgb, res.alpha), np.float32)
+            y, ay = restore_rgba(restorer, res.rgb, res.alpha)  # ay: painted holes covered
             a = np.asarray(res.alpha, np.float32)
             if memo is not None:
-                memo.put(key, x, y, a)
-                x, y, a = memo.get(key) or (x, y, a)  # the stored copies (identical values)
+                memo.put(key, x, y, a, ay)
+                x, y, a, ay = memo.get(key) or (x, y, a, ay)  # stored copies (same values)
         if linear:
-            x, y = premult_srgb_to_linear(x, a), premult_srgb_to_linear(y, a)
+            x, y = premult_srgb_to_linear(x, a), premult_srgb_to_linear(y, ay)
         o = stab(x, y) if i >= first1 else None
         if restart and i >= first2:
             o2 = stab2(x, y)
@@ -206,6 +207,7 @@ def render_stable(scene, cameras: Iterable, *, warmup: int, restorer: Callable,
         if memo is not None and i == n - 1:
             memo.put(f"state|{chain[i]}", *stab.state)
         if wanted:
+            alpha = ay  # the restorer's alpha: painted holes are covered
             if bg.any():
-                o = o + (1.0 - res.alpha[..., None]) * bg
-            yield dataclasses.replace(res, rgb=np.asarray(o, np.float32))
+                o = o + (1.0 - alpha[..., None]) * bg
+            yield dataclasses.replace(res, rgb=np.asarray(o, np.float32), alpha=alpha)

@@ -324,7 +324,7 @@ def render_objects(objects, view_matrix, window_matrix, width: int, height: int,
     colour behind the splats (Blender's film when not transparent); None = transparent.
     ``max_gaussians`` (coarse steps) renders only that many of the
     most important Gaussians, split over the objects (:func:`lod_prep`); None = all.
-    ``post(i, rgb, alpha) -> rgb`` may replace object i's display-sRGB
+    ``post(i, rgb, alpha) -> rgb | (rgb, alpha)`` may replace object i's display-sRGB
     layer before it is linearised (GaussPainter restore). See :mod:`exgs.viewport_camera`
     for the camera conventions."""
     from ..viewport_camera import camera_from_view
@@ -355,7 +355,11 @@ def render_objects(objects, view_matrix, window_matrix, width: int, height: int,
         if vc.depth_offset:
             depth = depth - np.float32(vc.depth_offset)
         if post is not None:
-            rgb = np.asarray(post(i, rgb, alpha), np.float32)
+            out = post(i, rgb, alpha)
+            if isinstance(out, tuple):  # (rgb, alpha): a restorer's painted holes covered
+                rgb, alpha = (np.asarray(v, np.float32) for v in out)
+            else:
+                rgb = np.asarray(out, np.float32)
         layers.append((linear_premultiplied(rgb, alpha), alpha, depth))
         ortho = vc.ortho
     check()

@@ -147,8 +147,10 @@ class ViewportRenderer:
         if body.restore and self.restorer is not None:
             fns = [self.restorer(o, e) for o, e in zip(body.objects, entries)]
 
+            from ..pipeline.restore import restore_rgba
+
             def post(i, rgb, alpha):
-                return fns[i](rgb, alpha)
+                return restore_rgba(fns[i], rgb, alpha)
 
         from ..render.viewport import render_objects
 
