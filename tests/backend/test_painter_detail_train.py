@@ -113,3 +113,27 @@ def test_painter_train_detail_head_cli(tmp_path, capsys):
     assert isinstance(net.detail, DetailHead)
     assert main(args) == 0  # re-run: resumes, nothing left to train
     assert "resumed detail head at step 3" in capsys.readouterr().out
+
+
+def test_stride_two_head_shapes_zero_start_and_round_trip(tmp_path):
+    from exgs.painter.infer import load_net
+    from exgs.painter.train import export_diffusers
+
+    head = DetailHead(8, (1, 2), stride=2)
+    rgb, alpha = torch.rand(2, 3, 21, 30), torch.rand(2, 1, 21, 30)
+    assert torch.equal(head(rgb, rgb, alpha, 0.01), torch.zeros(2, 3, 21, 30))
+    with torch.no_grad():
+        torch.nn.init.normal_(head.net[-1].weight, std=0.1)
+    r = head(rgb, rgb, alpha, torch.tensor([0.01, 0.1]))
+    assert r.shape == (2, 3, 21, 30) and float(r.abs().max()) > 0
+    # a residual per pixel, not per 2×2 block
+    q = r[..., :20, :]
+    assert float((q[..., 0::2, 0::2] - q[..., 1::2, 1::2]).abs().max()) > 0
+    net = PainterNet(PainterConfig(vae_width=8, latent_channels=4, unet_channels=(8, 8),
+                                   detail_head=True, detail_width=8, detail_dilations=(1, 2),
+                                   detail_stride=2))
+    net.detail.load_state_dict(head.state_dict())
+    export_diffusers(net, tmp_path / "w")
+    back = load_net(tmp_path / "w")
+    assert back.detail.stride == 2
+    assert torch.equal(back.detail(rgb, rgb, alpha, 0.01), head(rgb, rgb, alpha, 0.01))

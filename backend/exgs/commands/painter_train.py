@@ -91,6 +91,8 @@ def register(sub) -> None:
     p.add_argument("--detail-width", type=int, default=16)
     p.add_argument("--detail-dilations", default="1,2,4",
                    help="dilations of the detail head's hidden 3×3 convs")
+    p.add_argument("--detail-stride", type=int, default=1, choices=(1, 2),
+                   help="2: the detail head's convs run on 2×2 pixel blocks (half the cost)")
     p.add_argument("--detail-crop", type=int, default=96)
     p.add_argument("--detail-batch", type=int, default=16)
     p.add_argument("--data-only", action="store_true", help="build the pair cache, do not train")
@@ -231,7 +233,8 @@ def run_detail(args, files) -> int:
         dil = tuple(int(x) for x in args.detail_dilations.split(","))
         net.cfg.detail_head, net.cfg.detail_width, net.cfg.detail_dilations = \
             True, args.detail_width, dil
-        net.detail = DetailHead(args.detail_width, dil)
+        net.cfg.detail_stride = args.detail_stride
+        net.detail = DetailHead(args.detail_width, dil, args.detail_stride)
     net.cfg.detail_scale_by_keep = ()
     for p in net.parameters():
         p.requires_grad_(False)
