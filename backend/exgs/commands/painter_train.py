@@ -241,7 +241,7 @@ def run_detail(args, files) -> int:
     for p in net.detail.parameters():
         p.requires_grad_(True)
     t0 = time.time()
-    bases = base_restorations(net, load_pairs(train_files))
+    bases = _cached_bases(out / "detail_bases.pt", net, train_files)
     t_base = time.time() - t0
     print(f"bases: {len(train_files)} views, {len(cal_files)} kept for calibration "
           f"({t_base / 60:.1f} min)")
@@ -269,6 +269,26 @@ def run_detail(args, files) -> int:
         calibrate_detail(out / "painter", base_restorations(net, load_pairs(cal_files)))
     print(f"weights: {out}/painter")
     return 0
+
+
+def _cached_bases(path, net, files) -> list:
+    """:func:`exgs.painter.detail_train.base_restorations` of ``files``, cached in ``path``
+    (reused while the list of files is the same; the frozen net is the run's own)."""
+    import torch
+
+    from ..fsutil import atomic_path
+    from ..painter.data import load_pairs
+    from ..painter.detail_train import base_restorations
+
+    names = [str(f) for f in files]
+    if path.exists():
+        d = torch.load(path, weights_only=False)
+        if d["files"] == names:
+            return d["bases"]
+    bases = base_restorations(net, load_pairs(files))
+    with atomic_path(path) as tmp:
+        torch.save({"files": names, "bases": bases}, tmp)
+    return bases
 
 
 def parse_scene_specs_str(s: str) -> list[str]:
