@@ -79,6 +79,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--real", default="real:statue_trumpet")
     ap.add_argument("--scenes-dir", default="/work/shared/scenes")
+    ap.add_argument("--painter", default=None,
+                    help="weights directory (default: the shipped weights)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "painter_speed.json"))
     args = ap.parse_args(argv)
 
@@ -88,12 +90,12 @@ def main(argv=None) -> int:
     from exgs.painter.infer import Painter, load_net
 
     torch.set_num_threads(args.threads)
-    net = load_net()
+    net = load_net(args.painter)
     variants = {"plain": plain_painter(net), "fast": Painter(net, precision="fp32"),
                 "fast-bf16": Painter(net, precision="bf16")}
     load_before = os.getloadavg()
     res = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-           "threads": args.threads, "reps": args.reps,
+           "threads": args.threads, "reps": args.reps, "painter": args.painter or "shipped",
            "load_before": [round(x, 2) for x in load_before], "frames": {}}
     for name, (rgb, alpha, kf) in frames(args.real, args.scenes_dir).items():
         outs, ts = {}, {v: [] for v in variants}

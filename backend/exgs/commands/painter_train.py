@@ -83,6 +83,18 @@ def register(sub) -> None:
     p.add_argument("--gate-coverage-gain", type=float, default=16.0,
                    help="shipped gate: the floor applies only where the local coverage is "
                         "incomplete (PainterConfig.gate_coverage_gain; 0 = everywhere)")
+    p.add_argument("--detail-head", action="store_true",
+                   help="train only the full-resolution detail head (exgs.painter.detail) on top "
+                        "of the frozen --init weights (default: shipped): a zero-init head is added "
+                        "when the weights have none; training-scene views v000, v006, … are kept "
+                        "out of its training for --calibrate (exgs.painter.detail_train)")
+    p.add_argument("--detail-width", type=int, default=16)
+    p.add_argument("--detail-dilations", default="1,2,4",
+                   help="dilations of the detail head's hidden 3×3 convs")
+    p.add_argument("--detail-stride", type=int, default=1, choices=(1, 2),
+                   help="2: the detail head's convs run on 2×2 pixel blocks (half the cost)")
+    p.add_argument("--detail-crop", type=int, default=96)
+    p.add_argument("--detail-batch", type=int, default=16)
     p.add_argument("--data-only", action="store_true", help="build the pair cache, do not train")
     p.add_argument("--calibrate-only", action="store_true",
                    help="only (re)calibrate OUT/painter's gate on the training pairs")
@@ -130,6 +142,8 @@ def run(args) -> int:
           f"{t_data / 60:.1f} min)")
     if args.data_only:
         return 0
+    if args.detail_head:
+        return run_detail(args, files)
     if args.calibrate_only:
         calibrate_weights(f"{args.out}/painter", files[::max(1, len(files) // 100)],
                           coverage_gain=args.gate_coverage_gain)
@@ -182,6 +196,105 @@ def run(args) -> int:
                           coverage_gain=args.gate_coverage_gain)
     print(f"weights: {args.out}/painter")
     return 0
+
+
+def run_detail(args, files) -> int:
+    """``--detail-head``: train (resumable, segments) and/or calibrate the detail head."""
+    from pathlib import Path
+
+    from ..fsutil import atomic_path
+    from ..painter.data import load_pairs
+    from ..painter.detail_train import (DetailTrainConfig, base_restorations, calibrate_detail,
+                                        split_views, train_detail)
+    from ..painter.infer import load_net
+    from ..painter.train import export_diffusers
+
+    train_files, cal_files = split_views(files)
+    out = Path(args.out)
+    if args.calibrate_only:
+        net = load_net(out / "painter")
+        t0 = time.time()
+        bases = base_restorations(net, load_pairs(cal_files))
+        print(f"calibration bases: {len(cal_files)} views ({(time.time() - t0) / 60:.1f} min)")
+        calibrate_detail(out / "painter", bases)
+        return 0
+    import torch
+
+    torch.set_num_threads(args.threads)
+    init = None if args.init in (None, "shipped") else args.init
+    net = load_net(init)
+    base_meta = {}
+    src = Path(init) if init else Path(__file__).resolve().parents[1] / "painter" / "weights"
+    if (src / "painter.json").exists():
+        base_meta = json.loads((src / "painter.json").read_text()).get("training", {})
+    if net.detail is None:
+        from ..painter.detail import DetailHead
+
+        dil = tuple(int(x) for x in args.detail_dilations.split(","))
+        net.cfg.detail_head, net.cfg.detail_width, net.cfg.detail_dilations = \
+            True, args.detail_width, dil
+        net.cfg.detail_stride = args.detail_stride
+        net.detail = DetailHead(args.detail_width, dil, args.detail_stride)
+    net.cfg.detail_scale_by_keep = ()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    for p in net.detail.parameters():
+        p.requires_grad_(True)
+    t0 = time.time()
+    bases = _cached_bases(out / "detail_bases.pt", net, train_files)
+    t_base = time.time() - t0
+    print(f"bases: {len(train_files)} views, {len(cal_files)} kept for calibration "
+          f"({t_base / 60:.1f} min)")
+    tc = DetailTrainConfig(steps=args.steps, minutes=args.minutes,
+                           segment_minutes=max(0.0, args.segment_minutes - t_base / 60)
+                           if args.segment_minutes else 0.0,
+                           batch=args.detail_batch, crop=args.detail_crop, lr=args.lr,
+                           seed=args.seed, checkpoint_minutes=args.checkpoint_minutes,
+                           threads=args.threads)
+    info = train_detail(net, bases, tc, out)
+    meta = {"base": base_meta, "detail": {
+        "init": args.init, "scenes": parse_scene_specs_str(args.scenes),
+        "train_views": len(train_files), "calibration_views": len(cal_files),
+        "steps_done": info["step"], "train_minutes": round(info["minutes"], 2),
+        "train_config": {k: getattr(tc, k) for k in ("steps", "minutes", "batch", "crop", "lr",
+                                                      "seed")},
+        "size": args.size, "refine_steps": args.refine_steps, "history": info["history"]}}
+    export_diffusers(net, out / "painter", meta)
+    with atomic_path(out / "status.json") as tmp:
+        Path(tmp).write_text(json.dumps({"finished": info["finished"], "step": info["step"]}))
+    print(json.dumps({"steps": info["step"], "minutes": round(info["minutes"], 1),
+                      "finished": info["finished"]}))
+    if args.calibrate and info["finished"]:
+        del bases
+        calibrate_detail(out / "painter", base_restorations(net, load_pairs(cal_files)))
+    print(f"weights: {out}/painter")
+    return 0
+
+
+def _cached_bases(path, net, files) -> list:
+    """:func:`exgs.painter.detail_train.base_restorations` of ``files``, cached in ``path``
+    (reused while the list of files is the same; the frozen net is the run's own)."""
+    import torch
+
+    from ..fsutil import atomic_path
+    from ..painter.data import load_pairs
+    from ..painter.detail_train import base_restorations
+
+    names = [str(f) for f in files]
+    if path.exists():
+        d = torch.load(path, weights_only=False)
+        if d["files"] == names:
+            return d["bases"]
+    bases = base_restorations(net, load_pairs(files))
+    with atomic_path(path) as tmp:
+        torch.save({"files": names, "bases": bases}, tmp)
+    return bases
+
+
+def parse_scene_specs_str(s: str) -> list[str]:
+    from ..painter.data import parse_scene_specs
+
+    return parse_scene_specs([s])
 
 
 def calibrate_weights(weights_dir: str, files, coverage_gain: float = 0.0,

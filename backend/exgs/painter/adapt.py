@@ -186,7 +186,10 @@ class _Tail:
                 conf = conf + net.gate_head(c["rgb"], c["alpha"], c["fill"], c["cov"], self.keep)
             dec = c["fill"] + dec
         g = net.gate(conf, c["alpha"], self.gate_bias, self.covered)
-        return c["rgb"] + g * (dec.clamp(0.0, 1.0) - c["rgb"])
+        out = c["rgb"] + g * (dec.clamp(0.0, 1.0) - c["rgb"])
+        # the detail head (frozen here) as inference applies it for this kept fraction
+        return net.add_detail(out, c["rgb"], c["alpha"], self.keep,
+                              net.cfg.detail_scale_for_kept_fraction(self.keep))
 
 
 def _to_t(x):

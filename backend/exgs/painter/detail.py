@@ -24,6 +24,7 @@ head's last conv starts at zero: a fresh head changes nothing.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 #: input channels of :class:`DetailHead` (see the module docstring)
@@ -31,18 +32,25 @@ DETAIL_INPUTS = 11
 
 
 class DetailHead(nn.Module):
-    """Full-resolution residual CNN: ``len(dilations) + 1`` 3×3 convs of ``width`` channels
-    (dilated as given, ReLU between), 11 features → 3 colour residuals (0–1 scale). The last
-    conv starts at zero."""
+    """Residual CNN: ``len(dilations) + 1`` 3×3 convs of ``width`` channels (dilated as given,
+    ReLU between), 11 features → 3 colour residuals (0–1 scale). The last conv starts at zero.
 
-    def __init__(self, width: int = 16, dilations: tuple = (1, 2, 4)):
+    ``stride`` 1: every conv at full resolution. ``stride`` 2: the features are folded into
+    2×2 blocks (``pixel_unshuffle``: 44 channels at H/2 × W/2), the convs run at half
+    resolution and the last one emits 12 channels that unfold into the 2×2 block's 3 colour
+    residuals (``pixel_shuffle``): half the multiply-adds of stride 1 at the same width, twice
+    the receptive field (H, W odd are edge-padded and cropped back)."""
+
+    def __init__(self, width: int = 16, dilations: tuple = (1, 2, 4), stride: int = 1):
         super().__init__()
+        self.stride = int(stride)
+        s2 = self.stride * self.stride
         layers: list[nn.Module] = []
-        c = DETAIL_INPUTS
+        c = DETAIL_INPUTS * s2
         for d in dilations:
             layers += [nn.Conv2d(c, width, 3, padding=d, dilation=d), nn.ReLU()]
             c = width
-        layers.append(nn.Conv2d(c, 3, 3, padding=1))
+        layers.append(nn.Conv2d(c, 3 * s2, 3, padding=1))
         self.net = nn.Sequential(*layers)
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
@@ -55,4 +63,12 @@ class DetailHead(nn.Module):
 
         f = torch.cat([rgb, restored, alpha, local_coverage(alpha), degradation_stats(rgb),
                        keep_channel(keep, alpha)], 1)
-        return self.net(f)
+        s = self.stride
+        if s == 1:
+            return self.net(f)
+        H, W = f.shape[-2:]
+        ph, pw = (-H) % s, (-W) % s
+        if ph or pw:
+            f = F.pad(f, (0, pw, 0, ph), mode="replicate")
+        r = F.pixel_shuffle(self.net(F.pixel_unshuffle(f, s)), s)
+        return r[..., :H, :W]

@@ -74,6 +74,7 @@ class PainterConfig:
     #: residual on every pixel, covered ones included
     detail_width: int = 16
     detail_dilations: tuple = (1, 2, 4)
+    detail_stride: int = 1  #: 2: the head's convs run on 2×2 pixel blocks (:class:`.detail.DetailHead`)
     detail_scale_by_keep: tuple = ()  #: ((keep, scale), ...): the detail head's scale for a
     #: scene keeping that fraction (piecewise linear in log keep); empty / unknown keep /
     #: nothing pruned → 0 (the head is not applied)
@@ -290,7 +291,8 @@ class PainterNet(nn.Module):
         if self.cfg.detail_head:
             from .detail import DetailHead
 
-            self.detail = DetailHead(self.cfg.detail_width, tuple(self.cfg.detail_dilations))
+            self.detail = DetailHead(self.cfg.detail_width, tuple(self.cfg.detail_dilations),
+                                     self.cfg.detail_stride)
         if fresh:
             self._init_closed_gate()
 
