@@ -38,6 +38,21 @@ def adaptation_cameras(scene, cfg, cameras=None) -> list:
     return cams
 
 
+def judging_cameras(cams, cfg) -> list:
+    """The held-out (switch-off decision) cameras: ``cams`` resized to ``cfg.judge_size`` on
+    the long side (0 = as given). Judging at the size frames are restored at matters: the
+    painter's features are in pixels, and a delta trained at 256 px judged at 256 px
+    overstated its gain at 384 px (statue_st_peter, docs/painter.md)."""
+    js = int(getattr(cfg, "judge_size", 0) or 0)
+    if js <= 0:
+        return list(cams)
+    out = []
+    for c in cams:
+        s = js / max(c.width, c.height)
+        out.append(c.resized(max(8, round(c.width * s)), max(8, round(c.height * s))))
+    return out
+
+
 def render_pairs(full_scene, pruned_scene, cameras, baseline_scene=None, progress=None,
                  frac=(0.0, 1.0)) -> list[dict]:
     """Per camera: clean (full scene) and degraded (pruned scene) renders over black, and the
