@@ -154,3 +154,19 @@ def test_switch_off_rule_drops_a_detail_delta_that_loses(net, scene, pruned):
     assert st["heldout_adapted_db"] < max(st["heldout_generic_db"], st["heldout_none_db"])
     assert out.delta is None and not st["enabled"] and st["choice"] in ("generic", "none")
     assert st["bytes"] == 0 and st["bytes_if_kept"] > 0
+
+
+def test_isolated_pick_holds_out_the_views_unlike_the_training_ones(scene):
+    from exgs.cameras import orbit_for_scene
+    from exgs.painter.adapt_views import adaptation_cameras
+
+    ring = orbit_for_scene(scene, 12, 64, 64, seed=None, distance=1.0)  # an even orbit
+    odd = orbit_for_scene(scene, 2, 64, 64, seed=3, distance=3.0, fov_x_deg=20.0)
+    for c, name in zip(ring + odd, [f"r{i}" for i in range(12)] + ["odd0", "odd1"]):
+        c.name = name
+    cfg = AdaptConfig(views=14, holdout=2, size=64, crop=32, judge_pick="isolated")
+    cams = adaptation_cameras(scene, cfg, ring + odd)
+    assert sorted(c.name for c in cams[-2:]) == ["odd0", "odd1"]
+    assert sorted(c.name for c in cams) == sorted(c.name for c in ring + odd)
+    with pytest.raises(Exception, match="judge_pick"):
+        AdaptConfig(judge_pick="best").validate()

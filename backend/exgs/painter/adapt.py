@@ -103,6 +103,8 @@ class AdaptConfig:
     min_gain_db: float = 0.3  #: keep the delta only if it gains at least this much (dB)
     detail_width: int = 0  #: width of a fresh detail head (0 = the painter config's)
     judge_size: int = 0  #: long side of the held-out (decision) views; 0 = ``size``
+    judge_pick: str = "random"  #: which given cameras decide: "random" (a seeded share) or
+    #: "isolated" (the views least like the training views, :func:`.adapt_views.isolated_last`)
     seed: int = 0
     threads: int = 1
     up: str = "-y"
@@ -120,6 +122,10 @@ class AdaptConfig:
             raise UsageError("need at least one held-out and one training view")
         if self.crop % 8 or self.crop < 32 or self.size < self.crop:
             raise UsageError("crop must be a multiple of 8, ≥ 32 and ≤ size")
+        if self.judge_pick not in ("random", "isolated"):
+            raise UsageError(f"judge_pick must be random or isolated, got {self.judge_pick!r}")
+        if self.judge_size < 0:
+            raise UsageError(f"judge_size must be ≥ 0, got {self.judge_size}")
         if not 1 <= self.rank <= 64:
             raise UsageError(f"lora rank must be in 1..64, got {self.rank}")
         return self
