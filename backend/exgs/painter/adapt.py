@@ -102,6 +102,7 @@ class AdaptConfig:
     w_ssim: float = 0.5
     min_gain_db: float = 0.3  #: keep the delta only if it gains at least this much (dB)
     detail_width: int = 0  #: width of a fresh detail head (0 = the painter config's)
+    detail_dilations: tuple = ()  #: dilations of a fresh detail head (() = the config's)
     judge_size: int = 0  #: long side of the held-out (decision) views; 0 = ``size``
     judge_pick: str = "random"  #: which given cameras decide: "random" (a seeded share) or
     #: "isolated" (the views least like the training views, :func:`.adapt_views.isolated_last`)
@@ -272,9 +273,9 @@ def _detail_setup(net, cfg, kept):
     fresh = net.detail is None
     if fresh:
         width = cfg.detail_width or net.cfg.detail_width
-        work = with_detail_head(net, width, net.cfg.detail_dilations, zero=True)
-        seeded = with_detail_head(net, width, net.cfg.detail_dilations, zero=False,
-                                  seed=cfg.seed)
+        dil = tuple(cfg.detail_dilations) or tuple(net.cfg.detail_dilations)
+        work = with_detail_head(net, width, dil, zero=True)
+        seeded = with_detail_head(net, width, dil, zero=False, seed=cfg.seed)
         init = {f"detail.{n}": p.detach().clone() for n, p in seeded.detail.named_parameters()}
     else:
         work = copy.deepcopy(net)
