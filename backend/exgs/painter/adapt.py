@@ -103,9 +103,11 @@ class AdaptConfig:
     min_gain_db: float = 0.3  #: keep the delta only if it gains at least this much (dB)
     detail_width: int = 0  #: width of a fresh detail head (0 = the painter config's)
     detail_dilations: tuple = ()  #: dilations of a fresh detail head (() = the config's)
-    judge_size: int = 0  #: long side of the held-out (decision) views; 0 = ``size``
-    judge_pick: str = "random"  #: which given cameras decide: "random" (a seeded share) or
-    #: "isolated" (the views least like the training views, :func:`.adapt_views.isolated_last`)
+    judge_size: int = 0  #: long side of the held-out (decision) views; 0 = 1.5 × ``size``
+    #: (384 px for the default 256: the size frames are restored at matters, measured)
+    judge_pick: str = "isolated"  #: which given cameras decide: "isolated" (the views least
+    #: like the training views, :func:`.adapt_views.isolated_last`) or "random" (a seeded
+    #: share; overstated the gain, docs/painter.md)
     seed: int = 0
     threads: int = 1
     up: str = "-y"
@@ -426,8 +428,10 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
         _emit(progress, 0.15 + 0.05 * (i + 1) / len(train_views),
               f"adapt: preparing view {i + 1}/{len(train_views)}")
     per_view = (time.perf_counter() - t0) / max(1, len(train_views))
-    # held-out evaluation ≈ two restores per held-out view; keep that much time
-    eval_reserve = 2.5 * per_view * len(hold) + 1.0
+    # held-out evaluation ≈ two restores per held-out view (bigger views: more); keep that
+    hpx = sum(v["clean"].size for v in hold) / max(1, len(hold))
+    tpx = sum(v["clean"].size for v in train_views) / max(1, len(train_views))
+    eval_reserve = 2.5 * per_view * len(hold) * hpx / max(tpx, 1) + 1.0
     params = parametrize(work, cfg.form, cfg.rank, cfg.seed, init)
     trainable = [p for _, _, pm in params for p in pm.parameters()]
     batch = cfg.batch or (8 if cfg.form in ("head", "last", DETAIL_FORM) else 4)

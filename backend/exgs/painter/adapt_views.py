@@ -76,12 +76,11 @@ def isolated_last(cams: list, k: int) -> list:
 
 def judging_cameras(cams, cfg) -> list:
     """The held-out (switch-off decision) cameras: ``cams`` resized to ``cfg.judge_size`` on
-    the long side (0 = as given). Judging at the size frames are restored at matters: the
-    painter's features are in pixels, and a delta trained at 256 px judged at 256 px
-    overstated its gain at 384 px (statue_st_peter, docs/painter.md)."""
+    the long side (0 = 1.5 × ``cfg.size``, a multiple of 8). Judging at the size frames are
+    restored at matters: the painter's features are in pixels (docs/painter.md)."""
     js = int(getattr(cfg, "judge_size", 0) or 0)
     if js <= 0:
-        return list(cams)
+        js = int(round(1.5 * cfg.size / 8)) * 8
     out = []
     for c in cams:
         s = js / max(c.width, c.height)
