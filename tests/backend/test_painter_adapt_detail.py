@@ -170,3 +170,27 @@ def test_isolated_pick_holds_out_the_views_unlike_the_training_ones(scene):
     assert sorted(c.name for c in cams) == sorted(c.name for c in ring + odd)
     with pytest.raises(Exception, match="judge_pick"):
         AdaptConfig(judge_pick="best").validate()
+
+
+@pytest.mark.parametrize("form", ["last", "head"])
+def test_gated_forms_train_through_a_generic_detail_head(net, pruned, form):
+    """On weights with a detail head, the last/head forms train on what inference computes:
+    the gated restoration with the (frozen) generic head's residual on top."""
+    import torch
+
+    from exgs.painter.adapt import _Tail, _to_t, gate_bias_for
+
+    gen = with_detail_head(net, 8, (1, 2), zero=False, seed=5)
+    with torch.no_grad():
+        gen.detail.net[-1].weight.normal_(0, 0.05)
+    set_detail_scale(gen, 0.5)
+    kf = 0.1
+    rgb, alpha = _frame(pruned.scene)
+    x, a = _to_t(rgb), _to_t(alpha)
+    tail = _Tail(gen, form, gate_bias_for(gen, kf), kf)
+    with torch.no_grad():
+        got = tail.forward(tail.cache_view(x, a, x))
+        want = gen(x, a, kept_fraction=kf)
+        plain = net(x, a, kept_fraction=kf)
+    assert not torch.allclose(want, plain, atol=1e-4)
+    assert torch.allclose(got, want, atol=1e-5)

@@ -155,6 +155,7 @@ class _Tail:
         # the gate as inference will run it for this scene's kept fraction ``keep``
         self.net, self.form, self.gate_bias, self.keep = net, form, gate_bias, keep
         self.covered = net.cfg.covered_cap_for_kept_fraction(keep)
+        self.detail_scale = net.cfg.detail_scale_for_kept_fraction(keep)
 
     def cache_view(self, rgb, alpha, clean) -> dict:
         import torch
@@ -204,7 +205,9 @@ class _Tail:
                 conf = conf + net.gate_head(c["rgb"], c["alpha"], c["fill"], c["cov"], self.keep)
             dec = c["fill"] + dec
         g = net.gate(conf, c["alpha"], self.gate_bias, self.covered)
-        return c["rgb"] + g * (dec.clamp(0.0, 1.0) - c["rgb"])
+        out = c["rgb"] + g * (dec.clamp(0.0, 1.0) - c["rgb"])
+        # the generic detail head (frozen) on top, as inference runs it at this kept fraction
+        return net.add_detail(out, c["rgb"], c["alpha"], self.keep, self.detail_scale)
 
 
 class _DetailTail:
