@@ -136,7 +136,8 @@ def test_keep_target_none_marker_adds_to_the_file(scene, harmful_net):
 
 def test_auto_form_candidates_follow_the_budget():
     from exgs.painter.delta_forms import size_reserve
-    from exgs.pipeline.adapt import AUTO_MAX_SHARE, candidate_forms, detail_width
+    from exgs.pipeline.adapt import (AUTO_MAX_SHARE, DETAIL_MAX_SHARE, candidate_forms,
+                                     detail_width)
 
     net = load_net()
     cfg = AdaptConfig()
@@ -154,10 +155,13 @@ def test_auto_form_candidates_follow_the_budget():
         r16 = size_reserve(net, "detail", detail_width=16)
         r8 = size_reserve(net, "detail", detail_width=8)
         assert r8 < r16
-        assert detail_width(net, cfg, math.ceil(r16 / AUTO_MAX_SHARE) + 1) == 16
-        assert detail_width(net, cfg, math.floor(r16 / AUTO_MAX_SHARE) - 1) < 16
-        assert dict(candidate_forms(net, cfg, math.ceil(r16 / AUTO_MAX_SHARE) + 1)[0])[
+        assert detail_width(net, cfg, math.ceil(r16 / DETAIL_MAX_SHARE) + 1) == 16
+        assert detail_width(net, cfg, math.floor(r16 / DETAIL_MAX_SHARE) - 1) < 16
+        assert detail_width(net, cfg, math.ceil(r8 / AUTO_MAX_SHARE) + 1) == 8
+        assert dict(candidate_forms(net, cfg, math.ceil(r16 / DETAIL_MAX_SHARE) + 1)[0])[
             "detail"] == r16
+        assert "detail" not in dict(candidate_forms(net, cfg, math.floor(
+            r8 / AUTO_MAX_SHARE) - 1)[0])
     none, why = candidate_forms(net, cfg, 1000)
     assert none == [] and "no room" in why
     assert [f for f, _ in candidate_forms(net, cfg, None)[0]] == ["last"]

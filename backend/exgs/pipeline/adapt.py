@@ -8,8 +8,8 @@ With a byte budget the *whole file* (scene + delta) fits in it:
    size_reserve`, an upper estimate) fits the budget: the given form, or with
    ``form="auto"`` every form of :data:`AUTO_FORMS` whose reserve is at most
    :data:`AUTO_MAX_SHARE` of the budget (the time budget is split between them,
-   :data:`AUTO_TIME_SHARE`; a fresh detail head is as wide as fits that share,
-   :func:`detail_width`);
+   :data:`AUTO_TIME_SHARE`; a fresh detail head is as wide as fits
+   :data:`DETAIL_MAX_SHARE`, :func:`detail_width`);
 3. per candidate, room for the delta is reserved, the kept count is searched again for the
    rest (reusing the significance) and the delta is trained on that smaller scene;
 4. rate–distortion at equal file size: the candidate with the best held-out PSNR is kept if
@@ -40,6 +40,9 @@ AUTO_FORMS = ("last", "head", "detail")  #: the forms ``auto`` compares (all tra
 AUTO_TIME_SHARE = {"detail": 2.0}  #: relative share of the time budget (others 1): the
 #: detail head has the most to learn
 DETAIL_WIDTHS = (16, 12, 8)  #: widths ``auto`` tries for a fresh detail head, widest first
+DETAIL_MAX_SHARE = 0.04  #: a fresh detail head is the widest whose reserve is ≤ this share
+#: of the budget (measured on statue_st_peter at 300×, 110 kB: width 8 (2.7 kB) +0.49 dB
+#: over the generic file, width 16 (7.1 kB) +0.20: its bytes cost more Gaussians than it adds)
 AUTO_MAX_SHARE = 0.10  #: ``auto`` tries a form when its reserve is ≤ this share of the budget
 MIN_ROOM = 2048  #: no delta when less than this is left for the scene
 
@@ -73,7 +76,8 @@ def detail_width(net, cfg, budget: float | None, form: str = "detail") -> int:
     """Width of the fresh detail head a ``detail`` candidate trains (0 for other forms or
     when the painter has its own head, whose width is fixed): ``cfg.detail_width`` when set;
     with ``auto`` and a budget the widest of :data:`DETAIL_WIDTHS` whose size reserve is at
-    most :data:`AUTO_MAX_SHARE` of the budget (else the narrowest); else the config's."""
+    most :data:`DETAIL_MAX_SHARE` of the budget (else the narrowest, a candidate when it fits
+    :data:`AUTO_MAX_SHARE`); else the config's."""
     from ..painter.adapt import AUTO_FORM
     from ..painter.delta_forms import size_reserve
 
@@ -84,7 +88,7 @@ def detail_width(net, cfg, budget: float | None, form: str = "detail") -> int:
     if cfg.form != AUTO_FORM or budget is None:
         return int(net.cfg.detail_width)
     for w in DETAIL_WIDTHS:
-        if size_reserve(net, form, cfg.rank, cfg.dtype, w) <= AUTO_MAX_SHARE * budget:
+        if size_reserve(net, form, cfg.rank, cfg.dtype, w) <= DETAIL_MAX_SHARE * budget:
             return w
     return DETAIL_WIDTHS[-1]
 
