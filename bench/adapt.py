@@ -93,6 +93,12 @@ def main(argv=None) -> int:
     ap.add_argument("--views", type=int, default=8, help="held-out evaluation views")
     ap.add_argument("--size", type=int, default=384, help="evaluation view size (square)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--judge-size", type=int, default=None,
+                    help="long side of the compressor's decision views (default: AdaptConfig)")
+    ap.add_argument("--judge-pick", default=None, choices=("random", "isolated"),
+                    help="which training cameras decide (default: AdaptConfig)")
+    ap.add_argument("--detail-width", type=int, default=None,
+                    help="width of a fresh detail head (default: AdaptConfig)")
     ap.add_argument("--painter", default=None, help="painter weights (default: shipped)")
     ap.add_argument("--out", default=os.path.join(RESULTS, "adapt.json"))
     ap.add_argument("--table", action="store_true", help="only print the table of --out")
@@ -180,12 +186,20 @@ def main(argv=None) -> int:
                                   min_gain_db=-math.inf)
                 if args.rank:
                     cfg.rank = args.rank
+                if args.judge_size is not None:
+                    cfg.judge_size = args.judge_size
+                if args.judge_pick is not None:
+                    cfg.judge_pick = args.judge_pick
+                if args.detail_width is not None:
+                    cfg.detail_width = args.detail_width
                 t1 = time.perf_counter()
                 opts.ugc = {"score": score}
                 a = compress_scene(scene, opts, cfg, net=net)
                 pdl = a.stats.get("painter_delta", {})
                 row = dict(base, form=form, seconds=args.seconds, painter_base=fingerprint,
-                           rank=cfg.rank if form == "lora" else 0)
+                           rank=cfg.rank if form == "lora" else 0, judge_size=cfg.judge_size,
+                           judge_pick=cfg.judge_pick,
+                           load_avg=round(os.getloadavg()[0], 2))
                 if not pdl.get("enabled"):
                     row.update(fits=False, reason=pdl.get("reason"))
                     print(f"  {form}: {pdl.get('reason')}", flush=True)

@@ -136,7 +136,8 @@ def test_keep_target_none_marker_adds_to_the_file(scene, harmful_net):
 
 def test_auto_form_candidates_follow_the_budget():
     from exgs.painter.delta_forms import size_reserve
-    from exgs.pipeline.adapt import AUTO_MAX_SHARE, candidate_forms
+    from exgs.pipeline.adapt import (AUTO_MAX_SHARE, DETAIL_MAX_SHARE, candidate_forms,
+                                     detail_width)
 
     net = load_net()
     cfg = AdaptConfig()
@@ -146,7 +147,21 @@ def test_auto_form_candidates_follow_the_budget():
     tiny = candidate_forms(net, cfg, 2048 + r_last + 10)[0]
     assert [f for f, _ in tiny] == ["last"]
     big = candidate_forms(net, cfg, math.ceil(r_head / AUTO_MAX_SHARE) + 1)[0]
-    assert [f for f, _ in big] == ["last", "head"]
+    assert [f for f, _ in big][:2] == ["last", "head"]
+    # the detail head (fresh on weights without one) is as wide as fits the share
+    huge = candidate_forms(net, cfg, 10 ** 7)[0]
+    assert [f for f, _ in huge] == ["last", "head", "detail"]
+    if net.detail is None:
+        r16 = size_reserve(net, "detail", detail_width=16)
+        r8 = size_reserve(net, "detail", detail_width=8)
+        assert r8 < r16
+        assert detail_width(net, cfg, math.ceil(r16 / DETAIL_MAX_SHARE) + 1) == 16
+        assert detail_width(net, cfg, math.floor(r16 / DETAIL_MAX_SHARE) - 1) < 16
+        assert detail_width(net, cfg, math.ceil(r8 / AUTO_MAX_SHARE) + 1) == 8
+        assert dict(candidate_forms(net, cfg, math.ceil(r16 / DETAIL_MAX_SHARE) + 1)[0])[
+            "detail"] == r16
+        assert "detail" not in dict(candidate_forms(net, cfg, math.floor(
+            r8 / AUTO_MAX_SHARE) - 1)[0])
     none, why = candidate_forms(net, cfg, 1000)
     assert none == [] and "no room" in why
     assert [f for f, _ in candidate_forms(net, cfg, None)[0]] == ["last"]
@@ -154,8 +169,8 @@ def test_auto_form_candidates_follow_the_budget():
 
 
 def test_auto_form_picks_the_best_candidate_at_equal_size(monkeypatch):
-    """With a budget big enough for both, ``auto`` trains last and head on the same held-out
-    views, keeps the one with the higher held-out PSNR and still meets the ratio."""
+    """With a budget big enough for all, ``auto`` trains last, head and detail on the same
+    held-out views, keeps the one with the higher held-out PSNR and still meets the ratio."""
     from exgs.pipeline import adapt as pipeline_adapt
     from exgs.ugc import inria_ply_bytes
 
@@ -166,7 +181,7 @@ def test_auto_form_picks_the_best_candidate_at_equal_size(monkeypatch):
     res = compress_scene(scene, opts, tiny_cfg("auto", min_gain_db=-math.inf))
     pd = res.stats["painter_delta"]
     cands = pd["candidates"]
-    assert set(cands) == {"last", "head"}
+    assert set(cands) == {"last", "head", "detail"}
     best = max(cands, key=lambda f: cands[f]["heldout_adapted_db"])
     assert pd["enabled"] and pd["form"] == best
     assert len(res.data) <= src / 40.0 and len(res.scene) < 3000

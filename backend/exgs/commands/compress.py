@@ -98,8 +98,9 @@ def register(sub) -> None:
                    help="fine-tune a per-scene GaussPainter delta for SECONDS (default 60) "
                         "and store it in the file (counted in --ratio)")
     p.add_argument("--adapt-form", default=None, metavar="FORM",
-                   help="delta form: auto (default: the best of last/head that fits the "
-                        "budget, by held-out PSNR at equal file size), last, head, lora or bias")
+                   help="delta form: auto (default: the best of last/head/detail that fits "
+                        "the budget, by held-out PSNR at equal file size), last, head, lora, "
+                        "bias or detail (the full-resolution detail head: every pixel)")
     p.add_argument("--adapt-threads", type=int, default=1, metavar="N",
                    help="torch threads for the adaptation (default 1)")
     p.add_argument("--adapt-min-gain", type=float, default=None, metavar="DB",

@@ -21,6 +21,12 @@ Forms (``AdaptConfig.form``):
   upsample). Trained through the UNet's last block + decoder (encoder cached).
 * ``bias``  — every bias and GroupNorm scale/shift of the UNet and decoder plus the gate
   head's biases, stored as int8 differences. Trained through UNet + decoder.
+* ``detail`` — the full-resolution detail head (:mod:`.detail`): a residual on every pixel,
+  covered ones included (where most of a heavily pruned real render's error is). Starts
+  from the generic head (rescaled to run at scale 1) when the weights have one, else from a
+  fresh seeded head of ``detail_width`` channels that the delta carries whole. Trained on
+  cached inputs: the generic restoration (without detail) and the head's input features
+  run once per view; a step only runs the head on crops.
 
 Training data: ``views`` cameras (the given training cameras resized to ``size`` on the long
 side, else orbits around the robust bounds with distance 0.35–1.3, horizontal fov 20–70°,
@@ -62,10 +68,11 @@ import numpy as np
 
 from ..errors import UsageError
 from .adapt_judge import baseline_keys, choose, mean_psnr, restore_views, score_without_delta
-from .adapt_views import adaptation_cameras, render_pairs
+from .adapt_views import adaptation_cameras, judging_cameras, render_pairs
 from .delta import base_fingerprint
-from .delta_forms import (FORMS, delta_param_count, export, last_conv, parametrize,
-                          size_reserve, targets)
+from .delta_forms import (DETAIL_FORM, FORMS, delta_param_count, detail_spec, export,
+                          last_conv, parametrize, set_detail_scale, size_reserve, targets,
+                          with_detail_head)
 
 __all__ = ["AdaptConfig", "AdaptResult", "adapt", "gate_bias_for", "FORMS", "targets",
            "size_reserve", "delta_param_count", "adaptation_cameras", "render_pairs",
@@ -94,6 +101,13 @@ class AdaptConfig:
     lr: float = 0.0  #: 0 = form default
     w_ssim: float = 0.5
     min_gain_db: float = 0.3  #: keep the delta only if it gains at least this much (dB)
+    detail_width: int = 0  #: width of a fresh detail head (0 = the painter config's)
+    detail_dilations: tuple = ()  #: dilations of a fresh detail head (() = the config's)
+    judge_size: int = 0  #: long side of the held-out (decision) views; 0 = 1.5 × ``size``
+    #: (384 px for the default 256: the size frames are restored at matters, measured)
+    judge_pick: str = "isolated"  #: which given cameras decide: "isolated" (the views least
+    #: like the training views, :func:`.adapt_views.isolated_last`) or "random" (a seeded
+    #: share; overstated the gain, docs/painter.md)
     seed: int = 0
     threads: int = 1
     up: str = "-y"
@@ -111,6 +125,10 @@ class AdaptConfig:
             raise UsageError("need at least one held-out and one training view")
         if self.crop % 8 or self.crop < 32 or self.size < self.crop:
             raise UsageError("crop must be a multiple of 8, ≥ 32 and ≤ size")
+        if self.judge_pick not in ("random", "isolated"):
+            raise UsageError(f"judge_pick must be random or isolated, got {self.judge_pick!r}")
+        if self.judge_size < 0:
+            raise UsageError(f"judge_size must be ≥ 0, got {self.judge_size}")
         if not 1 <= self.rank <= 64:
             raise UsageError(f"lora rank must be in 1..64, got {self.rank}")
         return self
@@ -137,6 +155,7 @@ class _Tail:
         # the gate as inference will run it for this scene's kept fraction ``keep``
         self.net, self.form, self.gate_bias, self.keep = net, form, gate_bias, keep
         self.covered = net.cfg.covered_cap_for_kept_fraction(keep)
+        self.detail_scale = net.cfg.detail_scale_for_kept_fraction(keep)
 
     def cache_view(self, rgb, alpha, clean) -> dict:
         import torch
@@ -187,9 +206,91 @@ class _Tail:
             dec = c["fill"] + dec
         g = net.gate(conf, c["alpha"], self.gate_bias, self.covered)
         out = c["rgb"] + g * (dec.clamp(0.0, 1.0) - c["rgb"])
-        # the detail head (frozen here) as inference applies it for this kept fraction
-        return net.add_detail(out, c["rgb"], c["alpha"], self.keep,
-                              net.cfg.detail_scale_for_kept_fraction(self.keep))
+        # the generic detail head (frozen) on top, as inference runs it at this kept fraction
+        return net.add_detail(out, c["rgb"], c["alpha"], self.keep, self.detail_scale)
+
+
+class _DetailTail:
+    """The trainable detail head run from cached inputs (form ``detail``).
+
+    Per view (padded to a multiple of 8) it caches rgb, alpha, clean, the generic
+    restoration without the detail head (``restored``, exactly as inference computes it for
+    this kept fraction) and the head's input features (``feat``: the input of its first
+    conv on the *full* frame, so pooled features are not cut at crop borders). A step runs
+    the head on crops, its first conv fed the cached features; the loss ignores ``margin``
+    pixels at crop borders (the convs' zero padding)."""
+
+    def __init__(self, work, base, keep):
+        from torch import nn
+
+        self.net, self.keep = work, keep
+        self.head = work.detail
+        self.first = next(m for m in self.head.modules() if isinstance(m, nn.Conv2d))
+        self.base = base  #: Painter without a detail head (the generic restoration)
+        self.margin = 8
+        self._feed = None
+        self.first.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module, args):
+        if self._feed is not None:
+            return (self._feed,)
+        self._captured = args[0]
+        return None
+
+    def cache_view(self, rgb, alpha, clean) -> dict:
+        import torch
+
+        r = rgb[0].permute(1, 2, 0).numpy()
+        a = alpha[0, 0].numpy()
+        restored = _to_t(self.base.restore(r, a, kept_fraction=self.keep))
+        with torch.no_grad():
+            self._feed = None
+            self.head(rgb, restored, alpha, self.keep)
+            feat = self._captured.detach()
+        self._captured = None
+        return {"rgb": rgb, "alpha": alpha, "clean": clean, "restored": restored, "feat": feat}
+
+    def forward(self, c: dict):
+        self._feed = c["feat"]
+        try:
+            r = self.head(c["rgb"], c["restored"], c["alpha"], self.keep)
+        finally:
+            self._feed = None
+        return (c["restored"] + r).clamp(0.0, 1.0)
+
+
+def _detail_setup(net, cfg, kept):
+    """(work net with a trainable head at scale 1, parametrize ``init``, fresh, base
+    Painter without detail) for form ``detail`` (see :class:`_DetailTail`)."""
+    import copy
+    import dataclasses
+
+    import torch
+
+    from .delta_forms import last_conv as _last
+    from .infer import Painter
+
+    nodetail = copy.deepcopy(net)
+    nodetail.detail = None
+    nodetail.cfg = dataclasses.replace(net.cfg, detail_head=False, detail_scale_by_keep=())
+    base = Painter(nodetail)
+    init = {}
+    fresh = net.detail is None
+    if fresh:
+        width = cfg.detail_width or net.cfg.detail_width
+        dil = tuple(cfg.detail_dilations) or tuple(net.cfg.detail_dilations)
+        work = with_detail_head(net, width, dil, zero=True)
+        seeded = with_detail_head(net, width, dil, zero=False, seed=cfg.seed)
+        init = {f"detail.{n}": p.detach().clone() for n, p in seeded.detail.named_parameters()}
+    else:
+        work = copy.deepcopy(net)
+        s = float(net.cfg.detail_scale_for_kept_fraction(kept))
+        last = _last(work.detail)
+        names = {id(m): n for n, m in work.detail.named_modules()}
+        for pn in ("weight", "bias"):  # start at the generic head's residual, run at scale 1
+            init[f"detail.{names[id(last)]}.{pn}"] = (s - 1.0) * getattr(last, pn).detach()
+    set_detail_scale(work, 1.0)
+    return work, init, fresh, base
 
 
 def _to_t(x):
@@ -294,7 +395,7 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
     if pairs is None:
         # held-out views first; training views until 30 % of the budget is spent (≥ 4)
         cams = adaptation_cameras(full_scene, cfg, cameras)
-        hold_c, train_c = cams[-cfg.holdout:], cams[:-cfg.holdout]
+        hold_c, train_c = judging_cameras(cams[-cfg.holdout:], cfg), cams[:-cfg.holdout]
         pairs_h = render_pairs(full_scene, pruned_scene, hold_c, baseline_scene)
         pairs = []
         for i, cam in enumerate(train_c):
@@ -308,13 +409,18 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
     hold, train_views = pairs[-cfg.holdout:], pairs[:-cfg.holdout]
 
     # ---- cache the frozen part on the training views
-    work = copy.deepcopy(net)
-    for p in work.parameters():
-        p.requires_grad_(False)
     n_full = max(len(full_scene), 1)
     kept = min(1.0, len(pruned_scene) / n_full)
     kept_base = kept if baseline_scene is None else min(1.0, len(baseline_scene) / n_full)
-    tail = _Tail(work, cfg.form, gate_bias_for(net, kept), kept)
+    init, fresh = None, False
+    if cfg.form == DETAIL_FORM:
+        work, init, fresh, base_painter = _detail_setup(net, cfg, kept)
+    else:
+        work = copy.deepcopy(net)
+    for p in work.parameters():
+        p.requires_grad_(False)
+    tail = (_DetailTail(work, base_painter, kept) if cfg.form == DETAIL_FORM
+            else _Tail(work, cfg.form, gate_bias_for(net, kept), kept))
     caches, weights = [], []
     t0 = time.perf_counter()
     for i, v in enumerate(train_views):
@@ -325,12 +431,15 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
         _emit(progress, 0.15 + 0.05 * (i + 1) / len(train_views),
               f"adapt: preparing view {i + 1}/{len(train_views)}")
     per_view = (time.perf_counter() - t0) / max(1, len(train_views))
-    # held-out evaluation ≈ two restores per held-out view; keep that much time
-    eval_reserve = 2.5 * per_view * len(hold) + 1.0
-    params = parametrize(work, cfg.form, cfg.rank, cfg.seed)
+    # held-out evaluation ≈ two restores per held-out view (bigger views: more); keep that
+    hpx = sum(v["clean"].size for v in hold) / max(1, len(hold))
+    tpx = sum(v["clean"].size for v in train_views) / max(1, len(train_views))
+    eval_reserve = 2.5 * per_view * len(hold) * hpx / max(tpx, 1) + 1.0
+    params = parametrize(work, cfg.form, cfg.rank, cfg.seed, init)
     trainable = [p for _, _, pm in params for p in pm.parameters()]
-    batch = cfg.batch or (8 if cfg.form in ("head", "last") else 4)
-    lr = cfg.lr or {"head": 2e-3, "last": 1e-2, "bias": 1e-3, "lora": 1e-3}[cfg.form]
+    batch = cfg.batch or (8 if cfg.form in ("head", "last", DETAIL_FORM) else 4)
+    lr = cfg.lr or {"head": 2e-3, "last": 1e-2, "bias": 1e-3, "lora": 1e-3,
+                    DETAIL_FORM: 2e-3}[cfg.form]
     opt = torch.optim.Adam(trainable, lr=lr)
 
     # crop sampler: crop origins on the 8-px grid, weighted by the local error
@@ -378,8 +487,11 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
         b = _cat(crops)
         if rng.random() < 0.5:  # horizontal flip (the painter is trained with flips)
             b = {k: v.flip(-1) for k, v in b.items()}
-        out = tail.forward(b)
-        loss = (out - b["clean"]).abs().mean() + cfg.w_ssim * (1 - ssim_torch(out, b["clean"]))
+        out, tgt = tail.forward(b), b["clean"]
+        m = getattr(tail, "margin", 0)
+        if m:
+            out, tgt = out[..., m:-m, m:-m], tgt[..., m:-m, m:-m]
+        loss = (out - tgt).abs().mean() + cfg.w_ssim * (1 - ssim_torch(out, tgt))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -403,7 +515,11 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
             "dtype": cfg.dtype, "steps": step, "train_seconds": round(t_train, 2),
             "render_seconds": round(t_render, 2), "views": len(pairs),
             "train_views": len(train_views), "heldout_views": len(hold)}
-    blob = export(params, cfg.form, cfg.dtype, cfg.rank, base_fp, info)
+    extra = ({"detail": detail_spec(work, fresh=fresh, scale=1.0)}
+             if cfg.form == DETAIL_FORM else None)
+    if cfg.form == DETAIL_FORM:
+        info["detail_fresh"] = fresh
+    blob = export(params, cfg.form, cfg.dtype, cfg.rank, base_fp, info, extra)
     adapted = apply_delta(net, blob)
     ps_ad = mean_psnr(restore_views(adapted, hold, kept_fraction=kept), hold)
     ref = score_without_delta(net, hold, kept_base)  # baseline file: unrestored, generic
@@ -420,7 +536,8 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
                  gain_db=round(gain, 3), gain_vs_generic_db=round(ps_ad - ref["generic"], 3),
                  reference=verdict["reference"], choice=verdict["choice"],
                  min_gain_db=cfg.min_gain_db, enabled=enabled,
-                 params=delta_param_count(net, cfg.form, cfg.rank), base=base_fp,
+                 params=delta_param_count(net, cfg.form, cfg.rank, cfg.detail_width),
+                 base=base_fp,
                  loss_history=history[-40:], seconds=round(time.perf_counter() - t_start, 2))
     vs = f"{verdict['reference']} ({verdict['reference_db']:.2f} dB)"
     if enabled:
@@ -429,7 +546,7 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
                                             "views", "heldout_views", "gain_db",
                                             "heldout_generic_db", "heldout_adapted_db",
                                             "heldout_none_db", "reference")}
-        blob = export(params, cfg.form, cfg.dtype, cfg.rank, base_fp, keep_stats)
+        blob = export(params, cfg.form, cfg.dtype, cfg.rank, base_fp, keep_stats, extra)
         stats["bytes"] = len(blob)
         stats["reason"] = f"held-out gain {gain:+.2f} dB over {vs} ≥ {cfg.min_gain_db} dB"
     else:

@@ -68,9 +68,9 @@ def judge_scene(full_scene, scene, net, cfg, cameras=None, kept_fraction=None) -
     :func:`.adapt.adapt` would hold out) of ``full_scene`` and ``scene`` and score the
     unrestored vs generic restoration of ``scene``. Returns :func:`choose` (no delta) plus
     ``heldout_none_db`` / ``heldout_generic_db``."""
-    from .adapt_views import adaptation_cameras, render_pairs
+    from .adapt_views import adaptation_cameras, judging_cameras, render_pairs
 
-    cams = adaptation_cameras(full_scene, cfg, cameras)[-cfg.holdout:]
+    cams = judging_cameras(adaptation_cameras(full_scene, cfg, cameras)[-cfg.holdout:], cfg)
     hold = render_pairs(full_scene, scene, cams)
     if kept_fraction is None:
         kept_fraction = min(1.0, len(scene) / max(len(full_scene), 1))

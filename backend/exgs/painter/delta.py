@@ -22,13 +22,22 @@ JSON descriptor::
      "tensors": [{"name": parameter name in the PainterNet state dict, "shape": [...],
                   "kind": "diff" | "lora_a" | "lora_b", "scale": float (int8 only),
                   "offset": byte offset in the payload, "length": bytes}],
-     "stats": {...}}   # informative only (training time, held-out gain, ...)
+     "stats": {...},   # informative only (training time, held-out gain, ...)
+     "detail": {"fresh": bool, "width": int, "dilations": [int], "scale": float}}
+                       # form "detail" only (see below)
 
 A delta of form ``"none"`` has no tensors (and base ``""``): it is the compressor's verdict
 that *no* restoration renders this scene best (held-out views: the unrestored render beat
 the generic painter and every adapted one). Applying it gives a painter whose gate is shut
 everywhere — the input comes back exactly and the network is not run
 (:func:`none_delta`); it fits any base weights.
+
+A ``"detail"`` delta adapts the full-resolution detail head (:mod:`exgs.painter.detail`).
+With ``fresh`` false its tensors are differences to the base net's own head; with ``fresh``
+true the base net has no head, and the reader first builds a head of ``width`` channels and
+``dilations`` whose parameters are all 0, then adds the tensors (the full weights). The
+adapted head runs at ``scale`` for every kept fraction < 1 (``PainterConfig.
+detail_scale_by_keep``); at an unknown or ≥ 1 kept fraction it is not applied.
 
 ``diff`` tensors have the target parameter's shape and are added to it. A ``lora_a``
 [r, fan_in] / ``lora_b`` [out, r] pair with the same ``name`` adds ``(B @ A).reshape(shape)``.
@@ -54,6 +63,7 @@ PREFIX = struct.Struct("<4sBI")
 MAX_DELTA_BYTES = 16 << 20  #: refuse descriptors/payloads beyond this (hostile input)
 KINDS = ("diff", "lora_a", "lora_b")
 NONE_FORM = "none"  #: the "do not restore this scene" delta (no tensors)
+DETAIL_FORM = "detail"  #: the detail-head delta (its descriptor has a "detail" entry)
 DTYPES = ("int8", "fp16")
 
 
@@ -97,8 +107,9 @@ def dequantize(buf: bytes, shape, dtype: str, scale: float | None) -> np.ndarray
 
 def encode_delta(form: str, tensors: list[tuple[str, str, np.ndarray]], *, base: str,
                  dtype: str = "int8", rank: int = 0, stats: dict | None = None,
-                 level: int = 19) -> bytes:
-    """Serialize ``tensors`` = [(param name, kind, float array)] → delta bytes."""
+                 level: int = 19, extra: dict | None = None) -> bytes:
+    """Serialize ``tensors`` = [(param name, kind, float array)] → delta bytes. ``extra``:
+    more descriptor entries (``{"detail": {...}}``)."""
     import zstandard
 
     entries, parts, off = [], [], 0
@@ -115,6 +126,10 @@ def encode_delta(form: str, tensors: list[tuple[str, str, np.ndarray]], *, base:
         off += len(buf)
     desc = {"form": form, "rank": int(rank), "dtype": dtype, "base": base, "tensors": entries,
             "stats": stats or {}}
+    for k, v in (extra or {}).items():
+        if k in desc:
+            raise ValueError(f"descriptor entry {k!r} is reserved")
+        desc[k] = v
     dj = json.dumps(desc, separators=(",", ":"), allow_nan=False).encode()
     body = struct.pack("<I", len(dj)) + dj + b"".join(parts)
     frame = zstandard.ZstdCompressor(level=level).compress(body)
@@ -166,6 +181,8 @@ def decode_delta(data: bytes) -> tuple[dict, list[tuple[dict, np.ndarray]]]:
         _need(len(payload) == 0, f"a {NONE_FORM!r} delta has no payload")
         return desc, []
     _need(isinstance(ts, list) and ts, "descriptor has no tensors")
+    if desc["form"] == DETAIL_FORM or "detail" in desc:
+        _check_detail_spec(desc)
     out, expect = [], 0
     isz = 1 if desc["dtype"] == "int8" else 2
     for i, e in enumerate(ts):
@@ -188,6 +205,23 @@ def decode_delta(data: bytes) -> tuple[dict, list[tuple[dict, np.ndarray]]]:
         out.append((e, arr))
     _need(expect == len(payload), f"payload has {len(payload)} bytes, tensors need {expect}")
     return desc, out
+
+
+def _check_detail_spec(desc: dict) -> None:
+    d = desc.get("detail")
+    _need(desc["form"] == DETAIL_FORM and isinstance(d, dict),
+          "a 'detail' delta needs a detail entry (and only it has one)")
+    _need(isinstance(d.get("fresh"), bool), "detail: fresh must be true or false")
+    w = d.get("width")
+    _need(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 256,
+          "detail: width must be an integer in 1..256")
+    dil = d.get("dilations")
+    _need(isinstance(dil, list) and 1 <= len(dil) <= 8 and all(
+        isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 64 for x in dil),
+        "detail: dilations must be 1–8 integers in 1..64")
+    sc = d.get("scale")
+    _need(isinstance(sc, (int, float)) and not isinstance(sc, bool) and np.isfinite(sc)
+          and 0 <= sc <= 16, "detail: scale must be a number in 0..16")
 
 
 def delta_differences(desc: dict, tensors) -> dict[str, np.ndarray]:
@@ -227,7 +261,10 @@ def apply_delta(net, data: bytes, *, check_base: bool = True):
             raise DeltaMismatch(f"painter delta was made for other painter weights (base "
                                 f"{desc['base']}, these are {fp})")
     diffs = delta_differences(desc, tensors)
-    out = copy.deepcopy(net)
+    if desc["form"] == DETAIL_FORM:
+        out = _detail_base(net, desc["detail"])
+    else:
+        out = copy.deepcopy(net)
     params = dict(out.named_parameters())
     with torch.no_grad():
         for name, d in diffs.items():
@@ -237,7 +274,29 @@ def apply_delta(net, data: bytes, *, check_base: bool = True):
                   f"{name}: {list(d.shape)} does not fit {list(p.shape)}")
             p.add_(torch.from_numpy(np.ascontiguousarray(d, np.float32)).reshape(p.shape)
                    .to(p.device))
+    if desc["form"] == DETAIL_FORM:
+        from .delta_forms import set_detail_scale
+
+        set_detail_scale(out, desc["detail"]["scale"])
     return out.eval()
+
+
+def _detail_base(net, spec: dict):
+    """The copy of ``net`` a ``detail`` delta is added to: with ``fresh`` a new all-zero
+    head of the spec's shape (the base must have none), else the base's own head (which
+    must have the spec's shape)."""
+    from .delta_forms import with_detail_head
+
+    if spec["fresh"]:
+        _need(net.detail is None, "a fresh-head 'detail' delta needs a painter without a "
+                                  "detail head")
+        return with_detail_head(net, spec["width"], spec["dilations"], zero=True)
+    _need(net.detail is not None, "this 'detail' delta adapts a detail head the painter "
+                                  "does not have")
+    _need(int(net.cfg.detail_width) == spec["width"]
+          and [int(x) for x in net.cfg.detail_dilations] == spec["dilations"],
+          "the detail head's shape differs from the delta's")
+    return copy.deepcopy(net)
 
 
 def none_delta(stats: dict | None = None) -> bytes:

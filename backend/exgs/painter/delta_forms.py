@@ -9,6 +9,12 @@ how many bytes it may add to a file (:func:`size_reserve`), the trainable parame
   last up block, its ``conv_out`` and the decoder's full-resolution convs.
 * ``bias``  — every bias and GroupNorm scale/shift of the UNet and decoder plus the gate
   head's biases, int8 differences.
+* ``detail`` — the full-resolution detail head (:mod:`.detail`, a residual on *every* pixel,
+  covered ones included): all of its parameters. When the base net has a detail head they
+  are differences to it; when it has none, the delta brings a head of its own (a *fresh*
+  head: the differences are to an all-zero head of the width/dilations the delta's
+  descriptor names, i.e. the full weights; :func:`detail_spec`, :func:`with_detail_head`).
+  Either way the adapted head runs at the scale the descriptor stores (1 unless set).
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import numpy as np
 from ..errors import UsageError
 from .delta import encode_delta
 
-FORMS = ("head", "last", "lora", "bias")
+FORMS = ("head", "last", "lora", "bias", "detail")
+DETAIL_FORM = "detail"
 
 
 def _decoder_layers(net):
@@ -58,6 +65,11 @@ def targets(net, form: str) -> list[tuple[str, str]]:
             if n.startswith(("unet.", "vae.decoder.", "gate_head.")) and (
                     n.endswith(".bias") or (".norm" in n or "norm_out" in n)):
                 out.append((n, "diff"))
+    elif form == DETAIL_FORM:
+        if net.detail is None:
+            raise UsageError("form 'detail' needs a net with a detail head "
+                             "(with_detail_head(net, spec) adds a fresh one)")
+        out += [(n, "diff") for n in names if n.startswith("detail.")]
     elif form == "lora":
         convs = [(f"unet.{n}", m) for n, m in net.unet.named_modules()
                  if isinstance(m, nn.Conv2d) and (n.startswith(f"up_blocks.{len(net.unet.up_blocks) - 1}.")
@@ -78,8 +90,10 @@ def targets(net, form: str) -> list[tuple[str, str]]:
     return out
 
 
-def delta_param_count(net, form: str, rank: int = 4) -> int:
-    """Number of stored values of a ``form`` delta on ``net``."""
+def delta_param_count(net, form: str, rank: int = 4, detail_width: int = 0) -> int:
+    """Number of stored values of a ``form`` delta on ``net`` (``detail`` on a net without a
+    head: a fresh head of ``detail_width`` channels, 0 = the config's width)."""
+    net = _with_head_for(net, form, detail_width)
     names = dict(net.named_parameters())
     total = 0
     for n, kind in targets(net, form):
@@ -93,10 +107,12 @@ def delta_param_count(net, form: str, rank: int = 4) -> int:
     return total
 
 
-def size_reserve(net, form: str, rank: int = 4, dtype: str = "int8") -> int:
+def size_reserve(net, form: str, rank: int = 4, dtype: str = "int8",
+                 detail_width: int = 0) -> int:
     """Upper estimate of the bytes a ``form`` delta adds to a .exgs file: a delta of random
     (incompressible) values of the right shapes, plus 160 bytes for the header's section
     entry. Used to reserve room in the ``--ratio`` search."""
+    net = _with_head_for(net, form, detail_width)
     rng = np.random.default_rng(0)
     names = dict(net.named_parameters())
     ts = []
@@ -111,8 +127,67 @@ def size_reserve(net, form: str, rank: int = 4, dtype: str = "int8") -> int:
             ts.append((n, "lora_b", rng.normal(0, 1, (p.shape[0], r)).astype(np.float32)))
     stats = {"steps": 10 ** 6, "seconds": 1e4, "gain_db": -10.123456, "heldout_generic_db":
              10.123456, "heldout_adapted_db": 10.123456, "views": 999, "train_views": 999}
-    blob = encode_delta(form, ts, base="0" * 16, dtype=dtype, rank=rank, stats=stats)
+    extra = ({"detail": detail_spec(net, fresh=True, scale=1.0)} if form == DETAIL_FORM
+             else None)
+    blob = encode_delta(form, ts, base="0" * 16, dtype=dtype, rank=rank, stats=stats,
+                        extra=extra)
     return len(blob) + 160
+
+
+# ------------------------------------------------------------------------ detail head
+def detail_spec(net, *, fresh: bool, scale: float) -> dict:
+    """The descriptor entry of a ``detail`` delta on ``net`` (which has a detail head):
+    ``{"fresh": bool, "width": int, "dilations": [int], "scale": float}``. ``fresh``: the
+    base net has no head; the reader builds an all-zero head of this shape and adds the
+    delta's values (the full weights). ``scale``: the adapted head's residual scale at every
+    kept fraction < 1 (unknown or ≥ 1: 0, as for the generic head)."""
+    return {"fresh": bool(fresh), "width": int(net.cfg.detail_width),
+            "dilations": [int(d) for d in net.cfg.detail_dilations], "scale": float(scale)}
+
+
+def with_detail_head(net, width: int, dilations, *, zero: bool = True, seed: int = 0):
+    """A copy of ``net`` (which has no detail head) with a fresh :class:`.detail.DetailHead`
+    of ``width`` channels and ``dilations`` (``cfg.detail_head`` on). ``zero``: every
+    parameter 0 (the base a fresh-head delta is added to); else the head's own seeded
+    initialisation (last conv 0). The detail scale table is left empty (scale 0): the caller
+    sets it (:func:`set_detail_scale`)."""
+    import copy
+    import dataclasses
+
+    import torch
+
+    from .detail import DetailHead
+
+    out = copy.deepcopy(net)
+    out.cfg = dataclasses.replace(out.cfg, detail_head=True, detail_width=int(width),
+                                  detail_dilations=tuple(int(d) for d in dilations))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        head = DetailHead(int(width), tuple(int(d) for d in dilations))
+    if zero:
+        with torch.no_grad():
+            for p in head.parameters():
+                p.zero_()
+    p0 = next(net.parameters(), None)
+    out.detail = head.to(p0.device if p0 is not None else "cpu")
+    return out
+
+
+def set_detail_scale(net, scale: float) -> None:
+    """Run ``net``'s detail head at ``scale`` for every kept fraction < 1 (in place on the
+    net's own config copy; unknown / ≥ 1 kept fraction: 0, :meth:`PainterConfig.
+    detail_scale_for_kept_fraction`)."""
+    import dataclasses
+
+    net.cfg = dataclasses.replace(net.cfg, detail_head=True,
+                                  detail_scale_by_keep=((0.5, float(scale)),))
+
+
+def _with_head_for(net, form: str, detail_width: int = 0):
+    """``net`` itself, or for ``detail`` on a net without a head a copy with a fresh one."""
+    if form != DETAIL_FORM or net.detail is not None:
+        return net
+    return with_detail_head(net, detail_width or net.cfg.detail_width, net.cfg.detail_dilations)
 
 
 def last_conv(module):
@@ -147,14 +222,15 @@ class _LoRA:
 
 class _Diff:
     @staticmethod
-    def make(shape):
+    def make(shape, init=None):
         import torch
         from torch import nn
 
         class Diff(nn.Module):
             def __init__(self):
                 super().__init__()
-                self.d = nn.Parameter(torch.zeros(shape))
+                d = torch.zeros(shape) if init is None else init.detach().clone().reshape(shape)
+                self.d = nn.Parameter(d)
 
             def forward(self, w):
                 return w + self.d
@@ -162,9 +238,10 @@ class _Diff:
         return Diff()
 
 
-def parametrize(net, form: str, rank: int, seed: int):
+def parametrize(net, form: str, rank: int, seed: int, init: dict | None = None):
     """Register the form's trainable parametrizations on ``net`` (a private copy) →
-    [(name, kind, module)] with module.d (diff) or module.a/.b (lora)."""
+    [(name, kind, module)] with module.d (diff) or module.a/.b (lora). ``init``: parameter
+    name → the starting difference (a tensor of its shape; default 0)."""
     import torch
     from torch.nn.utils import parametrize as P
 
@@ -175,13 +252,16 @@ def parametrize(net, form: str, rank: int, seed: int):
         mod_name, pname = name.rsplit(".", 1)
         mod = mods[mod_name]
         shape = tuple(getattr(mod, pname).shape)
-        pm = _Diff.make(shape) if kind == "diff" else _LoRA.make(shape, rank, gen)
+        pm = (_Diff.make(shape, (init or {}).get(name)) if kind == "diff"
+              else _LoRA.make(shape, rank, gen))
         P.register_parametrization(mod, pname, pm, unsafe=True)
         out.append((name, kind, pm))
     return out
 
 
-def export(params, form, dtype, rank, base, stats) -> bytes:
+def export(params, form, dtype, rank, base, stats, extra: dict | None = None) -> bytes:
+    """Delta bytes of trained ``params`` (:func:`parametrize`); ``extra``: more descriptor
+    entries (``{"detail": detail_spec(...)}`` for the detail form)."""
     ts = []
     for name, kind, pm in params:
         if kind == "diff":
@@ -190,4 +270,4 @@ def export(params, form, dtype, rank, base, stats) -> bytes:
             ts.append((name, "lora_a", pm.a.detach().numpy().copy()))
             ts.append((name, "lora_b", pm.b.detach().numpy().copy()))
     return encode_delta(form, ts, base=base, dtype=dtype, rank=rank if form == "lora" else 0,
-                        stats=stats)
+                        stats=stats, extra=extra)

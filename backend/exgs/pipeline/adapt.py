@@ -7,7 +7,9 @@ With a byte budget the *whole file* (scene + delta) fits in it:
 2. the candidate forms are those whose size reserve (:func:`exgs.painter.delta_forms.
    size_reserve`, an upper estimate) fits the budget: the given form, or with
    ``form="auto"`` every form of :data:`AUTO_FORMS` whose reserve is at most
-   :data:`AUTO_MAX_SHARE` of the budget (the time budget is split between them);
+   :data:`AUTO_MAX_SHARE` of the budget (the time budget is split between them,
+   :data:`AUTO_TIME_SHARE`; a fresh detail head is as wide as fits
+   :data:`DETAIL_MAX_SHARE`, :func:`detail_width`);
 3. per candidate, room for the delta is reserved, the kept count is searched again for the
    rest (reusing the significance) and the delta is trained on that smaller scene;
 4. rate–distortion at equal file size: the candidate with the best held-out PSNR is kept if
@@ -33,7 +35,14 @@ from ..errors import UsageError
 from ..ugc.compress import CompressResult
 
 REFILL_BYTES = 256  #: re-search the kept count when the delta leaves more than this unused
-AUTO_FORMS = ("last", "head")  #: the forms ``auto`` compares (cached-activation training)
+AUTO_FORMS = ("last", "head", "detail")  #: the forms ``auto`` compares (all trained on
+#: cached activations)
+AUTO_TIME_SHARE = {"detail": 2.0}  #: relative share of the time budget (others 1): the
+#: detail head has the most to learn
+DETAIL_WIDTHS = (16, 12, 8)  #: widths ``auto`` tries for a fresh detail head, widest first
+DETAIL_MAX_SHARE = 0.04  #: a fresh detail head is the widest whose reserve is ≤ this share
+#: of the budget (measured on statue_st_peter at 300×, 110 kB: width 8 (2.7 kB) +0.49 dB
+#: over the generic file, width 16 (7.1 kB) +0.20: its bytes cost more Gaussians than it adds)
 AUTO_MAX_SHARE = 0.10  #: ``auto`` tries a form when its reserve is ≤ this share of the budget
 MIN_ROOM = 2048  #: no delta when less than this is left for the scene
 
@@ -53,7 +62,7 @@ def candidate_forms(net, cfg, budget: float | None) -> tuple[list[tuple[str, int
     forms = (AUTO_FORMS if budget is not None else ("last",)) if auto else (cfg.form,)
     out = []
     for f in forms:
-        r = size_reserve(net, f, cfg.rank, cfg.dtype)
+        r = size_reserve(net, f, cfg.rank, cfg.dtype, detail_width(net, cfg, budget, f))
         if budget is None or (budget - r >= MIN_ROOM and (not auto or f == forms[0]
                                                         or r <= AUTO_MAX_SHARE * budget)):
             out.append((f, r))
@@ -61,6 +70,27 @@ def candidate_forms(net, cfg, budget: float | None) -> tuple[list[tuple[str, int
                           f"(~{size_reserve(net, forms[0], cfg.rank, cfg.dtype)} bytes) in "
                           f"the {budget:.0f}-byte budget")
     return out, why
+
+
+def detail_width(net, cfg, budget: float | None, form: str = "detail") -> int:
+    """Width of the fresh detail head a ``detail`` candidate trains (0 for other forms or
+    when the painter has its own head, whose width is fixed): ``cfg.detail_width`` when set;
+    with ``auto`` and a budget the widest of :data:`DETAIL_WIDTHS` whose size reserve is at
+    most :data:`DETAIL_MAX_SHARE` of the budget (else the narrowest, a candidate when it fits
+    :data:`AUTO_MAX_SHARE`); else the config's."""
+    from ..painter.adapt import AUTO_FORM
+    from ..painter.delta_forms import size_reserve
+
+    if form != "detail" or net.detail is not None:
+        return 0
+    if cfg.detail_width:
+        return int(cfg.detail_width)
+    if cfg.form != AUTO_FORM or budget is None:
+        return int(net.cfg.detail_width)
+    for w in DETAIL_WIDTHS:
+        if size_reserve(net, form, cfg.rank, cfg.dtype, w) <= DETAIL_MAX_SHARE * budget:
+            return w
+    return DETAIL_WIDTHS[-1]
 
 
 def _fit(scene, budget, data_of, kw, current, progress=None):
@@ -112,8 +142,10 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
     src = base.stats["source_bytes"]
     forms, why = candidate_forms(net, cfg, budget)
     results = []  # (form, candidate CompressResult, AdaptResult)
+    shares = [AUTO_TIME_SHARE.get(f, 1.0) for f, _ in forms]
     for i, (form, reserve) in enumerate(forms):
         a, b = 0.15 + 0.83 * i / len(forms), 0.15 + 0.83 * (i + 1) / len(forms)
+        seconds = cfg.seconds * shares[i] / sum(shares)
         cand = base
         if budget is not None:
             try:
@@ -122,7 +154,8 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
             except UsageError as e:
                 why = why or f"switched off: {e}"
                 continue
-        fcfg = replace(cfg, form=form, seconds=cfg.seconds / len(forms))
+        fcfg = replace(cfg, form=form, seconds=seconds,
+                       detail_width=detail_width(net, cfg, budget, form))
         res = adapt(scene, cand.scene, net=net, cameras=ugc_kw.get("cameras"),
                     baseline_scene=base.scene if cand is not base else None, config=fcfg,
                     progress=sub(a + 0.05 * (b - a), b))

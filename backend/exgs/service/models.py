@@ -92,9 +92,9 @@ class CompressRequest(BaseModel):
     adapt: Optional[Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]] = Field(
         None, description="seconds to fine-tune a per-scene GaussPainter delta stored in the "
                           ".exgs (counted in the ratio; left out when it does not pay)")
-    adapt_form: Optional[Literal["auto", "last", "head", "lora", "bias"]] = Field(
-        None, description="form of the delta (default auto: the best of last/head that fits "
-                          "the budget)")
+    adapt_form: Optional[Literal["auto", "last", "head", "lora", "bias", "detail"]] = Field(
+        None, description="form of the delta (default auto: the best of last/head/detail "
+                          "that fits the budget)")
     adapt_min_gain: Optional[Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False)]] = \
         Field(None, description="keep the delta only if it gains at least this many dB on "
                                 "held-out views (default: the compressor's rule)")
