@@ -194,3 +194,33 @@ def test_gated_forms_train_through_a_generic_detail_head(net, pruned, form):
         plain = net(x, a, kept_fraction=kf)
     assert not torch.allclose(want, plain, atol=1e-4)
     assert torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_detail_tail_crops_match_the_head_on_the_whole_frame(net, pruned, stride):
+    """The per-scene fit runs the head on crops fed cached first-conv features; for a
+    stride-2 head those features are folded 2×2, so crops must be taken at half the
+    coordinates: a crop's interior equals the head run on the whole frame."""
+    import copy
+    import dataclasses
+
+    import torch
+
+    from exgs.painter.adapt import _crop, _DetailTail, _to_t
+    from exgs.painter.detail import DetailHead
+
+    work = copy.deepcopy(net)
+    work.cfg = dataclasses.replace(net.cfg, detail_head=True, detail_stride=stride)
+    torch.manual_seed(1)
+    work.detail = DetailHead(8, (1, 2), stride)
+    with torch.no_grad():
+        work.detail.net[-1].weight.normal_(0, 0.05)
+    tail = _DetailTail(work, Painter(net), 0.05)
+    rgb, alpha = _frame(pruned.scene)
+    c = tail.cache_view(_to_t(rgb), _to_t(alpha), _to_t(rgb))
+    whole = tail.forward(c)
+    crop = tail.forward(_crop(c, 16, 24, 32))
+    m = 8
+    with torch.no_grad():
+        assert torch.allclose(crop[..., m:-m, m:-m], whole[..., 16 + m:48 - m, 24 + m:56 - m],
+                              atol=1e-5)

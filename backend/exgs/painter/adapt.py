@@ -316,6 +316,9 @@ def _crop(c: dict, y: int, x: int, s: int) -> dict:
     for k, v in c.items():
         if k == "z":
             out[k] = v[..., y // 8:(y + s) // 8, x // 8:(x + s) // 8]
+        elif k == "feat":  # the detail head's first-conv input: folded f×f with stride f
+            f = c["rgb"].shape[-1] // v.shape[-1]
+            out[k] = v[..., y // f:(y + s) // f, x // f:(x + s) // f]
         else:
             out[k] = v[..., y:y + s, x:x + s]
     return out
