@@ -17,7 +17,7 @@ pytest.importorskip("diffusers")
 from exgs.painter.adapt import AdaptConfig, adapt  # noqa: E402
 from exgs.painter.delta import (DeltaError, apply_delta, decode_delta,  # noqa: E402
                                 encode_delta)
-from exgs.painter.delta_forms import (set_detail_scale, targets,  # noqa: E402
+from exgs.painter.delta_forms import (set_detail_scale, targets,  # noqa: E402  (re-exported)
                                       with_detail_head)
 from exgs.painter.infer import Painter, load_net  # noqa: E402
 from exgs.pipeline import restorer_for  # noqa: E402
@@ -89,7 +89,11 @@ def test_fresh_head_delta_round_trips_and_every_reader_rebuilds_the_head(net, sc
     want = Painter(adapted).restore(rgb, alpha, kept_fraction=kf)
     generic = Painter(net).restore(rgb, alpha, kept_fraction=kf)
     assert not np.array_equal(want, generic)  # the head does something
-    r = restorer_for(path)  # CLI render / eval
+    from exgs.painter.train import export_diffusers
+    from exgs.pipeline import RestoreOptions
+
+    export_diffusers(net, tmp_path / "w")  # weights without a head (the shipped ones have one)
+    r = restorer_for(path, RestoreOptions(painter_dir=tmp_path / "w"))  # CLI render / eval
     assert r.delta["applied"] and r.delta["form"] == "detail"
     assert r.kept_fraction == pytest.approx(kf)
     assert np.array_equal(r(rgb, alpha), want)

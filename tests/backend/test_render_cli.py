@@ -117,9 +117,10 @@ def test_restore_calls_painter(scene_ply, tmp_path, monkeypatch):
     calls = []
 
     class Fake:
-        def restore(self, rgb, alpha, kept_fraction=None):
+        def restore(self, rgb, alpha, kept_fraction=None, return_alpha=False):
             calls.append((rgb.shape, alpha.shape, kept_fraction))
-            return np.full_like(rgb, 0.5)
+            out = np.full_like(rgb, 0.5)
+            return (out, np.ones_like(alpha)) if return_alpha else out
 
     monkeypatch.setattr(painter, "load_painter", lambda path=None, device="cpu": Fake())
     out = tmp_path / "o"
@@ -209,9 +210,9 @@ def test_restore_of_exgs_passes_the_files_kept_fraction(tmp_path, monkeypatch):
     keeps = []
 
     class Fake:
-        def restore(self, rgb, alpha, kept_fraction=None):
+        def restore(self, rgb, alpha, kept_fraction=None, return_alpha=False):
             keeps.append(kept_fraction)
-            return rgb
+            return (rgb, alpha) if return_alpha else rgb
 
     monkeypatch.setattr(painter, "load_painter", lambda path=None, device="cpu": Fake())
     assert main(["render", str(path), "--out", str(tmp_path / "o"), "--orbit", "2", "--size",

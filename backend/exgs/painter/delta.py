@@ -275,7 +275,7 @@ def apply_delta(net, data: bytes, *, check_base: bool = True):
             p.add_(torch.from_numpy(np.ascontiguousarray(d, np.float32)).reshape(p.shape)
                    .to(p.device))
     if desc["form"] == DETAIL_FORM:
-        from .delta_forms import set_detail_scale
+        from .detail import set_detail_scale
 
         set_detail_scale(out, desc["detail"]["scale"])
     return out.eval()
@@ -285,7 +285,7 @@ def _detail_base(net, spec: dict):
     """The copy of ``net`` a ``detail`` delta is added to: with ``fresh`` a new all-zero
     head of the spec's shape (the base must have none), else the base's own head (which
     must have the spec's shape)."""
-    from .delta_forms import with_detail_head
+    from .detail import with_detail_head
 
     if spec["fresh"]:
         _need(net.detail is None, "a fresh-head 'detail' delta needs a painter without a "

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .delta import encode_delta
+from .detail import set_detail_scale, with_detail_head  # noqa: F401  (re-exported)
 
 FORMS = ("head", "last", "lora", "bias", "detail")
 DETAIL_FORM = "detail"
@@ -143,44 +144,6 @@ def detail_spec(net, *, fresh: bool, scale: float) -> dict:
     kept fraction < 1 (unknown or ≥ 1: 0, as for the generic head)."""
     return {"fresh": bool(fresh), "width": int(net.cfg.detail_width),
             "dilations": [int(d) for d in net.cfg.detail_dilations], "scale": float(scale)}
-
-
-def with_detail_head(net, width: int, dilations, *, zero: bool = True, seed: int = 0):
-    """A copy of ``net`` (which has no detail head) with a fresh :class:`.detail.DetailHead`
-    of ``width`` channels and ``dilations`` (``cfg.detail_head`` on). ``zero``: every
-    parameter 0 (the base a fresh-head delta is added to); else the head's own seeded
-    initialisation (last conv 0). The detail scale table is left empty (scale 0): the caller
-    sets it (:func:`set_detail_scale`)."""
-    import copy
-    import dataclasses
-
-    import torch
-
-    from .detail import DetailHead
-
-    out = copy.deepcopy(net)
-    out.cfg = dataclasses.replace(out.cfg, detail_head=True, detail_width=int(width),
-                                  detail_dilations=tuple(int(d) for d in dilations))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        head = DetailHead(int(width), tuple(int(d) for d in dilations))
-    if zero:
-        with torch.no_grad():
-            for p in head.parameters():
-                p.zero_()
-    p0 = next(net.parameters(), None)
-    out.detail = head.to(p0.device if p0 is not None else "cpu")
-    return out
-
-
-def set_detail_scale(net, scale: float) -> None:
-    """Run ``net``'s detail head at ``scale`` for every kept fraction < 1 (in place on the
-    net's own config copy; unknown / ≥ 1 kept fraction: 0, :meth:`PainterConfig.
-    detail_scale_for_kept_fraction`)."""
-    import dataclasses
-
-    net.cfg = dataclasses.replace(net.cfg, detail_head=True,
-                                  detail_scale_by_keep=((0.5, float(scale)),))
 
 
 def _with_head_for(net, form: str, detail_width: int = 0):

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .features import degradation_stats, keep_channel, local_coverage
+
 #: input channels of :class:`DetailHead` (see the module docstring)
 DETAIL_INPUTS = 11
 
@@ -59,8 +61,6 @@ class DetailHead(nn.Module):
                 keep=None) -> torch.Tensor:
         """rgb, restored [B,3,H,W]; alpha [B,1,H,W]; ``keep`` float, [B] or None (the default
         kept fraction of the keep channel) → residual [B,3,H,W]."""
-        from .model import degradation_stats, keep_channel, local_coverage
-
         f = torch.cat([rgb, restored, alpha, local_coverage(alpha), degradation_stats(rgb),
                        keep_channel(keep, alpha)], 1)
         s = self.stride
@@ -72,3 +72,39 @@ class DetailHead(nn.Module):
             f = F.pad(f, (0, pw, 0, ph), mode="replicate")
         r = F.pixel_shuffle(self.net(F.pixel_unshuffle(f, s)), s)
         return r[..., :H, :W]
+
+
+def with_detail_head(net, width: int, dilations, *, zero: bool = True, seed: int = 0):
+    """A copy of ``net`` (which has no detail head) with a fresh :class:`.detail.DetailHead`
+    of ``width`` channels and ``dilations`` (``cfg.detail_head`` on). ``zero``: every
+    parameter 0 (the base a fresh-head delta is added to); else the head's own seeded
+    initialisation (last conv 0). The detail scale table is left empty (scale 0): the caller
+    sets it (:func:`set_detail_scale`)."""
+    import copy
+    import dataclasses
+
+    import torch
+
+    out = copy.deepcopy(net)
+    out.cfg = dataclasses.replace(out.cfg, detail_head=True, detail_width=int(width),
+                                  detail_dilations=tuple(int(d) for d in dilations))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        head = DetailHead(int(width), tuple(int(d) for d in dilations))
+    if zero:
+        with torch.no_grad():
+            for p in head.parameters():
+                p.zero_()
+    p0 = next(net.parameters(), None)
+    out.detail = head.to(p0.device if p0 is not None else "cpu")
+    return out
+
+
+def set_detail_scale(net, scale: float) -> None:
+    """Run ``net``'s detail head at ``scale`` for every kept fraction < 1 (in place on the
+    net's own config copy; unknown / ≥ 1 kept fraction: 0, :meth:`PainterConfig.
+    detail_scale_for_kept_fraction`)."""
+    import dataclasses
+
+    net.cfg = dataclasses.replace(net.cfg, detail_head=True,
+                                  detail_scale_by_keep=((0.5, float(scale)),))

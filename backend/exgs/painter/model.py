@@ -34,6 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .detail import DetailHead
+from .features import DEFAULT_KEEP, degradation_stats, keep_channel, local_coverage  # noqa: F401
+
 LATENT_SCALE = 8  #: spatial downsampling of the VAE (TAESD: 4 stages, 3 stride-2 convs)
 
 
@@ -129,36 +132,6 @@ def _interp_log_keep(table, keep: float) -> float:
     return float(np.interp(np.log(min(max(float(keep), 1e-6), 1.0)), ks, bs))
 
 
-#: kept fraction assumed by the gate head's keep channel when the caller does not know it
-DEFAULT_KEEP = 0.1
-
-
-def keep_channel(keep, like: torch.Tensor) -> torch.Tensor:
-    """[B,1,H,W] constant channel log(keep)/log(0.005) (0 = nothing pruned, 1 = 0.5 % kept);
-    ``keep`` a float, None (:data:`DEFAULT_KEEP`) or a [B] tensor/array."""
-    if keep is None:
-        keep = DEFAULT_KEEP
-    k = torch.as_tensor(keep, dtype=like.dtype, device=like.device).reshape(-1, 1, 1, 1)
-    v = torch.log(k.clamp(1e-4, 1.0)) / float(np.log(0.005))
-    return v.expand(like.shape[0], 1, *like.shape[-2:])
-
-
-def degradation_stats(rgb: torch.Tensor) -> torch.Tensor:
-    """[B,3,H,W] render → [B,2,H,W] local detail energy: log(0.003 + mean |rgb − box3(rgb)|)
-    averaged over 8×8 and 32×32 px (bilinear upsampled). Renders of heavily pruned scenes are
-    made of few large, smooth blobs: low energy where the full render has detail. Works where
-    alpha carries no information (full coverage)."""
-    hf = (rgb - F.avg_pool2d(F.pad(rgb, (1, 1, 1, 1), mode="replicate"), 3, 1)).abs().mean(1, True)
-    out = []
-    for s in (8, 32):
-        h, w = hf.shape[-2:]
-        ph, pw = (-h) % s, (-w) % s
-        x = F.pad(hf, (0, pw, 0, ph), mode="replicate") if (ph or pw) else hf
-        x = F.avg_pool2d(x, s)
-        out.append(F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False))
-    return torch.log(0.003 + torch.cat(out, 1)) / 3.0 + 1.5
-
-
 def build_vae(cfg: PainterConfig):
     """AutoencoderTiny (TAESD architecture); 4 output channels = RGB + confidence logit."""
     from diffusers import AutoencoderTiny
@@ -229,21 +202,6 @@ def pull_push_fill(rgb: torch.Tensor, alpha: torch.Tensor, levels: int = 6,
     return f.clamp(0.0, 1.0)
 
 
-def local_coverage(alpha: torch.Tensor, levels: int = 5) -> torch.Tensor:
-    """[B,1,H,W] alpha → [B,1,H,W] its average over ~2^levels px (alpha average-pooled
-    ``levels`` times, edge-padded on odd sizes, bilinearly upsampled): ≈ 1 deep inside
-    covered areas, < 1 near holes, silhouettes and empty background."""
-    w = alpha
-    for _ in range(levels):
-        ph, pw = w.shape[-2] % 2, w.shape[-1] % 2
-        if ph or pw:
-            w = F.pad(w, (0, pw, 0, ph), mode="replicate")
-        if min(w.shape[-2:]) < 2:
-            break
-        w = F.avg_pool2d(w, 2)
-    return F.interpolate(w, size=alpha.shape[-2:], mode="bilinear", align_corners=False)
-
-
 class GateHead(nn.Module):
     """Full-resolution confidence head: features [alpha, coverage at 2–32 px (5), fill (3),
     rgb (3), |fill − rgb| (1)] = 13 channels → a logit added to the decoder's confidence.
@@ -289,8 +247,6 @@ class PainterNet(nn.Module):
         self.gate_head = GateHead(stats=self.cfg.gate_stats) if self.cfg.gate_head else None
         self.detail = None
         if self.cfg.detail_head:
-            from .detail import DetailHead
-
             self.detail = DetailHead(self.cfg.detail_width, tuple(self.cfg.detail_dilations),
                                      self.cfg.detail_stride)
         if fresh:
