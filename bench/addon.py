@@ -14,21 +14,15 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = os.path.join(ROOT, ".venv", "bin", "python")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from blender_env import install_extension, sh  # noqa: E402
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "scenes", "playbot_lod2.ply")
-
-
-def sh(cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode:
-        raise SystemExit(r.stdout[-2000:] + r.stderr[-2000:])
-    return r.stdout
 
 
 def bpy_run(home, code, bpy_python=PY, **env):
@@ -48,12 +42,7 @@ def main():
     ap.add_argument("--bpy-python", default=PY)
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="exgs-bench-addon-")
-    home = os.path.join(tmp, "home")
-    os.makedirs(home)
-    zp = sh([PY, os.path.join(ROOT, "scripts", "build_extension.py"), "--out", tmp]).split()[-1]
-    sh([args.bpy_python, "-c", f"import bpy; bpy.ops.extensions.package_install_files("
-        f"filepath={zp!r}, repo='user_default', enable_on_install=True)"],
-       env=dict(os.environ, HOME=home))
+    home = install_extension(tmp, args.bpy_python)
     synth = os.path.join(tmp, "synth500k.ply")
     sh([PY, "-c", "from exgs.synth import random_scene; from exgs.io.ply import write_ply; "
         f"write_ply(random_scene(500_000, sh_degree=3, seed=1), {synth!r})"])

@@ -42,6 +42,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = os.path.join(ROOT, ".venv", "bin", "python")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from blender_env import install_extension, sh  # noqa: E402
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "backend"))
@@ -109,13 +111,6 @@ print("@@" + json.dumps(out))
 '''
 
 
-def sh(cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode:
-        raise SystemExit(r.stdout[-3000:] + r.stderr[-3000:])
-    return r.stdout
-
-
 def to_display(f: np.ndarray) -> np.ndarray:
     """[H,W,4] premultiplied scene-linear RGBA → [H,W,3] premultiplied display sRGB."""
     a = f[..., 3:4]
@@ -170,12 +165,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     keeps = [float(k) for k in args.keeps.split(",")]
     tmp = tempfile.mkdtemp(prefix="exgs-bench-flicker-")
-    home = os.path.join(tmp, "home")
-    os.makedirs(home)
-    zp = sh([PY, os.path.join(ROOT, "scripts", "build_extension.py"), "--out", tmp]).split()[-1]
-    sh([args.bpy_python, "-c", f"import bpy; bpy.ops.extensions.package_install_files("
-        f"filepath={zp!r}, repo='user_default', enable_on_install=True)"],
-       env=dict(os.environ, HOME=home))
+    home = install_extension(tmp, args.bpy_python)
     token_file = os.path.join(tmp, "token")
     srv = subprocess.Popen([PY, "-m", "exgs.cli", "serve", "--port", "0", "--token-file",
                             token_file], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,

@@ -26,11 +26,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = os.path.join(ROOT, ".venv", "bin", "python")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from blender_env import install_extension, sh  # noqa: E402
 SCENES = os.environ.get("EXGS_SCENES") or next(
     (d for d in (os.path.join(up, "shared", "scenes") for up in (
         os.path.dirname(ROOT), os.path.dirname(os.path.dirname(ROOT)))) if os.path.isdir(d)),
@@ -71,13 +72,6 @@ sc.render.filepath = {out!r}
 bpy.ops.render.render(animation=True)
 print(json.dumps(dict(errors=final.ERRORS)))
 """
-
-
-def sh(cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode:
-        raise SystemExit(r.stdout[-2000:] + r.stderr[-2000:])
-    return r.stdout
 
 
 def png_pixels(path: str) -> str:
@@ -131,12 +125,7 @@ def main():
     if not os.path.exists(SHARED):
         raise SystemExit(f"{SHARED}: shared scene not found")
     tmp = tempfile.mkdtemp(prefix="exgs-bench-farm-")
-    home = os.path.join(tmp, "home")
-    os.makedirs(home)
-    zp = sh([PY, os.path.join(ROOT, "scripts", "build_extension.py"), "--out", tmp]).split()[-1]
-    sh([args.bpy_python, "-c", f"import bpy; bpy.ops.extensions.package_install_files("
-        f"filepath={zp!r}, repo='user_default', enable_on_install=True)"],
-       env=dict(os.environ, HOME=home))
+    home = install_extension(tmp, args.bpy_python)
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("EXGS_")}
     base_env.update(HOME=home, EXGS_CACHE_DIR=os.path.join(home, "cache"))
     blend = os.path.join(tmp, "shot.blend")
