@@ -28,3 +28,19 @@ def install_extension(tmp: str, bpy_python: str = PY) -> str:
         f"filepath={zp!r}, repo='user_default', enable_on_install=True)"],
        env=dict(os.environ, HOME=home))
     return home
+
+
+def start_server(tmp: str):
+    """Start ``exgs serve`` on a free port with a token file in ``tmp``; returns (process,
+    url, token file). The caller terminates the process."""
+    from exgs_blender.backend import parse_ready_line
+
+    token_file = os.path.join(tmp, "token")
+    srv = subprocess.Popen([PY, "-m", "exgs.cli", "serve", "--port", "0", "--token-file",
+                            token_file], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           stdin=subprocess.DEVNULL, text=True)
+    url = parse_ready_line(srv.stdout.readline().strip())
+    if not url:
+        srv.kill()
+        raise SystemExit("exgs serve did not start")
+    return srv, url, token_file

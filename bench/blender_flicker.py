@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,11 +41,10 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = os.path.join(ROOT, ".venv", "bin", "python")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from blender_env import install_extension, sh  # noqa: E402
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "backend"))
+from blender_env import install_extension, sh, start_server  # noqa: E402
 
 MODES = ("full", "unrestored", "per_frame", "stable")
 
@@ -150,7 +148,6 @@ def prepare(spec: str, keeps, n, step, size, scenes_dir, tmp) -> dict:
 def main(argv=None) -> int:
     from exgs.metrics import psnr
     from exgs.painter.temporal import flicker
-    from exgs_blender.backend import parse_ready_line
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", default="real:statue_trumpet,proc:1001")
@@ -166,13 +163,7 @@ def main(argv=None) -> int:
     keeps = [float(k) for k in args.keeps.split(",")]
     tmp = tempfile.mkdtemp(prefix="exgs-bench-flicker-")
     home = install_extension(tmp, args.bpy_python)
-    token_file = os.path.join(tmp, "token")
-    srv = subprocess.Popen([PY, "-m", "exgs.cli", "serve", "--port", "0", "--token-file",
-                            token_file], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                           stdin=subprocess.DEVNULL, text=True)
-    url = parse_ready_line(srv.stdout.readline().strip())
-    if not url:
-        raise SystemExit("exgs serve did not start")
+    srv, url, token_file = start_server(tmp)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXGS_")}
     env.update(HOME=home, EXGS_CACHE_DIR=os.path.join(home, "cache"), EXGS_BACKEND_URL=url,
                EXGS_TOKEN_FILE=token_file, EXGS_PYTHON=PY)

@@ -31,7 +31,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = os.path.join(ROOT, ".venv", "bin", "python")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from blender_env import install_extension, sh  # noqa: E402
+from blender_env import install_extension, sh, start_server  # noqa: E402
 SCENES = os.environ.get("EXGS_SCENES") or next(
     (d for d in (os.path.join(up, "shared", "scenes") for up in (
         os.path.dirname(ROOT), os.path.dirname(os.path.dirname(ROOT)))) if os.path.isdir(d)),
@@ -113,7 +113,6 @@ def ranges(frames: int, n: int) -> list[tuple[int, int]]:
 def main():
     import argparse
 
-    from exgs_blender.backend import parse_ready_line
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=16)
@@ -133,13 +132,7 @@ def main():
         ply=SHARED, size=args.size, frames=args.frames, blend=blend)],
         env=dict(base_env, EXGS_PYTHON=PY)).splitlines()[-1])
 
-    token_file = os.path.join(tmp, "token")
-    srv = subprocess.Popen([PY, "-m", "exgs.cli", "serve", "--port", "0", "--token-file",
-                            token_file], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                           stdin=subprocess.DEVNULL, text=True)
-    url = parse_ready_line(srv.stdout.readline().strip())
-    if not url:
-        raise SystemExit("exgs serve did not start")
+    srv, url, token_file = start_server(tmp)
     env = dict(base_env, EXGS_BACKEND_URL=url, EXGS_TOKEN_FILE=token_file,
                EXGS_EXIT_ON_ERROR="1")
     results = {"machine": "shared: 2 CPU cores, other engineers' jobs running; the workers and "
