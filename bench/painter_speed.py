@@ -47,8 +47,9 @@ def plain_painter(net):
         def _run(self, rgb, alpha, kept_fraction=None):
             x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2)))
             a = torch.from_numpy(np.ascontiguousarray(alpha[:, None]))
-            return self.net(x, a, kept_fraction=kept_fraction).clamp(0.0, 1.0).permute(
-                0, 2, 3, 1).numpy()
+            out, parts = self.net(x, a, kept_fraction=kept_fraction, return_all=True)
+            a_out = a + parts["gate"] * (1.0 - a)  # the restored alpha, as Painter._run
+            return torch.cat([out.clamp(0.0, 1.0), a_out], 1).permute(0, 2, 3, 1).numpy()
 
     return Plain(net)
 
