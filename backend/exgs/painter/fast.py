@@ -60,21 +60,21 @@ def gate_shut(net, alpha: torch.Tensor, bias: float) -> torch.Tensor:
 
 
 def run(net, rgb: torch.Tensor, alpha: torch.Tensor, kept_fraction: float | None = None,
-        precision: str = "fp32", return_gate: bool = False):
+        precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
     """The net's output [B,3,h,w] (clamped to [0, 1]) for rgb [B,3,h,w] in [0, 1], alpha
     [B,1,h,w] (``kept_fraction`` sets the gate bias, as in :meth:`PainterNet.forward`);
     frames whose gate is shut everywhere are returned as the input without running the
-    network. ``return_gate``: also the gate [B,1,h,w] (0 where the input is kept)."""
+    network. Returns (output, gate [B,1,h,w]: 0 where the input is kept)."""
     out = rgb.clamp(0.0, 1.0).clone()
     gate = torch.zeros_like(alpha)
     bias = net.cfg.bias_for_kept_fraction(kept_fraction)
     detail = net.cfg.detail_scale_for_kept_fraction(kept_fraction)
     shut = gate_shut(net, alpha, bias)
-    if detail > 0:  # the detail head touches covered pixels too (:mod:`.detail`)
-        shut[:] = bias == float("-inf")
+    if detail > 0:  # the detail head touches covered pixels too (:mod:`.detail`); its scale
+        shut[:] = False  # is 0 when nothing was pruned, so no frame is shut here
     todo = (~shut).nonzero().flatten()
     if len(todo) == 0:
-        return (out, gate) if return_gate else out
+        return out, gate
     x = rgb[todo].contiguous(memory_format=torch.channels_last)
     a = alpha[todo].contiguous(memory_format=torch.channels_last)
     if precision == "bf16":
@@ -90,7 +90,5 @@ def run(net, rgb: torch.Tensor, alpha: torch.Tensor, kept_fraction: float | None
         y, parts = net(x, a, kept_fraction=kept_fraction, return_all=True)
         g = parts["gate"]
     out[todo] = y.clamp(0.0, 1.0).contiguous()
-    if return_gate:
-        gate[todo] = g.expand(-1, 1, -1, -1).contiguous().to(gate.dtype)
-        return out, gate
-    return out
+    gate[todo] = g.to(gate.dtype)
+    return out, gate

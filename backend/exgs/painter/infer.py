@@ -149,8 +149,7 @@ class Painter:
         channels-last copy; frames whose gate is shut everywhere skip the network)."""
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))).to(self.device)
         a = torch.from_numpy(np.ascontiguousarray(alpha[:, None])).to(self.device)
-        out, g = fast.run(self._inference_net(), x, a, kept_fraction, self.precision,
-                          return_gate=True)
+        out, g = fast.run(self._inference_net(), x, a, kept_fraction, self.precision)
         a_out = a + g * (1.0 - a)
         return torch.cat([out, a_out], 1).permute(0, 2, 3, 1).cpu().numpy()
 
