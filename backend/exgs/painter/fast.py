@@ -70,8 +70,8 @@ def run(net, rgb: torch.Tensor, alpha: torch.Tensor, kept_fraction: float | None
     bias = net.cfg.bias_for_kept_fraction(kept_fraction)
     detail = net.cfg.detail_scale_for_kept_fraction(kept_fraction)
     shut = gate_shut(net, alpha, bias)
-    if detail > 0:  # the detail head touches covered pixels too (:mod:`.detail`); its scale
-        shut[:] = False  # is 0 when nothing was pruned, so no frame is shut here
+    if detail > 0:  # the detail head touches covered pixels too (:mod:`.detail`); only a
+        shut[:] = bias == float("-inf")  # switched-off painter (a "none" delta) shuts them
     todo = (~shut).nonzero().flatten()
     if len(todo) == 0:
         return out, gate
