@@ -117,7 +117,7 @@ def test_restore_calls_painter(scene_ply, tmp_path, monkeypatch):
     calls = []
 
     class Fake:
-        def restore(self, rgb, alpha, kept_fraction=None, return_alpha=False):
+        def restore(self, rgb, alpha, kept_fraction=None, refined=False, return_alpha=False):
             calls.append((rgb.shape, alpha.shape, kept_fraction))
             out = np.full_like(rgb, 0.5)
             return (out, np.ones_like(alpha)) if return_alpha else out
@@ -210,7 +210,7 @@ def test_restore_of_exgs_passes_the_files_kept_fraction(tmp_path, monkeypatch):
     keeps = []
 
     class Fake:
-        def restore(self, rgb, alpha, kept_fraction=None, return_alpha=False):
+        def restore(self, rgb, alpha, kept_fraction=None, refined=False, return_alpha=False):
             keeps.append(kept_fraction)
             return (rgb, alpha) if return_alpha else rgb
 

@@ -110,8 +110,8 @@ def test_put_facts_then_render_uses_them(svc, files):
     assert res2["painter_delta"] == "applied"
     # clearing the facts gives the generic painter and default gate again
     r = svc.put(f"/v1/scenes/{sid}/facts", json={"kept_fraction": None}, headers=HDR)
-    assert r.json()["facts"] == {"kept_fraction": None, "has_painter_delta": False,
-                                 "painter_delta_bytes": 0}
+    assert r.json()["facts"] == {"kept_fraction": None, "refined": False,
+                                 "has_painter_delta": False, "painter_delta_bytes": 0}
     cleared, _ = _frames(svc, sid, body)
     np.testing.assert_array_equal(cleared[0], generic[0])
 

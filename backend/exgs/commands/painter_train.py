@@ -98,6 +98,11 @@ def register(sub) -> None:
     p.add_argument("--data-only", action="store_true", help="build the pair cache, do not train")
     p.add_argument("--calibrate-only", action="store_true",
                    help="only (re)calibrate OUT/painter's gate on the training pairs")
+    p.add_argument("--calibrate-refined", action="store_true",
+                   help="only choose OUT/painter's gate and detail tables for REFINED files "
+                        "(refined_gate_bias_by_keep / refined_detail_scale_by_keep) on the "
+                        "refined frames of the calibration views (v000, v006, …) of the "
+                        "training pairs (exgs.painter.calibrate_refined); re-runnable")
     p.set_defaults(func=run)
 
 
@@ -141,6 +146,14 @@ def run(args) -> int:
           f"(pruning: {prune}, held out: {vprune}, extra dirs: {len(args.extra_pairs)}; "
           f"{t_data / 60:.1f} min)")
     if args.data_only:
+        return 0
+    if args.calibrate_refined:
+        from ..painter.calibrate_refined import calibrate_refined
+        from ..painter.detail_train import split_views
+
+        cal = split_views(files)[1]
+        print(f"refined calibration: {len(cal)} calibration views of {len(files)}")
+        calibrate_refined(f"{args.out}/painter", load_pairs(cal))
         return 0
     if args.detail_head:
         return run_detail(args, files)

@@ -9,13 +9,13 @@ import os
 
 from .exgs import (DELTA_SECTION, MAGIC, VERSION, VERSION_SECTIONS, attach_sections,
                    chunk_counts, decode_exgs, encode_exgs, exgs_section_from_bytes,
-                   kept_fraction, read_exgs_header, read_exgs_scene, read_exgs_section,
-                   write_exgs_bytes)
+                   is_refined, kept_fraction, read_exgs_header, read_exgs_scene,
+                   read_exgs_section, write_exgs_bytes)
 
 __all__ = ["encode_exgs", "decode_exgs", "read_exgs_scene", "read_exgs_header",
            "write_exgs_bytes", "chunk_counts", "attach_sections", "read_exgs_section",
-           "read_exgs_delta", "exgs_section_from_bytes", "exgs_kept_fraction", "MAGIC",
-           "VERSION", "VERSION_SECTIONS", "DELTA_SECTION"]
+           "read_exgs_delta", "exgs_section_from_bytes", "exgs_kept_fraction", "is_refined",
+           "MAGIC", "VERSION", "VERSION_SECTIONS", "DELTA_SECTION"]
 
 
 def exgs_kept_fraction(path: str | os.PathLike, count: int | None = None) -> float | None:

@@ -21,12 +21,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def restore_views(net, views, key_rgb="rgb", key_alpha="alpha", kept_fraction=None) -> list:
-    """Restored rgb [H,W,3] of each view dict's ``key_rgb`` / ``key_alpha`` renders."""
+def restore_views(net, views, key_rgb="rgb", key_alpha="alpha", kept_fraction=None,
+                  refined: bool = False) -> list:
+    """Restored rgb [H,W,3] of each view dict's ``key_rgb`` / ``key_alpha`` renders
+    (``refined``: the scene was refined after pruning, the painter's refined tables)."""
     from .infer import Painter
 
     p = Painter(net)
-    return [p.restore(v[key_rgb], v[key_alpha], kept_fraction=kept_fraction) for v in views]
+    return [p.restore(v[key_rgb], v[key_alpha], kept_fraction=kept_fraction, refined=refined)
+            for v in views]
 
 
 def mean_psnr(outs, views) -> float:
@@ -42,12 +45,13 @@ def baseline_keys(hold) -> tuple[str, str]:
     return ("base_rgb", "base_alpha") if "base_rgb" in hold[0] else ("rgb", "alpha")
 
 
-def score_without_delta(net, hold, kept_base) -> dict:
+def score_without_delta(net, hold, kept_base, refined: bool = False) -> dict:
     """{"none", "generic"}: mean held-out PSNR of the baseline render unrestored and restored
-    by the generic painter ``net`` (gate set by ``kept_base``)."""
+    by the generic painter ``net`` (gate set by ``kept_base`` and ``refined``)."""
     kr, ka = baseline_keys(hold)
     ps_none = mean_psnr([v[kr] for v in hold], hold)
-    ps_gen = mean_psnr(restore_views(net, hold, kr, ka, kept_fraction=kept_base), hold)
+    ps_gen = mean_psnr(restore_views(net, hold, kr, ka, kept_fraction=kept_base,
+                                     refined=refined), hold)
     return {"none": ps_none, "generic": ps_gen}
 
 
@@ -63,18 +67,20 @@ def choose(adapted_db: float | None, none_db: float, generic_db: float,
     return {"choice": choice, "reference": ref, "reference_db": ref_db, "gain_db": gain}
 
 
-def judge_scene(full_scene, scene, net, cfg, cameras=None, kept_fraction=None) -> dict:
+def judge_scene(full_scene, scene, net, cfg, cameras=None, kept_fraction=None,
+                refined: bool = False) -> dict:
     """Without training anything: render ``cfg.holdout`` held-out views (the same cameras
     :func:`.adapt.adapt` would hold out) of ``full_scene`` and ``scene`` and score the
     unrestored vs generic restoration of ``scene``. Returns :func:`choose` (no delta) plus
-    ``heldout_none_db`` / ``heldout_generic_db``."""
+    ``heldout_none_db`` / ``heldout_generic_db``. ``refined``: ``scene`` was refined after
+    pruning (the generic painter restores it as a reader of the refined file does)."""
     from .adapt_views import adaptation_cameras, judging_cameras, render_pairs
 
     cams = judging_cameras(adaptation_cameras(full_scene, cfg, cameras)[-cfg.holdout:], cfg)
     hold = render_pairs(full_scene, scene, cams)
     if kept_fraction is None:
         kept_fraction = min(1.0, len(scene) / max(len(full_scene), 1))
-    s = score_without_delta(net, hold, kept_fraction)
+    s = score_without_delta(net, hold, kept_fraction, refined)
     out = choose(None, s["none"], s["generic"], 0.0)
     out.update(heldout_none_db=round(s["none"], 3), heldout_generic_db=round(s["generic"], 3))
     return out

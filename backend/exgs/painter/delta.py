@@ -321,7 +321,8 @@ def _gate_shut_copy(net):
 
     out = copy.deepcopy(net)
     if hasattr(out, "cfg"):
-        out.cfg = dataclasses.replace(out.cfg, gate_bias=float("-inf"), gate_bias_by_keep=())
+        out.cfg = dataclasses.replace(out.cfg, gate_bias=float("-inf"), gate_bias_by_keep=(),
+                                      refined_gate_bias_by_keep=())
     return out.eval()
 
 

@@ -60,15 +60,16 @@ def gate_shut(net, alpha: torch.Tensor, bias: float) -> torch.Tensor:
 
 
 def run(net, rgb: torch.Tensor, alpha: torch.Tensor, kept_fraction: float | None = None,
-        precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+        precision: str = "fp32", refined: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The net's output [B,3,h,w] (clamped to [0, 1]) for rgb [B,3,h,w] in [0, 1], alpha
-    [B,1,h,w] (``kept_fraction`` sets the gate bias, as in :meth:`PainterNet.forward`);
+    [B,1,h,w] (``kept_fraction`` and ``refined`` set the gate bias and detail scale, as in
+    :meth:`PainterNet.forward`);
     frames whose gate is shut everywhere are returned as the input without running the
     network. Returns (output, gate [B,1,h,w]: 0 where the input is kept)."""
     out = rgb.clamp(0.0, 1.0).clone()
     gate = torch.zeros_like(alpha)
-    bias = net.cfg.bias_for_kept_fraction(kept_fraction)
-    detail = net.cfg.detail_scale_for_kept_fraction(kept_fraction)
+    bias = net.cfg.bias_for_kept_fraction(kept_fraction, refined)
+    detail = net.cfg.detail_scale_for_kept_fraction(kept_fraction, refined)
     shut = gate_shut(net, alpha, bias)
     if detail > 0:  # the detail head touches covered pixels too (:mod:`.detail`); only a
         shut[:] = bias == float("-inf")  # switched-off painter (a "none" delta) shuts them
@@ -87,7 +88,7 @@ def run(net, rgb: torch.Tensor, alpha: torch.Tensor, kept_fraction: float | None
         y = x + g * (dec.clamp(0.0, 1.0) - x)
         y = net.add_detail(y, x, a, kept_fraction, detail)
     else:
-        y, parts = net(x, a, kept_fraction=kept_fraction, return_all=True)
+        y, parts = net(x, a, kept_fraction=kept_fraction, return_all=True, refined=refined)
         g = parts["gate"]
     out[todo] = y.clamp(0.0, 1.0).contiguous()
     gate[todo] = g.to(gate.dtype)

@@ -143,19 +143,19 @@ class Painter:
     # ----------------------------------------------------------------------- core
     @torch.inference_mode()
     def _run(self, rgb: np.ndarray, alpha: np.ndarray,
-             kept_fraction: float | None = None) -> np.ndarray:
+             kept_fraction: float | None = None, refined: bool = False) -> np.ndarray:
         """[B,h,w,3], [B,h,w] with h, w multiples of 8 → [B,h,w,4]: restored rgb and the
         restored alpha ``alpha + g·(1 − alpha)`` (g the gate) (:func:`.fast.run`: the
         channels-last copy; frames whose gate is shut everywhere skip the network)."""
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))).to(self.device)
         a = torch.from_numpy(np.ascontiguousarray(alpha[:, None])).to(self.device)
-        out, g = fast.run(self._inference_net(), x, a, kept_fraction, self.precision)
+        out, g = fast.run(self._inference_net(), x, a, kept_fraction, self.precision, refined)
         a_out = a + g * (1.0 - a)
         return torch.cat([out, a_out], 1).permute(0, 2, 3, 1).cpu().numpy()
 
     def restore_batch(self, rgb, alpha, *, kept_fraction: float | None = None,
-                      tile: int | None = None, overlap: int | None = None,
-                      return_alpha: bool = False):
+                      refined: bool = False, tile: int | None = None,
+                      overlap: int | None = None, return_alpha: bool = False):
         """Restore B frames of one size.
 
         rgb [B,H,W,3] float (display sRGB in [0,1], composited over the render background),
@@ -164,7 +164,10 @@ class Painter:
         ``kept_fraction``: the kept fraction of the rendered scene's Gaussians when known
         (a .exgs file stores it, :class:`exgs.pipeline.SceneFacts`): the gate opens more for heavily pruned scenes
         and stays shut for complete ones (``painter.json`` ``gate_bias_by_keep``); None = the
-        conservative default bias. ``return_alpha``: return ``(rgb, alpha)``, the second the
+        conservative default bias. ``refined``: the scene's file was refined after pruning
+        (its .exgs header says so, :class:`exgs.pipeline.SceneFacts`): the weights' refined
+        gate / detail tables when they have them (``painter.json``
+        ``refined_gate_bias_by_keep``), else as a training-free file. ``return_alpha``: return ``(rgb, alpha)``, the second the
         restored frame's alpha [B,H,W] ``alpha + g·(1 − alpha)`` (g = the gate): the restoration
         blends the input with an *opaque* restored layer, so restored colour is valid
         premultiplied colour under it and compositing over a background covers painted holes.
@@ -180,6 +183,10 @@ class Painter:
             return (rgb.copy(), alpha.copy()) if return_alpha else rgb.copy()
         rgb = np.clip(np.nan_to_num(rgb), 0.0, 1.0)
         alpha = np.clip(np.nan_to_num(alpha), 0.0, 1.0)
+        if self.net.cfg.bias_for_kept_fraction(kept_fraction, refined) == float("-inf"):
+            # the painter is off here (nothing pruned, a "none" delta, a refined file's off
+            # bin): the input exactly, whatever the frame size (no tile blending)
+            return (rgb, alpha) if return_alpha else rgb
         tile = int(tile or self.tile)
         tile = max(LATENT_SCALE, tile - tile % LATENT_SCALE)
         ov = int(self.overlap if overlap is None else overlap)
@@ -194,16 +201,16 @@ class Painter:
         th, tw = _fit_tile(Hp, tile, ov), _fit_tile(Wp, tile, ov)
         ys, xs = _starts(Hp, th, ov), _starts(Wp, tw, ov)
         if len(ys) == 1 and len(xs) == 1:
-            out = self._run(rgb, alpha, kept_fraction)
+            out = self._run(rgb, alpha, kept_fraction, refined)
         else:
-            out = self._tiled(rgb, alpha, kept_fraction, th, tw, ys, xs, ov)
+            out = self._tiled(rgb, alpha, (kept_fraction, refined), th, tw, ys, xs, ov)
         out = out[:, :H, :W]
         if return_alpha:
             return np.ascontiguousarray(out[..., :3]), np.ascontiguousarray(out[..., 3])
         return np.ascontiguousarray(out[..., :3])
 
-    def _tiled(self, rgb, alpha, kept_fraction, th, tw, ys, xs, ov) -> np.ndarray:
-        """Overlapping ``th``×``tw`` tiles at rows ``ys``, columns ``xs`` blended by
+    def _tiled(self, rgb, alpha, facts, th, tw, ys, xs, ov) -> np.ndarray:
+        """(``facts``: (kept fraction, refined) for :meth:`_run`.) Overlapping ``th``×``tw`` tiles at rows ``ys``, columns ``xs`` blended by
         raised-cosine weights (module docstring) → [B,Hp,Wp,4] (rgb + restored alpha)."""
         B, Hp, Wp, _ = rgb.shape
         acc = np.zeros((B, Hp, Wp, 4), np.float32)
@@ -213,7 +220,7 @@ class Painter:
             for x in xs:
                 wx = _ramp(tw, ov, x == 0, x + tw >= Wp)
                 w = wy[:, None] * wx[None, :]
-                o = self._run(rgb[:, y:y + th, x:x + tw], alpha[:, y:y + th, x:x + tw], kept_fraction)
+                o = self._run(rgb[:, y:y + th, x:x + tw], alpha[:, y:y + th, x:x + tw], *facts)
                 acc[:, y:y + th, x:x + tw] += o * w[None, :, :, None]
                 wsum[y:y + th, x:x + tw] += w
         return acc / wsum[None, :, :, None]
@@ -221,7 +228,7 @@ class Painter:
     def restore(self, rgb, alpha, **kw):
         """One frame: rgb [H,W,3] float in [0,1], alpha [H,W] → restored rgb [H,W,3] float32
         (with ``return_alpha=True``: ``(rgb, alpha [H,W])``). Keyword arguments as
-        :meth:`restore_batch` (``kept_fraction``, ``tile``, ``overlap``, ``return_alpha``)."""
+        :meth:`restore_batch` (``kept_fraction``, ``refined``, ``tile``, ``overlap``, ``return_alpha``)."""
         rgb = np.asarray(rgb, np.float32)
         alpha = np.asarray(alpha, np.float32)
         if rgb.ndim != 3 or rgb.shape[-1] != 3:

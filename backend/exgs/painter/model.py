@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,28 +82,56 @@ class PainterConfig:
     detail_scale_by_keep: tuple = ()  #: ((keep, scale), ...): the detail head's scale for a
     #: scene keeping that fraction (piecewise linear in log keep); empty / unknown keep /
     #: nothing pruned → 0 (the head is not applied)
+    refined_gate_bias_by_keep: tuple = ()  #: like ``gate_bias_by_keep``, for files refined
+    #: after pruning (issue 10; the .exgs header says so): calibrated on refined frames only
+    #: (``exgs painter-calibrate-refined``). A bias of −∞ (``null`` in painter.json) switches
+    #: the painter off for that kept fraction (input returned exactly, detail head too).
+    #: Empty: refined files use the tables above (weights from before session 7)
+    refined_detail_scale_by_keep: tuple = ()  #: like ``detail_scale_by_keep``, for refined
+    #: files (used when ``refined_gate_bias_by_keep`` is given)
     tile: int = 256  #: inference tile size (pixels, multiple of 8)
     overlap: int = 32  #: inference tile overlap (pixels, multiple of 8)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2)
+        return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def from_dict(cls, d: dict) -> "PainterConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
-        for key in ("gate_bias_by_keep", "gate_covered_by_keep", "detail_scale_by_keep"):
+        for key in ("gate_bias_by_keep", "gate_covered_by_keep", "detail_scale_by_keep",
+                    "refined_detail_scale_by_keep"):
             if key in kw:
                 kw[key] = tuple((float(k), float(b)) for k, b in kw[key])
+        if "refined_gate_bias_by_keep" in kw:  # null = −∞: the painter is off there
+            kw["refined_gate_bias_by_keep"] = tuple(
+                (float(k), float("-inf") if b is None else float(b))
+                for k, b in kw["refined_gate_bias_by_keep"])
         return cls(**kw)
 
-    def bias_for_kept_fraction(self, kept_fraction: float | None) -> float:
+    def to_dict(self) -> dict:
+        """JSON-able dict (painter.json): −∞ biases of the refined table as ``null``."""
+        d = dataclasses.asdict(self)
+        d["refined_gate_bias_by_keep"] = [
+            [k, None if math.isinf(b) else b] for k, b in self.refined_gate_bias_by_keep]
+        return d
+
+    def _refined(self, refined: bool) -> bool:
+        """Whether a refined file uses the refined tables (weights that have them)."""
+        return bool(refined) and bool(self.refined_gate_bias_by_keep)
+
+    def bias_for_kept_fraction(self, kept_fraction: float | None,
+                               refined: bool = False) -> float:
         """Gate bias for a scene that kept ``kept_fraction`` ∈ (0, 1] of its Gaussians (None:
         unknown → ``gate_bias``). Piecewise linear in log(kept_fraction) through
         ``gate_bias_by_keep`` (the name stored in painter.json); −∞ (the input returned
-        exactly) when kept_fraction ≥ 1 and a table is given."""
+        exactly) when kept_fraction ≥ 1 and a table is given. ``refined``: the file was
+        refined after pruning — ``refined_gate_bias_by_keep`` when the weights have it (−∞
+        inside and next to a bin where the painter is off)."""
         keep = kept_fraction
         table = self.gate_bias_by_keep
+        if self._refined(refined) and keep is not None:
+            table = self.refined_gate_bias_by_keep
         if keep is None or not table:
             return float(self.gate_bias)
         if keep >= 1.0:  # nothing was pruned: nothing to restore, the gate stays shut
@@ -117,19 +146,37 @@ class PainterConfig:
             return 0.0
         return min(max(_interp_log_keep(table, kept_fraction), 0.0), 1.0)
 
-    def detail_scale_for_kept_fraction(self, kept_fraction: float | None) -> float:
-        """Scale of the detail head's residual (``detail_scale_by_keep``); 0 without the head,
-        when the kept fraction is unknown or ≥ 1, or no table is given."""
+    def detail_scale_for_kept_fraction(self, kept_fraction: float | None,
+                                       refined: bool = False) -> float:
+        """Scale of the detail head's residual (``detail_scale_by_keep``, for a refined file
+        ``refined_detail_scale_by_keep`` when the weights have a refined table); 0 without the
+        head, when the kept fraction is unknown or ≥ 1, no table is given, or the painter is
+        off for this refined file (bias −∞)."""
         table = self.detail_scale_by_keep
+        if self._refined(refined) and kept_fraction is not None:
+            if self.bias_for_kept_fraction(kept_fraction, True) == float("-inf"):
+                return 0.0
+            table = self.refined_detail_scale_by_keep
         if not self.detail_head or kept_fraction is None or not table or kept_fraction >= 1.0:
             return 0.0
         return max(_interp_log_keep(table, kept_fraction), 0.0)
 
 
 def _interp_log_keep(table, keep: float) -> float:
+    """Piecewise linear in log keep through ``table`` ((keep, value), ... ascending keep),
+    clamped at the ends. Next to a −∞ value (a refined table's "off" bin) the nearest node
+    in log keep is taken instead (no blend with −∞): calibration nodes sit at the bins'
+    geometric centres, so that is the value of the bin the kept fraction falls in."""
     ks = np.log(np.array([k for k, _ in table], np.float64))
     bs = np.array([b for _, b in table], np.float64)
-    return float(np.interp(np.log(min(max(float(keep), 1e-6), 1.0)), ks, bs))
+    x = np.log(min(max(float(keep), 1e-6), 1.0))
+    if np.isinf(bs).any():
+        i = int(np.searchsorted(ks, x))
+        if i == 0 or i == len(ks) or x == ks[i]:
+            return float(bs[min(i, len(ks) - 1)])
+        if np.isinf(bs[i - 1]) or np.isinf(bs[i]):
+            return float(bs[i - 1] if x - ks[i - 1] < ks[i] - x else bs[i])
+    return float(np.interp(x, ks, bs))
 
 
 def build_vae(cfg: PainterConfig):
@@ -337,12 +384,15 @@ class PainterNet(nn.Module):
         return fill + dec, conf
 
     def forward(self, rgb: torch.Tensor, alpha: torch.Tensor, *, return_all: bool = False,
-                kept_fraction: float | None = None, train_keep: torch.Tensor | None = None):
+                kept_fraction: float | None = None, train_keep: torch.Tensor | None = None,
+                refined: bool = False):
         """rgb [B,3,H,W], alpha [B,1,H,W] (H, W multiples of 8) → restored rgb [B,3,H,W].
 
         ``kept_fraction``: the kept fraction of the rendered scene when known (sets the gate
         bias, :meth:`PainterConfig.bias_for_kept_fraction`, and the covered-pixel cap); None →
-        ``cfg.gate_bias``, cap 0. Training passes a [B] tensor (``train_keep``) instead: the
+        ``cfg.gate_bias``, cap 0. ``refined``: the scene's file was refined after pruning
+        (the refined gate and detail tables, :meth:`PainterConfig.bias_for_kept_fraction`).
+        Training passes a [B] tensor (``train_keep``) instead: the
         keep channel per sample, with the training gate (bias ``cfg.gate_bias``, no cap).
 
         With ``return_all`` also returns a dict with the latent ẑ, decoded colour and gate.
@@ -355,12 +405,12 @@ class PainterNet(nn.Module):
         if train_keep is not None:
             g = self.gate(conf, alpha)
         else:
-            g = self.gate(conf, alpha, self.cfg.bias_for_kept_fraction(kept_fraction),
+            g = self.gate(conf, alpha, self.cfg.bias_for_kept_fraction(kept_fraction, refined),
                           self.cfg.covered_cap_for_kept_fraction(kept_fraction))
         out = rgb + g * (dec.clamp(0.0, 1.0) - rgb)
         out = self.add_detail(out, rgb, alpha, keep,
                               1.0 if train_keep is not None else
-                              self.cfg.detail_scale_for_kept_fraction(kept_fraction))
+                              self.cfg.detail_scale_for_kept_fraction(kept_fraction, refined))
         if return_all:
             return out, {"z_hat": zh, "decoded": dec, "gate": g, "conf_logit": conf}
         return out

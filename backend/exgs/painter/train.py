@@ -134,7 +134,7 @@ def export_diffusers(net: PainterNet, out_dir: str | Path, meta: dict | None = N
             if module is not None:
                 save_file({k: v.contiguous() for k, v in module.state_dict().items()},
                           tmp / f"{name}.safetensors")
-        d = asdict(net.cfg)
+        d = net.cfg.to_dict()
         if meta:
             d["training"] = meta
         (tmp / "painter.json").write_text(json.dumps(d, indent=2))

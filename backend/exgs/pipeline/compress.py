@@ -145,7 +145,8 @@ def compress_scene(scene, options: CompressOptions, adapt: AdaptOptions | None =
 def painter_verdict(full_scene, refined, options: CompressOptions, net=None):
     """(sections, stats) for a refined file: the generic painter (``net``, default the
     shipped one) against no restoration on held-out views of ``refined`` (the views a
-    painter delta would hold out). When unrestored wins, the file carries the ``"none"``
+    painter delta would hold out), restored as a reader restores a refined file (the
+    painter's refined gate table, ``refined=True``). When unrestored wins, the file carries the ``"none"``
     painter marker, so ``--restore`` and every other restore path return its frames
     unchanged (do-no-harm: refined renders are close to the full scene, and the generic
     painter was measured to cost them up to 0.5 dB on held-out real captures)."""
@@ -159,7 +160,7 @@ def painter_verdict(full_scene, refined, options: CompressOptions, net=None):
 
         net = load_net()
     cfg = AdaptConfig(up=options.up).validate()
-    verdict = judge_scene(full_scene, refined, net, cfg, options.cameras)
+    verdict = judge_scene(full_scene, refined, net, cfg, options.cameras, refined=True)
     info = {"enabled": False, "bytes": 0, "choice": verdict["choice"],
             "heldout_none_db": verdict["heldout_none_db"],
             "heldout_generic_db": verdict["heldout_generic_db"],

@@ -3,7 +3,8 @@
 :func:`restorer_for` takes a scene file (its facts are read from it) or the
 :class:`~exgs.pipeline.facts.SceneFacts` a caller already holds, and returns a
 :class:`Restorer`: ``restorer(rgb, alpha) -> rgb`` with the scene's painter delta applied
-(unless ``use_delta`` is off) and the gate set by the scene's kept fraction. The CLI
+(unless ``use_delta`` is off) and the gate set by the scene's kept fraction and whether its
+file was refined after pruning (the painter's refined tables). The CLI
 (``render``, ``eval``) and the service (render jobs) call it; the service passes a
 :class:`PainterCache` so the generic painter is loaded once and a few adapted ones are kept.
 
@@ -32,13 +33,15 @@ class RestoreOptions:
     """``painter_dir``: weights folder (None = shipped). ``device``: the resolved device
     (``cpu`` | ``cuda``, :func:`exgs.pipeline.resolve_device`); the painter runs there.
     ``use_delta``: apply the scene's painter delta. ``kept_fraction``: overrides the
-    scene's own (e.g. ``exgs eval`` uses candidate / reference counts). ``warn``: called
+    scene's own (e.g. ``exgs eval`` uses candidate / reference counts). ``refined``:
+    overrides the scene's own refinement state (None = the scene's facts). ``warn``: called
     with one line when a delta is skipped."""
 
     painter_dir: str | os.PathLike | None = None
     device: str = "cpu"
     use_delta: bool = True
     kept_fraction: float | None = None
+    refined: bool | None = None
     warn: Callable[[str], None] | None = None
     temporal: bool = False  #: frames come in the order of a smooth camera path: stabilise
     #: them (:class:`exgs.painter.temporal.TemporalStabilizer`, flicker ≤ the input's)
@@ -47,12 +50,14 @@ class RestoreOptions:
 @dataclass
 class Restorer:
     """``restorer(rgb [H,W,3], alpha [H,W]) -> rgb [H,W,3] float32``. ``delta``:
-    ``{"applied": bool, "form", "bytes", "reason"}`` about the scene's painter delta."""
+    ``{"applied": bool, "form", "bytes", "reason"}`` about the scene's painter delta.
+    ``refined``: the scene's file was refined after pruning (the painter's refined tables)."""
 
     painter: object
     kept_fraction: float | None = None
     delta: dict = field(default_factory=dict)
     stabilizer: object = None  #: a TemporalStabilizer (stateful: one camera path, in order)
+    refined: bool = False
 
     def __call__(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         return self.restore_rgba(rgb, alpha)[0]
@@ -62,7 +67,7 @@ class Restorer:
         alpha)`` (g the painter's gate: colour painted into a hole covers it;
         :meth:`exgs.painter.infer.Painter.restore_batch`)."""
         out, a = self.painter.restore(rgb, alpha, kept_fraction=self.kept_fraction,
-                                      return_alpha=True)
+                                      refined=self.refined, return_alpha=True)
         if self.stabilizer is not None:
             out = self.stabilizer(np.clip(np.nan_to_num(np.asarray(rgb, np.float32)), 0, 1),
                                   out)
@@ -154,12 +159,13 @@ def _restorer_for(source, options: RestoreOptions | None = None, *,
     if opts.use_delta and facts.delta_error:
         raise _file_error(path, facts.delta_error)
     kept = opts.kept_fraction if opts.kept_fraction is not None else facts.kept_fraction
+    refined = bool(opts.refined if opts.refined is not None else facts.refined)
     generic = cache.generic() if cache is not None else _load_painter(opts.painter_dir,
                                                                       opts.device)
     info = {"applied": False, "form": None, "bytes": 0,
             "reason": "delta disabled" if not opts.use_delta else "no painter delta"}
     if delta is None:
-        return Restorer(generic, kept, info)
+        return Restorer(generic, kept, info, refined=refined)
     from ..painter.delta import (NONE_FORM, DeltaError, DeltaMismatch, apply_delta,
                                  describe_delta)
     from ..painter.infer import Painter
@@ -171,7 +177,7 @@ def _restorer_for(source, options: RestoreOptions | None = None, *,
         info["reason"] = f"skipped: {e}"
         if opts.warn is not None:
             opts.warn(f"{path or 'the scene'}: {e}; restoring with the generic painter")
-        return Restorer(generic, kept, info)
+        return Restorer(generic, kept, info, refined=refined)
     except DeltaError as e:
         raise _file_error(path, str(e)) from None
     d = describe_delta(delta)
@@ -179,7 +185,7 @@ def _restorer_for(source, options: RestoreOptions | None = None, *,
     if d["form"] == NONE_FORM:  # the compressor found that no restoration renders it best
         reason = "the scene's facts say: no restoration (it lowered held-out PSNR)"
     return Restorer(painter, kept, {"applied": True, "form": d["form"], "bytes": len(delta),
-                                    "reason": reason})
+                                    "reason": reason}, refined=refined)
 
 
 def _file_error(path, message: str) -> SceneFormatError:

@@ -10,7 +10,7 @@ GET      /v1/scenes                      scenes held
 POST     /v1/scenes?filename=NAME        upload a scene file (raw body, streamed) → scene
 POST     /v1/scenes/open                 {path} of a file under --allow-dir → scene
 GET      /v1/scenes/{id}                 scene info (with its facts)
-PUT      /v1/scenes/{id}/facts           {kept_fraction, painter_delta} of the scene
+PUT      /v1/scenes/{id}/facts           {kept_fraction, refined, painter_delta} of the scene
 DELETE   /v1/scenes/{id}                 forget a scene
 GET      /v1/scenes/{id}/file            the scene file (.exgs for compressed scenes)
 POST     /v1/scenes/{id}/compress        UGC job → result {scene_id, stats}

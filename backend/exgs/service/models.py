@@ -166,3 +166,6 @@ class FactsRequest(BaseModel):
     painter_delta: Optional[Annotated[str, Field(max_length=8 << 20)]] = Field(
         None, description="the per-scene painter delta, base64 (the bytes of a .exgs "
                           "file's painter_delta section); null = none")
+    refined: bool = Field(False, description="the Gaussians were refined after pruning (a "
+                                             ".exgs header's refine record; GaussPainter "
+                                             "then uses its refined gate table)")

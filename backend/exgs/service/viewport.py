@@ -22,7 +22,7 @@ from typing import Annotated, Callable, Optional
 import numpy as np
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import ExgsError, UsageError
@@ -35,7 +35,13 @@ class ViewportObject(BaseModel):
     scene_id: Annotated[str, Field(min_length=1, max_length=128)]
     matrix_world: Matrix4 = Field(description="the splat object's matrix_world (Blender)")
     keep: Optional[float] = Field(None, gt=0, le=1, allow_inf_nan=False,
-                                  description="with restore: kept fraction (painter gate); default: the scene's facts")
+                                  validation_alias=AliasChoices("keep", "kept_fraction"),
+                                  description="with restore: kept fraction (painter gate; "
+                                              "also accepted as kept_fraction, the add-on's "
+                                              "name); default: the scene's facts")
+    refined: Optional[bool] = Field(None, description="with restore: the object's Gaussians "
+                                    "were refined after pruning (the painter's refined gate "
+                                    "table); default: the scene's facts")
     painter_delta: Optional[Annotated[str, Field(max_length=8 << 20)]] = Field(
         None, description="with restore: per-scene painter delta (base64); default: the "
                           "scene's facts")
@@ -123,7 +129,8 @@ class ViewportRenderer:
     def __init__(self, store, *, backend: str = "cpu", restorer: Callable | None = None,
                  check_restore: Callable | None = None):
         """``restorer(obj, entry) -> f(rgb, alpha) -> rgb`` builds GaussPainter for one
-        object (its scene's facts, overridden by the request's ``keep``/``painter_delta``);
+        object (its scene's facts, overridden by the request's ``keep``/``refined``/
+        ``painter_delta``);
         ``check_restore()`` raises when restore is unavailable."""
         self.store, self.backend = store, backend
         self.restorer, self.check_restore = restorer, check_restore

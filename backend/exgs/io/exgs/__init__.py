@@ -20,8 +20,8 @@ from .container import (DELTA_SECTION, MAGIC, VERSION, VERSION_SECTIONS, assembl
 
 __all__ = ["encode_exgs", "decode_exgs", "read_exgs_scene", "read_exgs_header",
            "write_exgs_bytes", "chunk_counts", "attach_sections", "read_exgs_section",
-           "exgs_section_from_bytes", "kept_fraction", "decode_header", "resolve_count",
-           "bytes_per_gaussian", "MAGIC", "VERSION", "VERSION_SECTIONS", "DELTA_SECTION", "FIRST_CHUNK",
+           "exgs_section_from_bytes", "kept_fraction", "is_refined", "decode_header",
+           "resolve_count", "bytes_per_gaussian", "MAGIC", "VERSION", "VERSION_SECTIONS", "DELTA_SECTION", "FIRST_CHUNK",
            "RANK_LEVELS", "SH_REST_BITS"]
 
 
@@ -83,6 +83,15 @@ def kept_fraction(header: dict, count: int | None = None) -> float | None:
     except (TypeError, ValueError):
         return None
     return min(1.0, n / src) if src > 0 and n > 0 else None
+
+
+def is_refined(header: dict) -> bool:
+    """Whether a .exgs file's Gaussians were refined after pruning (issue 10,
+    :func:`exgs.ugc.refine_file.refine_result` writes ``stats.refined`` and
+    ``settings.refine``); False for training-free files and headers that do not say."""
+    stats = header.get("stats") if isinstance(header.get("stats"), dict) else {}
+    settings = header.get("settings") if isinstance(header.get("settings"), dict) else {}
+    return stats.get("refined") is True or isinstance(settings.get("refine"), dict)
 
 
 def read_exgs_scene(path: str | os.PathLike, keep: float | int | None = None) -> GaussianScene:

@@ -154,7 +154,8 @@ def router(state) -> APIRouter:
         facts = e.facts or SceneFacts()
         use_delta = body.use_delta
         if restore and body.painter_delta is not None:  # deprecated per-request override
-            facts = SceneFacts(facts.kept_fraction, decode_delta_b64(body.painter_delta))
+            facts = dataclasses.replace(facts, painter_delta=decode_delta_b64(body.painter_delta),
+                                        delta_error=None)
             use_delta = True
         if restore and use_delta and facts.delta_error:
             raise ApiError(400, facts.delta_error)
@@ -163,8 +164,8 @@ def router(state) -> APIRouter:
                                  kept_fraction=body.keep)  # body.keep: deprecated override
         delta_key = (hashlib.sha256(facts.painter_delta).hexdigest()
                      if use_delta and facts.painter_delta else None)
-        scope = "|".join(map(str, (e.id, facts.kept_fraction, body.keep, delta_key,
-                                   body.sh_degree)))  # what besides the camera sets x and y
+        scope = "|".join(map(str, (e.id, facts.kept_fraction, facts.refined, body.keep,
+                                   delta_key, body.sh_degree)))  # what besides the camera sets x and y
 
         def run(ctx):
             scene = store.load(e)  # read again if it was evicted from memory

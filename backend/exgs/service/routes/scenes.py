@@ -125,8 +125,8 @@ def router(state) -> APIRouter:
         return store.get(scene_id).info()
 
     @r.put("/v1/scenes/{scene_id}/facts",
-           summary="Set the facts of a scene kept in another form (kept fraction, painter "
-                   "delta); renders use them",
+           summary="Set the facts of a scene kept in another form (kept fraction, refined, "
+                   "painter delta); renders use them",
            responses=responses(400, 404, 413, 422))
     async def set_facts(scene_id: str, body: FactsRequest):
         from ...pipeline import SceneFacts
@@ -136,7 +136,8 @@ def router(state) -> APIRouter:
         if body.painter_delta is not None:
             delta = await run_in_threadpool(decode_delta_b64, body.painter_delta)
         return store.set_facts(scene_id, SceneFacts(kept_fraction=body.kept_fraction,
-                                                    painter_delta=delta)).info()
+                                                    painter_delta=delta,
+                                                    refined=body.refined)).info()
 
     @r.delete("/v1/scenes/{scene_id}", summary="Forget a scene", responses=responses(404))
     async def delete_scene(scene_id: str):

@@ -13,17 +13,21 @@ def router(state) -> APIRouter:
 
     def restorer(obj, entry):
         """GaussPainter for one viewport object, as a render job would build it: the scene's
-        facts, with the request's kept fraction / painter delta (if sent) taking over."""
+        facts, with the request's kept fraction / refined / painter delta (if sent) taking over."""
+        import dataclasses
+
         from ...pipeline import RestoreOptions, SceneFacts, restorer_for
         from ..errors import ApiError
         from .scenes import decode_delta_b64
 
         facts = entry.facts or SceneFacts()
         if obj.painter_delta is not None:
-            facts = SceneFacts(facts.kept_fraction, decode_delta_b64(obj.painter_delta))
+            facts = dataclasses.replace(facts, painter_delta=decode_delta_b64(obj.painter_delta),
+                                        delta_error=None)
         elif facts.delta_error:
             raise ApiError(400, facts.delta_error)
-        options = RestoreOptions(device=engines.painters.device, kept_fraction=obj.keep)
+        options = RestoreOptions(device=engines.painters.device, kept_fraction=obj.keep,
+                                 refined=obj.refined)
         return restorer_for(facts, options, cache=engines.painters)
 
     return make_router(ViewportRenderer(
