@@ -160,7 +160,7 @@ class Connection:
         self.api.cancel_wait = client.CANCEL_BUDGET  # Esc / test_break return within ~2 s
         self._scenes: dict = {}  # content digest → scene id
         self._facts_api = False  # the service keeps a scene's facts (PUT .../facts)
-        self._facts: dict = {}   # scene id → (kept_fraction, delta digest) last stored
+        self._facts: dict = {}   # scene id → (kept_fraction, delta digest, refined) stored
 
     def health(self) -> dict:
         return self.api.health()
@@ -189,23 +189,26 @@ class Connection:
         sid = self._scenes.pop(digest, None)
         self._facts.pop(sid, None)
 
-    def _store_facts(self, sid, kept_fraction, painter_delta) -> None:
+    def _store_facts(self, sid, kept_fraction, painter_delta, refined=False) -> None:
         """Set the scene's facts once (again only when they change: one mesh content can
         be shared by objects with other facts)."""
         import hashlib
         want = (None if kept_fraction is None else float(kept_fraction),
-                hashlib.sha256(painter_delta).hexdigest() if painter_delta else None)
+                hashlib.sha256(painter_delta).hexdigest() if painter_delta else None,
+                bool(refined))
         if self._facts.get(sid) != want:
-            self.api.set_facts(sid, kept_fraction=want[0], painter_delta=painter_delta or None)
+            self.api.set_facts(sid, kept_fraction=want[0], painter_delta=painter_delta or None,
+                               refined=want[2])
             self._facts[sid] = want
 
     def render(self, sid, cameras, *, restore=False, painter_delta=None, kept_fraction=None,
-               warmup=None, restart=0, blend=0.0, progress=None, cancel=None):
+               refined=False, warmup=None, restart=0, blend=0.0, progress=None, cancel=None):
         """cameras: raw Blender numbers (+ object_matrix_world) → [(rgb, alpha, depth)]
         (premultiplied rgb [H,W,3], alpha [H,W], camera z [H,W]; row 0 = top).
         ``painter_delta``: bytes of a per-scene painter delta to restore with;
-        ``kept_fraction``: the scene's kept fraction (GaussPainter's gate), None = unknown.
-        A service with ``PUT /v1/scenes/{id}/facts`` gets them once per scene; an older one
+        ``kept_fraction``: the scene's kept fraction (GaussPainter's gate), None = unknown;
+        ``refined``: its Gaussians were refined after pruning (the painter's refined gate
+        table; only services with the facts route learn it). A service with ``PUT /v1/scenes/{id}/facts`` gets them once per scene; an older one
         with every restore render (``keep`` / ``painter_delta`` in the body).
         ``warmup`` (with ``restore``; None = off): stabilised restoration over the path, the
         first ``warmup`` cameras being the history of the last ones (only those returned);
@@ -218,7 +221,7 @@ class Connection:
             if restart:
                 kw.update(restart=int(restart), blend=float(blend))
         if restore and self._facts_api:
-            self._store_facts(sid, kept_fraction, painter_delta)
+            self._store_facts(sid, kept_fraction, painter_delta, refined)
         elif restore:
             if painter_delta:
                 kw["painter_delta"] = painter_delta
@@ -335,8 +338,9 @@ FACTS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend
 def exgs_file_extras(path: str) -> dict:
     """What a .exgs file holds besides its Gaussians, read by the backend Python (format
     code only, no ML imports):
-    ``{"kept_fraction": float | None, "painter_delta_b64": str | None, "warning": str | None,
-    "count": int}`` (``count``: the file's Gaussians, absent when it could not be read; a
+    ``{"kept_fraction": float | None, "refined": bool, "painter_delta_b64": str | None,
+    "warning": str | None, "count": int}`` (``refined``: the header records refinement after
+    pruning; ``count``: the file's Gaussians, absent when it could not be read; a
     corrupt delta section gives a warning and no delta; the scene itself still imports)."""
     import json
     s = settings()

@@ -127,6 +127,7 @@ def import_file(context, path: str, *, axis: str = "AUTO", preview: bool = True,
     if extra is not None:
         if extra.get("kept_fraction"):
             so.kept_fraction = float(extra["kept_fraction"])
+        so.refined = bool(extra.get("refined"))
         if extra.get("painter_delta_b64"):
             so.set_painter_delta_b64(extra["painter_delta_b64"])
         if extra.get("warning") and report is not None:

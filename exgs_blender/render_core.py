@@ -66,6 +66,7 @@ class SplatItem:
     count: int
     painter_delta: bytes | None = None  # per-scene painter delta (from a compress --adapt)
     kept_fraction: float | None = None  # of the original scene (compressed meshes): painter gate
+    refined: bool = False  # refined after pruning (a refined .exgs): the painter's refined gate
 
 
 _MESH_CACHE: dict = {}  # mesh name → (fingerprint, digest, path, count)
@@ -158,7 +159,7 @@ def gather(depsgraph) -> list[SplatItem]:
         path, digest, n = source_file(orig) if so.is_preview else export_mesh_ply(orig.data)
         if n:
             items.append(SplatItem(name, mat, path, digest, n, so.painter_delta,
-                                   so.kept_fraction))
+                                   so.kept_fraction, so.refined))
     return items
 
 
@@ -279,7 +280,8 @@ def render_cameras(items: list[SplatItem], cams: list[dict], *, restore: bool = 
                 progress((i + frac) / total, msg or f"{it.name}: rendering")
 
         cam_list = [dict(c, object_matrix_world=it.matrix_world) for c in cams]
-        kw = dict(painter_delta=it.painter_delta, kept_fraction=it.kept_fraction)  # restore
+        kw = dict(painter_delta=it.painter_delta, kept_fraction=it.kept_fraction,
+                  refined=it.refined)  # restore
         if restore and history is not None:
             if len(cams) != 1:
                 raise RenderError("a stabilised restore renders one frame at a time")

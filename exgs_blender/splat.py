@@ -18,6 +18,8 @@ Mesh properties (``SplatObject`` attribute → custom property):
 ``compressed_from``    ``exgs_compressed_from``    name of the object it was compressed from
 ``original_mesh``      ``exgs_original_mesh``      the replaced mesh (kept, fake user)
 ``kept_fraction``      ``exgs_kept_fraction``      kept / original Gaussians in (0, 1], or None
+``refined``            ``exgs_refined``            the Gaussians were refined after pruning
+                                                   (GaussPainter's refined gate table); bool
 ``painter_delta``      ``exgs_painter_delta``      per-scene painter delta (bytes; base64 stored)
 ``stats``              ``exgs_stats``              the compress job's other figures (dict)
 ``full_count``         ``exgs_full_count``         Gaussians in ``source`` while the mesh
@@ -44,7 +46,7 @@ _LEGACY_KEPT = "exgs_stat_kept_fraction"
 MESH_KEYS = ("exgs_layout", "exgs_count", "exgs_sh_degree", "exgs_source", "exgs_format",
              "exgs_source_bytes", "exgs_original_bytes", "exgs_compressed_from",
              "exgs_kept_fraction", "exgs_painter_delta", "exgs_stats", "exgs_original_mesh",
-             "exgs_full_count")
+             "exgs_full_count", "exgs_refined")
 
 
 def is_splat(obj) -> bool:
@@ -170,6 +172,19 @@ class SplatObject:
         self.mesh.pop(_LEGACY_KEPT, None)
 
     @property
+    def refined(self) -> bool:
+        """The Gaussians were refined after pruning (a refined .exgs file; GaussPainter then
+        uses its refined gate table). False when unknown."""
+        return bool(self.mesh.get("exgs_refined", False))
+
+    @refined.setter
+    def refined(self, v) -> None:
+        if v:
+            self.mesh["exgs_refined"] = True
+        else:
+            self.mesh.pop("exgs_refined", None)
+
+    @property
     def painter_delta(self) -> bytes | None:
         """The per-scene painter delta (bytes), or None (missing or not valid base64)."""
         b64 = self.mesh.get("exgs_painter_delta")
@@ -195,10 +210,14 @@ class SplatObject:
         return v.to_dict() if hasattr(v, "to_dict") else {}
 
     def set_stats(self, stats: dict) -> None:
-        """Keep the compress job's scalar figures; the kept fraction goes to its own slot."""
+        """Keep the compress job's scalar figures; the kept fraction goes to its own slot,
+        and so does whether the file was refined (its ``refine`` report, not switched off)."""
         stats = dict(stats or {})
         if "kept_fraction" in stats:
             self.kept_fraction = stats.pop("kept_fraction")
+        rep = stats.get("refine")
+        self.refined = bool(stats.pop("refined", False)) or (
+            isinstance(rep, dict) and rep.get("switched_off") is False)
         self.mesh["exgs_stats"] = {k: v for k, v in stats.items()
                                    if isinstance(v, (int, float, str)) and not
                                    isinstance(v, bool)}
@@ -226,7 +245,8 @@ class SplatObject:
                 "source_bytes": src, "original_bytes": orig,
                 "ratio": (orig / src) if (orig and src) else None,
                 "source": self.source, "format": self.format,
-                "kept_fraction": self.kept_fraction, "full_count": self.full_count}
+                "kept_fraction": self.kept_fraction, "refined": self.refined,
+                "full_count": self.full_count}
 
     def copy_facts_from(self, other: "SplatObject") -> None:
         """Every ``exgs_*`` mesh property of ``other`` (e.g. when a mesh is rebuilt)."""

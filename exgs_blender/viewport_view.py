@@ -53,8 +53,8 @@ def border_crop(corners, border, width: int, height: int) -> tuple[int, int, int
 @dataclass(frozen=True)
 class SplatRef:
     """A splat object as the viewport sees it: content ``digest`` (of its written-back PLY),
-    ``ply_path``, world ``matrix`` (4×4 rows), and the restore inputs (kept fraction, painter
-    delta as base64) that F12 would send."""
+    ``ply_path``, world ``matrix`` (4×4 rows), and the restore inputs (kept fraction,
+    refined, painter delta as base64) that F12 would send."""
 
     name: str
     digest: str
@@ -63,6 +63,7 @@ class SplatRef:
     kept_fraction: float | None = None
     count: int = 0
     painter_delta_b64: str | None = field(default=None, compare=False)
+    refined: bool = False  # refined after pruning: the painter's refined gate table
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ class ViewState:
         return (_rounded(self.view_matrix), _rounded(self.window_matrix), self.width,
                 self.height, self.crop, self.restore, self.sh_degree,
                 None if self.background is None else tuple(round(c, 6) for c in self.background),
-                tuple((o.digest, _rounded(o.matrix), o.kept_fraction) for o in self.objects))
+                tuple((o.digest, _rounded(o.matrix), o.kept_fraction, o.refined)
+                      for o in self.objects))
 
     @property
     def gaussians(self) -> int:
@@ -120,6 +122,8 @@ class ViewState:
             d = {"scene_id": sid, "matrix_world": [list(r) for r in o.matrix]}
             if restore and o.kept_fraction is not None:
                 d["kept_fraction"] = float(o.kept_fraction)
+            if restore and o.refined:
+                d["refined"] = True
             if restore and o.painter_delta_b64:
                 d["painter_delta"] = o.painter_delta_b64
             objs.append(d)

@@ -52,8 +52,8 @@ first ``warmup``, which are their history on the path and are not returned)
     either form: ``exgs.cameras.Camera.to_dict()`` (or any object with ``to_dict()``), or the
     raw Blender numbers (``camera_matrix_world``, ``lens``, ``sensor_width``, ...,
     ``object_matrix_world``) that ``exgs.cameras.camera_from_blender`` takes.
-``set_facts(scene_id, kept_fraction=None, painter_delta=None)``: store a scene's facts once
-(``PUT /v1/scenes/{id}/facts``); restore renders then need neither.
+``set_facts(scene_id, kept_fraction=None, painter_delta=None, refined=False)``: store a
+scene's facts once (``PUT /v1/scenes/{id}/facts``); restore renders then need none of them.
 Lower level: ``submit_render(...)``/``submit_compress(...)`` → job dict, ``job(id, since,
 wait)`` (long poll of the state), ``wait(job_id, progress, cancel, on_frame)``,
 ``frame(job_id, i, wait=0.0)`` (long poll of one frame), ``cancel_job(id)``, ``delete_job(id)``.

@@ -162,13 +162,18 @@ class ExgsClient(HttpClient):
             pass
 
     # ------------------------------------------------------------------ facts
-    def set_facts(self, scene_id: str, *, kept_fraction=None, painter_delta=None) -> dict:
+    def set_facts(self, scene_id: str, *, kept_fraction=None, painter_delta=None,
+                  refined: bool = False) -> dict:
         """Store a scene's facts once (``PUT /v1/scenes/{id}/facts``): the kept fraction of
-        the original scene's Gaussians (GaussPainter's gate; None = unknown) and the
-        per-scene painter delta (bytes or None). Later restore renders use them."""
+        the original scene's Gaussians (GaussPainter's gate; None = unknown), the per-scene
+        painter delta (bytes or None) and whether the Gaussians were refined after pruning
+        (sent only when True: services from before session 7 do not know the field). Later
+        restore renders use them."""
         body = {"kept_fraction": None if kept_fraction is None else float(kept_fraction),
                 "painter_delta": None if painter_delta is None else
                 base64.b64encode(bytes(painter_delta)).decode("ascii")}
+        if refined:
+            body["refined"] = True
         return self._request("PUT", f"/v1/scenes/{quote(scene_id)}/facts", json_body=body)
 
     # ------------------------------------------------------------------ compress

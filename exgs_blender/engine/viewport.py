@@ -63,7 +63,7 @@ def _splat_refs(depsgraph) -> tuple:
                                            tuple(tuple(float(v) for v in r)
                                                  for r in it.matrix_world),
                                            kept_fraction=it.kept_fraction, painter_delta_b64=delta,
-                                           count=int(it.count)))
+                                           count=int(it.count), refined=it.refined))
     return tuple(refs)
 
 

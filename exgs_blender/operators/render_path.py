@@ -86,7 +86,7 @@ def render_sequence(items, specs, out_dir, *, restore=False, progress=None, canc
         if cancel is not None and cancel.is_set():
             raise errors.Cancelled("render cancelled")
         its = [render_core.SplatItem(it.name, m, it.ply_path, it.digest, it.count,
-                                     it.painter_delta, it.kept_fraction)
+                                     it.painter_delta, it.kept_fraction, it.refined)
                for it, m in zip(items, mats) if m is not None]
 
         def sub(frac, msg="", k=k):

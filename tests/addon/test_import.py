@@ -246,3 +246,52 @@ def test_exgs_import_keeps_kept_fraction_and_painter_delta(run_bpy, tmp_path):
     assert out["fmt"] == "exgs" and out["n"] == len(res.scene)
     assert abs(out["kept"] - len(res.scene) / len(scene)) < 1e-6
     assert base64.b64decode(out["delta"]) == delta
+
+
+def test_refined_exgs_import_marks_the_mesh_refined(run_bpy, tmp_path):
+    """A .exgs whose header records refinement (issue 10) marks the mesh ``refined``, and the
+    render items carry it (GaussPainter's refined gate table); a training-free one does not."""
+    from exgs.io.exgs import decode_header, encode_exgs
+    from exgs.synth import random_scene
+    from exgs.ugc import compress
+
+    scene = random_scene(2000, seed=6)
+    res = compress(scene, keep_target=0.1, zstd_level=1, device="cpu", views=2, view_size=(32, 24))
+    h = decode_header(res.data)  # the header exgs.ugc.refine_file.refine_result writes
+    refined = encode_exgs(res.scene, zstd_level=1, source=h["source"],
+                          settings=dict(h["settings"], refine={"steps": 1, "chosen": "end"}),
+                          stats=dict(h["stats"], refined=True))
+    paths = {}
+    for name, data in (("free", res.data), ("refined", refined)):
+        paths[name] = str(tmp_path / f"{name}.exgs")
+        with open(paths[name], "wb") as f:
+            f.write(data)
+    out = run_bpy(f"""
+        from bl_ext.user_default.exgs import io_import, render_core
+        from bl_ext.user_default.exgs.splat import SplatObject
+        RESULT = {{}}
+        for name, path in {paths!r}.items():
+            obj, _ = io_import.import_file(bpy.context, path)
+            RESULT[name] = SplatObject(obj).refined
+        dg = bpy.context.evaluated_depsgraph_get()
+        RESULT["items"] = sorted(it.refined for it in render_core.gather(dg))
+    """)
+    assert out == {"free": False, "refined": True, "items": [False, True]}
+
+
+def test_compress_stats_mark_a_refined_result(run_bpy):
+    """The compress job's stats say whether the file was refined (its ``refine`` report,
+    not switched off): the mesh gets ``refined`` like an imported refined .exgs."""
+    out = run_bpy("""
+        from bl_ext.user_default.exgs.splat import SplatObject
+        me = bpy.data.meshes.new("m")
+        me["exgs_layout"] = [["x", "<f4"]]
+        so = SplatObject(me)
+        RESULT = []
+        for stats in ({"kept_fraction": 0.1, "refine": {"switched_off": False, "steps": 9}},
+                      {"kept_fraction": 0.1, "refine": {"switched_off": True}},
+                      {"kept_fraction": 0.1}):
+            so.set_stats(stats)
+            RESULT.append([so.refined, so.kept_fraction])
+    """)
+    assert out == [[True, 0.1], [False, 0.1], [False, 0.1]]

@@ -396,3 +396,7 @@ def test_facts_are_stored_once_with_the_real_service(server, small_ply):
     conn._store_facts(sid, 0.25, None)  # unchanged: not sent again
     assert len(calls) == 1
     assert conn.api.scene(sid)["facts"]["kept_fraction"] == 0.25
+    assert conn.api.scene(sid)["facts"]["refined"] is False
+    conn._store_facts(sid, 0.25, None, True)  # a refined file's mesh: the refined gate table
+    assert len(calls) == 2 and calls[-1]["refined"] is True
+    assert conn.api.scene(sid)["facts"]["refined"] is True

@@ -240,6 +240,13 @@ def test_payload_and_rect():
     q = plain.payload(["s1", "s2"], scale=1.0, session="S", generation=8)
     assert "kept_fraction" not in q["objects"][0] and "crop" not in q and plain.rect == (0, 0, 640, 360)
     assert "max_gaussians" not in q and "background" not in q
+    # a refined object (its .exgs was refined after pruning) says so with restore only
+    ref = (SplatRef("a", "d1", "/a.ply", EYE, kept_fraction=0.1, refined=True),)
+    r = ViewState.make(EYE, PROJ, 640, 360, ref, restore=True)
+    assert r.payload(["s1"], scale=1.0, session="S", generation=9)["objects"][0]["refined"] is True
+    assert "refined" not in p["objects"][0] and "refined" not in q["objects"][0]
+    assert "refined" not in r.payload(["s1"], scale=0.25, session="S", generation=9)["objects"][0]
+    assert r.key != ViewState.make(EYE, PROJ, 640, 360, (objs[0],), restore=True).key
     opaque = ViewState.make(EYE, PROJ, 640, 360, objs, background=(0.05, 0.1, 0.2))
     assert opaque.payload(["s1", "s2"], scale=1.0, session="S", generation=1)["background"] \
         == [0.05, 0.1, 0.2]
