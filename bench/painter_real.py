@@ -12,6 +12,11 @@ renders at each kept fraction (significance scored on 24 orbit views of the obje
 painter variant's restoration against the full render, the frame's full-coverage fraction
 (full render alpha ≥ 0.99) and the mean brightness shift restored − pruned (0–255).
 
+With ``--refine-steps N`` every pruned scene is refined first and restored as a reader of a
+refined file restores it (``refined=True``: the weights' refined gate / detail tables when
+they have them); ``--refined-tables both`` adds ``NAME:generic`` variants restoring the same
+frames with the generic tables (what refined files got before session 7).
+
 Variants: ``shipped`` (the weights' own gate), ``alpha-only`` (gate floor 0: opaque pixels are
 returned exactly), ``DIR`` / ``name=DIR`` (another weights directory). Real and procedural
 scenes are summarised apart; a scene counts as *full-coverage* when its views are ≥ 95 %
@@ -70,7 +75,11 @@ def load_variants(spec: str) -> dict:
 
 
 def bench_scene(spec, painters, keeps, views, size, scenes_dir, seed=4242, flicker=0,
-                refine_steps=0):
+                refine_steps=0, refined=None):
+    """``refined`` {variant name: bool}: restore that variant's frames as a refined file's
+    (default: every variant when ``refine_steps``)."""
+    if refined is None:
+        refined = {n: bool(refine_steps) for n in painters}
     from exgs.metrics import psnr
     from exgs.painter.data import (_seed, frame_views, load_scene, prune_many, scene_frame,
                                    significance_views)
@@ -96,17 +105,18 @@ def bench_scene(spec, painters, keeps, views, size, scenes_dir, seed=4242, flick
                    "keep": keep, "view": i, "coverage": float((r.alpha >= 0.99).mean()),
                    "pruned_psnr": psnr(d.rgb, r.rgb), "restored": {}, "shift": {}}
             for name, p in painters.items():
-                o = p.restore(d.rgb, d.alpha, kept_fraction=kf)
+                o = p.restore(d.rgb, d.alpha, kept_fraction=kf, refined=refined[name])
                 row["restored"][name] = psnr(o, r.rgb)
                 row["shift"][name] = float((o.mean() - d.rgb.mean()) * 255)
             rows.append(row)
     res = {"rows": rows, "seconds": time.time() - t0}
     if flicker:
-        res["flicker"] = bench_flicker(scene, frame, pruned, keeps, painters, flicker, size)
+        res["flicker"] = bench_flicker(scene, frame, pruned, keeps, painters, flicker, size,
+                                       refined)
     return res
 
 
-def bench_flicker(scene, frame, pruned, keeps, painters, n_frames, size):
+def bench_flicker(scene, frame, pruned, keeps, painters, n_frames, size, refined):
     """Temporal stability on a smooth orbit (``n_frames`` frames, 1.5° apart): mean
     |frame-to-frame difference| (0–255) of each restored sequence minus that of the full-scene
     sequence, next to the same for the unrestored (pruned) sequence. Lower is steadier; a
@@ -131,7 +141,8 @@ def bench_flicker(scene, frame, pruned, keeps, painters, n_frames, size):
         ds = [render(ps, c, device="cpu") for c in cams]
         e = {"pruned": tv([d.rgb for d in ds]) - base}
         for name, p in painters.items():
-            e[name] = tv([p.restore(d.rgb, d.alpha, kept_fraction=kf) for d in ds]) - base
+            e[name] = tv([p.restore(d.rgb, d.alpha, kept_fraction=kf, refined=refined[name])
+                          for d in ds]) - base
         out["keeps"][f"{keep:g}"] = e
     return out
 
@@ -186,6 +197,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--refine-steps", type=int, default=0,
                     help="> 0: refine every pruned scene this many steps first (issue 10)")
+    ap.add_argument("--refined-tables", choices=("on", "both"), default="on",
+                    help="with --refine-steps: restore as refined files (on), or also with the "
+                         "generic tables as NAME:generic (both)")
     ap.add_argument("--flicker", type=int, default=0, help="frames of the flicker path (0 = off)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "painter_real.json"))
     args = ap.parse_args(argv)
@@ -196,10 +210,15 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     painters = load_variants(args.variants)
+    refined = {n: bool(args.refine_steps) for n in painters}
+    if args.refine_steps and args.refined_tables == "both":
+        for n in list(painters):
+            painters[f"{n}:generic"] = painters[n]
+            refined[f"{n}:generic"] = False
     names = list(painters)
     keeps = [float(x) for x in args.keeps.split(",")]
     res = {"variants": args.variants, "size": args.size, "keeps": keeps,
-           "refine_steps": args.refine_steps,
+           "refine_steps": args.refine_steps, "refined": refined,
            "machine": f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at start",
            "scenes": {}}
     specs = [(s, args.views) for s in parse_scene_specs([args.scenes])]
@@ -209,7 +228,7 @@ def main(argv=None) -> int:
     for spec, views in specs:
         r = bench_scene(spec, painters, keeps, views, args.size, args.scenes_dir,
                         flicker=args.flicker if spec.startswith("real:") else 0,
-                        refine_steps=args.refine_steps)
+                        refine_steps=args.refine_steps, refined=refined)
         rows += r.pop("rows")
         res["scenes"][spec] = r
         print(f"  {spec}: {r['seconds']:.0f} s", flush=True)
