@@ -17,8 +17,9 @@ Calibration (:func:`detail_tables`): the head's scale per kept fraction
 (``PainterConfig.detail_scale_by_keep``) on training-scene views the head did not train on
 (:func:`split_views`), by a risk-averse rule per bin of kept fractions: among the scales whose
 ``quantile`` of per-frame gains is ≥ ``worst_db`` *separately* for training-free and refined
-frames, the one with the largest mean gain + ``loss_weight`` · mean(min(gain, 0)). One table
-then serves both kinds of file (no refinement flag is needed at inference).
+frames, the one with the largest mean gain + ``loss_weight`` · mean(min(gain, 0)). This table
+serves training-free files, and refined ones when the weights have no refined table; files
+refined after pruning get their own gate and detail tables (:mod:`.calibrate_refined`).
 
 Arrays are NHWC float32 numpy unless noted; display sRGB in [0, 1].
 """
