@@ -84,7 +84,7 @@ class PainterConfig:
     #: nothing pruned → 0 (the head is not applied)
     refined_gate_bias_by_keep: tuple = ()  #: like ``gate_bias_by_keep``, for files refined
     #: after pruning (issue 10; the .exgs header says so): calibrated on refined frames only
-    #: (``exgs painter-calibrate-refined``). A bias of −∞ (``null`` in painter.json) switches
+    #: (``exgs painter-train ... --calibrate-refined``). A bias of −∞ (``null`` in painter.json) switches
     #: the painter off for that kept fraction (input returned exactly, detail head too).
     #: Empty: refined files use the tables above (weights from before session 7)
     refined_detail_scale_by_keep: tuple = ()  #: like ``detail_scale_by_keep``, for refined
@@ -127,7 +127,8 @@ class PainterConfig:
         ``gate_bias_by_keep`` (the name stored in painter.json); −∞ (the input returned
         exactly) when kept_fraction ≥ 1 and a table is given. ``refined``: the file was
         refined after pruning — ``refined_gate_bias_by_keep`` when the weights have it (−∞
-        inside and next to a bin where the painter is off)."""
+        in a bin where the painter is off; next to one, the value of the bin the kept
+        fraction falls in: :func:`_interp_log_keep`)."""
         keep = kept_fraction
         table = self.gate_bias_by_keep
         if self._refined(refined) and keep is not None:
