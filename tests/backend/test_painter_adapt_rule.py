@@ -44,6 +44,7 @@ def harmful_net():
     pushed to white, so restoring always lowers PSNR (unrestored must win)."""
     net = load_net()
     net.cfg.gate_bias, net.cfg.gate_bias_by_keep = 8.0, ()
+    net.cfg.refined_gate_bias_by_keep = ()  # refined files too (they have their own table)
     net.cfg.gate_floor, net.cfg.gate_coverage_gain = 1.0, 0.0
     with torch.no_grad():
         net.vae.decoder.layers[-1].bias[:3].add_(4.0)
