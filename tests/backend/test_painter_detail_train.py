@@ -59,6 +59,25 @@ def test_detail_tables_are_non_increasing_in_keep():
     table, _ = detail_tables(sw)
     scales = [s for _, s in table]
     assert scales[0] == 0.5 and all(x >= y for x, y in zip(scales, scales[1:]))
+    free, _ = detail_tables(sw, monotone=False)  # each bin keeps its own safe best
+    assert [s for _, s in free] == [0.5, 1.0, 0.0]
+
+
+def test_base_restorations_keep_only_renders_up_to_max_keep():
+    from exgs.painter.detail_train import base_restorations
+
+    rng = np.random.default_rng(0)
+    pair = {"clean_rgb": rng.uniform(0, 1, (32, 32, 3)).astype(np.float16),
+            "clean_alpha": np.ones((32, 32), np.float16),
+            "deg_rgb": rng.uniform(0, 1, (3, 32, 32, 3)).astype(np.float16),
+            "deg_alpha": np.ones((3, 32, 32), np.float16),
+            "keeps": np.array([0.01, 0.05, 0.2], np.float32), "refined": np.array([0, 1, 0], bool)}
+    net = PainterNet(PainterConfig(vae_width=8, latent_channels=4, unet_channels=(8, 8))).eval()
+    (b,) = base_restorations(net, [pair], max_keep=0.06)
+    assert np.allclose(b["keeps"], [0.01, 0.05]) and b["refined"].tolist() == [False, True]
+    assert b["rgb"].shape == b["restored"].shape == (2, 32, 32, 3)
+    assert np.array_equal(b["rgb"][1], pair["deg_rgb"][1])
+    assert base_restorations(net, [pair], max_keep=0.001) == []
 
 
 def test_train_detail_learns_a_residual_it_can_see(tmp_path):

@@ -94,6 +94,11 @@ def register(sub) -> None:
     p.add_argument("--detail-stride", type=int, default=1, choices=(1, 2),
                    help="2: the detail head's convs run on 2×2 pixel blocks (half the cost)")
     p.add_argument("--detail-crop", type=int, default=96)
+    p.add_argument("--detail-max-keep", type=float, default=1.0,
+                   help="train the detail head only on renders with kept fraction ≤ this (its "
+                        "calibration still sees every kept fraction)")
+    p.add_argument("--detail-no-monotone", action="store_true",
+                   help="detail calibration: keep each bin's own scale (no non-increasing clamp)")
     p.add_argument("--detail-batch", type=int, default=16)
     p.add_argument("--data-only", action="store_true", help="build the pair cache, do not train")
     p.add_argument("--calibrate-only", action="store_true",
@@ -229,7 +234,7 @@ def run_detail(args, files) -> int:
         t0 = time.time()
         bases = base_restorations(net, load_pairs(cal_files))
         print(f"calibration bases: {len(cal_files)} views ({(time.time() - t0) / 60:.1f} min)")
-        calibrate_detail(out / "painter", bases)
+        calibrate_detail(out / "painter", bases, monotone=not args.detail_no_monotone)
         return 0
     import torch
 
@@ -254,7 +259,7 @@ def run_detail(args, files) -> int:
     for p in net.detail.parameters():
         p.requires_grad_(True)
     t0 = time.time()
-    bases = _cached_bases(out / "detail_bases.pt", net, train_files)
+    bases = _cached_bases(out / "detail_bases.pt", net, train_files, args.detail_max_keep)
     t_base = time.time() - t0
     print(f"bases: {len(train_files)} views, {len(cal_files)} kept for calibration "
           f"({t_base / 60:.1f} min)")
@@ -268,6 +273,7 @@ def run_detail(args, files) -> int:
     meta = {"base": base_meta, "detail": {
         "init": args.init, "scenes": parse_scene_specs_str(args.scenes),
         "train_views": len(train_files), "calibration_views": len(cal_files),
+        "max_keep": args.detail_max_keep,
         "steps_done": info["step"], "train_minutes": round(info["minutes"], 2),
         "train_config": {k: getattr(tc, k) for k in ("steps", "minutes", "batch", "crop", "lr",
                                                       "seed")},
@@ -279,26 +285,28 @@ def run_detail(args, files) -> int:
                       "finished": info["finished"]}))
     if args.calibrate and info["finished"]:
         del bases
-        calibrate_detail(out / "painter", base_restorations(net, load_pairs(cal_files)))
+        calibrate_detail(out / "painter", base_restorations(net, load_pairs(cal_files)),
+                         monotone=not args.detail_no_monotone)
     print(f"weights: {out}/painter")
     return 0
 
 
-def _cached_bases(path, net, files) -> list:
-    """:func:`exgs.painter.detail_train.base_restorations` of ``files``, cached in ``path``
-    (reused while the list of files is the same; the frozen net is the run's own)."""
+def _cached_bases(path, net, files, max_keep: float = 1.0) -> list:
+    """:func:`exgs.painter.detail_train.base_restorations` of ``files`` (renders with kept
+    fraction ≤ ``max_keep``), cached in ``path`` (reused while the list of files and
+    ``max_keep`` are the same; the frozen net is the run's own)."""
     import torch
 
     from ..fsutil import atomic_path
     from ..painter.data import load_pairs
     from ..painter.detail_train import base_restorations
 
-    names = [str(f) for f in files]
+    names = [str(f) for f in files] + ([f"max_keep={max_keep}"] if max_keep < 1 else [])
     if path.exists():
         d = torch.load(path, weights_only=False)
         if d["files"] == names:
             return d["bases"]
-    bases = base_restorations(net, load_pairs(files))
+    bases = base_restorations(net, load_pairs(files), max_keep)
     with atomic_path(path) as tmp:
         torch.save({"files": names, "bases": bases}, tmp)
     return bases

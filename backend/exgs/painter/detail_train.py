@@ -49,11 +49,12 @@ def split_views(files, every: int = 6) -> tuple[list, list]:
 
 
 @torch.no_grad()
-def base_restorations(net: PainterNet, pairs: list[dict]) -> list[dict]:
+def base_restorations(net: PainterNet, pairs: list[dict], max_keep: float = 1.0) -> list[dict]:
     """Per pair file: ``{"rgb" [K,H,W,3], "alpha" [K,H,W], "restored" [K,H,W,3], "clean"
     [H,W,3], "keeps" [K], "refined" [K] bool}`` (float16 arrays; H, W cropped to multiples of
     8) where ``restored`` is the net's inference output for that kept fraction *without* the
-    detail head."""
+    detail head. Only renders with kept fraction ≤ ``max_keep`` are kept (K counts those;
+    pair files with none are skipped)."""
     from .fast import inference_copy
 
     saved = net.cfg.detail_scale_by_keep
@@ -66,8 +67,12 @@ def base_restorations(net: PainterNet, pairs: list[dict]) -> list[dict]:
             H8, W8 = H - H % 8, W - W % 8
             keeps = np.asarray(p["keeps"], np.float32)
             refined = np.asarray(p.get("refined", np.zeros(len(keeps), bool)), bool)
-            rgb = p["deg_rgb"][:, :H8, :W8].astype(np.float32)
-            al = p["deg_alpha"][:, :H8, :W8].astype(np.float32)
+            sel = keeps <= max_keep
+            if not sel.any():
+                continue
+            keeps, refined = keeps[sel], refined[sel]
+            rgb = p["deg_rgb"][sel, :H8, :W8].astype(np.float32)
+            al = p["deg_alpha"][sel, :H8, :W8].astype(np.float32)
             res = np.empty_like(rgb)
             for k in range(len(keeps)):
                 x = torch.from_numpy(rgb[k]).permute(2, 0, 1)[None].contiguous(
@@ -251,13 +256,15 @@ def detail_sweep(net: PainterNet, bases: list[dict], scales) -> dict:
 
 def detail_tables(sweep: dict, edges=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32),
                   worst_db: float = -0.05, quantile: float = 0.1,
-                  loss_weight: float = 2.0) -> tuple[list, list]:
+                  loss_weight: float = 2.0, monotone: bool = True) -> tuple[list, list]:
     """(scale table, report rows) from :func:`detail_sweep`: per bin of kept fractions the
     scale with the largest risk-averse score (mean Δ + ``loss_weight`` · mean(min(Δ, 0)),
     Δ = gain over the head-less painter) among the scales whose per-frame Δ has its
     ``quantile`` ≥ ``worst_db`` on training-free and on refined frames separately (scale 0
-    always qualifies). The table is made non-increasing in keep (a less pruned scene never
-    gets a larger scale) and ends at scale 0 for keep = 1 (nothing pruned)."""
+    always qualifies). With ``monotone`` the table is made non-increasing in keep (a less
+    pruned scene never gets a larger scale); without, each bin keeps its own choice (each
+    passed the quantile rule on its own frames). It ends at scale 0 for keep = 1 (nothing
+    pruned)."""
     scales, keeps, ref = sweep["scales"], sweep["keeps"], sweep["refined"]
     delta = sweep["gain"] - sweep["base_gain"][None]
     table, report = [], []
@@ -285,13 +292,13 @@ def detail_tables(sweep: dict, edges=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
                              "q_db": float(np.quantile(d[i, m], quantile)),
                              "gain_db": float(sweep["gain"][i, sel][m].mean())}
         report.append(row)
-    for i in range(1, len(table)):
+    for i in range(1, len(table) if monotone else 0):
         table[i][1] = min(table[i][1], table[i - 1][1])
     table.append([1.0, 0.0])
     return [tuple(t) for t in table], report
 
 
-def calibrate_detail(weights_dir, bases: list[dict], scales=(0, 0.25, 0.5, 0.75, 1.0, 1.25),
+def calibrate_detail(weights_dir, bases: list[dict], scales=(0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5),
                      **kw) -> list:
     """Sweep, choose (:func:`detail_tables`), print, and write ``detail_scale_by_keep`` into
     ``weights_dir/painter.json`` (atomically). Returns the table."""
