@@ -34,7 +34,7 @@ def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
     ], 1)
 
 
-def _mat_to_quat(m: np.ndarray) -> np.ndarray:
+def rotmat_to_quat(m: np.ndarray) -> np.ndarray:
     """[N,3,3] proper rotations → [N,4] unit quaternions (w, x, y, z), w ≥ 0 (Shepperd)."""
     m = m.reshape(-1, 3, 3)
     tr = np.trace(m, axis1=1, axis2=2)
@@ -121,7 +121,7 @@ def transform_scene(scene: GaussianScene, matrix) -> GaussianScene:
     means = scene.means.astype(np.float64) @ a.T + t
     rot = q_mat * np.sign(np.linalg.det(q_mat))      # proper rotation (covariances are even)
     if np.allclose(sv, sv[0], rtol=1e-6):            # similarity: rotate the frames
-        quats = _mat_to_quat(rot[None] @ quat_to_rotmat(scene.quats))
+        quats = rotmat_to_quat(rot[None] @ quat_to_rotmat(scene.quats))
         log_scales = scene.log_scales.astype(np.float64) + np.log(sv[0])
     else:                                            # general: Σ' = A Σ Aᵀ, re-factored
         r = quat_to_rotmat(scene.quats)
@@ -129,7 +129,7 @@ def transform_scene(scene: GaussianScene, matrix) -> GaussianScene:
         cov = (a[None] @ r) * s2[:, None, :] @ (a[None] @ r).transpose(0, 2, 1)
         ev, vecs = np.linalg.eigh(cov)
         vecs *= np.where(np.linalg.det(vecs) < 0, -1.0, 1.0)[:, None, None]
-        quats = _mat_to_quat(vecs)
+        quats = rotmat_to_quat(vecs)
         log_scales = 0.5 * np.log(np.maximum(ev, 1e-60))
     sh = scene.sh.astype(np.float64)
     for deg, m_l in enumerate(sh_rotation(q_mat, scene.sh_degree), start=1):

@@ -166,6 +166,23 @@ def test_rotation_conversions():
     assert np.abs(np.abs(np.einsum("ij,ij->i", q, q2)) - 1).max() < 1e-9
 
 
+def test_rotation_conversion_at_half_turns():
+    """Rotations by exactly 180° (w = 0: eigh returns such frames for covariances with a
+    repeated axis) round-trip too; sign tricks on R - Rᵀ (zero there) got some of them wrong."""
+    rng = np.random.default_rng(3)
+    axes = np.concatenate([rng.normal(size=(200, 3)), np.eye(3), [[1.0, -1.0, 0.0],
+                                                                  [0.0, 1.0, -1.0]]])
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    q = np.concatenate([np.zeros((len(axes), 1)), axes], 1)
+    R = quat_to_rotmat(q)
+    R2 = quat_to_rotmat(rotmat_to_quat(R))
+    assert np.abs(R2 - R).max() < 1e-9
+    # amplification writes survivors' frames from eigenvectors: flips of two axes are 180° turns
+    flips = np.stack([np.diag([1.0, -1.0, -1.0]), np.diag([-1.0, 1.0, -1.0]),
+                      np.diag([-1.0, -1.0, 1.0])])
+    assert np.abs(quat_to_rotmat(rotmat_to_quat(flips)) - flips).max() < 1e-12
+
+
 def test_nearest_in_grid_matches_brute_force():
     rng = np.random.default_rng(1)
     pts = rng.uniform(0, 1, (400, 3))

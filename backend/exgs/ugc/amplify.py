@@ -22,7 +22,7 @@ import numba as nb
 import numpy as np
 
 from ..scene import GaussianScene, logit
-from ..transform import quat_to_rotmat
+from ..transform import quat_to_rotmat, rotmat_to_quat
 
 #: members (and nearest-survivor queries) processed at a time: bounds the float64
 #: temporaries (covariances: 72 B per row) to a few hundred MB at any scene size
@@ -30,21 +30,6 @@ ROWS = 1 << 20
 
 
 # ------------------------------------------------------------------------------ geometry
-def rotmat_to_quat(R: np.ndarray) -> np.ndarray:
-    """[N,3,3] proper rotation matrices → [N,4] unit quaternions (w,x,y,z), w ≥ 0."""
-    R = np.asarray(R, np.float64)
-    m00, m11, m22 = R[:, 0, 0], R[:, 1, 1], R[:, 2, 2]
-    q = np.stack([
-        np.sqrt(np.maximum(0.0, 1 + m00 + m11 + m22)) / 2,
-        np.sqrt(np.maximum(0.0, 1 + m00 - m11 - m22)) / 2,
-        np.sqrt(np.maximum(0.0, 1 - m00 + m11 - m22)) / 2,
-        np.sqrt(np.maximum(0.0, 1 - m00 - m11 + m22)) / 2], 1)
-    q[:, 1] = np.copysign(q[:, 1], R[:, 2, 1] - R[:, 1, 2])
-    q[:, 2] = np.copysign(q[:, 2], R[:, 0, 2] - R[:, 2, 0])
-    q[:, 3] = np.copysign(q[:, 3], R[:, 1, 0] - R[:, 0, 1])
-    return q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-30)
-
-
 def covariances(scene: GaussianScene, idx=None) -> np.ndarray:
     """[M,3,3] float64 covariances R diag(s²) Rᵀ of Gaussians ``idx`` (all when None)."""
     q = scene.quats if idx is None else scene.quats[idx]
