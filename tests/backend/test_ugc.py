@@ -148,6 +148,72 @@ def test_voxel_rule_per_voxel_topk_brute_force():
         assert picked <= set(expect)
 
 
+def _object_and_background(seed=2):
+    """A dense object (4,000 centres in a small ball, low scores each) inside a sparse
+    'background' (300 centres on a sphere of radius 8, one or two per voxel, each scoring
+    30× an object centre: big splats that cover much of every view)."""
+    rng = np.random.default_rng(seed)
+    obj = rng.normal(0, 0.3, (4000, 3))
+    d = rng.normal(size=(300, 3))
+    bg = 8.0 * d / np.linalg.norm(d, axis=1, keepdims=True)
+    score = np.concatenate([rng.uniform(0.5, 1.5, 4000), rng.uniform(20, 40, 300)])
+    return np.concatenate([obj, bg]), score
+
+
+def test_voxel_mass_share_keeps_sparse_significant_regions():
+    means, score = _object_and_background()
+    target, v, m = 200, 1.0, 5
+    bg = np.arange(4000, 4300)
+    by_count, _ = voxel_sample(means, score, target, voxel_size=v, min_count=m)
+    by_mass, info = voxel_sample(means, score, target, voxel_size=v, min_count=m,
+                                 mass_share=0.5)
+    assert len(by_mass) == target == len(np.unique(by_mass))
+    assert np.all(np.diff(score[by_mass]) <= 0)
+    # the count rule starves the background (its voxels hold < m centres each) ...
+    assert np.isin(by_count, bg).sum() < 30
+    # ... the mass share gives it picks, and every voxel whose mass earns a pick has one
+    assert np.isin(by_mass, bg).sum() >= max(60, 3 * np.isin(by_count, bg).sum())
+    keys = voxel_keys(means, v)
+    uk, inv = np.unique(keys, return_inverse=True)
+    mass = np.bincount(inv, weights=score)
+    earned = set(uk[mass >= score.sum() / target])
+    assert earned <= set(keys[by_mass])
+    assert info["mass_share"] == 0.5 and info["qualifying_voxels"] >= len(earned)
+    # share 0 is the count rule exactly; out-of-range shares are refused
+    same, _ = voxel_sample(means, score, target, voxel_size=v, min_count=m, mass_share=0.0)
+    assert np.array_equal(same, by_count)
+    with pytest.raises(ValueError, match="mass_share"):
+        voxel_sample(means, score, target, voxel_size=v, mass_share=1.5)
+
+
+def test_voxel_mass_share_per_voxel_counts_brute_force():
+    """Without trimming, voxel V keeps its best ⌊target·((1−s)|V|/N + s·S_V/S)⌋, at least
+    one when |V| ≥ m or S_V ≥ S/target, at most |V|."""
+    rng = np.random.default_rng(6)
+    means = rng.uniform(0, 1, (1500, 3)) ** 3  # dense near the origin, sparse far out
+    score = rng.random(1500) * (1 + 10 * means[:, 0])
+    v, m, target, s = 0.25, 4, 300, 0.5
+    idx, info = voxel_sample(means, score, target, voxel_size=v, min_count=m, mass_share=s)
+    keys = voxel_keys(means, v)
+    expect = []
+    for k in np.unique(keys):
+        members = np.flatnonzero(keys == k)
+        sv = score[members].sum()
+        kv = math.floor(target * ((1 - s) * len(members) / 1500 + s * sv / score.sum()))
+        if len(members) >= m or sv >= score.sum() / target:
+            kv = max(kv, 1)
+        expect += list(members[np.argsort(-score[members])[:min(kv, len(members))]])
+    assert info["initial_picks"] == len(expect)
+    picked = set(idx.tolist())
+    assert set(expect) <= picked if len(expect) <= target else picked <= set(expect)
+
+
+def test_compress_refuses_a_bad_voxel_mass_share():
+    with pytest.raises(UsageError, match="voxel_mass_share"):
+        compress(random_scene(200, seed=1), keep_target=0.5, voxel_mass_share=-0.1,
+                 device="cpu")
+
+
 def test_auto_voxel_size_and_edge_counts():
     means, rng = _clustered()
     score = rng.random(len(means))

@@ -70,6 +70,7 @@ def test_compress_keep_count_and_sh(ply, tmp_path, capsys):
     (["--sh-degree", "3", "--keep", "0.1"], "exceeds"),
     (["--keep", "0.1", "--views", "0"], "views"),
     (["--keep", "0.1", "--cameras", "nope.json"], "nope.json"),
+    (["--keep", "0.1", "--voxel-mass-share", "2"], "voxel_mass_share"),
 ])
 def test_compress_errors_exit_2_nothing_written(ply, tmp_path, capsys, args, needle):
     out = tmp_path / "o.exgs"

@@ -85,6 +85,9 @@ def register(sub) -> None:
                    help="LightGaussian volume factor exponent (e.g. 0.1; default off)")
     p.add_argument("--no-voxel", action="store_true", help="plain top-k by score")
     p.add_argument("--voxel-size", type=float, default=None, help="voxel edge (scene units)")
+    p.add_argument("--voxel-mass-share", type=float, default=0.5, metavar="S",
+                   help="share of the picks given to voxels by significance mass rather than "
+                        "by Gaussian count, 0..1 (default 0.5; 0 = the count rule)")
     p.add_argument("--no-amplify", action="store_true", help="no survivor amplification")
     p.add_argument("--no-distill", action="store_true", help="truncate SH instead of distilling")
     p.add_argument("--position-bits", type=int, default=16, choices=range(8, 22),
@@ -162,7 +165,8 @@ def run(args) -> int:
         ratio=args.ratio, keep_target=args.keep, source_bytes=src_bytes,
         sh_degree=args.sh_degree, cameras=cams, views=args.views, view_size=args.view_size,
         up=args.up, volume_beta=args.volume_beta, voxel=not args.no_voxel,
-        voxel_size=args.voxel_size, amplify=not args.no_amplify, distill=not args.no_distill,
+        voxel_size=args.voxel_size, voxel_mass_share=args.voxel_mass_share,
+        amplify=not args.no_amplify, distill=not args.no_distill,
         position_bits=args.position_bits, device=args.device)
     net = None
     if adapt is not None:

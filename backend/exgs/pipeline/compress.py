@@ -45,6 +45,7 @@ class CompressOptions:
     volume_beta: float | None = None
     voxel: bool = True
     voxel_size: float | None = None
+    voxel_mass_share: float = 0.5
     amplify: bool = True
     distill: bool = True
     position_bits: int = 16
@@ -57,7 +58,8 @@ class CompressOptions:
                     source_bytes=self.source_bytes, views=self.views,
                     view_size=tuple(self.view_size), up=self.up,
                     volume_beta=self.volume_beta, voxel=self.voxel,
-                    voxel_size=self.voxel_size, amplify=self.amplify, distill=self.distill,
+                    voxel_size=self.voxel_size, voxel_mass_share=self.voxel_mass_share,
+                    amplify=self.amplify, distill=self.distill,
                     position_bits=self.position_bits, device=self.device, **self.ugc)
 
 

@@ -57,7 +57,7 @@ def _emit(progress, frac, msg):
 
 def select(scene: GaussianScene, score: np.ndarray, count: int, method: str = "ugc", *,
            voxel: bool = True, voxel_size: float | None = None, min_voxel_count: int = 5,
-           seed: int = 0) -> tuple[np.ndarray, dict]:
+           voxel_mass_share: float = 0.5, seed: int = 0) -> tuple[np.ndarray, dict]:
     """Indices of ``count`` Gaussians, most significant first, by ``method``:
     ``ugc`` (voxel sampling on the score, or plain top-k if ``voxel`` is False), ``score``
     (top-k by score), ``opacity`` (top-k by opacity), ``random`` (uniform, seeded)."""
@@ -67,7 +67,7 @@ def select(scene: GaussianScene, score: np.ndarray, count: int, method: str = "u
     count = int(min(max(count, 0), n))
     if method == "ugc" and voxel:
         return voxel_sample(scene.means, score, count, voxel_size=voxel_size,
-                            min_count=min_voxel_count)
+                            min_count=min_voxel_count, mass_share=voxel_mass_share)
     if method in ("ugc", "score"):
         return np.argsort(-score, kind="stable")[:count], {}
     if method == "opacity":
@@ -86,7 +86,8 @@ def compress(scene: GaussianScene, *, budget_bytes: float | None = None,
              view_size: tuple[int, int] = (320, 240), up="-y",
              volume_beta: float | None = None, method: str = "ugc", voxel: bool = True,
              voxel_size: float | None = None, min_voxel_count: int = 5,
-             amplify: bool = True, amplify_strength: float | None = None,
+             voxel_mass_share: float = 0.5, amplify: bool = True,
+             amplify_strength: float | None = None,
              colour_strength: float = 0.5, distill: bool = True,
              position_bits: int = 16, zstd_level: int = 19, device: str = "auto",
              score: np.ndarray | None = None, seed: int = 0) -> CompressResult:
@@ -117,6 +118,8 @@ def compress(scene: GaussianScene, *, budget_bytes: float | None = None,
     if sh_degree > scene.sh_degree:
         raise UsageError(f"sh_degree {sh_degree} exceeds the scene's SH degree "
                          f"{scene.sh_degree}")
+    if not (isinstance(voxel_mass_share, (int, float)) and 0.0 <= voxel_mass_share <= 1.0):
+        raise UsageError(f"voxel_mass_share must be in [0, 1], got {voxel_mass_share!r}")
     if method not in PRUNE_METHODS:
         raise UsageError(f"unknown pruning method {method!r} (expected one of {PRUNE_METHODS})")
     if n == 0:
@@ -159,7 +162,7 @@ def compress(scene: GaussianScene, *, budget_bytes: float | None = None,
     with stage("reduce_sh"):
         base = reduce_sh(scene, int(sh_degree), cameras, distill=distill)
     settings = {"method": method, "voxel": bool(voxel), "voxel_size": voxel_size,
-                "min_voxel_count": min_voxel_count,
+                "min_voxel_count": min_voxel_count, "voxel_mass_share": voxel_mass_share,
                 "amplify": bool(amplify and method == "ugc"),
                 "amplify_strength": ("adaptive (1-f)^2" if amplify_strength is None
                                      else amplify_strength),
@@ -175,6 +178,7 @@ def compress(scene: GaussianScene, *, budget_bytes: float | None = None,
         with stage("select"):
             idx, vinfo = select(scene, score, count, method, voxel=voxel,
                                 voxel_size=voxel_size, min_voxel_count=min_voxel_count,
+                                voxel_mass_share=voxel_mass_share,
                                 seed=seed)
         with stage("amplify"):
             if amplify and method == "ugc":

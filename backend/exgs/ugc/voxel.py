@@ -6,6 +6,11 @@ Rule (all vectorized: one ``np.lexsort`` and a few ``np.unique``/``bincount``):
    ``floor((μ_j − lo) / v)``.
 2. In each voxel V keep its top ``k_V = ⌊|V|·ρ⌋`` Gaussians by score, ρ = target / N, and at
    least one (the best) in every voxel holding ≥ ``min_count`` Gaussians.
+   With a significance *mass share* s > 0 (the default of :func:`exgs.ugc.compress`:
+   0.5), ``k_V = ⌊target·((1 − s)·|V|/N + s·S_V/S)⌋`` (S_V: the voxel's summed score, S: the
+   total), and every voxel whose mass alone earns a pick (S_V ≥ S / target) gets at least
+   one however few Gaussians it holds: sparse but significant regions (a capture's
+   background, a sky) are not starved by the dense object. s = 0 is the count rule above.
 3. Trim or top up to exactly ``target``: drop the lowest-scored *extra* picks first (never a
    voxel's only pick while extras remain), or add the best-scored unpicked Gaussians.
 
@@ -99,9 +104,12 @@ def auto_voxel_size(means: np.ndarray, target: int, *, min_count: int = 3,
 
 def voxel_sample(means: np.ndarray, score: np.ndarray, target: int, *,
                  voxel_size: float | None = None, min_count: int = 3,
-                 coverage: float = 0.25) -> tuple[np.ndarray, dict]:
+                 coverage: float = 0.25, mass_share: float = 0.0) -> tuple[np.ndarray, dict]:
     """Indices (sorted by decreasing score) of exactly ``min(target, N)`` Gaussians chosen by
-    the voxel rule (module doc), and a dict of diagnostics (voxel size, voxel counts)."""
+    the voxel rule (module doc; ``mass_share`` in [0, 1] is s there), and a dict of
+    diagnostics (voxel size, voxel counts)."""
+    if not 0.0 <= mass_share <= 1.0:
+        raise ValueError(f"mass_share must be in [0, 1], got {mass_share}")
     n = len(score)
     target = int(min(max(target, 0), n))
     score = np.asarray(score, np.float64)
@@ -119,13 +127,21 @@ def voxel_sample(means: np.ndarray, score: np.ndarray, target: int, *,
     counts = np.diff(np.r_[first, n])
     rank = np.arange(n) - first[group]                # rank inside its voxel
     rho = target / n
-    k_v = np.floor(counts * rho).astype(np.int64)
-    k_v = np.maximum(k_v, (counts >= min_count).astype(np.int64))
+    qualifies = counts >= min_count
+    mass = np.bincount(group, weights=score[order])
+    total = float(mass.sum())
+    if mass_share > 0 and total > 0:
+        share = (1.0 - mass_share) * counts / n + mass_share * mass / total
+        k_v = np.floor(target * share).astype(np.int64)
+        qualifies |= mass >= total / target  # significant enough for a pick of its own
+    else:
+        k_v = np.floor(counts * rho).astype(np.int64)
+    k_v = np.minimum(np.maximum(k_v, qualifies.astype(np.int64)), counts)
     picked_sorted = rank < k_v[group]
     picked = np.zeros(n, bool)
     picked[order[picked_sorted]] = True
     guaranteed = np.zeros(n, bool)
-    guaranteed[order[(rank == 0) & (counts[group] >= min_count)]] = True
+    guaranteed[order[(rank == 0) & qualifies[group]]] = True
     n_picked = int(picked.sum())
     if n_picked > target:
         # drop extras (not a voxel's guaranteed pick) by increasing score, then guaranteed ones
@@ -139,6 +155,6 @@ def voxel_sample(means: np.ndarray, score: np.ndarray, target: int, *,
     idx = np.flatnonzero(picked)
     idx = idx[np.argsort(-score[idx], kind="stable")]
     info = {"voxel_size": float(v), "voxels": int(len(first)),
-            "qualifying_voxels": int((counts >= min_count).sum()),
+            "qualifying_voxels": int(qualifies.sum()), "mass_share": float(mass_share),
             "initial_picks": n_picked}
     return idx, info
