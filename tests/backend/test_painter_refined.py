@@ -257,3 +257,72 @@ def test_shipped_painter_does_no_harm_to_a_generated_refined_file(files):
         clean, r = render(full, cam), render(sc, cam)
         out = restorer(r.rgb, r.alpha)
         assert psnr(out, clean.rgb) >= psnr(r.rgb, clean.rgb) - 0.05
+
+
+# --------------------------------------------- generic tables by the same rule (session 8)
+def test_free_sweep_scores_training_free_frames_as_inference_computes():
+    """``refined=False``: the sweep scores the training-free frames, exactly as the painter
+    restores a training-free file with that (bias, scale) in its generic tables."""
+    from exgs.metrics import psnr
+    from exgs.painter.calibrate_refined import refined_sweep
+
+    net = _net()
+    rng = np.random.default_rng(4)
+    rgb, alpha = _frame(5, 64)
+    rgb2, alpha2 = _frame(6, 64)
+    clean = np.clip(rgb + rng.normal(0, 0.05, rgb.shape), 0, 1).astype(np.float16)
+    pair = {"clean_rgb": clean, "clean_alpha": np.ones_like(alpha, np.float16),
+            "deg_rgb": np.stack([rgb, rgb2]).astype(np.float16),
+            "deg_alpha": np.stack([alpha, alpha2]).astype(np.float16),
+            "keeps": np.array([0.03, 0.03], np.float32), "refined": np.array([False, True])}
+    sw = refined_sweep(net, [pair], biases=(-1.0, 0.5), scales=(0.0, 0.5), refined=False)
+    assert sw["gain"].shape == (4, 1)
+    x = rgb.astype(np.float16).astype(np.float32)
+    c = clean.astype(np.float32)
+    p0 = psnr(x, c)
+    for i, (b, s) in enumerate(zip(sw["biases"], sw["scales"])):
+        net.cfg.gate_bias_by_keep = ((0.03, float(b)), (1.0, float(b)))
+        net.cfg.detail_scale_by_keep = ((0.03, float(s)), (1.0, float(s)))
+        out = Painter(net).restore(x, alpha, kept_fraction=0.03)
+        assert abs((psnr(out, c) - p0) - sw["gain"][i, 0]) < 2e-3
+    # frames with nothing pruned are not calibration frames
+    ident = {**pair, "keeps": np.array([1.0, 0.03], np.float32)}
+    assert len(refined_sweep(net, [ident], biases=(0.0,), scales=(0.0,), refined=False)
+               ["keeps"]) == 0
+
+
+def test_generic_off_bin_returns_the_input_and_round_trips(tmp_path):
+    """A null (−∞) in ``gate_bias_by_keep`` switches the painter off for training-free files
+    of that kept fraction (detail head included) and survives painter.json."""
+    net = _net()
+    net.cfg.gate_bias_by_keep = ((0.01, 0.0), (0.03, INF), (1.0, INF))
+    net.cfg.detail_scale_by_keep = ((0.01, 1.0), (0.03, 1.0), (1.0, 0.0))
+    export_diffusers(net, tmp_path / "w")
+    d = json.loads((tmp_path / "w" / "painter.json").read_text())
+    assert d["gate_bias_by_keep"][1] == [0.03, None]
+    p = Painter(load_net(tmp_path / "w"))
+    assert p.config.gate_bias_by_keep == net.cfg.gate_bias_by_keep
+    rgb, alpha = _frame(7)
+    assert np.array_equal(p.restore(rgb, alpha, kept_fraction=0.03), rgb)
+    assert p.config.detail_scale_for_kept_fraction(0.03) == 0.0
+    assert np.abs(p.restore(rgb, alpha, kept_fraction=0.01) - rgb).max() > 1e-3
+
+
+def test_calibrate_free_writes_the_generic_tables(tmp_path, capsys):
+    from exgs.painter.calibrate_refined import calibrate_free
+
+    export_diffusers(_net(), tmp_path / "w")
+    before = json.loads((tmp_path / "w" / "painter.json").read_text())
+    rgb, alpha = _frame(8, 64)
+    clean = np.clip(rgb * 0.9 + 0.05, 0, 1).astype(np.float16)
+    pair = {"clean_rgb": clean, "clean_alpha": np.ones_like(alpha, np.float16),
+            "deg_rgb": np.stack([rgb, rgb]).astype(np.float16),
+            "deg_alpha": np.stack([alpha, alpha]).astype(np.float16),
+            "keeps": np.array([0.012, 0.05], np.float32), "refined": np.array([False, False])}
+    bt, st = calibrate_free(tmp_path / "w", [pair])
+    d = json.loads((tmp_path / "w" / "painter.json").read_text())
+    assert [k for k, _ in d["gate_bias_by_keep"]] == [k for k, _ in bt]
+    assert d["gate_bias_by_keep"][-1] == [1.0, None] and len(bt) == 3  # two bins + the end
+    assert d["refined_gate_bias_by_keep"] == before["refined_gate_bias_by_keep"]
+    assert d["training"]["free_calibration"]["frames"] == 2
+    assert "training-free calibration on 2 frames" in capsys.readouterr().out

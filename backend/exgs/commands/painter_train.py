@@ -108,6 +108,11 @@ def register(sub) -> None:
                         "(refined_gate_bias_by_keep / refined_detail_scale_by_keep) on the "
                         "refined frames of the calibration views (v000, v006, …) of the "
                         "training pairs (exgs.painter.calibrate_refined); re-runnable")
+    p.add_argument("--calibrate-free", action="store_true",
+                   help="only choose OUT/painter's generic gate and detail tables "
+                        "(gate_bias_by_keep / detail_scale_by_keep) by the same do-no-harm "
+                        "rule on the training-free frames of the calibration views; with "
+                        "--calibrate-refined both, training-free first")
     p.set_defaults(func=run)
 
 
@@ -152,13 +157,17 @@ def run(args) -> int:
           f"{t_data / 60:.1f} min)")
     if args.data_only:
         return 0
-    if args.calibrate_refined:
-        from ..painter.calibrate_refined import calibrate_refined
+    if args.calibrate_refined or args.calibrate_free:
+        from ..painter.calibrate_refined import calibrate_free, calibrate_refined
         from ..painter.detail_train import split_views
 
         cal = split_views(files)[1]
-        print(f"refined calibration: {len(cal)} calibration views of {len(files)}")
-        calibrate_refined(f"{args.out}/painter", load_pairs(cal))
+        print(f"table calibration: {len(cal)} calibration views of {len(files)}")
+        pairs = load_pairs(cal)
+        if args.calibrate_free:
+            calibrate_free(f"{args.out}/painter", pairs)
+        if args.calibrate_refined:
+            calibrate_refined(f"{args.out}/painter", pairs)
         return 0
     if args.detail_head:
         return run_detail(args, files)

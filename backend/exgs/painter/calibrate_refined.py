@@ -28,6 +28,11 @@ pruned, nothing to restore.
 
 Run: ``exgs painter-train --scenes "" --val-scenes "" --extra-pairs CACHE/ugc --cache TMP
 --out RUN --calibrate-refined`` (writes ``RUN/painter/painter.json``; see docs/painter.md).
+
+The same sweep and rule on the *training-free* frames (``refined=False``) give the generic
+tables ``gate_bias_by_keep`` / ``detail_scale_by_keep`` (:func:`calibrate_free`,
+``--calibrate-free``; session 8, after UGC's voxel rule changed what pruned renders look
+like): the do-no-harm rule then holds for training-free files too, off bins included.
 """
 
 from __future__ import annotations
@@ -52,9 +57,11 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def refined_sweep(net: PainterNet, pairs: list[dict], biases=BIASES, scales=SCALES) -> dict:
+def refined_sweep(net: PainterNet, pairs: list[dict], biases=BIASES, scales=SCALES,
+                  refined: bool = True) -> dict:
     """Score every (bias, scale) candidate on the refined frames of ``pairs`` (cached pair
-    dicts, :func:`exgs.painter.data.load_pairs`). Returns {"keeps" [N], "biases" [C],
+    dicts, :func:`exgs.painter.data.load_pairs`; ``refined=False``: on the training-free
+    frames instead, scored against the generic tables). Returns {"keeps" [N], "biases" [C],
     "scales" [C] (candidate c = (biases[c], scales[c]); the off candidate is not listed: gain
     0), "gain" [C,N] dB over the unrestored frame, "generic" [N] the gain of the weights'
     generic tables (what refined files got before)}."""
@@ -68,6 +75,7 @@ def refined_sweep(net: PainterNet, pairs: list[dict], biases=BIASES, scales=SCAL
     keeps, gains, generic = [], [], []
     for p in pairs:
         ref = np.asarray(p.get("refined", np.zeros(len(p["keeps"]), bool)), bool)
+        ref = ref if refined else ~ref & (np.asarray(p["keeps"]) < 1.0)
         if not ref.any():
             continue
         H, W = p["clean_alpha"].shape
@@ -141,19 +149,30 @@ def calibrate_refined(weights_dir, pairs: list[dict], **kw) -> tuple[list, list]
     """Sweep, choose (:func:`refined_tables`), print, and write ``refined_gate_bias_by_keep``
     (−∞ as null) and ``refined_detail_scale_by_keep`` into ``weights_dir/painter.json``
     (atomically; the rest of the file unchanged). Returns (bias table, scale table)."""
+    return _calibrate(weights_dir, pairs, True, **kw)
+
+
+def calibrate_free(weights_dir, pairs: list[dict], **kw) -> tuple[list, list]:
+    """The same on the training-free frames of ``pairs``: writes the generic
+    ``gate_bias_by_keep`` (−∞ as null: the painter off) and ``detail_scale_by_keep``."""
+    return _calibrate(weights_dir, pairs, False, **kw)
+
+
+def _calibrate(weights_dir, pairs: list[dict], refined: bool, **kw) -> tuple[list, list]:
     from ..fsutil import atomic_path
     from .infer import load_net
 
+    kind = "refined" if refined else "training-free"
     net = load_net(weights_dir)
-    sw = refined_sweep(net, pairs)
+    sw = refined_sweep(net, pairs, refined=refined)
     if not len(sw["keeps"]):
         from ..errors import UsageError
 
-        raise UsageError("no refined frames in the calibration pairs (build the cache with "
-                         "--refine-steps)")
+        raise UsageError(f"no {kind} pruned frames in the calibration pairs"
+                         + (" (build the cache with --refine-steps)" if refined else ""))
     bt, st, report = refined_tables(sw, **kw)
-    print(f"refined-file calibration on {len(sw['keeps'])} refined frames (gain over the "
-          "unrestored frame, dB; q = 10 % quantile; generic = the weights' generic tables)")
+    print(f"{kind} calibration on {len(sw['keeps'])} frames (gain over the unrestored "
+          "frame, dB; q = 10 % quantile; generic = the weights' generic tables)")
     for r in report:
         setting = "OFF" if r["bias"] is None else f"bias {r['bias']:+.1f} scale {r['scale']:.2f}"
         print(f"keep {r['keep']:.4f} n {r['n']:3d} {setting:24s} gain {r['gain_db']:+.3f} "
@@ -161,9 +180,10 @@ def calibrate_refined(weights_dir, pairs: list[dict], **kw) -> tuple[list, list]
               f"{r['generic_gain_db']:+.3f} q {r['generic_q_db']:+.3f}")
     cfg_file = Path(weights_dir) / "painter.json"
     d = json.loads(cfg_file.read_text())
-    d["refined_gate_bias_by_keep"] = [[k, None if math.isinf(b) else b] for k, b in bt]
-    d["refined_detail_scale_by_keep"] = [list(t) for t in st]
-    d.setdefault("training", {})["refined_calibration"] = {
+    prefix = "refined_" if refined else ""
+    d[f"{prefix}gate_bias_by_keep"] = [[k, None if math.isinf(b) else b] for k, b in bt]
+    d[f"{prefix}detail_scale_by_keep"] = [list(t) for t in st]
+    d.setdefault("training", {})[f"{'refined' if refined else 'free'}_calibration"] = {
         "frames": int(len(sw["keeps"])), "report": report,
         "rule": "exgs.painter.calibrate_refined.refined_tables", **kw}
     with atomic_path(cfg_file) as tmp:

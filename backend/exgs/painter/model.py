@@ -62,7 +62,9 @@ class PainterConfig:
     #: used when the kept fraction of the scene is unknown
     gate_bias_by_keep: tuple = ()  #: ((keep, bias), ...) ascending keep: the bias for a scene
     #: that keeps this fraction of its Gaussians (piecewise linear in log keep, clamped at the
-    #: ends); chosen by :mod:`exgs.painter.calibrate`. Empty: always ``gate_bias``.
+    #: ends); chosen by :mod:`exgs.painter.calibrate` or, with the do-no-harm rule, by
+    #: :func:`exgs.painter.calibrate_refined.calibrate_free` (−∞ / null: the painter is off
+    #: there, detail head included). Empty: always ``gate_bias``.
     use_mask: bool = True  #: False = ablation: no mask/alpha input to the UNet or the gate head,
     #: no alpha cap on the gate (the parameter-free fill still uses the render's alpha)
     fill: bool = True  #: decode a correction on top of a pull-push fill (False: absolute colour)
@@ -99,21 +101,21 @@ class PainterConfig:
     def from_dict(cls, d: dict) -> "PainterConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
-        for key in ("gate_bias_by_keep", "gate_covered_by_keep", "detail_scale_by_keep",
+        for key in ("gate_covered_by_keep", "detail_scale_by_keep",
                     "refined_detail_scale_by_keep"):
             if key in kw:
                 kw[key] = tuple((float(k), float(b)) for k, b in kw[key])
-        if "refined_gate_bias_by_keep" in kw:  # null = −∞: the painter is off there
-            kw["refined_gate_bias_by_keep"] = tuple(
-                (float(k), float("-inf") if b is None else float(b))
-                for k, b in kw["refined_gate_bias_by_keep"])
+        for key in BIAS_TABLES:  # null = −∞: the painter is off there
+            if key in kw:
+                kw[key] = tuple((float(k), float("-inf") if b is None else float(b))
+                                for k, b in kw[key])
         return cls(**kw)
 
     def to_dict(self) -> dict:
-        """JSON-able dict (painter.json): −∞ biases of the refined table as ``null``."""
+        """JSON-able dict (painter.json): −∞ biases of the bias tables as ``null``."""
         d = dataclasses.asdict(self)
-        d["refined_gate_bias_by_keep"] = [
-            [k, None if math.isinf(b) else b] for k, b in self.refined_gate_bias_by_keep]
+        for key in BIAS_TABLES:
+            d[key] = [[k, None if math.isinf(b) else b] for k, b in getattr(self, key)]
         return d
 
     def _refined(self, refined: bool) -> bool:
@@ -154,13 +156,18 @@ class PainterConfig:
         head, when the kept fraction is unknown or ≥ 1, no table is given, or the painter is
         off for this refined file (bias −∞)."""
         table = self.detail_scale_by_keep
+        if kept_fraction is not None and 0 < kept_fraction < 1 and \
+                self.bias_for_kept_fraction(kept_fraction, refined) == float("-inf"):
+            return 0.0  # the painter is off for this kept fraction
         if self._refined(refined) and kept_fraction is not None:
-            if self.bias_for_kept_fraction(kept_fraction, True) == float("-inf"):
-                return 0.0
             table = self.refined_detail_scale_by_keep
         if not self.detail_head or kept_fraction is None or not table or kept_fraction >= 1.0:
             return 0.0
         return max(_interp_log_keep(table, kept_fraction), 0.0)
+
+
+#: painter.json tables of gate biases, whose −∞ entries (the painter off) are stored as null
+BIAS_TABLES = ("gate_bias_by_keep", "refined_gate_bias_by_keep")
 
 
 def _interp_log_keep(table, keep: float) -> float:
