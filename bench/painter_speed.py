@@ -44,10 +44,11 @@ def plain_painter(net):
 
     class Plain(Painter):
         @torch.no_grad()
-        def _run(self, rgb, alpha, kept_fraction=None):
+        def _run(self, rgb, alpha, kept_fraction=None, refined=False):
             x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2)))
             a = torch.from_numpy(np.ascontiguousarray(alpha[:, None]))
-            out, parts = self.net(x, a, kept_fraction=kept_fraction, return_all=True)
+            out, parts = self.net(x, a, kept_fraction=kept_fraction, return_all=True,
+                                      refined=refined)
             a_out = a + parts["gate"] * (1.0 - a)  # the restored alpha, as Painter._run
             return torch.cat([out.clamp(0.0, 1.0), a_out], 1).permute(0, 2, 3, 1).numpy()
 

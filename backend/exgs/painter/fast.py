@@ -45,6 +45,10 @@ def inference_copy(net: nn.Module) -> nn.Module:
     for m in fast.modules():
         if isinstance(m, nn.ReLU):
             m.inplace = True
+    if hasattr(fast, "vae") and hasattr(fast, "restore_latent"):  # a PainterNet
+        from .fastnet import FastForward
+
+        fast.fused_forward = FastForward(fast)  # the float32 forward :func:`run` uses
     return fast
 
 
@@ -75,6 +79,13 @@ def run(net, rgb: torch.Tensor, alpha: torch.Tensor, kept_fraction: float | None
         shut[:] = bias == float("-inf")  # switched-off painter (a "none" delta) shuts them
     todo = (~shut).nonzero().flatten()
     if len(todo) == 0:
+        return out, gate
+    fused = getattr(net, "fused_forward", None)
+    if precision != "bf16" and fused is not None:
+        y, g = fused(rgb if len(todo) == len(rgb) else rgb[todo],
+                     alpha if len(todo) == len(alpha) else alpha[todo], kept_fraction, refined)
+        out[todo] = y.clamp(0.0, 1.0)
+        gate[todo] = g.to(gate.dtype)
         return out, gate
     x = rgb[todo].contiguous(memory_format=torch.channels_last)
     a = alpha[todo].contiguous(memory_format=torch.channels_last)

@@ -114,6 +114,10 @@ def _starts(size: int, tile: int, overlap: int) -> list[int]:
 class Painter:
     """Restores renders of pruned scenes. Not thread-safe (one torch module)."""
 
+    #: tiles go through the network in batches of about this many pixels (all nine 192²
+    #: tiles of a 512² frame at once; 1 = one tile per call)
+    tile_batch_pixels = 9 * 192 * 192
+
     def __init__(self, net: PainterNet, device: str = "cpu", path: str | None = None,
                  precision: str | None = None):
         self.net = net.eval()
@@ -210,19 +214,29 @@ class Painter:
         return np.ascontiguousarray(out[..., :3])
 
     def _tiled(self, rgb, alpha, facts, th, tw, ys, xs, ov) -> np.ndarray:
-        """(``facts``: (kept fraction, refined) for :meth:`_run`.) Overlapping ``th``×``tw`` tiles at rows ``ys``, columns ``xs`` blended by
-        raised-cosine weights (module docstring) → [B,Hp,Wp,4] (rgb + restored alpha)."""
+        """(``facts``: (kept fraction, refined) for :meth:`_run`.) Overlapping ``th``×``tw``
+        tiles at rows ``ys``, columns ``xs`` blended by raised-cosine weights (module
+        docstring) → [B,Hp,Wp,4] (rgb + restored alpha). The tiles of all B frames go through
+        the network together, ``tile_batch_pixels`` pixels per call (each tile's output is
+        the same as alone, to float32 rounding: nothing in the network mixes batch items)."""
         B, Hp, Wp, _ = rgb.shape
+        pos = [(y, x) for y in ys for x in xs]
+        per = max(1, int(self.tile_batch_pixels) // (th * tw))
+        outs = []
+        for s in range(0, len(pos), per):
+            chunk = pos[s:s + per]  # tile-major, frame-minor: [len(chunk)·B, th, tw, ·]
+            r = np.stack([rgb[:, y:y + th, x:x + tw] for y, x in chunk]).reshape(-1, th, tw, 3)
+            a = np.stack([alpha[:, y:y + th, x:x + tw] for y, x in chunk]).reshape(-1, th, tw)
+            outs.append(self._run(r, a, *facts).reshape(len(chunk), B, th, tw, 4))
+        o = np.concatenate(outs)
         acc = np.zeros((B, Hp, Wp, 4), np.float32)
         wsum = np.zeros((Hp, Wp), np.float32)
-        for y in ys:
+        for k, (y, x) in enumerate(pos):
             wy = _ramp(th, ov, y == 0, y + th >= Hp)
-            for x in xs:
-                wx = _ramp(tw, ov, x == 0, x + tw >= Wp)
-                w = wy[:, None] * wx[None, :]
-                o = self._run(rgb[:, y:y + th, x:x + tw], alpha[:, y:y + th, x:x + tw], *facts)
-                acc[:, y:y + th, x:x + tw] += o * w[None, :, :, None]
-                wsum[y:y + th, x:x + tw] += w
+            wx = _ramp(tw, ov, x == 0, x + tw >= Wp)
+            w = wy[:, None] * wx[None, :]
+            acc[:, y:y + th, x:x + tw] += o[k] * w[None, :, :, None]
+            wsum[y:y + th, x:x + tw] += w
         return acc / wsum[None, :, :, None]
 
     def restore(self, rgb, alpha, **kw):
