@@ -31,13 +31,14 @@ CL = torch.channels_last
 
 
 def _matches(plan_fn, module_fn, shape, seed: int = 0) -> bool:
-    """Whether ``plan_fn`` equals ``module_fn`` (≤ 1e-4) on a seeded random input."""
+    """Whether ``plan_fn`` equals ``module_fn`` on a seeded random input (≤ 1e-4 relative
+    to the largest output: unclamped TAESD activations can reach 1e6 on random input)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(shape, generator=g).contiguous(memory_format=CL)
     try:
         with torch.inference_mode():
             a, b = plan_fn(x), module_fn(x)
-        return a.shape == b.shape and bool((a - b).abs().max() <= 1e-4)
+        return a.shape == b.shape and bool((a - b).abs().max() <= 1e-4 * max(1.0, float(b.abs().max())))
     except RuntimeError:
         return False
 
