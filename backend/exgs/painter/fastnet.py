@@ -56,18 +56,24 @@ def _stack_cl(parts: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _unshuffle2_cl(parts: list[torch.Tensor]) -> torch.Tensor:
-    """``pixel_unshuffle(cat(parts), 2)`` as a channels-last tensor [B,4C,H/2,W/2] (H, W
-    even): channel 4c + 2i + j holds channel c at pixel (2y + i, 2x + j)."""
+    """``pixel_unshuffle(cat(parts), 2)`` with its channels in (i, j, c) order, as a
+    channels-last tensor [B,4C,H/2,W/2] (H, W even): channel 2C·i + C·j + c holds channel c
+    at pixel (2y + i, 2x + j). (pixel_unshuffle's own order is 4c + 2i + j: the first conv's
+    input channels are permuted to match, :func:`unshuffle_order`.) Two copies with
+    contiguous runs of 2C floats instead of one scattered one."""
     B, _, H, W = parts[0].shape
-    h, w = H // 2, W // 2
     C = sum(p.shape[1] for p in parts)
-    buf = torch.empty((B, h, w, C, 2, 2), dtype=parts[0].dtype)
-    o = 0
-    for p in parts:
-        k = p.shape[1]
-        buf[:, :, :, o:o + k] = p.reshape(B, k, h, 2, w, 2).permute(0, 2, 4, 1, 3, 5)
-        o += k
-    return buf.view(B, h, w, 4 * C).permute(0, 3, 1, 2)
+    nhwc = _stack_cl(parts).permute(0, 2, 3, 1)  # [B,H,W,C] contiguous
+    v = nhwc.reshape(B, H // 2, 2, W // 2, 2 * C).permute(0, 1, 3, 2, 4)
+    return v.reshape(B, H // 2, W // 2, 4 * C).permute(0, 3, 1, 2)
+
+
+def unshuffle_order(C: int) -> torch.Tensor:
+    """[4C] index: channel k of :func:`_unshuffle2_cl`'s output is pixel_unshuffle's channel
+    ``unshuffle_order(C)[k]``."""
+    k = torch.arange(4 * C)
+    i, j, c = k // (2 * C), (k // C) % 2, k % C
+    return c * 4 + i * 2 + j
 
 
 def _shuffle2(r: torch.Tensor) -> torch.Tensor:
@@ -100,6 +106,12 @@ class FastForward:
             self.gate_plan = Plan(net.gate_head.net)
         if net.detail is not None:
             self.detail_plan = Plan(net.detail.net)
+            kind, first = self.detail_plan.steps[0]
+            if net.detail.stride == 2 and kind == "conv":
+                order = unshuffle_order(first.weight.shape[1] // 4)  # (i, j, c) input order
+                first.weight = first.weight[:, order].contiguous(memory_format=CL)
+            elif net.detail.stride != 1:
+                self.detail_plan = None
 
     # ------------------------------------------------------------------ pieces
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,10 +145,10 @@ class FastForward:
         head = self.net.detail
         H, W = x.shape[-2:]
         f = [x, restored, a, local_coverage(a), stats, keep_channel(keep, a)]
+        if self.detail_plan is None or (head.stride == 2 and (H % 2 or W % 2)):
+            return head(x, restored, a, keep).contiguous()  # the module itself
         if head.stride == 1:
             return self.detail_plan(_stack_cl(f)).contiguous()
-        if head.stride != 2 or H % 2 or W % 2:
-            return head(x, restored, a, keep)
         return _shuffle2(self.detail_plan(_unshuffle2_cl(f)))
 
     # ------------------------------------------------------------------ forward
