@@ -43,14 +43,14 @@ def plain_painter(net):
     from exgs.painter.infer import Painter
 
     class Plain(Painter):
+        tile_batch_pixels = 1  # one tile per network call, as before batching
+
         @torch.no_grad()
-        def _run(self, rgb, alpha, kept_fraction=None, refined=False):
-            x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2)))
-            a = torch.from_numpy(np.ascontiguousarray(alpha[:, None]))
+        def _run_tensor(self, x, a, kept_fraction=None, refined=False):
             out, parts = self.net(x, a, kept_fraction=kept_fraction, return_all=True,
-                                      refined=refined)
-            a_out = a + parts["gate"] * (1.0 - a)  # the restored alpha, as Painter._run
-            return torch.cat([out.clamp(0.0, 1.0), a_out], 1).permute(0, 2, 3, 1).numpy()
+                                  refined=refined)
+            a_out = a + parts["gate"] * (1.0 - a)  # the restored alpha, as Painter._run_tensor
+            return torch.cat([out.clamp(0.0, 1.0), a_out], 1)
 
     return Plain(net)
 

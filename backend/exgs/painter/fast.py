@@ -70,20 +70,25 @@ def run(net, rgb: torch.Tensor, alpha: torch.Tensor, kept_fraction: float | None
     :meth:`PainterNet.forward`);
     frames whose gate is shut everywhere are returned as the input without running the
     network. Returns (output, gate [B,1,h,w]: 0 where the input is kept)."""
-    out = rgb.clamp(0.0, 1.0).clone()
-    gate = torch.zeros_like(alpha)
     bias = net.cfg.bias_for_kept_fraction(kept_fraction, refined)
     detail = net.cfg.detail_scale_for_kept_fraction(kept_fraction, refined)
-    shut = gate_shut(net, alpha, bias)
     if detail > 0:  # the detail head touches covered pixels too (:mod:`.detail`); only a
-        shut[:] = bias == float("-inf")  # switched-off painter (a "none" delta) shuts them
+        # switched-off painter (a "none" delta) shuts them
+        shut = torch.full((rgb.shape[0],), bias == float("-inf"), dtype=torch.bool)
+    else:
+        shut = gate_shut(net, alpha, bias)
     todo = (~shut).nonzero().flatten()
+    every = len(todo) == rgb.shape[0]
+    fused = getattr(net, "fused_forward", None)
+    if every and precision != "bf16" and fused is not None:  # no copies, no scatter
+        y, g = fused(rgb, alpha, kept_fraction, refined)
+        return y.clamp_(0.0, 1.0), g
+    out = rgb.clamp(0.0, 1.0)  # a new tensor
+    gate = torch.zeros_like(alpha)
     if len(todo) == 0:
         return out, gate
-    fused = getattr(net, "fused_forward", None)
     if precision != "bf16" and fused is not None:
-        y, g = fused(rgb if len(todo) == len(rgb) else rgb[todo],
-                     alpha if len(todo) == len(alpha) else alpha[todo], kept_fraction, refined)
+        y, g = fused(rgb[todo], alpha[todo], kept_fraction, refined)
         out[todo] = y.clamp(0.0, 1.0)
         gate[todo] = g.to(gate.dtype)
         return out, gate

@@ -146,16 +146,25 @@ class Painter:
 
     # ----------------------------------------------------------------------- core
     @torch.inference_mode()
+    def _run_tensor(self, x: torch.Tensor, a: torch.Tensor, kept_fraction: float | None = None,
+                    refined: bool = False) -> torch.Tensor:
+        """x [B,3,h,w], a [B,1,h,w] (contiguous, on the painter's device; h, w multiples of 8)
+        → [B,4,h,w]: restored rgb and the restored alpha ``alpha + g·(1 − alpha)`` (g the
+        gate) (:func:`.fast.run`: the fused float32 forward of the inference copy; frames
+        whose gate is shut everywhere skip the network)."""
+        out, g = fast.run(self._inference_net(), x, a, kept_fraction, self.precision, refined)
+        return torch.cat([out, a + g * (1.0 - a)], 1)
+
+    def _tensors(self, rgb: np.ndarray, alpha: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B,h,w,3], [B,h,w] numpy → contiguous NCHW tensors [B,3,h,w], [B,1,h,w]."""
+        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))).to(self.device)
+        return x, torch.from_numpy(np.ascontiguousarray(alpha[:, None])).to(self.device)
+
     def _run(self, rgb: np.ndarray, alpha: np.ndarray,
              kept_fraction: float | None = None, refined: bool = False) -> np.ndarray:
-        """[B,h,w,3], [B,h,w] with h, w multiples of 8 → [B,h,w,4]: restored rgb and the
-        restored alpha ``alpha + g·(1 − alpha)`` (g the gate) (:func:`.fast.run`: the
-        channels-last copy; frames whose gate is shut everywhere skip the network)."""
-        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))).to(self.device)
-        a = torch.from_numpy(np.ascontiguousarray(alpha[:, None])).to(self.device)
-        out, g = fast.run(self._inference_net(), x, a, kept_fraction, self.precision, refined)
-        a_out = a + g * (1.0 - a)
-        return torch.cat([out, a_out], 1).permute(0, 2, 3, 1).cpu().numpy()
+        """[B,h,w,3], [B,h,w] with h, w multiples of 8 → [B,h,w,4] (:meth:`_run_tensor`)."""
+        x, a = self._tensors(rgb, alpha)
+        return self._run_tensor(x, a, kept_fraction, refined).permute(0, 2, 3, 1).cpu().numpy()
 
     def restore_batch(self, rgb, alpha, *, kept_fraction: float | None = None,
                       refined: bool = False, tile: int | None = None,
@@ -213,31 +222,32 @@ class Painter:
             return np.ascontiguousarray(out[..., :3]), np.ascontiguousarray(out[..., 3])
         return np.ascontiguousarray(out[..., :3])
 
+    @torch.inference_mode()
     def _tiled(self, rgb, alpha, facts, th, tw, ys, xs, ov) -> np.ndarray:
-        """(``facts``: (kept fraction, refined) for :meth:`_run`.) Overlapping ``th``×``tw``
-        tiles at rows ``ys``, columns ``xs`` blended by raised-cosine weights (module
-        docstring) → [B,Hp,Wp,4] (rgb + restored alpha). The tiles of all B frames go through
-        the network together, ``tile_batch_pixels`` pixels per call (each tile's output is
-        the same as alone, to float32 rounding: nothing in the network mixes batch items)."""
+        """(``facts``: (kept fraction, refined) for :meth:`_run_tensor`.) Overlapping
+        ``th``×``tw`` tiles at rows ``ys``, columns ``xs`` blended by raised-cosine weights
+        (module docstring) → [B,Hp,Wp,4] (rgb + restored alpha). The tiles of all B frames go
+        through the network together, ``tile_batch_pixels`` pixels per call (each tile's
+        output is the same as alone, to float32 rounding: nothing in the network mixes batch
+        items); the blend runs in torch on NCHW tensors."""
         B, Hp, Wp, _ = rgb.shape
+        X, A = self._tensors(rgb, alpha)
         pos = [(y, x) for y in ys for x in xs]
         per = max(1, int(self.tile_batch_pixels) // (th * tw))
-        outs = []
-        for s in range(0, len(pos), per):
-            chunk = pos[s:s + per]  # tile-major, frame-minor: [len(chunk)·B, th, tw, ·]
-            r = np.stack([rgb[:, y:y + th, x:x + tw] for y, x in chunk]).reshape(-1, th, tw, 3)
-            a = np.stack([alpha[:, y:y + th, x:x + tw] for y, x in chunk]).reshape(-1, th, tw)
-            outs.append(self._run(r, a, *facts).reshape(len(chunk), B, th, tw, 4))
-        o = np.concatenate(outs)
-        acc = np.zeros((B, Hp, Wp, 4), np.float32)
+        acc = torch.zeros((B, 4, Hp, Wp), dtype=torch.float32, device=X.device)
         wsum = np.zeros((Hp, Wp), np.float32)
-        for k, (y, x) in enumerate(pos):
-            wy = _ramp(th, ov, y == 0, y + th >= Hp)
-            wx = _ramp(tw, ov, x == 0, x + tw >= Wp)
-            w = wy[:, None] * wx[None, :]
-            acc[:, y:y + th, x:x + tw] += o[k] * w[None, :, :, None]
-            wsum[y:y + th, x:x + tw] += w
-        return acc / wsum[None, :, :, None]
+        for s in range(0, len(pos), per):
+            chunk = pos[s:s + per]  # tile-major, frame-minor: [len(chunk)·B, ·, th, tw]
+            xt = torch.stack([X[:, :, y:y + th, x:x + tw] for y, x in chunk]).flatten(0, 1)
+            at = torch.stack([A[:, :, y:y + th, x:x + tw] for y, x in chunk]).flatten(0, 1)
+            o = self._run_tensor(xt, at, *facts).reshape(len(chunk), B, 4, th, tw)
+            for k, (y, x) in enumerate(chunk):
+                w = (_ramp(th, ov, y == 0, y + th >= Hp)[:, None]
+                     * _ramp(tw, ov, x == 0, x + tw >= Wp)[None, :])
+                acc[:, :, y:y + th, x:x + tw] += o[k] * torch.from_numpy(w).to(X.device)
+                wsum[y:y + th, x:x + tw] += w
+        out = acc.div_(torch.from_numpy(wsum).to(X.device))
+        return out.permute(0, 2, 3, 1).cpu().numpy()
 
     def restore(self, rgb, alpha, **kw):
         """One frame: rgb [H,W,3] float in [0,1], alpha [H,W] → restored rgb [H,W,3] float32
