@@ -30,11 +30,11 @@ from .model import pull_push_fill, soft_clamp
 CL = torch.channels_last
 
 
-def _matches(plan_fn, module_fn, shape, seed: int = 0) -> bool:
+def _matches(plan_fn, module_fn, shape, device, seed: int = 0) -> bool:
     """Whether ``plan_fn`` equals ``module_fn`` on a seeded random input (≤ 1e-4 relative
     to the largest output: unclamped TAESD activations can reach 1e6 on random input)."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.rand(shape, generator=g).contiguous(memory_format=CL)
+    x = torch.rand(shape, generator=g).to(device).contiguous(memory_format=CL)
     try:
         with torch.inference_mode():
             a, b = plan_fn(x), module_fn(x)
@@ -46,7 +46,8 @@ def _matches(plan_fn, module_fn, shape, seed: int = 0) -> bool:
 def _stack_cl(parts: list[torch.Tensor]) -> torch.Tensor:
     """NCHW parts [B,c_i,H,W] → their channel concatenation as a channels-last tensor."""
     B, _, H, W = parts[0].shape
-    buf = torch.empty((B, H, W, sum(p.shape[1] for p in parts)), dtype=parts[0].dtype)
+    buf = torch.empty((B, H, W, sum(p.shape[1] for p in parts)), dtype=parts[0].dtype,
+                      device=parts[0].device)
     o = 0
     for p in parts:
         k = p.shape[1]
@@ -93,14 +94,16 @@ class FastForward:
         vae = net.vae
         self.enc = self.dec = self.gate_plan = self.detail_plan = None
         enc, dec = getattr(vae, "encoder", None), getattr(vae, "decoder", None)
+        dev = next(net.parameters()).device
         if type(enc).__name__ == "EncoderTiny" and isinstance(getattr(enc, "layers", None), nn.Sequential):
             p = Plan(enc.layers)
-            if _matches(lambda x: p(x.add(1).div(2)), enc, (1, enc.layers[0].in_channels, 32, 32)):
+            if _matches(lambda x: p(x.add(1).div(2)), enc, (1, enc.layers[0].in_channels, 32, 32),
+                        dev):
                 self.enc = p
         if type(dec).__name__ == "DecoderTiny" and isinstance(getattr(dec, "layers", None), nn.Sequential):
             p = Plan(dec.layers)
             if _matches(lambda z: p((torch.tanh(z / 3) * 3).contiguous(memory_format=CL))
-                        .mul(2).sub(1), dec, (1, dec.layers[0].in_channels, 4, 4)):
+                        .mul(2).sub(1), dec, (1, dec.layers[0].in_channels, 4, 4), dev):
                 self.dec = p
         if net.gate_head is not None:
             self.gate_plan = Plan(net.gate_head.net)
