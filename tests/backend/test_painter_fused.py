@@ -206,3 +206,16 @@ def test_weights_edited_after_use_rebuild_the_fused_plans():
     ref = Plain(net).restore(rgb[0], alpha[0], kept_fraction=0.005)
     assert not np.array_equal(before, after)
     assert np.abs(after - ref).max() <= TOL
+
+
+def test_config_replaced_on_the_net_after_use_applies():
+    from exgs.painter.detail import set_detail_scale
+
+    net = tiny_net(8)
+    rgb, alpha = frames(1, 64, 64, seed=9)
+    p = Painter(net)
+    p.restore(rgb[0], alpha[0], kept_fraction=0.005)
+    set_detail_scale(net, 0.3)  # replaces net.cfg
+    got = p.restore(rgb[0], alpha[0], kept_fraction=0.005)
+    ref = Plain(net).restore(rgb[0], alpha[0], kept_fraction=0.005)
+    assert np.abs(got - ref).max() <= TOL

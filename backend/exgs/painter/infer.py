@@ -139,6 +139,8 @@ class Painter:
         v = fast.weights_version(self.net)
         if self._fast is None or v != self._fast_version:
             self._fast, self._fast_version = fast.inference_copy(self.net), v
+        elif self._fast.cfg is not self.net.cfg:  # a config replaced on the net (e.g.
+            self._fast.cfg = self.net.cfg  # detail.set_detail_scale) applies to the copy too
         return self._fast
 
     @property
