@@ -99,8 +99,8 @@ def run(net, rgb: torch.Tensor, alpha: torch.Tensor, kept_fraction: float | None
             z = net.encode(x)
             zh = net.restore_latent(z, a)
             dec, conf = net.decode(zh)
-        dec, conf = net.restored_and_conf(dec.float(), conf.float(), x, a)
-        g = net.gate(conf, a, bias)
+        dec, conf = net.restored_and_conf(dec.float(), conf.float(), x, a, kept_fraction)
+        g = net.gate(conf, a, bias, net.cfg.covered_cap_for_kept_fraction(kept_fraction))
         y = x + g * (dec.clamp(0.0, 1.0) - x)
         y = net.add_detail(y, x, a, kept_fraction, detail)
     else:
