@@ -7,6 +7,10 @@
   ``bench/painter_speed.py``). The copy shares the net's :class:`PainterConfig` object, so gate
   settings changed on the net later still apply; weights changed later are detected by
   :func:`weights_version` and the copy is rebuilt.
+* the copy carries a :class:`.fastnet.FastForward` (``fused_forward``): the float32 forward
+  :func:`run` uses — fused oneDNN conv + ReLU / residual-add plans, the heads' features
+  computed once (:mod:`.fastnet`, :mod:`.fused`); same maths, float32 rounding (≤ 1.2e-6 on
+  the benchmark frames).
 * :func:`gate_shut`: which frames of a tile the gate closes *everywhere* (coverage cap 0, or a
   gate bias of −∞: nothing pruned). The output there is the input exactly, whatever the
   network computes, so the network is not run at all (unless the detail head applies at this
