@@ -128,7 +128,8 @@ def test_harmful_painter_file_is_marked_none_and_renders_unrestored(scene, harmf
 
 def test_keep_target_none_marker_adds_to_the_file(scene, harmful_net):
     opts = CompressOptions(keep_target=0.2, device="cpu", **FAST)
-    plain = compress_scene(scene, opts)
+    plain = compress_scene(scene, CompressOptions(keep_target=0.2, device="cpu",
+                                                  painter_verdict=False, **FAST))
     res = compress_scene(scene, opts, tiny_cfg(), net=harmful_net)
     assert res.stats["painter_delta"]["choice"] == "none"
     assert len(res.scene) == len(plain.scene)
@@ -251,3 +252,42 @@ def test_refined_file_keeps_the_generic_painter_when_it_helps(big_scene):
     assert is_none_delta(blob) == (pd["choice"] == "none")
     if pd["choice"] == "generic":
         assert blob is None and pd["heldout_generic_db"] >= pd["heldout_none_db"]
+
+
+def test_training_free_file_is_marked_none_when_the_painter_hurts_it(scene, harmful_net):
+    """No delta, no refinement: the compressor still judges the generic painter on held-out
+    views and marks the file 'none' when restoring it loses; the file meets the budget."""
+    from exgs.ugc import inria_ply_bytes
+
+    src = inria_ply_bytes(len(scene), 3)
+    opts = CompressOptions(ratio=25.0, source_bytes=src, device="cpu", **FAST)
+    res = compress_scene(scene, opts, net=harmful_net)
+    pd = res.stats["painter_delta"]
+    assert pd["choice"] == "none" and pd["restore"] == "none"
+    assert pd["heldout_none_db"] > pd["heldout_generic_db"]
+    assert "training-free" in pd["reason"]
+    assert is_none_delta(X.exgs_section_from_bytes(res.data, X.DELTA_SECTION))
+    assert len(res.data) <= src / 25.0 and res.stats["file_bytes"] == len(res.data)
+    # opted out: no judging, no section (the file of a plain UGC compression)
+    off = compress_scene(scene, CompressOptions(ratio=25.0, source_bytes=src, device="cpu",
+                                                painter_verdict=False, **FAST),
+                         net=harmful_net)
+    assert "painter_delta" not in off.stats
+    assert X.exgs_section_from_bytes(off.data, X.DELTA_SECTION) is None
+    assert len(res.scene) <= len(off.scene)  # room was made for the marker if needed
+
+
+def test_training_free_file_keeps_the_painter_when_it_helps(scene):
+    """An identity-like painter (gate never opens: −∞ bias) cannot lose: generic == none,
+    and ties keep the generic painter (no marker)."""
+    import copy
+    import dataclasses
+
+    net = copy.deepcopy(load_net())
+    net.cfg = dataclasses.replace(net.cfg, gate_bias=-math.inf, gate_bias_by_keep=(),
+                                  detail_scale_by_keep=())
+    opts = CompressOptions(keep_target=0.2, device="cpu", **FAST)
+    res = compress_scene(scene, opts, net=net)
+    pd = res.stats["painter_delta"]
+    assert pd["heldout_none_db"] == pd["heldout_generic_db"] and pd["choice"] == "generic"
+    assert X.exgs_section_from_bytes(res.data, X.DELTA_SECTION) is None

@@ -89,6 +89,9 @@ def register(sub) -> None:
                    help="share of the picks given to voxels by significance mass rather than "
                         "by Gaussian count, 0..1 (default 0.5; 0 = the count rule)")
     p.add_argument("--no-amplify", action="store_true", help="no survivor amplification")
+    p.add_argument("--no-painter-verdict", action="store_true",
+                   help="do not judge the painter on held-out views of the file (by default a "
+                        "file that restoring would make worse is marked 'restore with nothing')")
     p.add_argument("--no-distill", action="store_true", help="truncate SH instead of distilling")
     p.add_argument("--position-bits", type=int, default=16, choices=range(8, 22),
                    metavar="8..21", help="position bits per axis (default 16)")
@@ -167,7 +170,8 @@ def run(args) -> int:
         up=args.up, volume_beta=args.volume_beta, voxel=not args.no_voxel,
         voxel_size=args.voxel_size, voxel_mass_share=args.voxel_mass_share,
         amplify=not args.no_amplify, distill=not args.no_distill,
-        position_bits=args.position_bits, device=args.device)
+        position_bits=args.position_bits, device=args.device,
+        painter_verdict=not args.no_painter_verdict)
     net = None
     if adapt is not None:
         from ..painter.infer import load_net

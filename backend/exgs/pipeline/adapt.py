@@ -124,7 +124,6 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
     from ..io.exgs import DELTA_SECTION, attach_sections
     from ..painter.adapt import adapt
     from ..painter.adapt_judge import judge_scene
-    from ..painter.delta import none_delta
     from ..ugc import compress
 
     cfg = cfg.validate()
@@ -193,22 +192,61 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
                               ugc_kw.get("cameras"))
         info = {"enabled": False, "bytes": 0, "form": cfg.form, "reason": why, **verdict}
     info["candidates"] = cands
+    return mark_none_if_chosen(scene, base, budget, info, kw, sub(0.98, 0.99), progress)
+
+
+def mark_none_if_chosen(scene, base, budget, info: dict, kw: dict, fit_progress=None,
+                        progress=None) -> CompressResult:
+    """``base`` with ``stats["painter_delta"] = info``; when ``info["choice"]`` is "none"
+    (unrestored beat the generic painter on held-out views), the file carries the "none"
+    painter marker (≈ 120 B, the kept count searched again so the file still meets
+    ``budget``), so every restore path returns its frames unchanged."""
+    from ..io.exgs import DELTA_SECTION, attach_sections
+    from ..painter.delta import none_delta
+
     base.stats["painter_delta"] = info
     if info.get("choice") != "none":
         return base
     blob = none_delta({k: info[k] for k in ("heldout_none_db", "heldout_generic_db")
                        if k in info})
     fitted = _fit(scene, budget, lambda r: attach_sections(r.data, {DELTA_SECTION: blob}), kw,
-                  base, sub(0.98, 0.99))
+                  base, fit_progress)
     if fitted is None:
-        info["reason"] += "; the 'none' marker does not fit in the budget"
+        info["reason"] = info.get("reason", "") + "; the 'none' marker does not fit in the budget"
         return base
     again, data = fitted
     info.update(form="none", bytes=len(blob), restore="none")
     stats = dict(again.stats)
+    src = base.stats["source_bytes"]
     stats.update(file_bytes=len(data), ratio=src / len(data), budget_bytes=budget,
                  bytes_per_gaussian=len(data) / max(len(again.scene), 1),
                  painter_delta=info, scene_bytes=len(again.data))
     _emit(progress, 1.0, f"done: {len(again.scene):,} Gaussians, restore with nothing "
                          f"(unrestored beat the painter on held-out views), {len(data):,} bytes")
     return CompressResult(scene=again.scene, data=data, stats=stats, score=again.score)
+
+
+def judge_training_free(scene, base, budget, ugc_kw: dict, up: str = "-y", net=None,
+                        progress=None) -> CompressResult:
+    """The do-no-harm verdict for a training-free file (no delta, not refined): the generic
+    painter against no restoration on the held-out views a delta would hold out
+    (:func:`exgs.painter.adapt_judge.judge_scene`); marked "none" when unrestored wins
+    (:func:`mark_none_if_chosen`). ``net``: the painter readers restore with (default: the
+    shipped one)."""
+    from ..painter.adapt import AdaptConfig
+    from ..painter.adapt_judge import judge_scene
+
+    if net is None:
+        from ..painter.infer import load_net
+
+        net = load_net()
+    from ..profiling import stage
+
+    _emit(progress, 0.97, "judging the painter on held-out views")
+    with stage("painter_verdict"):
+        verdict = judge_scene(scene, base.scene, net, AdaptConfig(up=up).validate(),
+                              ugc_kw.get("cameras"))
+    info = {"enabled": False, "bytes": 0, **verdict,
+            "reason": "training-free file: generic painter vs no restoration on held-out views"}
+    kw = dict(ugc_kw, score=base.score)
+    return mark_none_if_chosen(scene, base, budget, info, kw, None, progress)

@@ -50,6 +50,10 @@ class CompressOptions:
     distill: bool = True
     position_bits: int = 16
     device: str = "auto"
+    #: judge the generic painter against no restoration on held-out views of a training-free
+    #: file and mark the file "restore with nothing" when restoring loses (do-no-harm; files
+    #: with a delta or refined are judged by their own steps)
+    painter_verdict: bool = True
     ugc: dict = field(default_factory=dict)
 
     def ugc_keywords(self) -> dict:
@@ -141,6 +145,10 @@ def compress_scene(scene, options: CompressOptions, adapt: AdaptOptions | None =
             refine = replace(refine, progress=progress)
         res = refine_result(scene, res, replace(refine, up=options.up), options.cameras,
                             sections_for=lambda sc: painter_verdict(scene, sc, options, net))
+    if adapt is None and options.painter_verdict and "painter_delta" not in res.stats:
+        from .adapt import judge_training_free  # refinement off, or none asked for
+
+        res = judge_training_free(scene, res, budget, kw, options.up, net, progress)
     return res
 
 

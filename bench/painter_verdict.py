@@ -1,0 +1,119 @@
+"""The compressor's do-no-harm verdict on training-free files, on held-out real captures.
+
+    flock /work/notes/heavy.lock nice -n 5 .venv/bin/python bench/painter_verdict.py \
+        [--scenes real:statue_st_peter,...] [--keeps 0.01,0.03,0.10] [--views 4] [--size 256]
+
+Per scene and kept fraction: ``compress_scene`` (``keep_target``, the default voxel rule, the
+painter verdict on: :func:`exgs.pipeline.adapt.judge_training_free`, which judges on the file's
+own held-out views — orbit views, or for ``+shell`` scenes the object views inside the shell
+given as cameras), then the file restored as every reader restores it (``exgs.pipeline``'s
+restorer for the file's facts and painter section: a "none" file comes back unrestored) on the
+views of ``bench/painter_real.py`` (seed 4242, ``--views``), against the full scene. Reports
+the verdict, the painter's gain with and without the verdict. Real and procedural apart.
+Writes bench/results/painter_verdict.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "backend"))
+sys.path.insert(0, str(ROOT / "bench"))
+from painter_real import DEFAULT_SCENES  # noqa: E402
+
+
+def bench_scene(spec, keeps, views, size, scenes_dir, painter) -> list[dict]:
+    from exgs.io.exgs import DELTA_SECTION, exgs_section_from_bytes
+    from exgs.metrics import psnr
+    from exgs.painter.data import (_seed, frame_views, load_scene, scene_frame,
+                                   significance_views)
+    from exgs.painter.delta import is_none_delta
+    from exgs.pipeline import CompressOptions, compress_scene
+    from exgs.render import render
+
+    scene = load_scene(spec, scenes_dir)
+    frame = scene_frame(spec, scene)
+    cams = frame_views(frame, views, size, seed=_seed(4242, spec) % (1 << 31))
+    full = [render(scene, c, device="cpu").rgb for c in cams]
+    score_cams = significance_views(frame) if spec.endswith("+shell") else None
+    rows = []
+    for keep in keeps:
+        t = time.time()
+        res = compress_scene(scene, CompressOptions(keep_target=keep, device="cpu",
+                                                    up=frame["up"], cameras=score_cams))
+        none = is_none_delta(exgs_section_from_bytes(res.data, DELTA_SECTION))
+        kf = len(res.scene) / len(scene)
+        p0, p1 = [], []
+        for c, f in zip(cams, full):
+            d = render(res.scene, c, device="cpu")
+            p0.append(psnr(d.rgb, f))
+            p1.append(psnr(painter.restore(d.rgb, d.alpha, kept_fraction=kf), f))
+        gain = float(np.mean(p1) - np.mean(p0))
+        pd = res.stats["painter_delta"]
+        rows.append({"scene": spec, "kind": "real" if spec.startswith("real:") else "proc",
+                     "keep": keep, "kept_fraction": kf, "marked_none": bool(none),
+                     "judge_none_db": pd.get("heldout_none_db"),
+                     "judge_generic_db": pd.get("heldout_generic_db"),
+                     "unrestored_psnr": float(np.mean(p0)), "gain_db": gain,
+                     "gain_with_verdict_db": 0.0 if none else gain, "seconds": time.time() - t})
+        print(f"{spec:28s} keep {keep:.2f}: {'NONE ' if none else 'paint'} judge "
+              f"{pd.get('heldout_generic_db', 0) - pd.get('heldout_none_db', 0):+.2f} dB | "
+              f"bench views: painter {gain:+.2f} → with the verdict "
+              f"{rows[-1]['gain_with_verdict_db']:+.2f} dB ({time.time() - t:.0f} s)", flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    from exgs.painter.infer import load_painter
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scenes", default=DEFAULT_SCENES)
+    ap.add_argument("--keeps", default="0.01,0.03,0.10")
+    ap.add_argument("--views", type=int, default=4)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--scenes-dir", default=str(ROOT.parent / "shared" / "scenes"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "painter_verdict.json"))
+    a = ap.parse_args(argv)
+    keeps = [float(k) for k in a.keeps.split(",")]
+    load = [round(x, 2) for x in os.getloadavg()]
+    painter = load_painter()
+    rows = []
+    for spec in [s for s in a.scenes.split(",") if s]:
+        rows += bench_scene(spec, keeps, a.views, a.size, a.scenes_dir, painter)
+    summary = []
+    for kind in ("real", "proc"):
+        for keep in keeps:
+            sel = [r for r in rows if r["kind"] == kind and r["keep"] == keep]
+            if sel:
+                summary.append({"kind": kind, "keep": keep, "scenes": len(sel),
+                                "marked_none": sum(r["marked_none"] for r in sel),
+                                "gain_db": float(np.mean([r["gain_db"] for r in sel])),
+                                "gain_with_verdict_db": float(np.mean(
+                                    [r["gain_with_verdict_db"] for r in sel])),
+                                "worst_with_verdict_db": float(min(
+                                    r["gain_with_verdict_db"] for r in sel))})
+    print("\nkind  keep   scenes  none  painter  with verdict  worst scene")
+    for s in summary:
+        print(f"{s['kind']:5s} {s['keep']:.2f} {s['scenes']:7d} {s['marked_none']:5d} "
+              f"{s['gain_db']:+8.2f} {s['gain_with_verdict_db']:+13.2f} "
+              f"{s['worst_with_verdict_db']:+12.2f}")
+    out = {"machine": f"{os.cpu_count()} CPU cores", "load_start": load,
+           "load_end": [round(x, 2) for x in os.getloadavg()], "views": a.views,
+           "size": a.size, "rows": rows, "summary": summary}
+    tmp = Path(a.out).with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=1))
+    os.replace(tmp, a.out)
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
