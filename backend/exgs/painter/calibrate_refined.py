@@ -161,6 +161,7 @@ def calibrate_free(weights_dir, pairs: list[dict], **kw) -> tuple[list, list]:
 def _calibrate(weights_dir, pairs: list[dict], refined: bool, **kw) -> tuple[list, list]:
     from ..fsutil import atomic_path
     from .infer import load_net
+    from .model import bias_table_json
 
     kind = "refined" if refined else "training-free"
     net = load_net(weights_dir)
@@ -181,7 +182,7 @@ def _calibrate(weights_dir, pairs: list[dict], refined: bool, **kw) -> tuple[lis
     cfg_file = Path(weights_dir) / "painter.json"
     d = json.loads(cfg_file.read_text())
     prefix = "refined_" if refined else ""
-    d[f"{prefix}gate_bias_by_keep"] = [[k, None if math.isinf(b) else b] for k, b in bt]
+    d[f"{prefix}gate_bias_by_keep"] = bias_table_json(bt)
     d[f"{prefix}detail_scale_by_keep"] = [list(t) for t in st]
     d.setdefault("training", {})[f"{'refined' if refined else 'free'}_calibration"] = {
         "frames": int(len(sw["keeps"])), "report": report,

@@ -115,7 +115,7 @@ class PainterConfig:
         """JSON-able dict (painter.json): −∞ biases of the bias tables as ``null``."""
         d = dataclasses.asdict(self)
         for key in BIAS_TABLES:
-            d[key] = [[k, None if math.isinf(b) else b] for k, b in getattr(self, key)]
+            d[key] = bias_table_json(getattr(self, key))
         return d
 
     def _refined(self, refined: bool) -> bool:
@@ -168,6 +168,11 @@ class PainterConfig:
 
 #: painter.json tables of gate biases, whose −∞ entries (the painter off) are stored as null
 BIAS_TABLES = ("gate_bias_by_keep", "refined_gate_bias_by_keep")
+
+
+def bias_table_json(table) -> list:
+    """((keep, bias), ...) → [[keep, bias | None], ...] as painter.json stores it (−∞ = null)."""
+    return [[k, None if math.isinf(b) else b] for k, b in table]
 
 
 def _interp_log_keep(table, keep: float) -> float:

@@ -226,6 +226,24 @@ def mark_none_if_chosen(scene, base, budget, info: dict, kw: dict, fit_progress=
     return CompressResult(scene=again.scene, data=data, stats=stats, score=again.score)
 
 
+def judge_generic(full_scene, scene, net=None, up: str = "-y", cameras=None,
+                  refined: bool = False) -> dict:
+    """:func:`exgs.painter.adapt_judge.judge_scene` of the generic painter (``net``, default
+    the shipped one) on ``scene`` against ``full_scene``, with the adapt path's held-out views
+    for ``up`` / ``cameras`` (``--profile`` stage ``painter_verdict``)."""
+    from ..painter.adapt import AdaptConfig
+    from ..painter.adapt_judge import judge_scene
+    from ..profiling import stage
+
+    if net is None:
+        from ..painter.infer import load_net
+
+        net = load_net()
+    with stage("painter_verdict"):
+        return judge_scene(full_scene, scene, net, AdaptConfig(up=up).validate(), cameras,
+                           refined=refined)
+
+
 def judge_training_free(scene, base, budget, ugc_kw: dict, up: str = "-y", net=None,
                         progress=None) -> CompressResult:
     """The do-no-harm verdict for a training-free file (no delta, not refined): the generic
@@ -233,19 +251,8 @@ def judge_training_free(scene, base, budget, ugc_kw: dict, up: str = "-y", net=N
     (:func:`exgs.painter.adapt_judge.judge_scene`); marked "none" when unrestored wins
     (:func:`mark_none_if_chosen`). ``net``: the painter readers restore with (default: the
     shipped one)."""
-    from ..painter.adapt import AdaptConfig
-    from ..painter.adapt_judge import judge_scene
-
-    if net is None:
-        from ..painter.infer import load_net
-
-        net = load_net()
-    from ..profiling import stage
-
     _emit(progress, 0.97, "judging the painter on held-out views")
-    with stage("painter_verdict"):
-        verdict = judge_scene(scene, base.scene, net, AdaptConfig(up=up).validate(),
-                              ugc_kw.get("cameras"))
+    verdict = judge_generic(scene, base.scene, net, up, ugc_kw.get("cameras"))
     info = {"enabled": False, "bytes": 0, **verdict,
             "reason": "training-free file: generic painter vs no restoration on held-out views"}
     kw = dict(ugc_kw, score=base.score)

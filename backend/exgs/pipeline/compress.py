@@ -161,16 +161,10 @@ def painter_verdict(full_scene, refined, options: CompressOptions, net=None):
     unchanged (do-no-harm: refined renders are close to the full scene, and the generic
     painter was measured to cost them up to 0.5 dB on held-out real captures)."""
     from ..io.exgs import DELTA_SECTION
-    from ..painter.adapt import AdaptConfig
-    from ..painter.adapt_judge import judge_scene
     from ..painter.delta import none_delta
+    from .adapt import judge_generic
 
-    if net is None:
-        from ..painter.infer import load_net
-
-        net = load_net()
-    cfg = AdaptConfig(up=options.up).validate()
-    verdict = judge_scene(full_scene, refined, net, cfg, options.cameras, refined=True)
+    verdict = judge_generic(full_scene, refined, net, options.up, options.cameras, refined=True)
     info = {"enabled": False, "bytes": 0, "choice": verdict["choice"],
             "heldout_none_db": verdict["heldout_none_db"],
             "heldout_generic_db": verdict["heldout_generic_db"],

@@ -128,9 +128,9 @@ def voxel_sample(means: np.ndarray, score: np.ndarray, target: int, *,
     rank = np.arange(n) - first[group]                # rank inside its voxel
     rho = target / n
     qualifies = counts >= min_count
-    mass = np.bincount(group, weights=score[order])
-    total = float(mass.sum())
-    if mass_share > 0 and total > 0:
+    mass = np.bincount(group, weights=score[order]) if mass_share > 0 else None
+    total = float(mass.sum()) if mass is not None else 0.0
+    if total > 0:
         share = (1.0 - mass_share) * counts / n + mass_share * mass / total
         k_v = np.floor(target * share).astype(np.int64)
         qualifies |= mass >= total / target  # significant enough for a pick of its own
