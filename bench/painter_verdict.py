@@ -2,15 +2,17 @@
 
     flock /work/notes/heavy.lock nice -n 5 .venv/bin/python bench/painter_verdict.py \
         [--scenes real:statue_st_peter,...] [--keeps 0.01,0.03,0.10] [--views 4] [--size 256]
+        [--no-tune] [--painter DIR]
 
 Per scene and kept fraction: ``compress_scene`` (``keep_target``, the default voxel rule, the
 painter verdict on: :func:`exgs.pipeline.adapt.judge_training_free`, which judges on the file's
 own held-out views — orbit views, or for ``+shell`` scenes the object views inside the shell
-given as cameras), then the file restored as every reader restores it (``exgs.pipeline``'s
-restorer for the file's facts and painter section: a "none" file comes back unrestored) on the
-views of ``bench/painter_real.py`` (seed 4242, ``--views``), against the full scene. Reports
-the verdict, the painter's gain with and without the verdict. Real and procedural apart.
-Writes bench/results/painter_verdict.json.
+given as cameras — and, unless ``--no-tune``, picks the file's own gate bias / detail scale
+there, :mod:`exgs.painter.tune`), then the file restored as every reader restores it (its
+painter section applied: a "none" file comes back unrestored, a "tune" file with its own
+setting) on the views of ``bench/painter_real.py`` (seed 4242, ``--views``), against the full
+scene. Reports the verdict, the generic painter's gain (the weights' tables) and the gain of
+the file as written. Real and procedural apart. Writes bench/results/painter_verdict.json.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 from painter_real import DEFAULT_SCENES  # noqa: E402
 
 
-def bench_scene(spec, keeps, views, size, scenes_dir, painter) -> list[dict]:
+def bench_scene(spec, keeps, views, size, scenes_dir, painter, tune=True) -> list[dict]:
     from exgs.io.exgs import DELTA_SECTION, exgs_section_from_bytes
     from exgs.metrics import psnr
     from exgs.painter.data import (_seed, frame_views, load_scene, scene_frame,
                                    significance_views)
-    from exgs.painter.delta import is_none_delta
+    from exgs.painter.delta import apply_delta, describe_delta
+    from exgs.painter.infer import Painter
     from exgs.pipeline import CompressOptions, compress_scene
     from exgs.render import render
 
@@ -48,26 +51,40 @@ def bench_scene(spec, keeps, views, size, scenes_dir, painter) -> list[dict]:
     for keep in keeps:
         t = time.time()
         res = compress_scene(scene, CompressOptions(keep_target=keep, device="cpu",
-                                                    up=frame["up"], cameras=score_cams))
-        none = is_none_delta(exgs_section_from_bytes(res.data, DELTA_SECTION))
+                                                    up=frame["up"], cameras=score_cams,
+                                                    painter_tune=tune))
+        blob = exgs_section_from_bytes(res.data, DELTA_SECTION)
+        form = describe_delta(blob)["form"] if blob else "generic"
+        reader = Painter(apply_delta(painter.net, blob)) if form == "tune" else painter
         kf = len(res.scene) / len(scene)
-        p0, p1 = [], []
+        p0, p1, p2 = [], [], []
         for c, f in zip(cams, full):
             d = render(res.scene, c, device="cpu")
             p0.append(psnr(d.rgb, f))
             p1.append(psnr(painter.restore(d.rgb, d.alpha, kept_fraction=kf), f))
+            p2.append(p0[-1] if form == "none" else p1[-1] if reader is painter else
+                      psnr(reader.restore(d.rgb, d.alpha, kept_fraction=kf), f))
         gain = float(np.mean(p1) - np.mean(p0))
+        written = float(np.mean(p2) - np.mean(p0))
         pd = res.stats["painter_delta"]
+        t_ = pd.get("tune") or {}
         rows.append({"scene": spec, "kind": "real" if spec.startswith("real:") else "proc",
-                     "keep": keep, "kept_fraction": kf, "marked_none": bool(none),
+                     "keep": keep, "kept_fraction": kf, "restore": form,
+                     "marked_none": form == "none",
+                     "tune": [t_.get("gate_bias"), t_.get("detail_scale")] if form == "tune"
+                     else None,
                      "judge_none_db": pd.get("heldout_none_db"),
                      "judge_generic_db": pd.get("heldout_generic_db"),
+                     "judge_tuned_db": pd.get("heldout_tuned_db"),
                      "unrestored_psnr": float(np.mean(p0)), "gain_db": gain,
-                     "gain_with_verdict_db": 0.0 if none else gain, "seconds": time.time() - t})
-        print(f"{spec:28s} keep {keep:.2f}: {'NONE ' if none else 'paint'} judge "
-              f"{pd.get('heldout_generic_db', 0) - pd.get('heldout_none_db', 0):+.2f} dB | "
-              f"bench views: painter {gain:+.2f} → with the verdict "
-              f"{rows[-1]['gain_with_verdict_db']:+.2f} dB ({time.time() - t:.0f} s)", flush=True)
+                     "gain_as_written_db": written,
+                     "worst_view_as_written_db": float(np.min(np.array(p2) - np.array(p0))),
+                     "seconds": time.time() - t})
+        what = form if form != "tune" else f"tune {rows[-1]['tune']}"
+        print(f"{spec:28s} keep {keep:.2f}: {what:22s} | bench views: generic painter "
+              f"{gain:+.2f} → as written {written:+.2f} dB (worst view "
+              f"{rows[-1]['worst_view_as_written_db']:+.2f}) ({time.time() - t:.0f} s)",
+              flush=True)
     return rows
 
 
@@ -79,6 +96,8 @@ def main(argv=None) -> int:
     ap.add_argument("--keeps", default="0.01,0.03,0.10")
     ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--no-tune", action="store_true", help="the verdict without the per-file "
+                    "setting (CompressOptions.painter_tune=False)")
     ap.add_argument("--scenes-dir", default=str(ROOT.parent / "shared" / "scenes"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "painter_verdict.json"))
     a = ap.parse_args(argv)
@@ -87,7 +106,7 @@ def main(argv=None) -> int:
     painter = load_painter()
     rows = []
     for spec in [s for s in a.scenes.split(",") if s]:
-        rows += bench_scene(spec, keeps, a.views, a.size, a.scenes_dir, painter)
+        rows += bench_scene(spec, keeps, a.views, a.size, a.scenes_dir, painter, not a.no_tune)
     summary = []
     for kind in ("real", "proc"):
         for keep in keeps:
@@ -95,17 +114,18 @@ def main(argv=None) -> int:
             if sel:
                 summary.append({"kind": kind, "keep": keep, "scenes": len(sel),
                                 "marked_none": sum(r["marked_none"] for r in sel),
+                                "tuned": sum(r["restore"] == "tune" for r in sel),
                                 "gain_db": float(np.mean([r["gain_db"] for r in sel])),
-                                "gain_with_verdict_db": float(np.mean(
-                                    [r["gain_with_verdict_db"] for r in sel])),
-                                "worst_with_verdict_db": float(min(
-                                    r["gain_with_verdict_db"] for r in sel))})
-    print("\nkind  keep   scenes  none  painter  with verdict  worst scene")
+                                "gain_as_written_db": float(np.mean(
+                                    [r["gain_as_written_db"] for r in sel])),
+                                "worst_as_written_db": float(min(
+                                    r["gain_as_written_db"] for r in sel))})
+    print("\nkind  keep   scenes  none  tune  generic  as written  worst scene")
     for s in summary:
         print(f"{s['kind']:5s} {s['keep']:.2f} {s['scenes']:7d} {s['marked_none']:5d} "
-              f"{s['gain_db']:+8.2f} {s['gain_with_verdict_db']:+13.2f} "
-              f"{s['worst_with_verdict_db']:+12.2f}")
-    out = {"machine": f"{os.cpu_count()} CPU cores", "load_start": load,
+              f"{s['tuned']:5d} {s['gain_db']:+8.2f} {s['gain_as_written_db']:+11.2f} "
+              f"{s['worst_as_written_db']:+12.2f}")
+    out = {"machine": f"{os.cpu_count()} CPU cores", "load_start": load, "tune": not a.no_tune,
            "load_end": [round(x, 2) for x in os.getloadavg()], "views": a.views,
            "size": a.size, "rows": rows, "summary": summary}
     tmp = Path(a.out).with_suffix(".tmp")

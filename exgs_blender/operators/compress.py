@@ -188,6 +188,10 @@ class EXGS_OT_compress(bpy.types.Operator):
             so.set_painter_delta_b64(pd["data_b64"])
             if pd.get("restore") == "none":  # restoring lowered quality: renders skip it
                 return ", marked: no restoration (GaussPainter lowered its quality)"
+            if pd.get("restore") == "tune":  # its own gate bias / detail scale
+                t = pd.get("tune") or {}
+                return (f", GaussPainter setting of its own (gate bias "
+                        f"{t.get('gate_bias', 0):+g}, detail {t.get('detail_scale', 0):g})")
             return (f", painter delta {pd.get('form', '')} {pd.get('bytes', 0):,} bytes "
                     f"({pd.get('gain_db', 0):+.1f} dB)")
         return ", no painter delta (did not pay)" if pd else ""

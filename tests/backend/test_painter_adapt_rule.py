@@ -198,7 +198,8 @@ def test_no_room_for_a_delta_still_marks_none_when_restoring_hurts(scene, harmfu
 
     src = inria_ply_bytes(len(scene), 3)
     ratio = src / 2600.0  # 2.6 kB: less than a 'last' reserve + 2 kB of scene
-    opts = CompressOptions(ratio=ratio, source_bytes=src, device="cpu", **FAST)
+    opts = CompressOptions(ratio=ratio, source_bytes=src, device="cpu", painter_tune=False,
+                           **FAST)
     res = compress_scene(scene, opts, tiny_cfg(), net=harmful_net)
     pd = res.stats["painter_delta"]
     assert "no room" in pd["reason"] and pd["candidates"] == {}
@@ -219,7 +220,7 @@ def _refined(scene, net):
     src = inria_ply_bytes(len(scene), 1)
     # the count voxel rule: on this tiny scene its refined file fits the budget and wins
     opts = CompressOptions(keep_target=0.08, source_bytes=src, device="cpu", views=6,
-                           view_size=(64, 48), voxel_mass_share=0.0)
+                           view_size=(64, 48), voxel_mass_share=0.0, painter_tune=False)
     ref = RefineOptions(steps=60, resolution=48, views=8, decision_views=4,
                         decision_resolution=64, seconds=None)
     res = compress_scene(scene, opts, refine=ref, net=net)
@@ -286,7 +287,7 @@ def test_training_free_file_keeps_the_painter_when_it_helps(scene):
     net = copy.deepcopy(load_net())
     net.cfg = dataclasses.replace(net.cfg, gate_bias=-math.inf, gate_bias_by_keep=(),
                                   detail_scale_by_keep=())
-    opts = CompressOptions(keep_target=0.2, device="cpu", **FAST)
+    opts = CompressOptions(keep_target=0.2, device="cpu", painter_tune=False, **FAST)
     res = compress_scene(scene, opts, net=net)
     pd = res.stats["painter_delta"]
     assert pd["heldout_none_db"] == pd["heldout_generic_db"] and pd["choice"] == "generic"

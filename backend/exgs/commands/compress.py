@@ -92,6 +92,10 @@ def register(sub) -> None:
     p.add_argument("--no-painter-verdict", action="store_true",
                    help="do not judge the painter on held-out views of the file (by default a "
                         "file that restoring would make worse is marked 'restore with nothing')")
+    p.add_argument("--no-painter-tune", action="store_true",
+                   help="with the verdict, do not try the file's own painter gate bias and "
+                        "detail scale (by default the one that restores its held-out views "
+                        "best is stored in the file, about 160 bytes)")
     p.add_argument("--no-distill", action="store_true", help="truncate SH instead of distilling")
     p.add_argument("--position-bits", type=int, default=16, choices=range(8, 22),
                    metavar="8..21", help="position bits per axis (default 16)")
@@ -171,7 +175,7 @@ def run(args) -> int:
         voxel_size=args.voxel_size, voxel_mass_share=args.voxel_mass_share,
         amplify=not args.no_amplify, distill=not args.no_distill,
         position_bits=args.position_bits, device=args.device,
-        painter_verdict=not args.no_painter_verdict)
+        painter_verdict=not args.no_painter_verdict, painter_tune=not args.no_painter_tune)
     net = None
     if adapt is not None:
         from ..painter.infer import load_net
@@ -220,6 +224,12 @@ def run(args) -> int:
         elif pd.get("restore") == "none":
             print(f"  painter delta: 'none' ({pd['bytes']} bytes): the file is marked to be "
                   f"rendered unrestored ({pd.get('reason', '')})")
+        elif pd.get("restore") == "tune":
+            t = pd["tune"]
+            print(f"  painter setting of its own ({pd['bytes']} bytes): gate bias "
+                  f"{t['gate_bias']:+g}, detail scale {t['detail_scale']:g}; held-out "
+                  f"unrestored {pd['heldout_none_db']:.2f}, generic "
+                  f"{pd['heldout_generic_db']:.2f}, own {pd['heldout_tuned_db']:.2f} dB")
         else:
             print(f"  painter delta: not stored ({pd.get('reason', 'switched off')})")
     return 0

@@ -68,12 +68,18 @@ def choose(adapted_db: float | None, none_db: float, generic_db: float,
 
 
 def judge_scene(full_scene, scene, net, cfg, cameras=None, kept_fraction=None,
-                refined: bool = False) -> dict:
+                refined: bool = False, tune: bool = True) -> dict:
     """Without training anything: render ``cfg.holdout`` held-out views (the same cameras
     :func:`.adapt.adapt` would hold out) of ``full_scene`` and ``scene`` and score the
     unrestored vs generic restoration of ``scene``. Returns :func:`choose` (no delta) plus
     ``heldout_none_db`` / ``heldout_generic_db``. ``refined``: ``scene`` was refined after
-    pruning (the generic painter restores it as a reader of the refined file does)."""
+    pruning (the generic painter restores it as a reader of the refined file does).
+
+    ``tune``: also choose this file's own gate bias and detail scale on those views
+    (:mod:`.tune`; ``out["tune"]`` reports the pick). The choice becomes "tune" when the
+    picked setting, applied exactly as a reader applies the file's ``"tune"`` delta, beats
+    both the unrestored and the generic restoration (``heldout_tuned_db``); "none" when no
+    setting, the tables included, passes the do-no-harm rule; otherwise as without it."""
     from .adapt_views import adaptation_cameras, judging_cameras, render_pairs
 
     cams = judging_cameras(adaptation_cameras(full_scene, cfg, cameras)[-cfg.holdout:], cfg)
@@ -83,4 +89,31 @@ def judge_scene(full_scene, scene, net, cfg, cameras=None, kept_fraction=None,
     s = score_without_delta(net, hold, kept_fraction, refined)
     out = choose(None, s["none"], s["generic"], 0.0)
     out.update(heldout_none_db=round(s["none"], 3), heldout_generic_db=round(s["generic"], 3))
+    if tune and kept_fraction < 1.0:
+        out.update(tune_scene(net, hold, kept_fraction, refined, s))
+    return out
+
+
+def tune_scene(net, hold, kept_fraction: float, refined: bool, scores: dict) -> dict:
+    """The per-file setting (:func:`exgs.painter.tune.choose_setting` on the held-out view
+    dicts ``hold``) and what it changes in :func:`judge_scene`'s verdict (``scores``: its
+    {"none", "generic"} mean PSNRs)."""
+    from .delta import apply_delta, base_fingerprint, tune_delta
+    from .tune import choose_setting, settings_sweep
+
+    sweep = settings_sweep(net, [(v["rgb"], v["alpha"], v["clean"]) for v in hold],
+                           kept_fraction, refined)
+    pick = choose_setting(sweep)
+    out: dict = {"tune": pick}
+    if pick["choice"] == "none":
+        out["choice"] = "none"
+    elif pick["choice"] == "tune":
+        pick["base"] = base_fingerprint(net)
+        tuned = apply_delta(net, tune_delta(pick["gate_bias"], pick["detail_scale"],
+                                            pick["base"]))
+        db = mean_psnr(restore_views(tuned, hold, kept_fraction=kept_fraction,
+                                     refined=refined), hold)
+        out["heldout_tuned_db"] = round(db, 3)
+        if db > max(scores["none"], scores["generic"]):
+            out["choice"] = "tune"
     return out

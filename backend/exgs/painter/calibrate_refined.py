@@ -51,11 +51,6 @@ SCALES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
 EDGES = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(((a.double() - b.double()) ** 2).mean())
-    return 99.0 if mse <= 1e-10 else -10.0 * math.log10(mse)
-
-
 @torch.no_grad()
 def refined_sweep(net: PainterNet, pairs: list[dict], biases=BIASES, scales=SCALES,
                   refined: bool = True) -> dict:
@@ -66,46 +61,23 @@ def refined_sweep(net: PainterNet, pairs: list[dict], biases=BIASES, scales=SCAL
     0), "gain" [C,N] dB over the unrestored frame, "generic" [N] the gain of the weights'
     generic tables (what refined files got before)}."""
     from .fast import inference_copy
+    from .tune import candidates, frame_gains, to_nchw
 
     net.eval()
-    cfg = net.cfg
     fast = inference_copy(net)
-    cands = [(float(b), float(s)) for b in biases for s in scales
-             if s == 0.0 or (net.detail is not None)]
+    cands = candidates(net, biases, scales)
     keeps, gains, generic = [], [], []
     for p in pairs:
         ref = np.asarray(p.get("refined", np.zeros(len(p["keeps"]), bool)), bool)
         ref = ref if refined else ~ref & (np.asarray(p["keeps"]) < 1.0)
-        if not ref.any():
-            continue
-        H, W = p["clean_alpha"].shape
-        H8, W8 = H - H % 8, W - W % 8
-        t = lambda v: torch.from_numpy(v.astype(np.float32))  # noqa: E731
-        clean = t(p["clean_rgb"][:H8, :W8]).permute(2, 0, 1)[None]
         for k in np.flatnonzero(ref):
             kf = float(p["keeps"][k])
-            x = t(p["deg_rgb"][k, :H8, :W8]).permute(2, 0, 1)[None]
-            a = t(p["deg_alpha"][k, :H8, :W8])[None, None]
-            x = x.contiguous(memory_format=torch.channels_last)
-            a = a.contiguous(memory_format=torch.channels_last)
-            # the generic tables' output (what refined files got before) and d, c (bias-free)
-            out0, aux = fast(x, a, kept_fraction=kf, return_all=True)
-            d, c = aux["decoded"].clamp(0.0, 1.0), aux["conf_logit"]
-            cap = cfg.covered_cap_for_kept_fraction(kf)
-            p0 = _psnr(x, clean)
-            restored, row = {}, []
-            for b, s in cands:
-                if b not in restored:
-                    g = fast.gate(c, a, b, cap)
-                    y = x + g * (d - x)
-                    r = fast.detail(x, y, a, kf) if fast.detail is not None else None
-                    restored[b] = (y, r)
-                y, r = restored[b]
-                out = y if s == 0.0 or r is None else (y + s * r).clamp(0.0, 1.0)
-                row.append(_psnr(out, clean) - p0)
+            # every candidate, and the generic tables' output (what refined files got before)
+            row, g0 = frame_gains(fast, *to_nchw(p["deg_rgb"][k], p["deg_alpha"][k],
+                                                 p["clean_rgb"]), kf, cands)
             gains.append(row)
             keeps.append(kf)
-            generic.append(_psnr(out0.clamp(0.0, 1.0), clean) - p0)
+            generic.append(g0)
     return {"keeps": np.array(keeps), "biases": np.array([b for b, _ in cands]),
             "scales": np.array([s for _, s in cands]),
             "gain": np.array(gains).T.reshape(len(cands), len(keeps)),

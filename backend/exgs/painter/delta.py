@@ -32,6 +32,13 @@ the generic painter and every adapted one). Applying it gives a painter whose ga
 everywhere — the input comes back exactly and the network is not run
 (:func:`none_delta`); it fits any base weights.
 
+A delta of form ``"tune"`` has no tensors either: its descriptor's ``tune`` entry
+``{"gate_bias": b, "detail_scale": s}`` is the gate bias and detail-head scale the compressor
+measured to restore *this* file best on its held-out views (:mod:`exgs.painter.tune`). The
+reader's painter then uses b and s at every kept fraction < 1 instead of the weights' tables
+(:func:`tune_delta`). ``base`` is the fingerprint of the weights they were chosen for (other
+weights: :class:`DeltaMismatch`, the reader restores with its own tables).
+
 A ``"detail"`` delta adapts the full-resolution detail head (:mod:`exgs.painter.detail`).
 With ``fresh`` false its tensors are differences to the base net's own head; with ``fresh``
 true the base net has no head, and the reader first builds a head of ``width`` channels and
@@ -63,6 +70,9 @@ PREFIX = struct.Struct("<4sBI")
 MAX_DELTA_BYTES = 16 << 20  #: refuse descriptors/payloads beyond this (hostile input)
 KINDS = ("diff", "lora_a", "lora_b")
 NONE_FORM = "none"  #: the "do not restore this scene" delta (no tensors)
+TUNE_FORM = "tune"  #: per-file gate bias / detail scale (no tensors; :mod:`.tune`)
+TUNE_BIAS_RANGE = (-20.0, 10.0)  #: accepted "tune" gate biases (logit units)
+TUNE_SCALE_RANGE = (0.0, 8.0)  #: accepted "tune" detail scales
 DETAIL_FORM = "detail"  #: the detail-head delta (its descriptor has a "detail" entry)
 DTYPES = ("int8", "fp16")
 
@@ -176,9 +186,13 @@ def decode_delta(data: bytes) -> tuple[dict, list[tuple[dict, np.ndarray]]]:
     _need(isinstance(desc.get("base"), str), "descriptor lacks base")
     _need(isinstance(desc.get("rank"), int) and 0 <= desc["rank"] <= 4096, "bad rank")
     ts = desc.get("tensors")
-    if desc["form"] == NONE_FORM:
-        _need(ts == [], f"a {NONE_FORM!r} delta has no tensors")
-        _need(len(payload) == 0, f"a {NONE_FORM!r} delta has no payload")
+    _need((desc["form"] == TUNE_FORM) == ("tune" in desc),
+          f"a {TUNE_FORM!r} delta needs a tune entry (and only it has one)")
+    if desc["form"] in (NONE_FORM, TUNE_FORM):
+        _need(ts == [], f"a {desc['form']!r} delta has no tensors")
+        _need(len(payload) == 0, f"a {desc['form']!r} delta has no payload")
+        if desc["form"] == TUNE_FORM:
+            _check_tune_spec(desc["tune"])
         return desc, []
     _need(isinstance(ts, list) and ts, "descriptor has no tensors")
     if desc["form"] == DETAIL_FORM or "detail" in desc:
@@ -205,6 +219,14 @@ def decode_delta(data: bytes) -> tuple[dict, list[tuple[dict, np.ndarray]]]:
         out.append((e, arr))
     _need(expect == len(payload), f"payload has {len(payload)} bytes, tensors need {expect}")
     return desc, out
+
+
+def _check_tune_spec(t) -> None:
+    _need(isinstance(t, dict), "tune: not an object")
+    for key, (lo, hi) in (("gate_bias", TUNE_BIAS_RANGE), ("detail_scale", TUNE_SCALE_RANGE)):
+        v = t.get(key)
+        _need(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+              and lo <= v <= hi, f"tune: {key} must be a number in {lo:g}..{hi:g}")
 
 
 def _check_detail_spec(desc: dict) -> None:
@@ -260,6 +282,8 @@ def apply_delta(net, data: bytes, *, check_base: bool = True):
         if desc["base"] != fp:
             raise DeltaMismatch(f"painter delta was made for other painter weights (base "
                                 f"{desc['base']}, these are {fp})")
+    if desc["form"] == TUNE_FORM:
+        return _tuned_copy(net, desc["tune"]["gate_bias"], desc["tune"]["detail_scale"])
     diffs = delta_differences(desc, tensors)
     if desc["form"] == DETAIL_FORM:
         out = _detail_base(net, desc["detail"])
@@ -312,6 +336,31 @@ def is_none_delta(data: bytes | None) -> bool:
         return decode_delta(data)[0]["form"] == NONE_FORM
     except DeltaError:
         return False
+
+
+def tune_delta(gate_bias: float, detail_scale: float, base: str,
+               stats: dict | None = None) -> bytes:
+    """The ``"tune"`` delta: restore this file with gate bias ``gate_bias`` and detail scale
+    ``detail_scale`` (chosen for the weights whose :func:`base_fingerprint` is ``base``)."""
+    spec = {"gate_bias": float(gate_bias), "detail_scale": float(detail_scale)}
+    _check_tune_spec(spec)
+    return encode_delta(TUNE_FORM, [], base=base, dtype="int8", stats=stats,
+                        extra={"tune": spec})
+
+
+def _tuned_copy(net, gate_bias: float, detail_scale: float):
+    """A copy of ``net`` that restores every frame with a known kept fraction < 1 at this
+    gate bias and detail scale (refined or not; unknown kept fraction: the bias, no head;
+    kept fraction ≥ 1: off, as with the tables)."""
+    import dataclasses
+
+    out = copy.deepcopy(net)
+    b, s = float(gate_bias), float(detail_scale)
+    head = s > 0.0 and getattr(out, "detail", None) is not None
+    out.cfg = dataclasses.replace(
+        out.cfg, gate_bias=b, gate_bias_by_keep=((0.5, b),), refined_gate_bias_by_keep=(),
+        detail_scale_by_keep=((0.5, s),) if head else (), refined_detail_scale_by_keep=())
+    return out.eval()
 
 
 def _gate_shut_copy(net):

@@ -115,12 +115,15 @@ def _fit(scene, budget, data_of, kw, current, progress=None):
 
 
 def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict, *,
-                     progress: Callable | None = None, net=None) -> CompressResult:
+                     progress: Callable | None = None, net=None,
+                     tune: bool = True) -> CompressResult:
     """UGC compression (:func:`exgs.ugc.compress` with ``ugc_kw``) of ``scene`` into
     ``budget`` bytes (or to ``keep_target``) + a per-scene painter delta trained with
     ``cfg`` (:class:`exgs.painter.adapt.AdaptConfig`) on ``net`` (default: the shipped
     painter). ``stats["painter_delta"]`` describes the adaptation (``enabled``, ``choice``
-    = delta | generic | none, ``gain_db``, ``bytes``, ``candidates``...)."""
+    = delta | generic | none | tune, ``gain_db``, ``bytes``, ``candidates``...). ``tune``:
+    without room for a delta, also try the file's own gate bias / detail scale
+    (:func:`exgs.painter.adapt_judge.judge_scene`)."""
     from ..io.exgs import DELTA_SECTION, attach_sections
     from ..painter.adapt import adapt
     from ..painter.adapt_judge import judge_scene
@@ -189,45 +192,68 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
                         key=lambda r: r.stats.get("heldout_adapted_db", -1e9)).stats)
     else:
         verdict = judge_scene(scene, base.scene, net, replace(cfg, form="last"),
-                              ugc_kw.get("cameras"))
+                              ugc_kw.get("cameras"), tune=tune)
         info = {"enabled": False, "bytes": 0, "form": cfg.form, "reason": why, **verdict}
     info["candidates"] = cands
-    return mark_none_if_chosen(scene, base, budget, info, kw, sub(0.98, 0.99), progress)
+    return mark_verdict(scene, base, budget, info, kw, sub(0.98, 0.99), progress)
 
 
-def mark_none_if_chosen(scene, base, budget, info: dict, kw: dict, fit_progress=None,
+def verdict_delta(info: dict) -> bytes | None:
+    """The painter section a verdict ``info`` asks for: the ``"none"`` marker (choice "none"),
+    the file's own gate bias / detail scale (choice "tune": :func:`exgs.painter.delta.
+    tune_delta` of ``info["tune"]``), or None (restore with the generic tables)."""
+    from ..painter.delta import none_delta, tune_delta
+
+    stats = {k: info[k] for k in ("heldout_none_db", "heldout_generic_db", "heldout_tuned_db")
+             if k in info}
+    if info.get("choice") == "none":
+        return none_delta(stats)
+    if info.get("choice") == "tune":
+        t = info["tune"]
+        return tune_delta(t["gate_bias"], t["detail_scale"], t["base"], stats)
+    return None
+
+
+def mark_verdict(scene, base, budget, info: dict, kw: dict, fit_progress=None,
                         progress=None) -> CompressResult:
     """``base`` with ``stats["painter_delta"] = info``; when ``info["choice"]`` is "none"
-    (unrestored beat the generic painter on held-out views), the file carries the "none"
-    painter marker (≈ 120 B, the kept count searched again so the file still meets
-    ``budget``), so every restore path returns its frames unchanged."""
+    (unrestored beat the generic painter on held-out views) or "tune" (a setting of its own
+    restores it best), the file carries that painter section (:func:`verdict_delta`,
+    ≈ 120–160 B, the kept count searched again so the file still meets ``budget``), so
+    every restore path returns its frames unchanged, or restores them with that setting."""
     from ..io.exgs import DELTA_SECTION, attach_sections
-    from ..painter.delta import none_delta
 
     base.stats["painter_delta"] = info
-    if info.get("choice") != "none":
+    blob = verdict_delta(info)
+    if blob is None:
         return base
-    blob = none_delta({k: info[k] for k in ("heldout_none_db", "heldout_generic_db")
-                       if k in info})
+    choice = info["choice"]
     fitted = _fit(scene, budget, lambda r: attach_sections(r.data, {DELTA_SECTION: blob}), kw,
                   base, fit_progress)
     if fitted is None:
-        info["reason"] = info.get("reason", "") + "; the 'none' marker does not fit in the budget"
+        info["reason"] = info.get("reason", "") + f"; the {choice!r} marker does not fit in " \
+                                                  "the budget"
+        if choice == "tune":  # restore with the tables then, unless they lose to none
+            info["choice"] = "none" if info.get("reference") == "none" else "generic"
+            return mark_verdict(scene, base, budget, info, kw, fit_progress, progress)
         return base
     again, data = fitted
-    info.update(form="none", bytes=len(blob), restore="none")
+    info.update(form=choice, bytes=len(blob), restore=choice)
     stats = dict(again.stats)
     src = base.stats["source_bytes"]
     stats.update(file_bytes=len(data), ratio=src / len(data), budget_bytes=budget,
                  bytes_per_gaussian=len(data) / max(len(again.scene), 1),
                  painter_delta=info, scene_bytes=len(again.data))
-    _emit(progress, 1.0, f"done: {len(again.scene):,} Gaussians, restore with nothing "
-                         f"(unrestored beat the painter on held-out views), {len(data):,} bytes")
+    how = ("restore with nothing (unrestored beat the painter on held-out views)"
+           if choice == "none" else
+           f"restore with its own painter setting (gate bias {info['tune']['gate_bias']:+g}, "
+           f"detail scale {info['tune']['detail_scale']:g})")
+    _emit(progress, 1.0, f"done: {len(again.scene):,} Gaussians, {how}, {len(data):,} bytes")
     return CompressResult(scene=again.scene, data=data, stats=stats, score=again.score)
 
 
 def judge_generic(full_scene, scene, net=None, up: str = "-y", cameras=None,
-                  refined: bool = False) -> dict:
+                  refined: bool = False, tune: bool = True) -> dict:
     """:func:`exgs.painter.adapt_judge.judge_scene` of the generic painter (``net``, default
     the shipped one) on ``scene`` against ``full_scene``, with the adapt path's held-out views
     for ``up`` / ``cameras`` (``--profile`` stage ``painter_verdict``)."""
@@ -241,19 +267,21 @@ def judge_generic(full_scene, scene, net=None, up: str = "-y", cameras=None,
         net = load_net()
     with stage("painter_verdict"):
         return judge_scene(full_scene, scene, net, AdaptConfig(up=up).validate(), cameras,
-                           refined=refined)
+                           refined=refined, tune=tune)
 
 
 def judge_training_free(scene, base, budget, ugc_kw: dict, up: str = "-y", net=None,
-                        progress=None) -> CompressResult:
+                        progress=None, tune: bool = True) -> CompressResult:
     """The do-no-harm verdict for a training-free file (no delta, not refined): the generic
-    painter against no restoration on the held-out views a delta would hold out
-    (:func:`exgs.painter.adapt_judge.judge_scene`); marked "none" when unrestored wins
-    (:func:`mark_none_if_chosen`). ``net``: the painter readers restore with (default: the
+    painter against no restoration and against the file's own gate bias / detail scale on
+    the held-out views a delta would hold out (:func:`exgs.painter.adapt_judge.judge_scene`);
+    marked "none" when unrestored wins, "tune" when its own setting does
+    (:func:`mark_verdict`). ``net``: the painter readers restore with (default: the
     shipped one)."""
     _emit(progress, 0.97, "judging the painter on held-out views")
-    verdict = judge_generic(scene, base.scene, net, up, ugc_kw.get("cameras"))
+    verdict = judge_generic(scene, base.scene, net, up, ugc_kw.get("cameras"), tune=tune)
     info = {"enabled": False, "bytes": 0, **verdict,
-            "reason": "training-free file: generic painter vs no restoration on held-out views"}
+            "reason": "training-free file: generic painter vs no restoration vs its own "
+                      "setting on held-out views"}
     kw = dict(ugc_kw, score=base.score)
-    return mark_none_if_chosen(scene, base, budget, info, kw, None, progress)
+    return mark_verdict(scene, base, budget, info, kw, None, progress)

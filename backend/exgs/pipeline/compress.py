@@ -54,6 +54,10 @@ class CompressOptions:
     #: file and mark the file "restore with nothing" when restoring loses (do-no-harm; files
     #: with a delta or refined are judged by their own steps)
     painter_verdict: bool = True
+    #: with the verdict (or a refined file's): also try this file's own painter gate bias and
+    #: detail scale on those views and store the one that restores it best (a ``"tune"``
+    #: section, ≈ 160 B; :mod:`exgs.painter.tune`)
+    painter_tune: bool = True
     ugc: dict = field(default_factory=dict)
 
     def ugc_keywords(self) -> dict:
@@ -134,7 +138,7 @@ def compress_scene(scene, options: CompressOptions, adapt: AdaptOptions | None =
         from .adapt import compress_adapted
 
         res = compress_adapted(scene, budget, options.keep_target, adapt, kw,
-                               progress=progress, net=net)
+                               progress=progress, net=net, tune=options.painter_tune)
     res.stats["requested_ratio"] = options.ratio
     if refine is not None:
         from dataclasses import replace
@@ -148,7 +152,8 @@ def compress_scene(scene, options: CompressOptions, adapt: AdaptOptions | None =
     if adapt is None and options.painter_verdict and "painter_delta" not in res.stats:
         from .adapt import judge_training_free  # refinement off, or none asked for
 
-        res = judge_training_free(scene, res, budget, kw, options.up, net, progress)
+        res = judge_training_free(scene, res, budget, kw, options.up, net, progress,
+                                  tune=options.painter_tune)
     return res
 
 
@@ -156,21 +161,22 @@ def painter_verdict(full_scene, refined, options: CompressOptions, net=None):
     """(sections, stats) for a refined file: the generic painter (``net``, default the
     shipped one) against no restoration on held-out views of ``refined`` (the views a
     painter delta would hold out), restored as a reader restores a refined file (the
-    painter's refined gate table, ``refined=True``). When unrestored wins, the file carries the ``"none"``
-    painter marker, so ``--restore`` and every other restore path return its frames
-    unchanged (do-no-harm: refined renders are close to the full scene, and the generic
-    painter was measured to cost them up to 0.5 dB on held-out real captures)."""
+    painter's refined gate table, ``refined=True``), and against the file's own gate bias /
+    detail scale (:mod:`exgs.painter.tune`). When unrestored wins, the file carries the
+    ``"none"`` painter marker, so ``--restore`` and every other restore path return its
+    frames unchanged (do-no-harm: refined renders are close to the full scene, and the
+    generic painter was measured to cost them up to 0.5 dB on held-out real captures); when
+    its own setting wins, a ``"tune"`` section (:func:`.adapt.verdict_delta`)."""
     from ..io.exgs import DELTA_SECTION
-    from ..painter.delta import none_delta
-    from .adapt import judge_generic
+    from .adapt import judge_generic, verdict_delta
 
-    verdict = judge_generic(full_scene, refined, net, options.up, options.cameras, refined=True)
-    info = {"enabled": False, "bytes": 0, "choice": verdict["choice"],
-            "heldout_none_db": verdict["heldout_none_db"],
-            "heldout_generic_db": verdict["heldout_generic_db"],
-            "reason": "refined file: generic painter vs no restoration on held-out views"}
-    if verdict["choice"] != "none":
+    verdict = judge_generic(full_scene, refined, net, options.up, options.cameras, refined=True,
+                            tune=options.painter_tune)
+    info = {"enabled": False, "bytes": 0, **verdict,
+            "reason": "refined file: generic painter vs no restoration vs its own setting "
+                      "on held-out views"}
+    blob = verdict_delta(info)
+    if blob is None:
         return {}, {"painter_delta": info}
-    blob = none_delta({k: info[k] for k in ("heldout_none_db", "heldout_generic_db")})
-    info.update(form="none", bytes=len(blob), restore="none")
+    info.update(form=info["choice"], bytes=len(blob), restore=info["choice"])
     return {DELTA_SECTION: blob}, {"painter_delta": info}
