@@ -16,6 +16,11 @@ sequence**, for:
 * ``stabilized`` — the painter's frames through :class:`exgs.painter.temporal.TemporalStabilizer`
   (``exgs render --restore --temporal``).
 
+``--as-written``: the pruned scenes are the files ``compress_scene`` writes (``keep_target``,
+default options: the painter verdict and the file's own setting, docs/painter.md "Session 9"),
+and ``painter`` / ``stabilized`` restore each as readers do (its ``"tune"`` setting applied, a
+``"none"`` file unrestored); the row records the file's painter section.
+
 Target: restored ≤ unrestored. Mean PSNR of each sequence against the full render is reported
 too (what stabilisation costs). Also checks the painter is deterministic (a frame restored
 twice is bit-identical). Real and procedural scenes are reported apart.
@@ -50,7 +55,29 @@ def path_cameras(frame: dict, n: int, step_deg: float, size: int) -> list:
                          elevation_deg=(20, 20), fov_x_deg=50, seed=None)[:n]
 
 
-def bench_scene(spec, painter, keeps, n, step, size, scenes_dir) -> dict:
+def written_files(scene, frame, keeps, painter):
+    """[(decoded scene, reader Painter or None for "none", section form)] of the files
+    ``compress_scene`` writes at each kept fraction (see ``--as-written``)."""
+    from exgs.io.exgs import DELTA_SECTION, exgs_section_from_bytes
+    from exgs.painter.data import significance_views
+    from exgs.painter.delta import apply_delta, describe_delta
+    from exgs.painter.infer import Painter
+    from exgs.pipeline import CompressOptions, compress_scene
+
+    out = []
+    for keep in keeps:
+        res = compress_scene(scene, CompressOptions(keep_target=keep, device="cpu",
+                                                    up=frame["up"],
+                                                    cameras=significance_views(frame)))
+        blob = exgs_section_from_bytes(res.data, DELTA_SECTION)
+        form = describe_delta(blob)["form"] if blob else "generic"
+        reader = (None if form == "none" else Painter(apply_delta(painter.net, blob))
+                  if form == "tune" else painter)
+        out.append((res.scene, reader, form))
+    return out
+
+
+def bench_scene(spec, painter, keeps, n, step, size, scenes_dir, as_written=False) -> dict:
     from exgs.metrics import psnr
     from exgs.painter.data import load_scene, prune_many, scene_frame, significance_views
     from exgs.painter.temporal import TemporalStabilizer, flicker
@@ -62,17 +89,26 @@ def bench_scene(spec, painter, keeps, n, step, size, scenes_dir) -> dict:
     cams = path_cameras(frame, n, step, size)
     full = [render(scene, c, device="cpu") for c in cams]
     base = flicker([f.rgb for f in full])
-    pruned = prune_many(scene, keeps, "ugc", cameras=significance_views(frame), up=frame["up"])
+    if as_written:
+        files = written_files(scene, frame, keeps, painter)
+        pruned = [f[0] for f in files]
+    else:
+        pruned = prune_many(scene, keeps, "ugc", cameras=significance_views(frame),
+                            up=frame["up"])
     out = {"scene": spec, "kind": "real" if spec.startswith("real:") else "proc",
            "gaussians": len(scene), "frames": n, "step_deg": step, "size": size,
            "full_flicker": base,
            "coverage": float(np.mean([(f.alpha >= 0.99).mean() for f in full])), "keeps": {}}
-    for keep, ps in zip(keeps, pruned):
+    for i, (keep, ps) in enumerate(zip(keeps, pruned)):
         kf = len(ps) / len(scene)
         ds = [render(ps, c, device="cpu") for c in cams]
         xs = [d.rgb for d in ds]
-        ys = [painter.restore(d.rgb, d.alpha, kept_fraction=kf) for d in ds]
-        again = painter.restore(ds[0].rgb, ds[0].alpha, kept_fraction=kf)
+        reader = files[i][1] if as_written else painter
+        if reader is None:  # a "none" file: readers return its frames unchanged
+            ys, again = list(xs), xs[0]
+        else:
+            ys = [reader.restore(d.rgb, d.alpha, kept_fraction=kf) for d in ds]
+            again = reader.restore(ds[0].rgb, ds[0].alpha, kept_fraction=kf)
         stab = TemporalStabilizer()
         zs = [stab(x, y) for x, y in zip(xs, ys)]
         e = {}
@@ -80,6 +116,8 @@ def bench_scene(spec, painter, keeps, n, step, size, scenes_dir) -> dict:
             e[name] = {"flicker": flicker(seq) - base,
                        "psnr": float(np.mean([psnr(s, f.rgb) for s, f in zip(seq, full)]))}
         e["kept_fraction"] = kf
+        if as_written:
+            e["section"] = files[i][2]
         e["deterministic"] = bool(np.array_equal(again, ys[0]))
         out["keeps"][f"{keep:g}"] = e
         print(f"  {spec} {keep:.0%}: flicker (vs full {base:.2f}) unrestored "
@@ -113,6 +151,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--keeps", default="0.01,0.03,0.10")
     ap.add_argument("--painter", default=None)
+    ap.add_argument("--as-written", action="store_true",
+                    help="the files compress_scene writes, restored as readers do")
     ap.add_argument("--scenes-dir", default="/work/shared/scenes")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "painter_flicker.json"))
     args = ap.parse_args(argv)
@@ -125,11 +165,12 @@ def main(argv=None) -> int:
     painter = load_painter(args.painter)
     keeps = [float(k) for k in args.keeps.split(",")]
     specs = [s for s in args.scenes.split(",") + args.proc.split(",") if s.strip()]
-    res = {"painter": args.painter or "shipped", "load_before": list(os.getloadavg()),
+    res = {"painter": args.painter or "shipped", "as_written": args.as_written,
+           "load_before": list(os.getloadavg()),
            "rows": []}
     for spec in specs:
         res["rows"].append(bench_scene(spec.strip(), painter, keeps, args.frames, args.step,
-                                       args.size, args.scenes_dir))
+                                       args.size, args.scenes_dir, args.as_written))
         res["load_after"] = list(os.getloadavg())
         tmp = Path(args.out).with_suffix(".tmp")
         tmp.write_text(json.dumps(res, indent=2))
