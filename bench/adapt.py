@@ -121,7 +121,8 @@ def main(argv=None) -> int:
     from exgs.painter.adapt_judge import choose
     from exgs.painter.delta import apply_delta
     from exgs.painter.infer import Painter, load_net
-    from exgs.pipeline import CompressOptions, compress_scene
+    from exgs.pipeline import (CompressOptions, PainterCache, compress_scene, facts_of_bytes,
+                               restorer_for)
     from exgs.ugc import inria_ply_bytes
     from exgs.ugc.evaluate import held_out_views, render_views
 
@@ -129,6 +130,7 @@ def main(argv=None) -> int:
 
     net = load_net(args.painter)
     generic = Painter(net)
+    cache = PainterCache(args.painter)  # the readers' loader, for files as written
     fingerprint = base_fingerprint(net)
     default_min_gain = AdaptConfig().min_gain_db
     rows = []
@@ -177,19 +179,12 @@ def main(argv=None) -> int:
             gp, gr, gs, gviews = _eval(refs, g.scene, cams,
                                        lambda a, b, k: generic.restore(a, b, kept_fraction=k),
                                        len(g.scene) / len(scene))
-            # the generic file as compress_scene writes it: its own painter setting ("tune"),
-            # the "none" marker, or nothing (the tables) — restored as readers restore it
-            from exgs.io.exgs import DELTA_SECTION, exgs_section_from_bytes
-            from exgs.painter.delta import describe_delta
-
-            gsec = exgs_section_from_bytes(g.data, DELTA_SECTION)
-            gform = describe_delta(gsec)["form"] if gsec else "generic"
-            written = {"none": gp, "generic": gr}.get(gform)
-            if written is None:
-                own = Painter(apply_delta(net, gsec))
-                written = _eval(refs, g.scene, cams,
-                                lambda a, b, k: own.restore(a, b, kept_fraction=k),
-                                len(g.scene) / len(scene))[1]
+            # the generic file as compress_scene writes it (its own painter setting "tune",
+            # the "none" marker, or nothing: the tables), restored as readers restore it
+            reader = restorer_for(facts_of_bytes(g.data), cache=cache)
+            gform = reader.delta["form"] or "generic"
+            written = _eval(refs, g.scene, cams, lambda a, b, k: reader(a, b),
+                            len(g.scene) / len(scene))[1]
             base = {"scene": label, "ratio": ratio, "source_bytes": src,
                     "budget_bytes": int(src / ratio), "generic_kept": len(g.scene),
                     "generic_bytes": len(g.data), "generic_pruned_psnr": round(gp, 3),

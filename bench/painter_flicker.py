@@ -55,29 +55,27 @@ def path_cameras(frame: dict, n: int, step_deg: float, size: int) -> list:
                          elevation_deg=(20, 20), fov_x_deg=50, seed=None)[:n]
 
 
-def written_files(scene, frame, keeps, painter):
-    """[(decoded scene, reader Painter or None for "none", section form)] of the files
-    ``compress_scene`` writes at each kept fraction (see ``--as-written``)."""
-    from exgs.io.exgs import DELTA_SECTION, exgs_section_from_bytes
+def written_files(scene, frame, keeps, painter_dir=None):
+    """[(decoded scene, its reader: :func:`exgs.pipeline.restorer_for` of the file's facts,
+    section form)] of the files ``compress_scene`` writes at each kept fraction (see
+    ``--as-written``)."""
     from exgs.painter.data import significance_views
-    from exgs.painter.delta import apply_delta, describe_delta
-    from exgs.painter.infer import Painter
-    from exgs.pipeline import CompressOptions, compress_scene
+    from exgs.pipeline import (CompressOptions, PainterCache, compress_scene, facts_of_bytes,
+                               restorer_for)
 
+    cache = PainterCache(painter_dir)
     out = []
     for keep in keeps:
         res = compress_scene(scene, CompressOptions(keep_target=keep, device="cpu",
                                                     up=frame["up"],
                                                     cameras=significance_views(frame)))
-        blob = exgs_section_from_bytes(res.data, DELTA_SECTION)
-        form = describe_delta(blob)["form"] if blob else "generic"
-        reader = (None if form == "none" else Painter(apply_delta(painter.net, blob))
-                  if form == "tune" else painter)
-        out.append((res.scene, reader, form))
+        reader = restorer_for(facts_of_bytes(res.data), cache=cache)
+        out.append((res.scene, reader, reader.delta["form"] or "generic"))
     return out
 
 
-def bench_scene(spec, painter, keeps, n, step, size, scenes_dir, as_written=False) -> dict:
+def bench_scene(spec, painter, keeps, n, step, size, scenes_dir, as_written=False,
+                painter_dir=None) -> dict:
     from exgs.metrics import psnr
     from exgs.painter.data import load_scene, prune_many, scene_frame, significance_views
     from exgs.painter.temporal import TemporalStabilizer, flicker
@@ -90,7 +88,7 @@ def bench_scene(spec, painter, keeps, n, step, size, scenes_dir, as_written=Fals
     full = [render(scene, c, device="cpu") for c in cams]
     base = flicker([f.rgb for f in full])
     if as_written:
-        files = written_files(scene, frame, keeps, painter)
+        files = written_files(scene, frame, keeps, painter_dir)
         pruned = [f[0] for f in files]
     else:
         pruned = prune_many(scene, keeps, "ugc", cameras=significance_views(frame),
@@ -103,12 +101,12 @@ def bench_scene(spec, painter, keeps, n, step, size, scenes_dir, as_written=Fals
         kf = len(ps) / len(scene)
         ds = [render(ps, c, device="cpu") for c in cams]
         xs = [d.rgb for d in ds]
-        reader = files[i][1] if as_written else painter
-        if reader is None:  # a "none" file: readers return its frames unchanged
-            ys, again = list(xs), xs[0]
+        if as_written:  # restored as readers restore the file (a "none" file unchanged)
+            ys = [files[i][1](d.rgb, d.alpha) for d in ds]
+            again = files[i][1](ds[0].rgb, ds[0].alpha)
         else:
-            ys = [reader.restore(d.rgb, d.alpha, kept_fraction=kf) for d in ds]
-            again = reader.restore(ds[0].rgb, ds[0].alpha, kept_fraction=kf)
+            ys = [painter.restore(d.rgb, d.alpha, kept_fraction=kf) for d in ds]
+            again = painter.restore(ds[0].rgb, ds[0].alpha, kept_fraction=kf)
         stab = TemporalStabilizer()
         zs = [stab(x, y) for x, y in zip(xs, ys)]
         e = {}
@@ -170,7 +168,8 @@ def main(argv=None) -> int:
            "rows": []}
     for spec in specs:
         res["rows"].append(bench_scene(spec.strip(), painter, keeps, args.frames, args.step,
-                                       args.size, args.scenes_dir, args.as_written))
+                                       args.size, args.scenes_dir, args.as_written,
+                                       args.painter))
         res["load_after"] = list(os.getloadavg())
         tmp = Path(args.out).with_suffix(".tmp")
         tmp.write_text(json.dumps(res, indent=2))

@@ -2,7 +2,7 @@
 
     flock /work/notes/heavy.lock nice -n 5 .venv/bin/python bench/painter_verdict.py \
         [--scenes real:statue_st_peter,...] [--keeps 0.01,0.03,0.10] [--views 4] [--size 256]
-        [--no-tune] [--painter DIR]
+        [--no-tune]
 
 Per scene and kept fraction: ``compress_scene`` (``keep_target``, the default voxel rule, the
 painter verdict on: :func:`exgs.pipeline.adapt.judge_training_free`, which judges on the file's
@@ -32,14 +32,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 from painter_real import DEFAULT_SCENES  # noqa: E402
 
 
-def bench_scene(spec, keeps, views, size, scenes_dir, painter, tune=True) -> list[dict]:
-    from exgs.io.exgs import DELTA_SECTION, exgs_section_from_bytes
+def bench_scene(spec, keeps, views, size, scenes_dir, cache, tune=True) -> list[dict]:
     from exgs.metrics import psnr
     from exgs.painter.data import (_seed, frame_views, load_scene, scene_frame,
                                    significance_views)
-    from exgs.painter.delta import apply_delta, describe_delta
-    from exgs.painter.infer import Painter
-    from exgs.pipeline import CompressOptions, compress_scene
+    from exgs.pipeline import (CompressOptions, compress_scene, facts_of_bytes,
+                               restorer_for)
     from exgs.render import render
 
     scene = load_scene(spec, scenes_dir)
@@ -53,17 +51,16 @@ def bench_scene(spec, keeps, views, size, scenes_dir, painter, tune=True) -> lis
         res = compress_scene(scene, CompressOptions(keep_target=keep, device="cpu",
                                                     up=frame["up"], cameras=score_cams,
                                                     painter_tune=tune))
-        blob = exgs_section_from_bytes(res.data, DELTA_SECTION)
-        form = describe_delta(blob)["form"] if blob else "generic"
-        reader = Painter(apply_delta(painter.net, blob)) if form == "tune" else painter
+        reader = restorer_for(facts_of_bytes(res.data), cache=cache)  # as readers restore it
+        form = reader.delta["form"] or "generic"
+        painter = cache.generic()  # the weights' tables on the same file
         kf = len(res.scene) / len(scene)
         p0, p1, p2 = [], [], []
         for c, f in zip(cams, full):
             d = render(res.scene, c, device="cpu")
             p0.append(psnr(d.rgb, f))
             p1.append(psnr(painter.restore(d.rgb, d.alpha, kept_fraction=kf), f))
-            p2.append(p0[-1] if form == "none" else p1[-1] if reader is painter else
-                      psnr(reader.restore(d.rgb, d.alpha, kept_fraction=kf), f))
+            p2.append(psnr(reader(d.rgb, d.alpha), f))
         gain = float(np.mean(p1) - np.mean(p0))
         written = float(np.mean(p2) - np.mean(p0))
         pd = res.stats["painter_delta"]
@@ -89,7 +86,7 @@ def bench_scene(spec, keeps, views, size, scenes_dir, painter, tune=True) -> lis
 
 
 def main(argv=None) -> int:
-    from exgs.painter.infer import load_painter
+    from exgs.pipeline import PainterCache
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenes", default=DEFAULT_SCENES)
@@ -103,10 +100,10 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     keeps = [float(k) for k in a.keeps.split(",")]
     load = [round(x, 2) for x in os.getloadavg()]
-    painter = load_painter()
+    cache = PainterCache()
     rows = []
     for spec in [s for s in a.scenes.split(",") if s]:
-        rows += bench_scene(spec, keeps, a.views, a.size, a.scenes_dir, painter, not a.no_tune)
+        rows += bench_scene(spec, keeps, a.views, a.size, a.scenes_dir, cache, not a.no_tune)
     summary = []
     for kind in ("real", "proc"):
         for keep in keeps:

@@ -95,7 +95,7 @@ def register(sub) -> None:
     p.add_argument("--no-painter-tune", action="store_true",
                    help="with the verdict, do not try the file's own painter gate bias and "
                         "detail scale (by default the one that restores its held-out views "
-                        "best is stored in the file, about 160 bytes)")
+                        "best is stored in the file, about 180 bytes)")
     p.add_argument("--no-distill", action="store_true", help="truncate SH instead of distilling")
     p.add_argument("--position-bits", type=int, default=16, choices=range(8, 22),
                    metavar="8..21", help="position bits per axis (default 16)")

@@ -18,7 +18,7 @@ Rule (:func:`choose_setting`; the do-no-harm rule of the calibrations, per file)
 candidates whose 10 % quantile of per-view gains is ≥ −0.05 dB, the largest mean gain +
 2 · mean(min(gain, 0)); "off" (gain 0 on every view) always qualifies and wins ties; the
 weights' own tables ("tables") win unless a setting beats them by ``margin_db``. A chosen
-setting is stored in the file as a ``"tune"`` painter delta (no tensors, ≈ 150 bytes:
+setting is stored in the file as a ``"tune"`` painter delta (no tensors, ≈ 180 bytes:
 :func:`exgs.painter.delta.tune_delta`); readers apply it like any delta.
 
 Frames are scored whole (no tiling), which the reader's tiled restore matches closely; the
@@ -81,13 +81,14 @@ def frame_gains(fast, x, a, clean, kept_fraction: float, cands, refined: bool = 
     fused = getattr(fast, "fused_forward", None)
     stats = degradation_stats(x) if fast.detail is not None and fused is not None else None
     diff = d - x
+    with_head = {b for b, s in cands if s > 0} if fast.detail is not None else set()
     per_bias: dict[float, tuple] = {}
     row = []
     for b, s in cands:
         if b not in per_bias:
             y = torch.addcmul(x, fast.gate(c, a, b, cap), diff)
             r = None
-            if fast.detail is not None and any(bb == b and ss > 0 for bb, ss in cands):
+            if b in with_head:
                 r = (fused.detail_residual(x, y, a, kept_fraction, stats) if fused is not None
                      else fast.detail(x, y, a, kept_fraction)).contiguous()
             per_bias[b] = (y, r)

@@ -215,11 +215,11 @@ def verdict_delta(info: dict) -> bytes | None:
 
 
 def mark_verdict(scene, base, budget, info: dict, kw: dict, fit_progress=None,
-                        progress=None) -> CompressResult:
+                 progress=None) -> CompressResult:
     """``base`` with ``stats["painter_delta"] = info``; when ``info["choice"]`` is "none"
     (unrestored beat the generic painter on held-out views) or "tune" (a setting of its own
     restores it best), the file carries that painter section (:func:`verdict_delta`,
-    ≈ 120–160 B, the kept count searched again so the file still meets ``budget``), so
+    ≈ 120–180 B, the kept count searched again so the file still meets ``budget``), so
     every restore path returns its frames unchanged, or restores them with that setting."""
     from ..io.exgs import DELTA_SECTION, attach_sections
 

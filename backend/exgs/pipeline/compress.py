@@ -56,7 +56,7 @@ class CompressOptions:
     painter_verdict: bool = True
     #: with the verdict (or a refined file's): also try this file's own painter gate bias and
     #: detail scale on those views and store the one that restores it best (a ``"tune"``
-    #: section, ≈ 160 B; :mod:`exgs.painter.tune`)
+    #: section, ≈ 180 B; :mod:`exgs.painter.tune`)
     painter_tune: bool = True
     ugc: dict = field(default_factory=dict)
 
