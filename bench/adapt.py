@@ -227,13 +227,20 @@ def main(argv=None) -> int:
                     refs, a.scene, cams, lambda x, y, k: adapted.restore(x, y, kept_fraction=k),
                     len(a.scene) / len(scene))
                 gain_views = np.array(aviews) - np.array(gviews)
+                # with the file's own setting the delta was trained on it and must beat it;
+                # switched off, the file is the one written without --adapt (same setting)
+                tuned = pdl.get("tune") is not None
                 verdict = choose(pdl.get("heldout_adapted_db"), pdl.get("heldout_none_db"),
-                                 pdl.get("heldout_generic_db"), default_min_gain)
-                chosen = {"delta": ar, "none": gp, "generic": gr}[verdict["choice"]]
+                                 pdl.get("heldout_tuned_db" if tuned else "heldout_generic_db"),
+                                 default_min_gain)
+                chosen = {"delta": ar, "none": gp,
+                          "generic": written if tuned else gr}[verdict["choice"]]
                 row.update(choice_by_default=verdict["choice"], chosen_psnr=round(chosen, 3),
                            form_chosen=pdl.get("form"), candidates=pdl.get("candidates"),
                            internal_none_db=pdl.get("heldout_none_db"),
                            internal_generic_db=pdl.get("heldout_generic_db"),
+                           internal_tuned_db=pdl.get("heldout_tuned_db"),
+                           delta_tune=pdl.get("tune"),
                            internal_adapted_db=pdl.get("heldout_adapted_db"),
                            gain_over_best_db=round(ar - max(gr, gp), 3),
                            gain_over_written_db=round(ar - max(written, gp), 3))

@@ -123,8 +123,12 @@ def test_tune_delta_is_validated_and_bound_to_its_weights():
     with pytest.raises(DeltaError, match="tune entry"):
         decode_delta(encode_delta("tune", [], base="0" * 16))
     with pytest.raises(DeltaError, match="tune entry"):
-        decode_delta(encode_delta("last", [], base="0" * 16,
+        decode_delta(encode_delta("none", [], base="",
                                   extra={"tune": {"gate_bias": 0.0, "detail_scale": 1.0}}))
+    with pytest.raises(DeltaError, match="detail_scale"):  # on a weight delta it is checked too
+        decode_delta(encode_delta("last", [("x", "diff", np.ones(2, np.float32))],
+                                  base="0" * 16,
+                                  extra={"tune": {"gate_bias": 0.0, "detail_scale": 99.0}}))
     other = tune_delta(0.0, 1.0, "0" * 16)  # chosen for other weights
     with pytest.raises(DeltaMismatch):
         apply_delta(net, other)
@@ -186,3 +190,43 @@ def test_compressor_stores_the_files_own_setting_and_readers_apply_it(timid_net,
                                                 painter_tune=False, **FAST), net=timid_net)
     assert off.stats["painter_delta"]["choice"] in ("generic", "none")
     assert "tune" not in off.stats["painter_delta"]
+
+
+def test_adapted_file_is_trained_on_its_own_setting_and_carries_it(timid_net, tmp_path):
+    """With ``--adapt`` the file's own setting is chosen first: the delta is trained on the
+    painter with it and carries it (readers apply setting, then tensors), and a switched-off
+    delta leaves the setting alone in the file (never the tables it beat)."""
+    from exgs.painter.adapt import AdaptConfig
+    from exgs.ugc import inria_ply_bytes
+
+    scene = demo_scene(n=3000, sh_degree=1, seed=3)
+    src = inria_ply_bytes(len(scene), 3)
+    opts = CompressOptions(ratio=40.0, source_bytes=src, device="cpu", **FAST)
+    cfg = dict(form="last", views=6, holdout=2, size=64, crop=32, batch=2, steps=4,
+               seconds=600)
+    on = compress_scene(scene, opts, AdaptConfig(min_gain_db=-np.inf, **cfg), net=timid_net)
+    pd = on.stats["painter_delta"]
+    assert pd["enabled"] and pd["tune"] is not None, pd
+    blob = X.exgs_section_from_bytes(on.data, X.DELTA_SECTION)
+    desc, tensors = decode_delta(blob)
+    assert desc["form"] == "last" and tensors and desc["tune"] == pd["tune"]
+    assert describe_delta(blob)["tune"] == pd["tune"]
+    adapted = apply_delta(timid_net, blob)
+    kf = len(on.scene) / len(scene)
+    assert adapted.cfg.bias_for_kept_fraction(kf) == pd["tune"]["gate_bias"] != \
+        timid_net.cfg.bias_for_kept_fraction(kf)
+    p = tmp_path / "adapted.exgs"
+    p.write_bytes(on.data)
+    reader = restorer_for(p)  # the shipped weights: same parameters, so the delta applies
+    assert reader.delta["applied"] and reader.delta["form"] == "last"
+    rgb, alpha = _frame(X.read_exgs_scene(p))
+    assert np.array_equal(reader(rgb, alpha),
+                          Painter(adapted).restore(rgb, alpha, kept_fraction=kf))
+    # the delta never pays: the file restores with its own setting, not the tables
+    off = compress_scene(scene, opts, AdaptConfig(min_gain_db=np.inf, **cfg), net=timid_net)
+    po = off.stats["painter_delta"]
+    assert not po["enabled"] and po["choice"] == "tune" and po["restore"] == "tune", po
+    d2, _ = decode_delta(X.exgs_section_from_bytes(off.data, X.DELTA_SECTION))
+    assert d2["form"] == "tune" and d2["tune"] == {k: po["tune"][k] for k in
+                                                   ("gate_bias", "detail_scale")}
+    assert len(off.data) <= src / 40.0 and len(on.data) <= src / 40.0
