@@ -230,3 +230,24 @@ def test_adapted_file_is_trained_on_its_own_setting_and_carries_it(timid_net, tm
     assert d2["form"] == "tune" and d2["tune"] == {k: po["tune"][k] for k in
                                                    ("gate_bias", "detail_scale")}
     assert len(off.data) <= src / 40.0 and len(on.data) <= src / 40.0
+
+
+def test_a_setting_must_beat_the_tables_by_the_margin_through_the_readers_path(timid_net,
+                                                                                scene):
+    """The sweep scores whole frames, readers restore in tiles: the pick is stored only when
+    the reader's restoration confirms it by :data:`exgs.painter.tune.MARGIN_DB`."""
+    from exgs.painter.adapt_judge import tune_scene
+    from exgs.painter.tune import MARGIN_DB
+
+    rgb, alpha = _frame(scene)
+    hold = [{"rgb": rgb, "alpha": alpha, "clean": _frame(scene, holes=False)[0]}]
+    low = {"none": -np.inf, "generic": -np.inf}
+    first = tune_scene(timid_net, hold, 0.03, False, low)
+    assert first["choice"] == "tune" and first["tune"]["choice"] == "tune", first
+    d = first["heldout_tuned_db"]
+    near = tune_scene(timid_net, hold, 0.03, False, {"none": -np.inf,
+                                                     "generic": d - MARGIN_DB / 2})
+    assert "choice" not in near and near["tune"]["choice"] == "unconfirmed"
+    far = tune_scene(timid_net, hold, 0.03, False, {"none": d - 2 * MARGIN_DB,
+                                                    "generic": -np.inf})
+    assert far["choice"] == "tune"

@@ -44,9 +44,10 @@ restoration on the *baseline* scene (what the file would hold without a delta â€
 ``--ratio`` the larger kept count that fills the delta's bytes too) by ``min_gain_db``
 (mean PSNR, dB); ``stats["choice"]`` is then "generic" or "none" (the compressor stores a
 ``"none"`` delta for the latter). With the file's own setting (``tune``) the generic painter
-is the painter with that setting: its score is ``heldout_tuned_db`` (also reported as
-``heldout_generic_db``), and "generic" reads "tune" in ``choice`` / ``reference``. The delta evaluated is the quantized one, applied exactly
-as a reader applies it. ``form="auto"`` (:mod:`exgs.pipeline.adapt`) trains the forms that
+is the painter with that setting: its score is ``heldout_tuned_db`` (the pipeline reports
+the tables' own score as ``heldout_generic_db``), and "generic" reads "tune" in ``choice`` /
+``reference``. The delta evaluated is the quantized one, applied exactly as a reader applies
+it. ``form="auto"`` (:mod:`exgs.pipeline.adapt`) trains the forms that
 fit the byte budget and keeps the best at equal file size.
 
 Determinism: with ``steps`` set, training is deterministic for a given seed and thread layout

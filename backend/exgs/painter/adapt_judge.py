@@ -78,7 +78,9 @@ def judge_scene(full_scene, scene, net, cfg, cameras=None, kept_fraction=None,
     ``tune``: also choose this file's own gate bias and detail scale on those views
     (:mod:`.tune`; ``out["tune"]`` reports the pick). The choice becomes "tune" when the
     picked setting, applied exactly as a reader applies the file's ``"tune"`` delta, beats
-    both the unrestored and the generic restoration (``heldout_tuned_db``); "none" when no
+    both the unrestored and the generic restoration by :data:`exgs.painter.tune.MARGIN_DB`
+    (``heldout_tuned_db``; otherwise ``out["tune"]["choice"]`` reads "unconfirmed"; the
+    sweep scores whole frames, readers restore in tiles); "none" when no
     setting, the tables included, passes the do-no-harm rule; otherwise as without it."""
     from .adapt_views import adaptation_cameras, judging_cameras, render_pairs
 
@@ -99,7 +101,7 @@ def tune_scene(net, hold, kept_fraction: float, refined: bool, scores: dict) -> 
     dicts ``hold``) and what it changes in :func:`judge_scene`'s verdict (``scores``: its
     {"none", "generic"} mean PSNRs)."""
     from .delta import apply_delta, base_fingerprint, tune_delta
-    from .tune import choose_setting, settings_sweep
+    from .tune import MARGIN_DB, choose_setting, settings_sweep
 
     sweep = settings_sweep(net, [(v["rgb"], v["alpha"], v["clean"]) for v in hold],
                            kept_fraction, refined)
@@ -114,6 +116,8 @@ def tune_scene(net, hold, kept_fraction: float, refined: bool, scores: dict) -> 
         db = mean_psnr(restore_views(tuned, hold, kept_fraction=kept_fraction,
                                      refined=refined), hold)
         out["heldout_tuned_db"] = round(db, 3)
-        if db > max(scores["none"], scores["generic"]):
+        if db >= max(scores["none"], scores["generic"]) + MARGIN_DB:
             out["choice"] = "tune"
+        else:  # the sweep's estimate did not hold through the reader's path
+            pick["choice"] = "unconfirmed"
     return out

@@ -134,7 +134,12 @@ def safe_score(g: np.ndarray, worst_db: float = -0.05, quantile: float = 0.1,
     return float(g.mean() + loss_weight * np.minimum(g, 0.0).mean())
 
 
-def choose_setting(sweep: dict, margin_db: float = 0.05, **rule) -> dict:
+MARGIN_DB = 0.05  #: a setting must beat the weights' tables by this much (mean dB), in the
+#: sweep's do-no-harm score and again through the reader's path (:func:`exgs.painter.
+#: adapt_judge.tune_scene`)
+
+
+def choose_setting(sweep: dict, margin_db: float = MARGIN_DB, **rule) -> dict:
     """{"choice": "tables" | "none" | "tune", "gate_bias", "detail_scale" (tune only),
     "score_db" (the chosen one's :func:`safe_score`), "tables_score_db", "gain_db" (its mean
     gain on the judging views)}. See the module docstring for the rule."""
