@@ -227,11 +227,12 @@ def main(argv=None) -> int:
                     refs, a.scene, cams, lambda x, y, k: adapted.restore(x, y, kept_fraction=k),
                     len(a.scene) / len(scene))
                 gain_views = np.array(aviews) - np.array(gviews)
-                # with the file's own setting the delta was trained on it and must beat it;
-                # switched off, the file is the one written without --adapt (same setting)
-                tuned = pdl.get("tune") is not None
+                # with the file's own setting the delta must beat it too; switched off, the
+                # file is the one written without --adapt (same setting)
+                tuned = pdl.get("heldout_tuned_db") is not None
                 verdict = choose(pdl.get("heldout_adapted_db"), pdl.get("heldout_none_db"),
-                                 pdl.get("heldout_tuned_db" if tuned else "heldout_generic_db"),
+                                 max(pdl.get("heldout_generic_db"),
+                                     pdl.get("heldout_tuned_db") or -math.inf),
                                  default_min_gain)
                 chosen = {"delta": ar, "none": gp,
                           "generic": written if tuned else gr}[verdict["choice"]]
@@ -240,7 +241,6 @@ def main(argv=None) -> int:
                            internal_none_db=pdl.get("heldout_none_db"),
                            internal_generic_db=pdl.get("heldout_generic_db"),
                            internal_tuned_db=pdl.get("heldout_tuned_db"),
-                           delta_tune=pdl.get("tune"),
                            internal_adapted_db=pdl.get("heldout_adapted_db"),
                            gain_over_best_db=round(ar - max(gr, gp), 3),
                            gain_over_written_db=round(ar - max(written, gp), 3))

@@ -220,9 +220,7 @@ def run(args) -> int:
             print(f"  painter delta ({pd['form']}): {pd['bytes']:,} bytes of the file, "
                   f"held-out {pd['heldout_generic_db']:.2f} -> {pd['heldout_adapted_db']:.2f} dB "
                   f"({pd['gain_db']:+.2f} dB over {pd.get('reference', 'generic')} at equal size), "
-                  f"{pd['steps']} steps"
-                  + (f", on its own setting (gate bias {pd['tune']['gate_bias']:+g}, detail "
-                     f"scale {pd['tune']['detail_scale']:g})" if pd.get("tune") else ""))
+                  f"{pd['steps']} steps")
         elif pd.get("restore") == "none":
             print(f"  painter delta: 'none' ({pd['bytes']} bytes): the file is marked to be "
                   f"rendered unrestored ({pd.get('reason', '')})")

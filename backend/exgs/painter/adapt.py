@@ -43,11 +43,8 @@ the adapted painter on the file's scene beats the *better* of the generic painte
 restoration on the *baseline* scene (what the file would hold without a delta — with
 ``--ratio`` the larger kept count that fills the delta's bytes too) by ``min_gain_db``
 (mean PSNR, dB); ``stats["choice"]`` is then "generic" or "none" (the compressor stores a
-``"none"`` delta for the latter). With the file's own setting (``tune``) the generic painter
-is the painter with that setting: its score is ``heldout_tuned_db`` (the pipeline reports
-the tables' own score as ``heldout_generic_db``), and "generic" reads "tune" in ``choice`` /
-``reference``. The delta evaluated is the quantized one, applied exactly as a reader applies
-it. ``form="auto"`` (:mod:`exgs.pipeline.adapt`) trains the forms that
+``"none"`` delta for the latter). The delta evaluated is the quantized one, applied exactly
+as a reader applies it. ``form="auto"`` (:mod:`exgs.pipeline.adapt`) trains the forms that
 fit the byte budget and keeps the best at equal file size.
 
 Determinism: with ``steps`` set, training is deterministic for a given seed and thread layout
@@ -155,7 +152,7 @@ def gate_bias_for(net, kept_fraction: float | None):
 
 def adapt(full_scene, pruned_scene, *, net=None, cameras=None, baseline_scene=None,
           config: AdaptConfig | None = None, progress: Callable | None = None,
-          pairs: list[dict] | None = None, tune: dict | None = None) -> AdaptResult:
+          pairs: list[dict] | None = None) -> AdaptResult:
     """Fine-tune a ``config.form`` delta of ``net`` (default: the shipped painter) for
     restoring renders of ``pruned_scene`` towards renders of ``full_scene``.
 
@@ -164,9 +161,6 @@ def adapt(full_scene, pruned_scene, *, net=None, cameras=None, baseline_scene=No
     if adapted-on-``pruned_scene`` beats generic-on-``baseline_scene`` by ``min_gain_db`` on
     the held-out views. ``pairs``: pre-rendered views (as :func:`render_pairs` returns;
     the last ``holdout`` are held out). ``progress(fraction, message)``.
-    ``tune``: the file's own setting ``{"gate_bias", "detail_scale"}`` (:mod:`.tune`): the
-    delta is trained on ``net`` with that setting, carries it (readers apply it first), and
-    the generic painter it must beat is ``net`` with that setting too.
     Returns :class:`AdaptResult` (``delta`` None when switched off; ``stats`` always).
     """
     import torch
@@ -182,7 +176,7 @@ def adapt(full_scene, pruned_scene, *, net=None, cameras=None, baseline_scene=No
     torch.set_num_threads(max(1, int(cfg.threads)))
     try:
         return _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress,
-                      pairs, t_start, deadline, tune)
+                      pairs, t_start, deadline)
     finally:
         torch.set_num_threads(old_threads)
 
@@ -193,7 +187,7 @@ def _emit(progress, frac, msg):
 
 
 def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress, pairs,
-           t_start, deadline, tune=None) -> AdaptResult:
+           t_start, deadline) -> AdaptResult:
     import copy
 
     import torch
@@ -209,12 +203,6 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
         net = copy.deepcopy(net).cpu()  # never move the caller's (shared) net
     net.eval()
     base_fp = base_fingerprint(net)
-    if tune is not None:  # same parameters (same fingerprint), the file's own setting
-        from .delta import _tuned_copy
-
-        tune = {"gate_bias": float(tune["gate_bias"]),
-                "detail_scale": float(tune["detail_scale"])}
-        net = _tuned_copy(net, tune["gate_bias"], tune["detail_scale"])
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng([cfg.seed, 1])
 
@@ -343,9 +331,7 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
             "render_seconds": round(t_render, 2), "views": len(pairs),
             "train_views": len(train_views), "heldout_views": len(hold)}
     extra = ({"detail": detail_spec(work, fresh=fresh, scale=1.0)}
-             if cfg.form == DETAIL_FORM else {})
-    if tune is not None:
-        extra["tune"] = tune
+             if cfg.form == DETAIL_FORM else None)
     if cfg.form == DETAIL_FORM:
         info["detail_fresh"] = fresh
     blob = export(params, cfg.form, cfg.dtype, cfg.rank, base_fp, info, extra)
@@ -356,9 +342,6 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
     ps_gen_same = (ref["generic"] if baseline_keys(hold)[0] == "rgb" else
                    mean_psnr(restore_views(net, hold, kept_fraction=kept), hold))
     verdict = choose(ps_ad, ref["none"], ref["generic"], cfg.min_gain_db)
-    if tune is not None:  # "generic" here is the painter with the file's own setting
-        verdict = {k: ("tune" if v == "generic" and k in ("choice", "reference") else v)
-                   for k, v in verdict.items()}
     gain = verdict["gain_db"]
     enabled = verdict["choice"] == "delta"
     stats = dict(info, heldout_pruned_db=round(ps_pruned, 3),
@@ -369,8 +352,7 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
                  reference=verdict["reference"], choice=verdict["choice"],
                  min_gain_db=cfg.min_gain_db, enabled=enabled,
                  params=delta_param_count(net, cfg.form, cfg.rank, cfg.detail_width),
-                 base=base_fp, tune=tune,
-                 **({"heldout_tuned_db": round(ref["generic"], 3)} if tune is not None else {}),
+                 base=base_fp,
                  loss_history=history[-40:], seconds=round(time.perf_counter() - t_start, 2))
     vs = f"{verdict['reference']} ({verdict['reference_db']:.2f} dB)"
     if enabled:

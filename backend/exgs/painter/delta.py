@@ -39,12 +39,6 @@ reader's painter then uses b and s at every kept fraction < 1 instead of the wei
 (:func:`tune_delta`). ``base`` is the fingerprint of the weights they were chosen for (other
 weights: :class:`DeltaMismatch`, the reader restores with its own tables).
 
-A weight delta (``last``, ``head``, ``lora``, ``bias``, ``detail``) may carry the same
-``tune`` entry: it was trained on the painter *with that setting* (the file's own setting
-came first, :func:`exgs.pipeline.adapt.compress_adapted`), so the reader applies the setting
-first and then adds the tensors (a ``detail`` delta's own ``scale`` then replaces the tune's
-detail scale).
-
 A ``"detail"`` delta adapts the full-resolution detail head (:mod:`exgs.painter.detail`).
 With ``fresh`` false its tensors are differences to the base net's own head; with ``fresh``
 true the base net has no head, and the reader first builds a head of ``width`` channels and
@@ -192,15 +186,13 @@ def decode_delta(data: bytes) -> tuple[dict, list[tuple[dict, np.ndarray]]]:
     _need(isinstance(desc.get("base"), str), "descriptor lacks base")
     _need(isinstance(desc.get("rank"), int) and 0 <= desc["rank"] <= 4096, "bad rank")
     ts = desc.get("tensors")
-    _need(desc["form"] != TUNE_FORM or "tune" in desc, f"a {TUNE_FORM!r} delta needs a tune "
-                                                        "entry")
-    _need(desc["form"] != NONE_FORM or "tune" not in desc, f"a {NONE_FORM!r} delta has no "
-                                                           "tune entry")
-    if "tune" in desc:
-        _check_tune_spec(desc["tune"])
+    _need((desc["form"] == TUNE_FORM) == ("tune" in desc),
+          f"a {TUNE_FORM!r} delta needs a tune entry (and only it has one)")
     if desc["form"] in (NONE_FORM, TUNE_FORM):
         _need(ts == [], f"a {desc['form']!r} delta has no tensors")
         _need(len(payload) == 0, f"a {desc['form']!r} delta has no payload")
+        if desc["form"] == TUNE_FORM:
+            _check_tune_spec(desc["tune"])
         return desc, []
     _need(isinstance(ts, list) and ts, "descriptor has no tensors")
     if desc["form"] == DETAIL_FORM or "detail" in desc:
@@ -290,10 +282,8 @@ def apply_delta(net, data: bytes, *, check_base: bool = True):
         if desc["base"] != fp:
             raise DeltaMismatch(f"painter delta was made for other painter weights (base "
                                 f"{desc['base']}, these are {fp})")
-    if "tune" in desc:  # a "tune" delta, or a weight delta trained on a tuned painter
-        net = _tuned_copy(net, desc["tune"]["gate_bias"], desc["tune"]["detail_scale"])
-        if desc["form"] == TUNE_FORM:
-            return net
+    if desc["form"] == TUNE_FORM:
+        return _tuned_copy(net, desc["tune"]["gate_bias"], desc["tune"]["detail_scale"])
     diffs = delta_differences(desc, tensors)
     if desc["form"] == DETAIL_FORM:
         out = _detail_base(net, desc["detail"])
@@ -391,7 +381,7 @@ def describe_delta(data: bytes) -> dict:
     return {"form": desc["form"], "rank": desc["rank"], "dtype": desc["dtype"],
             "base": desc["base"], "tensors": len(tensors),
             "params": int(sum(a.size for _, a in tensors)), "bytes": len(data),
-            "stats": desc.get("stats", {}), "tune": desc.get("tune")}
+            "stats": desc.get("stats", {})}
 
 
 def check_delta(blob: bytes, path=None) -> bytes:
