@@ -2,7 +2,7 @@
 
     flock /work/notes/heavy.lock nice -n 5 .venv/bin/python bench/painter_verdict.py \
         [--scenes real:statue_st_peter,...] [--keeps 0.01,0.03,0.10] [--views 4] [--size 256]
-        [--no-tune]
+        [--no-tune] [--refine SECONDS]
 
 Per scene and kept fraction: ``compress_scene`` (``keep_target``, the default voxel rule, the
 painter verdict on: :func:`exgs.pipeline.adapt.judge_training_free`, which judges on the file's
@@ -12,7 +12,10 @@ there, :mod:`exgs.painter.tune`), then the file restored as every reader restore
 painter section applied: a "none" file comes back unrestored, a "tune" file with its own
 setting) on the views of ``bench/painter_real.py`` (seed 4242, ``--views``), against the full
 scene. Reports the verdict, the generic painter's gain (the weights' tables) and the gain of
-the file as written. Real and procedural apart. Writes bench/results/painter_verdict.json.
+the file as written. ``--refine S``: every file is refined after pruning (issue 10) for S
+seconds first; its verdict is then the refined file's (:func:`exgs.pipeline.compress.
+painter_verdict`: the refined tables, its own setting, or "none"), and "generic" uses the
+weights' refined tables (a refinement that does not pay leaves the training-free file). Real and procedural apart. Writes bench/results/painter_verdict.json.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from painter_real import DEFAULT_SCENES  # noqa: E402
 
 
-def bench_scene(spec, keeps, views, size, scenes_dir, cache, tune=True) -> list[dict]:
+def bench_scene(spec, keeps, views, size, scenes_dir, cache, tune=True,
+                refine_seconds=None) -> list[dict]:
     from exgs.metrics import psnr
     from exgs.painter.data import (_seed, frame_views, load_scene, scene_frame,
                                    significance_views)
@@ -48,18 +52,25 @@ def bench_scene(spec, keeps, views, size, scenes_dir, cache, tune=True) -> list[
     rows = []
     for keep in keeps:
         t = time.time()
+        refine = None
+        if refine_seconds:
+            from exgs.ugc.refine import RefineOptions
+
+            refine = RefineOptions(seconds=refine_seconds)
         res = compress_scene(scene, CompressOptions(keep_target=keep, device="cpu",
                                                     up=frame["up"], cameras=score_cams,
-                                                    painter_tune=tune))
-        reader = restorer_for(facts_of_bytes(res.data), cache=cache)  # as readers restore it
+                                                    painter_tune=tune), refine=refine)
+        facts = facts_of_bytes(res.data)
+        reader = restorer_for(facts, cache=cache)  # as readers restore it
         form = reader.delta["form"] or "generic"
-        painter = cache.generic()  # the weights' tables on the same file
+        painter = cache.generic()  # the weights' tables on the same file (refined: theirs)
         kf = len(res.scene) / len(scene)
         p0, p1, p2 = [], [], []
         for c, f in zip(cams, full):
             d = render(res.scene, c, device="cpu")
             p0.append(psnr(d.rgb, f))
-            p1.append(psnr(painter.restore(d.rgb, d.alpha, kept_fraction=kf), f))
+            p1.append(psnr(painter.restore(d.rgb, d.alpha, kept_fraction=kf,
+                                           refined=facts.refined), f))
             p2.append(psnr(reader(d.rgb, d.alpha), f))
         gain = float(np.mean(p1) - np.mean(p0))
         written = float(np.mean(p2) - np.mean(p0))
@@ -67,6 +78,7 @@ def bench_scene(spec, keeps, views, size, scenes_dir, cache, tune=True) -> list[
         t_ = pd.get("tune") or {}
         rows.append({"scene": spec, "kind": "real" if spec.startswith("real:") else "proc",
                      "keep": keep, "kept_fraction": kf, "restore": form,
+                     "refined": facts.refined,
                      "marked_none": form == "none",
                      "tune": [t_.get("gate_bias"), t_.get("detail_scale")] if form == "tune"
                      else None,
@@ -95,6 +107,9 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--no-tune", action="store_true", help="the verdict without the per-file "
                     "setting (CompressOptions.painter_tune=False)")
+    ap.add_argument("--refine", type=float, default=None, metavar="SECONDS",
+                    help="refine every file after pruning (issue 10) for this many seconds: "
+                         "the refined file's verdict (painter_verdict), restored as written")
     ap.add_argument("--scenes-dir", default=str(ROOT.parent / "shared" / "scenes"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "painter_verdict.json"))
     a = ap.parse_args(argv)
@@ -103,7 +118,8 @@ def main(argv=None) -> int:
     cache = PainterCache()
     rows = []
     for spec in [s for s in a.scenes.split(",") if s]:
-        rows += bench_scene(spec, keeps, a.views, a.size, a.scenes_dir, cache, not a.no_tune)
+        rows += bench_scene(spec, keeps, a.views, a.size, a.scenes_dir, cache, not a.no_tune,
+                            a.refine)
     summary = []
     for kind in ("real", "proc"):
         for keep in keeps:
@@ -123,6 +139,7 @@ def main(argv=None) -> int:
               f"{s['tuned']:5d} {s['gain_db']:+8.2f} {s['gain_as_written_db']:+11.2f} "
               f"{s['worst_as_written_db']:+12.2f}")
     out = {"machine": f"{os.cpu_count()} CPU cores", "load_start": load, "tune": not a.no_tune,
+           "refine_seconds": a.refine,
            "load_end": [round(x, 2) for x in os.getloadavg()], "views": a.views,
            "size": a.size, "rows": rows, "summary": summary}
     tmp = Path(a.out).with_suffix(".tmp")
