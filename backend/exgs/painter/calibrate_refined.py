@@ -131,9 +131,7 @@ def calibrate_free(weights_dir, pairs: list[dict], **kw) -> tuple[list, list]:
 
 
 def _calibrate(weights_dir, pairs: list[dict], refined: bool, **kw) -> tuple[list, list]:
-    from ..fsutil import atomic_path
     from .infer import load_net
-    from .model import bias_table_json
 
     kind = "refined" if refined else "training-free"
     net = load_net(weights_dir)
@@ -144,7 +142,21 @@ def _calibrate(weights_dir, pairs: list[dict], refined: bool, **kw) -> tuple[lis
         raise UsageError(f"no {kind} pruned frames in the calibration pairs"
                          + (" (build the cache with --refine-steps)" if refined else ""))
     bt, st, report = refined_tables(sw, **kw)
-    print(f"{kind} calibration on {len(sw['keeps'])} frames (gain over the unrestored "
+    write_tables(weights_dir, refined, bt, st, report, int(len(sw["keeps"])), kw)
+    return bt, st
+
+
+def write_tables(weights_dir, refined: bool, bt, st, report, frames: int, rule: dict,
+                 source: str | None = None) -> None:
+    """Print the report and write the tables (:func:`refined_tables`) into
+    ``weights_dir/painter.json`` atomically (−∞ as null; the rest of the file unchanged):
+    the ``refined_*`` tables when ``refined``, else the generic ones. ``source``: how the
+    frames were made (recorded with the report)."""
+    from ..fsutil import atomic_path
+    from .model import bias_table_json
+
+    kind = "refined" if refined else "training-free"
+    print(f"{kind} calibration on {frames} frames (gain over the unrestored "
           "frame, dB; q = 10 % quantile; generic = the weights' generic tables)")
     for r in report:
         setting = "OFF" if r["bias"] is None else f"bias {r['bias']:+.1f} scale {r['scale']:.2f}"
@@ -157,8 +169,8 @@ def _calibrate(weights_dir, pairs: list[dict], refined: bool, **kw) -> tuple[lis
     d[f"{prefix}gate_bias_by_keep"] = bias_table_json(bt)
     d[f"{prefix}detail_scale_by_keep"] = [list(t) for t in st]
     d.setdefault("training", {})[f"{'refined' if refined else 'free'}_calibration"] = {
-        "frames": int(len(sw["keeps"])), "report": report,
-        "rule": "exgs.painter.calibrate_refined.refined_tables", **kw}
+        "frames": int(frames), "report": report,
+        "rule": "exgs.painter.calibrate_refined.refined_tables", **rule,
+        **({"source": source} if source else {})}
     with atomic_path(cfg_file) as tmp:
         Path(tmp).write_text(json.dumps(d, indent=2))
-    return bt, st
