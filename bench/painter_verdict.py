@@ -15,7 +15,8 @@ scene. Reports the verdict, the generic painter's gain (the weights' tables) and
 the file as written. ``--refine S``: every file is refined after pruning (issue 10) for S
 seconds first; its verdict is then the refined file's (:func:`exgs.pipeline.compress.
 painter_verdict`: the refined tables, its own setting, or "none"), and "generic" uses the
-weights' refined tables (a refinement that does not pay leaves the training-free file). Real and procedural apart. Writes bench/results/painter_verdict.json.
+weights' refined tables (a refinement that does not pay leaves the training-free file).
+Real and procedural apart. Writes bench/results/painter_verdict.json.
 """
 
 from __future__ import annotations
@@ -49,14 +50,14 @@ def bench_scene(spec, keeps, views, size, scenes_dir, cache, tune=True,
     cams = frame_views(frame, views, size, seed=_seed(4242, spec) % (1 << 31))
     full = [render(scene, c, device="cpu").rgb for c in cams]
     score_cams = significance_views(frame) if spec.endswith("+shell") else None
+    refine = None
+    if refine_seconds:
+        from exgs.ugc.refine import RefineOptions
+
+        refine = RefineOptions(seconds=refine_seconds)
     rows = []
     for keep in keeps:
         t = time.time()
-        refine = None
-        if refine_seconds:
-            from exgs.ugc.refine import RefineOptions
-
-            refine = RefineOptions(seconds=refine_seconds)
         res = compress_scene(scene, CompressOptions(keep_target=keep, device="cpu",
                                                     up=frame["up"], cameras=score_cams,
                                                     painter_tune=tune), refine=refine)

@@ -211,8 +211,9 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
             if tuned_db is not None:
                 info["choice"] = "tune"
     else:
-        verdict = judge_scene(scene, base.scene, net, replace(cfg, form="last"),
-                              ugc_kw.get("cameras"), tune=tune)
+        if verdict is None:  # (already judged above when there were forms to train)
+            verdict = judge_scene(scene, base.scene, net, replace(cfg, form="last"),
+                                  ugc_kw.get("cameras"), tune=tune)
         info = {"enabled": False, "bytes": 0, "form": cfg.form, "reason": why, **verdict}
     info["candidates"] = cands
     return mark_verdict(scene, base, budget, info, kw, sub(0.98, 0.99), progress)
