@@ -2,7 +2,7 @@
 
     nice -n 10 .venv/bin/python bench/adapt.py [--scenes lod4,lod3,lod2] [--ratios 30,100,300]
         [--forms head,lora,bias] [--seconds 120] [--views 8] [--size 384] [--threads 1]
-        [--painter DIR] [--out bench/results/adapt.json]
+        [--painter DIR] [--refine SECONDS] [--out bench/results/adapt.json]
 
 For every shared PLAYBOT scene and target ratio (size of the scene as an **SH-degree-3 INRIA
 PLY**, 248 B/Gaussian + 1 kB, divided by the file size — the issue's reference):
@@ -17,6 +17,12 @@ PLY**, 248 B/Gaussian + 1 kB, divided by the file size — the issue's reference
   the generic painter with the file's delta applied. The delta is forced on
   (``min_gain_db = −inf``) so every form is measured; ``on_by_default`` says whether the
   default switch-off rule (the compressor's own held-out views) would have kept it.
+
+``--refine SECONDS``: both files are refined (``exgs compress --refine``) and the delta is
+trained after refinement, on the refined survivors; "generic" then restores as readers of a
+refined file do (the weights' refined tables). The two files are refined in separate runs
+for the same time budget, so their refined bases differ slightly (step counts vary with the
+machine's load); the delta's ``internal_*`` figures compare on one base.
 
 Quality: mean PSNR/SSIM over ``--views`` held-out orbit views (``exgs.ugc.evaluate.
 held_out_views``: seed 1234, 17° azimuth offset, distance 0.8, never used for adaptation nor
@@ -103,6 +109,8 @@ def main(argv=None) -> int:
     ap.add_argument("--detail-width", type=int, default=None,
                     help="width of a fresh detail head (default: AdaptConfig)")
     ap.add_argument("--painter", default=None, help="painter weights (default: shipped)")
+    ap.add_argument("--refine", type=float, default=None, metavar="SECONDS",
+                    help="refine both files for SECONDS; the delta is trained after it")
     ap.add_argument("--out", default=os.path.join(RESULTS, "adapt.json"))
     ap.add_argument("--table", action="store_true", help="only print the table of --out")
     args = ap.parse_args(argv)
@@ -125,6 +133,10 @@ def main(argv=None) -> int:
                                restorer_for)
     from exgs.ugc import inria_ply_bytes
     from exgs.ugc.evaluate import held_out_views, render_views
+    from exgs.ugc.refine import RefineOptions
+
+    def refine_opts():
+        return None if args.refine is None else RefineOptions(seconds=args.refine)
 
     from exgs.painter.delta import base_fingerprint
 
@@ -174,11 +186,13 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             opts = CompressOptions(ratio=ratio, source_bytes=src, device="cpu",
                                    ugc={"score": score}, **extra)
-            g = compress_scene(scene, opts)
+            g = compress_scene(scene, opts, refine=refine_opts())
             score = g.score
-            gp, gr, gs, gviews = _eval(refs, g.scene, cams,
-                                       lambda a, b, k: generic.restore(a, b, kept_fraction=k),
-                                       len(g.scene) / len(scene))
+            refined = bool(g.stats.get("refine")) and not g.stats["refine"]["switched_off"]
+            gp, gr, gs, gviews = _eval(
+                refs, g.scene, cams,
+                lambda a, b, k: generic.restore(a, b, kept_fraction=k, refined=refined),
+                len(g.scene) / len(scene))
             # the generic file as compress_scene writes it (its own painter setting "tune",
             # the "none" marker, or nothing: the tables), restored as readers restore it
             reader = restorer_for(facts_of_bytes(g.data), cache=cache)
@@ -190,7 +204,8 @@ def main(argv=None) -> int:
                     "generic_bytes": len(g.data), "generic_pruned_psnr": round(gp, 3),
                     "generic_psnr": round(gr, 3), "generic_ssim": round(gs, 4),
                     "generic_section": gform, "generic_as_written_psnr": round(written, 3),
-                    "generic_tune": (g.stats.get("painter_delta") or {}).get("tune")}
+                    "generic_tune": (g.stats.get("painter_delta") or {}).get("tune"),
+                    "refine_seconds": args.refine, "generic_refined": refined}
             print(f"{label} {ratio:g}x generic: {len(g.scene)} kept, {len(g.data)} B, "
                   f"pruned {gp:.2f} restored {gr:.2f} dB, as written ({gform}) {written:.2f} dB "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -207,7 +222,7 @@ def main(argv=None) -> int:
                     cfg.detail_width = args.detail_width
                 t1 = time.perf_counter()
                 opts.ugc = {"score": score}
-                a = compress_scene(scene, opts, cfg, net=net)
+                a = compress_scene(scene, opts, cfg, refine_opts(), net=net)
                 pdl = a.stats.get("painter_delta", {})
                 row = dict(base, form=form, seconds=args.seconds, painter_base=fingerprint,
                            rank=cfg.rank if form == "lora" else 0, judge_size=cfg.judge_size,
@@ -222,9 +237,11 @@ def main(argv=None) -> int:
                 from exgs.io.exgs import DELTA_SECTION, exgs_section_from_bytes
 
                 delta = exgs_section_from_bytes(a.data, DELTA_SECTION)
+                a_ref = bool(a.stats.get("refine")) and not a.stats["refine"]["switched_off"]
                 adapted = Painter(apply_delta(net, delta))
                 ap_, ar, as_, aviews = _eval(
-                    refs, a.scene, cams, lambda x, y, k: adapted.restore(x, y, kept_fraction=k),
+                    refs, a.scene, cams,
+                    lambda x, y, k: adapted.restore(x, y, kept_fraction=k, refined=a_ref),
                     len(a.scene) / len(scene))
                 gain_views = np.array(aviews) - np.array(gviews)
                 # with the file's own setting the delta must beat it too; switched off, the

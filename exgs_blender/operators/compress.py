@@ -98,7 +98,7 @@ class EXGS_OT_compress(bpy.types.Operator):
         ratio = self.ratio if self.mode == "RATIO" else None
         keep = self.keep / 100.0 if self.mode == "KEEP" else None
         adapt = float(self.adapt_seconds) if self.adapt else None
-        refine = float(self.refine_seconds) if self.refine and not adapt else None
+        refine = float(self.refine_seconds) if self.refine else None
         tag = (f"-adapt{adapt:g}" if adapt else "") + (f"-refine{refine:g}" if refine else "")
         self._exgs = os.path.join(paths.cache_dir(), f"{digest}-{self.mode}-"
                                   f"{ratio or keep:g}-sh{self.sh_degree}{tag}.exgs")

@@ -75,7 +75,7 @@ class EXGS_PT_sidebar(bpy.types.Panel):
             row = box.row(align=True)
             row.prop(tools, "refine")
             sub = row.row(align=True)
-            sub.enabled = tools.refine and not tools.adapt
+            sub.enabled = tools.refine
             sub.prop(tools, "refine_seconds", text="")
             row = box.row(align=True)
             row.prop(tools, "adapt")

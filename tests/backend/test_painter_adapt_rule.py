@@ -293,3 +293,123 @@ def test_training_free_file_keeps_the_painter_when_it_helps(scene):
     pd = res.stats["painter_delta"]
     assert pd["heldout_none_db"] == pd["heldout_generic_db"] and pd["choice"] == "generic"
     assert X.exgs_section_from_bytes(res.data, X.DELTA_SECTION) is None
+
+
+def test_trimmed_drops_the_least_significant_tail_to_fit(big_scene):
+    """A refined file makes room for a painter section by dropping its tail (its least
+    significant chunks): the result is a subset of its survivors, fits the limit and
+    decodes."""
+    from exgs.ugc.refine_file import trimmed
+
+    res, _ = _refined(big_scene, load_net())
+    assert trimmed(res, len(res.data)) is res  # already fits: unchanged
+    limit = int(len(res.data) * 0.8)
+    t = trimmed(res, limit)
+    assert t is not None and len(t.data) <= limit and 0 < len(t.scene) < len(res.scene)
+    n = len(t.scene)
+    gap = np.linalg.norm(t.scene.means[:, None] - res.scene.means[None], axis=-1).min(1)
+    assert gap.max() < 1e-3  # every survivor was in the refined file (no new Gaussians)
+    assert X.decode_exgs(t.data).means.shape == (n, 3)
+    assert X.decode_header(t.data)["stats"]["refined"]  # still a refined file
+    assert t.stats["file_bytes"] == len(t.data) and t.stats["kept"] == n
+    assert trimmed(res, 100) is None  # nothing fits
+
+
+def _refine_opts():
+    from exgs.ugc.refine import RefineOptions
+
+    return RefineOptions(steps=60, resolution=48, views=8, decision_views=4,
+                         decision_resolution=64, seconds=None)
+
+
+def test_delta_trained_after_refinement_is_stored_in_the_refined_file(big_scene, tmp_path,
+                                                                    monkeypatch):
+    """--refine with --adapt: the delta is trained on the refined survivors; forced on, it
+    lands in the refined file within the ratio's budget, carrying the gate setting it was
+    trained at, and a reader of that refined file applies it with that setting (the
+    weights' refined tables, which keep the generic painter off on refined files, do not
+    shut it)."""
+    from exgs.painter.delta import apply_delta
+    from exgs.pipeline import adapt as pipeline_adapt
+    from exgs.ugc import inria_ply_bytes
+
+    # start from an open gate so the stored delta visibly restores (the default start, a
+    # closed gate, returns frames all but unchanged)
+    monkeypatch.setattr(pipeline_adapt, "CLOSED_GATE_BIAS", 0.0)
+    net = load_net()
+    src = inria_ply_bytes(len(big_scene), 1)
+    opts = CompressOptions(ratio=40.0, source_bytes=src, device="cpu", views=6,
+                           view_size=(64, 48), voxel_mass_share=0.0, painter_tune=False)
+    res = compress_scene(big_scene, opts, tiny_cfg(min_gain_db=-math.inf), _refine_opts(),
+                         net=net)
+    assert not res.stats["refine"]["switched_off"], "the test needs a refined file"
+    pd = res.stats["painter_delta"]
+    assert pd["enabled"] and pd["choice"] == "delta" and pd["refined"]
+    assert pd["schedule"] == {"gate_bias": 0.0, "detail_scale": 0.0}
+    assert len(res.data) <= src / 40.0 and res.stats["file_bytes"] == len(res.data)
+    blob = X.exgs_section_from_bytes(res.data, X.DELTA_SECTION)
+    assert blob is not None and len(blob) == pd["bytes"]
+    p = tmp_path / "refined_delta.exgs"
+    p.write_bytes(res.data)
+    assert X.read_exgs_header(p)["stats"]["refined"]
+    r = restorer_for(p)
+    assert r.delta["applied"] and r.delta["form"] == "last" and r.refined
+    assert decode_delta(blob)[0]["schedule"] == pd["schedule"]
+    sc = X.read_exgs_scene(p)
+    rgb, alpha = _frame(sc)
+    alpha = alpha * 0.5
+    kept = len(sc) / len(big_scene)
+    # the generic painter on a refined file: off by the weights' refined tables
+    assert np.array_equal(Painter(net).restore(rgb, alpha, kept_fraction=kept, refined=True),
+                          rgb)
+    want = Painter(apply_delta(net, blob)).restore(rgb, alpha, kept_fraction=kept)
+    assert not np.array_equal(want, rgb)
+    assert np.allclose(r(rgb, alpha), want, atol=1e-6)
+
+
+def test_delta_after_refinement_is_switched_off_when_it_loses(big_scene, harmful_net):
+    """The switch-off rule holds after refinement: a harmful base painter's delta loses to
+    the refined file unrestored, so the refined file is written with the 'none' marker,
+    within the budget."""
+    from exgs.ugc import inria_ply_bytes
+
+    src = inria_ply_bytes(len(big_scene), 1)
+    opts = CompressOptions(ratio=40.0, source_bytes=src, device="cpu", views=6,
+                           view_size=(64, 48), voxel_mass_share=0.0, painter_tune=False)
+    res = compress_scene(big_scene, opts, tiny_cfg(), _refine_opts(), net=harmful_net)
+    assert not res.stats["refine"]["switched_off"]
+    pd = res.stats["painter_delta"]
+    assert not pd["enabled"] and pd["choice"] == "none"
+    assert is_none_delta(X.exgs_section_from_bytes(res.data, X.DELTA_SECTION))
+    assert X.decode_header(res.data)["stats"]["refined"]
+    assert len(res.data) <= src / 40.0
+
+
+def test_refined_detail_delta_starts_from_the_file_as_readers_see_it(big_scene):
+    """A refined file restored with nothing: its detail delta starts at a closed gate and
+    a zero residual, so before any training step the delta returns frames (all but)
+    unchanged — training can only move away from 'none' where the scene's views pay."""
+    from exgs.painter.adapt import adapt
+    from exgs.pipeline.adapt import CLOSED_GATE_BIAS
+
+    res, _ = _refined(big_scene, load_net())
+    net = load_net()
+    r = adapt(big_scene, res.scene, net=net, config=tiny_cfg("detail", steps=0,
+                                                             min_gain_db=-math.inf),
+              refined=True, schedule=(CLOSED_GATE_BIAS, 0.0))
+    desc = decode_delta(r.delta)[0]
+    assert desc["schedule"] == {"gate_bias": CLOSED_GATE_BIAS, "detail_scale": 0.0}
+    # (not exactly: the start's zero residual is −1 × the generic head's last conv, stored
+    # as int8 differences)
+    assert r.stats["heldout_adapted_db"] == pytest.approx(r.stats["heldout_none_db"], abs=0.02)
+    rgb, alpha = _frame(res.scene)
+    out = Painter(apply_delta(net, r.delta)).restore(rgb, alpha * 0.5, kept_fraction=0.05,
+                                                     refined=True)
+    assert np.abs(out - rgb).max() < 0.02 and np.abs(out - rgb).mean() < 1e-3  # int8 steps
+    # a schedule outside the accepted range does not decode
+    from exgs.painter.delta import encode_delta
+
+    bad = encode_delta("last", [("x", "diff", np.ones(2, np.float32))], base="0" * 16,
+                       extra={"schedule": {"gate_bias": -1e9, "detail_scale": 0.0}})
+    with pytest.raises(DeltaError):
+        decode_delta(bad)

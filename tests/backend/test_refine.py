@@ -204,6 +204,27 @@ def test_cli_refine_writes_no_larger_file(ply, tmp_path, capsys):
     assert h["count"] <= read_exgs_header(free)["count"]
 
 
+def test_cli_refine_with_adapt_trains_the_delta_after_refinement(ply, tmp_path, capsys):
+    """--refine and --adapt together (refused before issue 15's item 4): the file is
+    refined, the painter verdict/delta is judged on the refined survivors, the run says
+    what it stored, and the file reads back."""
+    pytest.importorskip("diffusers")
+    from exgs.cli import main
+    from exgs.io.exgs_format import read_exgs_header
+
+    out = tmp_path / "both.exgs"
+    assert main(["compress", str(ply), "-o", str(out), *FAST, "--refine", "4",
+                 "--adapt", "4", "--adapt-form", "last"]) == 0
+    text = capsys.readouterr().out
+    assert "refine:" in text
+    # the delta's file is the refined one (unless a very loaded machine left refinement too
+    # few steps to win, then the training-free one, as without --adapt)
+    refined = "switched off: the training-free" not in text
+    assert bool(read_exgs_header(out)["stats"].get("refined")) == refined
+    # the delta was trained (and then stored or switched off, said either way)
+    assert "painter delta (last)" in text or "painter delta tried, switched off" in text
+
+
 def test_service_compress_job_takes_refine(tmp_path):
     import time
 

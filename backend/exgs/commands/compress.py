@@ -7,7 +7,9 @@ ratio and time; writes nothing on failure; never overwrites the input.
 delta for that wall-time budget and stores it in the file's ``painter_delta`` section
 (:func:`exgs.pipeline.compress_scene`); with ``--ratio`` the whole file, delta included,
 meets the ratio. The delta is left out when it does not beat the generic painter on held-out
-views at the same file size.
+views at the same file size. With ``--refine`` too, the delta is trained after refinement, on
+the refined survivors, and must beat the refined file (room for it: the refined file's least
+significant Gaussians are dropped).
 
 ``--keep`` is the user's "how much to keep" (a fraction or a count); inside the pipeline it is
 ``keep_target``, never the kept fraction (which is what a compressed scene *has* kept).
@@ -120,7 +122,8 @@ def register(sub) -> None:
     p.add_argument("--refine", default=None, metavar="SECONDS",
                    help="distil the survivors against the full scene's renders for SECONDS "
                         "(wall clock) at no extra bytes; kept only if better on held-out "
-                        "views; Ctrl-C stops it early and keeps the best so far")
+                        "views; Ctrl-C stops it early and keeps the best so far; with "
+                        "--adapt the delta is trained after refinement")
     p.set_defaults(func=run)
 
 
@@ -156,7 +159,7 @@ def run(args) -> int:
     else:
         src_bytes = os.path.getsize(src)
     adapt = _adapt_options(args)
-    refine_seconds = _refine_seconds(args, adapt)
+    refine_seconds = _refine_seconds(args)
     if isinstance(args.keep, int) and args.keep > len(scene):
         raise UsageError(f"--keep {args.keep} exceeds the scene's {len(scene):,} Gaussians")
     last = [0.0]
@@ -232,20 +235,21 @@ def run(args) -> int:
                   f"{pd['heldout_generic_db']:.2f}, own {pd['heldout_tuned_db']:.2f} dB")
         else:
             print(f"  painter delta: not stored ({pd.get('reason', 'switched off')})")
+        tried = {f: c for f, c in (pd.get("candidates") or {}).items()
+                 if c.get("heldout_adapted_db") is not None}
+        if tried and not pd.get("enabled"):
+            print("  painter delta tried, switched off: held-out " + ", ".join(
+                f"{f} {c['heldout_adapted_db']:.2f} dB" for f, c in tried.items()))
     return 0
 
 
-def _refine_seconds(args, adapt):
+def _refine_seconds(args):
     """``--refine`` → seconds (finite, > 0) or None; UsageError otherwise."""
     if args.refine is None:
         return None
     from ..ugc.refine import check_budget
 
-    secs = check_budget(args.refine)
-    if adapt is not None:
-        raise UsageError("--refine and --adapt together are not supported yet (the painter "
-                         "delta is trained on the training-free survivors)")
-    return secs
+    return check_budget(args.refine)
 
 
 @contextlib.contextmanager

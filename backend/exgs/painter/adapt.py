@@ -152,7 +152,8 @@ def gate_bias_for(net, kept_fraction: float | None):
 
 def adapt(full_scene, pruned_scene, *, net=None, cameras=None, baseline_scene=None,
           config: AdaptConfig | None = None, progress: Callable | None = None,
-          pairs: list[dict] | None = None) -> AdaptResult:
+          pairs: list[dict] | None = None, refined: bool = False,
+          schedule: tuple[float, float] | None = None) -> AdaptResult:
     """Fine-tune a ``config.form`` delta of ``net`` (default: the shipped painter) for
     restoring renders of ``pruned_scene`` towards renders of ``full_scene``.
 
@@ -160,7 +161,13 @@ def adapt(full_scene, pruned_scene, *, net=None, cameras=None, baseline_scene=No
     the file would hold without a delta (default: ``pruned_scene``); the delta is kept only
     if adapted-on-``pruned_scene`` beats generic-on-``baseline_scene`` by ``min_gain_db`` on
     the held-out views. ``pairs``: pre-rendered views (as :func:`render_pairs` returns;
-    the last ``holdout`` are held out). ``progress(fraction, message)``.
+    the last ``holdout`` are held out). ``progress(fraction, message)``. ``refined``: the
+    scenes were refined after pruning — the baseline's "generic" is then restored as a
+    reader of a refined file restores it (the painter's refined tables); the delta itself
+    is trained and applied with the training-free gate schedule unless ``schedule`` =
+    (gate bias, detail scale) is given: then it is trained at that fixed setting and the
+    delta carries it (its ``schedule`` entry, applied by :func:`exgs.painter.delta.
+    apply_delta`) — how a refined file's delta starts from the file as its readers see it.
     Returns :class:`AdaptResult` (``delta`` None when switched off; ``stats`` always).
     """
     import torch
@@ -176,7 +183,7 @@ def adapt(full_scene, pruned_scene, *, net=None, cameras=None, baseline_scene=No
     torch.set_num_threads(max(1, int(cfg.threads)))
     try:
         return _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress,
-                      pairs, t_start, deadline)
+                      pairs, t_start, deadline, refined, schedule)
     finally:
         torch.set_num_threads(old_threads)
 
@@ -187,12 +194,12 @@ def _emit(progress, frac, msg):
 
 
 def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress, pairs,
-           t_start, deadline) -> AdaptResult:
+           t_start, deadline, refined=False, schedule=None) -> AdaptResult:
     import copy
 
     import torch
 
-    from .delta import apply_delta
+    from .delta import _tuned_copy, apply_delta
     from .train import ssim_torch
 
     if net is None:
@@ -228,14 +235,15 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
     kept = min(1.0, len(pruned_scene) / n_full)
     kept_base = kept if baseline_scene is None else min(1.0, len(baseline_scene) / n_full)
     init, fresh = None, False
+    start = net if schedule is None else _tuned_copy(net, *schedule)  # same parameters
     if cfg.form == DETAIL_FORM:
-        work, init, fresh, base_painter = _detail_setup(net, cfg, kept)
+        work, init, fresh, base_painter = _detail_setup(start, cfg, kept)
     else:
-        work = copy.deepcopy(net)
+        work = copy.deepcopy(start)
     for p in work.parameters():
         p.requires_grad_(False)
     tail = (_DetailTail(work, base_painter, kept) if cfg.form == DETAIL_FORM
-            else _Tail(work, cfg.form, gate_bias_for(net, kept), kept))
+            else _Tail(work, cfg.form, gate_bias_for(start, kept), kept))
     caches, weights = [], []
     t0 = time.perf_counter()
     for i, v in enumerate(train_views):
@@ -329,18 +337,24 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
     info = {"form": cfg.form, "rank": cfg.rank if cfg.form == "lora" else 0,
             "dtype": cfg.dtype, "steps": step, "train_seconds": round(t_train, 2),
             "render_seconds": round(t_render, 2), "views": len(pairs),
-            "train_views": len(train_views), "heldout_views": len(hold)}
+            "train_views": len(train_views), "heldout_views": len(hold), "refined": refined}
     extra = ({"detail": detail_spec(work, fresh=fresh, scale=1.0)}
-             if cfg.form == DETAIL_FORM else None)
+             if cfg.form == DETAIL_FORM else {})
+    if schedule is not None:
+        extra["schedule"] = {"gate_bias": float(schedule[0]),
+                             "detail_scale": float(schedule[1])}
+        info["schedule"] = extra["schedule"]
+    extra = extra or None
     if cfg.form == DETAIL_FORM:
         info["detail_fresh"] = fresh
     blob = export(params, cfg.form, cfg.dtype, cfg.rank, base_fp, info, extra)
     adapted = apply_delta(net, blob)
-    ps_ad = mean_psnr(restore_views(adapted, hold, kept_fraction=kept), hold)
-    ref = score_without_delta(net, hold, kept_base)  # baseline file: unrestored, generic
+    ps_ad = mean_psnr(restore_views(adapted, hold, kept_fraction=kept, refined=refined), hold)
+    ref = score_without_delta(net, hold, kept_base, refined)  # baseline: unrestored, generic
     ps_pruned = mean_psnr([v["rgb"] for v in hold], hold)
     ps_gen_same = (ref["generic"] if baseline_keys(hold)[0] == "rgb" else
-                   mean_psnr(restore_views(net, hold, kept_fraction=kept), hold))
+                   mean_psnr(restore_views(net, hold, kept_fraction=kept, refined=refined),
+                             hold))
     verdict = choose(ps_ad, ref["none"], ref["generic"], cfg.min_gain_db)
     gain = verdict["gain_db"]
     enabled = verdict["choice"] == "delta"

@@ -197,6 +197,8 @@ def decode_delta(data: bytes) -> tuple[dict, list[tuple[dict, np.ndarray]]]:
     _need(isinstance(ts, list) and ts, "descriptor has no tensors")
     if desc["form"] == DETAIL_FORM or "detail" in desc:
         _check_detail_spec(desc)
+    if "schedule" in desc:
+        _check_tune_spec(desc["schedule"], "schedule")
     out, expect = [], 0
     isz = 1 if desc["dtype"] == "int8" else 2
     for i, e in enumerate(ts):
@@ -221,12 +223,12 @@ def decode_delta(data: bytes) -> tuple[dict, list[tuple[dict, np.ndarray]]]:
     return desc, out
 
 
-def _check_tune_spec(t) -> None:
-    _need(isinstance(t, dict), "tune: not an object")
+def _check_tune_spec(t, what: str = "tune") -> None:
+    _need(isinstance(t, dict), f"{what}: not an object")
     for key, (lo, hi) in (("gate_bias", TUNE_BIAS_RANGE), ("detail_scale", TUNE_SCALE_RANGE)):
         v = t.get(key)
         _need(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
-              and lo <= v <= hi, f"tune: {key} must be a number in {lo:g}..{hi:g}")
+              and lo <= v <= hi, f"{what}: {key} must be a number in {lo:g}..{hi:g}")
 
 
 def _check_detail_spec(desc: dict) -> None:
@@ -289,6 +291,8 @@ def apply_delta(net, data: bytes, *, check_base: bool = True):
         out = _detail_base(net, desc["detail"])
     else:
         out = copy.deepcopy(net)
+    if "schedule" in desc:  # trained at a fixed gate bias / detail scale (a refined file's)
+        _set_schedule(out, desc["schedule"]["gate_bias"], desc["schedule"]["detail_scale"])
     params = dict(out.named_parameters())
     with torch.no_grad():
         for name, d in diffs.items():
@@ -302,7 +306,22 @@ def apply_delta(net, data: bytes, *, check_base: bool = True):
         from .detail import set_detail_scale
 
         set_detail_scale(out, desc["detail"]["scale"])
-    return out.eval()
+    return _unrefined_schedule(out).eval()
+
+
+def _unrefined_schedule(net):
+    """``net`` (modified) restoring refined files with the training-free gate / detail
+    schedule: a trained delta learnt its corrections at that schedule
+    (:func:`exgs.painter.adapt.gate_bias_for`), also when it was trained on a refined file's
+    renders, so readers of a refined file apply it as it was trained rather than through
+    the weights' refined tables (which may keep the painter off)."""
+    import dataclasses
+
+    if hasattr(net, "cfg") and (net.cfg.refined_gate_bias_by_keep
+                                or net.cfg.refined_detail_scale_by_keep):
+        net.cfg = dataclasses.replace(net.cfg, refined_gate_bias_by_keep=(),
+                                      refined_detail_scale_by_keep=())
+    return net
 
 
 def _detail_base(net, spec: dict):
@@ -352,15 +371,21 @@ def _tuned_copy(net, gate_bias: float, detail_scale: float):
     """A copy of ``net`` that restores every frame with a known kept fraction < 1 at this
     gate bias and detail scale (refined or not; unknown kept fraction: the bias, no head;
     kept fraction ≥ 1: off, as with the tables)."""
+    out = copy.deepcopy(net)
+    _set_schedule(out, gate_bias, detail_scale)
+    return out.eval()
+
+
+def _set_schedule(net, gate_bias: float, detail_scale: float) -> None:
+    """In place: ``net`` restores every frame with a known kept fraction < 1 at this gate
+    bias and detail scale (see :func:`_tuned_copy`)."""
     import dataclasses
 
-    out = copy.deepcopy(net)
     b, s = float(gate_bias), float(detail_scale)
-    head = s > 0.0 and getattr(out, "detail", None) is not None
-    out.cfg = dataclasses.replace(
-        out.cfg, gate_bias=b, gate_bias_by_keep=((0.5, b),), refined_gate_bias_by_keep=(),
+    head = s > 0.0 and getattr(net, "detail", None) is not None
+    net.cfg = dataclasses.replace(
+        net.cfg, gate_bias=b, gate_bias_by_keep=((0.5, b),), refined_gate_bias_by_keep=(),
         detail_scale_by_keep=((0.5, s),) if head else (), refined_detail_scale_by_keep=())
-    return out.eval()
 
 
 def _gate_shut_copy(net):

@@ -48,6 +48,9 @@ DETAIL_MAX_SHARE = 0.04  #: a fresh detail head is the widest whose reserve is �
 #: over the generic file, width 16 (7.1 kB) +0.20: its bytes cost more Gaussians than it adds)
 AUTO_MAX_SHARE = 0.10  #: ``auto`` tries a form when its reserve is ≤ this share of the budget
 MIN_ROOM = 2048  #: no delta when less than this is left for the scene
+CLOSED_GATE_BIAS = -20.0  #: where a refined file's delta starts when no restoration is its
+#: best (the gate ≈ 2e-9: the file as its readers see it); only a residual head can learn
+#: from there, so such a file trains the ``detail`` form alone
 
 
 def _emit(progress, frac, msg):
@@ -96,20 +99,38 @@ def detail_width(net, cfg, budget: float | None, form: str = "detail") -> int:
     return DETAIL_WIDTHS[-1]
 
 
-def _fit(scene, budget, data_of, kw, current, progress=None):
-    """(result, data) with ``data_of(result)`` ≤ ``budget``: ``current`` when it fits and
-    leaves ≤ REFILL_BYTES unused, else the kept count searched again for the section's real
-    size; None when nothing fits."""
+def searcher(scene, kw: dict, progress=None) -> Callable:
+    """``shrink(limit)`` for a training-free file: the kept count searched again for
+    ``limit`` bytes (:func:`exgs.ugc.compress` with ``kw``, which carries the significance),
+    None when nothing fits."""
     from ..ugc import compress
 
+    def shrink(limit):
+        try:
+            return compress(scene, budget_bytes=limit, progress=progress, **kw)
+        except UsageError:
+            return None
+    return shrink
+
+
+def trimmer(result: CompressResult) -> Callable:
+    """``shrink(limit)`` for a refined file: its least significant Gaussians dropped until
+    it fits (:func:`exgs.ugc.refine_file.trimmed`; the survivors keep their refined values,
+    nothing is refined again), None when nothing fits."""
+    from ..ugc.refine_file import trimmed
+
+    return lambda limit: trimmed(result, int(limit))
+
+
+def _fit(budget, data_of, current, shrink):
+    """(result, data) with ``data_of(result)`` ≤ ``budget``: ``current`` when it fits and
+    leaves ≤ REFILL_BYTES unused, else ``shrink(budget − the section's real size)`` (the
+    kept count searched again, or a refined file's tail dropped); None when nothing fits."""
     data = data_of(current)
     if budget is None or (len(data) <= budget and budget - len(data) <= REFILL_BYTES):
         return current, data
     extra = len(data) - len(current.data)
-    try:
-        again = compress(scene, budget_bytes=budget - extra, progress=progress, **kw)
-    except UsageError:
-        again = None
+    again = shrink(budget - extra)
     if again is not None:
         d2 = data_of(again)
         if len(d2) <= budget and (len(data) > budget or len(again.scene) > len(current.scene)):
@@ -118,8 +139,9 @@ def _fit(scene, budget, data_of, kw, current, progress=None):
 
 
 def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict, *,
-                     progress: Callable | None = None, net=None,
-                     tune: bool = True) -> CompressResult:
+                     progress: Callable | None = None, net=None, tune: bool = True,
+                     base: CompressResult | None = None,
+                     refined: bool = False) -> CompressResult:
     """UGC compression (:func:`exgs.ugc.compress` with ``ugc_kw``) of ``scene`` into
     ``budget`` bytes (or to ``keep_target``) + a per-scene painter delta trained with
     ``cfg`` (:class:`exgs.painter.adapt.AdaptConfig`) on ``net`` (default: the shipped
@@ -127,9 +149,16 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
     = delta | generic | none | tune, ``gain_db``, ``bytes``, ``candidates``...). ``tune``:
     first choose the file's own gate bias / detail scale on the held-out views
     (:func:`exgs.painter.adapt_judge.judge_scene`); when it beats the tables, a delta must
-    beat it too, and a file whose delta is switched off carries the setting (``"tune"``)."""
+    beat it too, and a file whose delta is switched off carries the setting (``"tune"``).
+
+    ``base``: the file without a delta when it is already made — a refined file
+    (``refined=True``, :func:`exgs.ugc.refine_file.refine_result`): the delta is then trained
+    *after* refinement, on the refined survivors; room for it is made by dropping the
+    file's least significant Gaussians (:func:`trimmer`) instead of searching the kept count
+    again, and every judgement restores the refined file as its readers do (the painter's
+    refined tables for "generic")."""
     from ..io.exgs import DELTA_SECTION, attach_sections
-    from ..painter.adapt import adapt
+    from ..painter.adapt import AUTO_FORM, adapt
     from ..painter.adapt_judge import judge_scene
     from ..ugc import compress
 
@@ -142,9 +171,11 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
     def sub(a, b):
         return None if progress is None else (lambda f, m="": progress(a + (b - a) * f, m))
 
-    base = compress(scene, budget_bytes=budget, keep_target=keep_target,
-                    progress=sub(0.0, 0.15), **ugc_kw)
+    if base is None:
+        base = compress(scene, budget_bytes=budget, keep_target=keep_target,
+                        progress=sub(0.0, 0.15), **ugc_kw)
     kw = dict(ugc_kw, score=base.score)
+    shrink_of = (lambda p: trimmer(base)) if refined else (lambda p: searcher(scene, kw, p))
     src = base.stats["source_bytes"]
     forms, why = candidate_forms(net, cfg, budget)
     # the file without a delta first: its own setting, when it beats the tables, is what a
@@ -154,9 +185,19 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
     if tune and forms:
         _emit(progress, 0.15, "judging the painter's own setting on held-out views")
         verdict = judge_scene(scene, base.scene, net, replace(cfg, form="last"),
-                              ugc_kw.get("cameras"), tune=True)
+                              ugc_kw.get("cameras"), refined=refined, tune=True)
     tuned_db = (verdict["heldout_tuned_db"] if verdict is not None
                 and verdict.get("choice") == "tune" else None)
+    schedule = None
+    if refined:  # start from the refined file as its readers restore it
+        if tuned_db is not None:
+            schedule = (verdict["tune"]["gate_bias"], verdict["tune"]["detail_scale"])
+        else:
+            schedule = (CLOSED_GATE_BIAS, 0.0)
+            if cfg.form == AUTO_FORM:
+                forms = [(f, r) for f, r in forms if f == "detail"]
+            why = why or "switched off: a refined file restored with nothing trains only a " \
+                         "detail delta, and none fits the budget"
     results = []  # (form, candidate CompressResult, AdaptResult)
     shares = [AUTO_TIME_SHARE.get(f, 1.0) for f, _ in forms]
     for i, (form, reserve) in enumerate(forms):
@@ -164,17 +205,16 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
         seconds = cfg.seconds * shares[i] / sum(shares)
         cand = base
         if budget is not None:
-            try:
-                cand = compress(scene, budget_bytes=budget - reserve,
-                                progress=sub(a, a + 0.05 * (b - a)), **kw)
-            except UsageError as e:
-                why = why or f"switched off: {e}"
+            cand = shrink_of(sub(a, a + 0.05 * (b - a)))(budget - reserve)
+            if cand is None:
+                why = why or (f"switched off: no file fits in the {budget - reserve:.0f} "
+                              f"bytes left beside a {form} delta")
                 continue
         fcfg = replace(cfg, form=form, seconds=seconds,
                        detail_width=detail_width(net, cfg, budget, form))
         res = adapt(scene, cand.scene, net=net, cameras=ugc_kw.get("cameras"),
                     baseline_scene=base.scene if cand is not base else None, config=fcfg,
-                    progress=sub(a + 0.05 * (b - a), b))
+                    progress=sub(a + 0.05 * (b - a), b), refined=refined, schedule=schedule)
         if tuned_db is not None:
             _against_setting(res, tuned_db, cfg.min_gain_db)
         results.append((form, cand, res))
@@ -184,8 +224,8 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
     kept = [t for t in results if t[2].delta is not None]
     if kept:
         form, cand, res = max(kept, key=lambda t: t[2].stats["heldout_adapted_db"])
-        fitted = _fit(scene, budget, lambda r: attach_sections(r.data, {DELTA_SECTION: res.delta}),
-                      kw, cand, sub(0.98, 0.99))
+        fitted = _fit(budget, lambda r: attach_sections(r.data, {DELTA_SECTION: res.delta}),
+                      cand, shrink_of(sub(0.98, 0.99)))
         if fitted is not None:
             again, data = fitted
             if again is not cand:
@@ -213,10 +253,10 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
     else:
         if verdict is None:  # (already judged above when there were forms to train)
             verdict = judge_scene(scene, base.scene, net, replace(cfg, form="last"),
-                                  ugc_kw.get("cameras"), tune=tune)
+                                  ugc_kw.get("cameras"), refined=refined, tune=tune)
         info = {"enabled": False, "bytes": 0, "form": cfg.form, "reason": why, **verdict}
     info["candidates"] = cands
-    return mark_verdict(scene, base, budget, info, kw, sub(0.98, 0.99), progress)
+    return mark_verdict(base, budget, info, shrink_of(sub(0.98, 0.99)), progress)
 
 
 def _against_setting(res, tuned_db: float, min_gain_db: float) -> None:
@@ -249,13 +289,15 @@ def verdict_delta(info: dict) -> bytes | None:
     return None
 
 
-def mark_verdict(scene, base, budget, info: dict, kw: dict, fit_progress=None,
+def mark_verdict(base, budget, info: dict, shrink: Callable,
                  progress=None) -> CompressResult:
     """``base`` with ``stats["painter_delta"] = info``; when ``info["choice"]`` is "none"
     (unrestored beat the generic painter on held-out views) or "tune" (a setting of its own
     restores it best), the file carries that painter section (:func:`verdict_delta`,
     ≈ 120–180 B, the kept count searched again so the file still meets ``budget``), so
-    every restore path returns its frames unchanged, or restores them with that setting."""
+    every restore path returns its frames unchanged, or restores them with that setting.
+    ``shrink(limit)`` makes the smaller file when the section does not fit (:func:`searcher`,
+    :func:`trimmer`)."""
     from ..io.exgs import DELTA_SECTION, attach_sections
 
     base.stats["painter_delta"] = info
@@ -263,14 +305,14 @@ def mark_verdict(scene, base, budget, info: dict, kw: dict, fit_progress=None,
     if blob is None:
         return base
     choice = info["choice"]
-    fitted = _fit(scene, budget, lambda r: attach_sections(r.data, {DELTA_SECTION: blob}), kw,
-                  base, fit_progress)
+    fitted = _fit(budget, lambda r: attach_sections(r.data, {DELTA_SECTION: blob}), base,
+                  shrink)
     if fitted is None:
         info["reason"] = info.get("reason", "") + f"; the {choice!r} marker does not fit in " \
                                                   "the budget"
         if choice == "tune":  # restore with the tables then, unless they lose to none
             info["choice"] = "none" if info.get("reference") == "none" else "generic"
-            return mark_verdict(scene, base, budget, info, kw, fit_progress, progress)
+            return mark_verdict(base, budget, info, shrink, progress)
         return base
     again, data = fitted
     info.update(form=choice, bytes=len(blob), restore=choice)
@@ -319,4 +361,4 @@ def judge_training_free(scene, base, budget, ugc_kw: dict, up: str = "-y", net=N
             "reason": "training-free file: generic painter vs no restoration vs its own "
                       "setting on held-out views"}
     kw = dict(ugc_kw, score=base.score)
-    return mark_verdict(scene, base, budget, info, kw, None, progress)
+    return mark_verdict(base, budget, info, searcher(scene, kw), progress)

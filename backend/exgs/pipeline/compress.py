@@ -119,7 +119,12 @@ def compress_scene(scene, options: CompressOptions, adapt: AdaptOptions | None =
     cancel flag) — distil the survivors against the full scene's renders after selection,
     amplification and encoding (:func:`exgs.ugc.refine_file.refine_result`: once, on the
     chosen candidate, re-encoded within the same byte budget; the training-free file is kept
-    when held-out views do not prefer the refined one). Not combined with ``adapt`` yet.
+    when held-out views do not prefer the refined one). With ``adapt`` as well, the delta is
+    trained *after* refinement, on the refined survivors (:func:`.adapt.compress_adapted`
+    with ``refined=True``: room for the delta is made by dropping the refined file's least
+    significant Gaussians, and the delta must beat the refined file unrestored, with the
+    generic painter and with its own setting); when refinement was switched off, on the
+    training-free file as without ``refine``.
     """
     from ..ugc import compress
 
@@ -129,8 +134,7 @@ def compress_scene(scene, options: CompressOptions, adapt: AdaptOptions | None =
     kw = options.ugc_keywords()
     kw["device"] = resolve_device(options.device)
     if refine is not None and adapt is not None:
-        raise UsageError("refinement and a painter delta (adapt) together are not supported "
-                         "yet: the delta is trained on the training-free survivors")
+        return _refine_then_adapt(scene, options, adapt, refine, budget, kw, progress, net)
     if adapt is None:
         res = compress(scene, budget_bytes=budget, keep_target=options.keep_target,
                        progress=progress, **kw)
@@ -155,6 +159,37 @@ def compress_scene(scene, options: CompressOptions, adapt: AdaptOptions | None =
         res = judge_training_free(scene, res, budget, kw, options.up, net, progress,
                                   tune=options.painter_tune)
     return res
+
+
+def _refine_then_adapt(scene, options, adapt, refine, budget, kw, progress, net):
+    """``compress_scene`` with both: the training-free file, refined (no painter section
+    yet), then a painter delta trained on the refined survivors and judged against the
+    refined file (:func:`.adapt.compress_adapted`). Progress: 0–20 % selection, 20–60 %
+    refinement, 60–100 % the delta."""
+    from dataclasses import replace
+
+    from ..ugc import compress
+    from ..ugc.refine_file import refine_result
+    from .adapt import compress_adapted
+
+    def sub(a, b):
+        return None if progress is None else (lambda f, m="": progress(a + (b - a) * f, m))
+
+    res = compress(scene, budget_bytes=budget, keep_target=options.keep_target,
+                   progress=sub(0.0, 0.2), **kw)
+    res.stats["requested_ratio"] = options.ratio
+    if refine.progress is None and progress is not None:
+        refine = replace(refine, progress=sub(0.2, 0.6))
+    res = refine_result(scene, res, replace(refine, up=options.up), options.cameras)
+    refined = not res.stats["refine"]["switched_off"]
+    if refined and budget is not None:
+        budget = max(budget, len(res.data))  # (refine_result's own budget: never below it)
+    out = compress_adapted(scene, budget, options.keep_target, adapt, kw,
+                           progress=sub(0.6, 1.0), net=net, tune=options.painter_tune,
+                           base=res, refined=refined)
+    out.stats.setdefault("refine", res.stats["refine"])
+    out.stats["requested_ratio"] = options.ratio
+    return out
 
 
 def painter_verdict(full_scene, refined, options: CompressOptions, net=None):

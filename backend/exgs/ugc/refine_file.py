@@ -38,6 +38,51 @@ def _header(data: bytes) -> dict:
     return decode_header(data)
 
 
+def fit_tail(scene, encode: Callable, limit: int, tries: int = 6):
+    """(scene, data): ``scene`` (significance order: its tail is the least significant) with
+    its tail dropped until ``encode(scene)`` → bytes fits in ``limit`` (at most ``tries``
+    re-encodings; the last try's bytes are returned even when they still do not fit)."""
+    data = encode(scene)
+    for _ in range(tries):
+        if len(data) <= limit:
+            break
+        n = len(scene)
+        keep = max(1, min(n - 1, int(n * (limit - 1500) / max(len(data) - 1500, 1) * 0.999)))
+        scene = scene.subset(np.arange(keep))
+        data = encode(scene)
+    return scene, data
+
+
+def trimmed(result: CompressResult, limit: int) -> CompressResult | None:
+    """``result`` (a .exgs in significance order, e.g. a refined file) re-encoded with its
+    own header after dropping the least significant Gaussians until it is at most ``limit``
+    bytes — how a refined file makes room for a painter section without refining again;
+    ``result`` itself when it already fits; None when nothing fits."""
+    from ..io.exgs import decode_exgs, encode_exgs
+
+    if len(result.data) <= limit:
+        return result
+    h = _header(result.data)
+    settings = h.get("settings", {})
+    bits = int(settings.get("position_bits", 16))
+    level = int(settings.get("zstd_level", 19))
+
+    def encode(sc):
+        st = dict(h.get("stats", {}), kept=len(sc))
+        return encode_exgs(sc, position_bits=bits, zstd_level=level, source=h.get("source"),
+                           settings=settings, stats=st)
+
+    scene, data = fit_tail(result.scene, encode, limit)
+    if len(data) > limit:
+        return None
+    decoded = decode_exgs(data)
+    stats = dict(result.stats)
+    stats.update(kept=len(decoded), kept_fraction=len(decoded) / stats["source_gaussians"],
+                 file_bytes=len(data), bytes_per_gaussian=len(data) / max(len(decoded), 1),
+                 ratio=stats["source_bytes"] / len(data))
+    return CompressResult(scene=decoded, data=data, stats=stats, score=result.score)
+
+
 def refine_result(full_scene, result: CompressResult, options: RefineOptions | None = None,
                   cameras=None, sections_for: Callable | None = None) -> CompressResult:
     """Refined copy of ``result`` (or ``result`` itself with ``stats["refine"]`` when the
@@ -72,16 +117,9 @@ def refine_result(full_scene, result: CompressResult, options: RefineOptions | N
                            settings=settings, stats=st)
         return attach_sections(data, extra) if extra else data
 
-    data = encode(scene)
-    dropped = 0
-    for _ in range(6):
-        if len(data) <= limit:
-            break
-        n = len(scene)
-        keep = max(1, min(n - 1, int(n * (limit - 1500) / max(len(data) - 1500, 1) * 0.999)))
-        dropped += n - keep
-        scene = scene.subset(np.arange(keep))
-        data = encode(scene)
+    n0 = len(scene)
+    scene, data = fit_tail(scene, encode, limit)
+    dropped = n0 - len(scene)
     decoded = decode_exgs(data)
     if len(data) > limit or dropped:
         # re-decide on the decoded file (the tail was dropped, or it still does not fit)

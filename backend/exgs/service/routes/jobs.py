@@ -72,8 +72,6 @@ def router(state) -> APIRouter:
             raise ApiError(422, f"keep={body.keep} exceeds the scene's "
                                 f"{e.summary.get('gaussians', 0)} Gaussians")
         cams = request_cameras(body.cameras, limits) if body.cameras else None
-        if body.refine is not None and body.adapt is not None:
-            raise ApiError(422, "refine and adapt together are not supported yet")
         adapt = None
         if body.adapt is not None:
             engines.check_painter()
