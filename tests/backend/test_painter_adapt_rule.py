@@ -296,19 +296,27 @@ def test_training_free_file_keeps_the_painter_when_it_helps(scene):
 
 
 def test_trimmed_drops_the_least_significant_tail_to_fit(big_scene):
-    """A refined file makes room for a painter section by dropping its tail (its least
-    significant chunks): the result is a subset of its survivors, fits the limit and
-    decodes."""
-    from exgs.ugc.refine_file import trimmed
+    """A refined file makes room for a painter section by dropping its least significant
+    survivors (their own significance after refinement): the result is the most significant
+    subset, fits the limit and decodes."""
+    from exgs.cameras import orbit_for_scene
+    from exgs.ugc.refine_file import survivor_order, trimmed
+    from exgs.ugc.significance import significance
 
     res, _ = _refined(big_scene, load_net())
     assert trimmed(res, len(res.data)) is res  # already fits: unchanged
     limit = int(len(res.data) * 0.8)
-    t = trimmed(res, limit)
+    cams = orbit_for_scene(big_scene, 6, 64, 48, seed=2)
+    order = survivor_order(res.scene, cams)
+    t = trimmed(res, limit, order)
     assert t is not None and len(t.data) <= limit and 0 < len(t.scene) < len(res.scene)
     n = len(t.scene)
-    gap = np.linalg.norm(t.scene.means[:, None] - res.scene.means[None], axis=-1).min(1)
-    assert gap.max() < 1e-3  # every survivor was in the refined file (no new Gaussians)
+    d = np.linalg.norm(t.scene.means[:, None] - res.scene.means[None], axis=-1)
+    assert d.min(1).max() < 1e-3  # every survivor was in the refined file (no new Gaussians)
+    # ... and they are its n most significant ones
+    assert set(d.argmin(1).tolist()) == set(order[:n].tolist())
+    s = significance(res.scene, cams)
+    assert s[order[:n]].min() >= s[order[n:]].max()
     assert X.decode_exgs(t.data).means.shape == (n, 3)
     assert X.decode_header(t.data)["stats"]["refined"]  # still a refined file
     assert t.stats["file_bytes"] == len(t.data) and t.stats["kept"] == n

@@ -261,3 +261,23 @@ def test_service_compress_job_takes_refine(tmp_path):
             assert rf["decision_psnr"][rf["chosen"]] >= rf["decision_psnr"]["training-free"]
     finally:
         app.state.jobs.shutdown()
+
+
+def test_fit_tail_drops_the_least_significant_by_the_given_order():
+    """refine_result's fit (a refined file that compresses a little worse than its budget)
+    drops the survivors that matter least *after* refinement, not the file's last ones."""
+    from exgs.ugc.refine_file import fit_tail
+
+    sc = demo_scene(n=400, sh_degree=0, seed=4)
+    order = np.random.default_rng(0).permutation(len(sc))  # most significant first
+
+    def encode(s):  # 1.5 kB of header + 10 B per Gaussian
+        return bytes(1500 + 10 * len(s))
+
+    out, data = fit_tail(sc, encode, 1500 + 10 * 300, order=order)
+    assert len(data) <= 1500 + 10 * 300 and 250 <= len(out) <= 300
+    keep = np.sort(order[:len(out)])
+    assert np.array_equal(out.means, sc.means[keep])
+    # without an order: the scene's own order (a prefix)
+    out2, _ = fit_tail(sc, encode, 1500 + 10 * 300)
+    assert np.array_equal(out2.means, sc.means[:len(out2)])

@@ -113,13 +113,21 @@ def searcher(scene, kw: dict, progress=None) -> Callable:
     return shrink
 
 
-def trimmer(result: CompressResult) -> Callable:
-    """``shrink(limit)`` for a refined file: its least significant Gaussians dropped until
-    it fits (:func:`exgs.ugc.refine_file.trimmed`; the survivors keep their refined values,
-    nothing is refined again), None when nothing fits."""
-    from ..ugc.refine_file import trimmed
+def trimmer(result: CompressResult, cameras, device: str = "cpu") -> Callable:
+    """``shrink(limit)`` for a refined file: its least significant Gaussians — by their own
+    significance on ``cameras`` after refinement (:func:`exgs.ugc.refine_file.
+    survivor_order`, computed once, on first use) — dropped until it fits
+    (:func:`exgs.ugc.refine_file.trimmed`; the survivors keep their refined values, nothing
+    is refined again), None when nothing fits."""
+    from ..ugc.refine_file import survivor_order, trimmed
 
-    return lambda limit: trimmed(result, int(limit))
+    order = []
+
+    def shrink(limit):
+        if len(result.data) > limit and not order:
+            order.append(survivor_order(result.scene, cameras, device))
+        return trimmed(result, int(limit), order[0] if order else None)
+    return shrink
 
 
 def _fit(budget, data_of, current, shrink):
@@ -140,8 +148,8 @@ def _fit(budget, data_of, current, shrink):
 
 def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict, *,
                      progress: Callable | None = None, net=None, tune: bool = True,
-                     base: CompressResult | None = None,
-                     refined: bool = False) -> CompressResult:
+                     base: CompressResult | None = None, refined: bool = False,
+                     shrink: Callable | None = None) -> CompressResult:
     """UGC compression (:func:`exgs.ugc.compress` with ``ugc_kw``) of ``scene`` into
     ``budget`` bytes (or to ``keep_target``) + a per-scene painter delta trained with
     ``cfg`` (:class:`exgs.painter.adapt.AdaptConfig`) on ``net`` (default: the shipped
@@ -153,10 +161,11 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
 
     ``base``: the file without a delta when it is already made — a refined file
     (``refined=True``, :func:`exgs.ugc.refine_file.refine_result`): the delta is then trained
-    *after* refinement, on the refined survivors; room for it is made by dropping the
-    file's least significant Gaussians (:func:`trimmer`) instead of searching the kept count
-    again, and every judgement restores the refined file as its readers do (the painter's
-    refined tables for "generic")."""
+    *after* refinement, on the refined survivors; room for it is made by ``shrink(limit)``
+    (:func:`trimmer`: the refined file's least significant Gaussians dropped; default: by
+    their significance on the scoring cameras) instead of searching the kept count again,
+    and every judgement restores the refined file as its readers do (the painter's refined
+    tables for "generic")."""
     from ..io.exgs import DELTA_SECTION, attach_sections
     from ..painter.adapt import AUTO_FORM, adapt
     from ..painter.adapt_judge import judge_scene
@@ -175,7 +184,12 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
         base = compress(scene, budget_bytes=budget, keep_target=keep_target,
                         progress=sub(0.0, 0.15), **ugc_kw)
     kw = dict(ugc_kw, score=base.score)
-    shrink_of = (lambda p: trimmer(base)) if refined else (lambda p: searcher(scene, kw, p))
+    if refined and shrink is None:
+        from ..ugc.significance import default_views
+
+        shrink = trimmer(base, ugc_kw.get("cameras") or default_views(
+            scene, 24, up=ugc_kw.get("up", "-y")))
+    shrink_of = (lambda p: shrink) if shrink is not None else (lambda p: searcher(scene, kw, p))
     src = base.stats["source_bytes"]
     forms, why = candidate_forms(net, cfg, budget)
     # the file without a delta first: its own setting, when it beats the tables, is what a

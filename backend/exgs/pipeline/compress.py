@@ -169,8 +169,9 @@ def _refine_then_adapt(scene, options, adapt, refine, budget, kw, progress, net)
     from dataclasses import replace
 
     from ..ugc import compress
+    from ..ugc.refine import plan_views
     from ..ugc.refine_file import refine_result
-    from .adapt import compress_adapted
+    from .adapt import compress_adapted, trimmer
 
     def sub(a, b):
         return None if progress is None else (lambda f, m="": progress(a + (b - a) * f, m))
@@ -182,11 +183,16 @@ def _refine_then_adapt(scene, options, adapt, refine, budget, kw, progress, net)
         refine = replace(refine, progress=sub(0.2, 0.6))
     res = refine_result(scene, res, replace(refine, up=options.up), options.cameras)
     refined = not res.stats["refine"]["switched_off"]
-    if refined and budget is not None:
-        budget = max(budget, len(res.data))  # (refine_result's own budget: never below it)
+    shrink = None
+    if refined:
+        if budget is not None:
+            budget = max(budget, len(res.data))  # (refine_result's own budget: never below)
+        # room for the delta: drop what matters least after refinement, on its teacher views
+        teach = plan_views(scene, options.cameras, replace(refine, up=options.up))[0]
+        shrink = trimmer(res, teach, refine.device)
     out = compress_adapted(scene, budget, options.keep_target, adapt, kw,
                            progress=sub(0.6, 1.0), net=net, tune=options.painter_tune,
-                           base=res, refined=refined)
+                           base=res, refined=refined, shrink=shrink)
     out.stats.setdefault("refine", res.stats["refine"])
     out.stats["requested_ratio"] = options.ratio
     return out

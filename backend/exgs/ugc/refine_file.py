@@ -5,9 +5,12 @@ decoded survivors (:func:`exgs.ugc.refine.refine`), writes them with the file's 
 (source, settings + ``refine`` options, stats) and makes sure the new file is not larger than
 the byte budget — the ratio's target ``source_bytes / ratio`` when a ratio was asked, else
 the training-free file's size. Refined attributes can compress a little worse under zstd; then
-the least significant Gaussians (the file's tail) are dropped until it fits, and the held-out
-decision is taken again on the decoded file, so the written file is what was evaluated and
-never worse there than the training-free one.
+the least significant Gaussians are dropped until it fits — least significant *after*
+refinement (:func:`survivor_order`: the refined survivors' own significance on the teacher
+views; the file's order is not that: dropping its last 3.5 % cost 0.9 dB on a 300× real
+statue, dropping the least significant 3.5 % 0.02 dB) — and the held-out decision is taken
+again on the decoded file, so the written file is what was evaluated and never worse there
+than the training-free one.
 """
 
 from __future__ import annotations
@@ -38,26 +41,40 @@ def _header(data: bytes) -> dict:
     return decode_header(data)
 
 
-def fit_tail(scene, encode: Callable, limit: int, tries: int = 6):
-    """(scene, data): ``scene`` (significance order: its tail is the least significant) with
-    its tail dropped until ``encode(scene)`` → bytes fits in ``limit`` (at most ``tries``
-    re-encodings; the last try's bytes are returned even when they still do not fit)."""
+def survivor_order(scene, cameras, device: str = "cpu") -> np.ndarray:
+    """[N] indices of ``scene``'s Gaussians, most significant first: their own significance
+    (:func:`exgs.ugc.significance.significance`, α·T over every pixel) on ``cameras``."""
+    from .significance import significance
+
+    return np.argsort(-significance(scene, cameras, device=device), kind="stable")
+
+
+def fit_tail(scene, encode: Callable, limit: int, tries: int = 6,
+             order: np.ndarray | None = None):
+    """(scene, data): ``scene`` with its least significant Gaussians dropped until
+    ``encode(scene)`` → bytes fits in ``limit`` (at most ``tries`` re-encodings; the last
+    try's bytes are returned even when they still do not fit). ``order``: indices, most
+    significant first (:func:`survivor_order`); None: the scene's own order."""
+    full = scene
+    order = np.arange(len(full)) if order is None else np.asarray(order)
     data = encode(scene)
     for _ in range(tries):
         if len(data) <= limit:
             break
         n = len(scene)
         keep = max(1, min(n - 1, int(n * (limit - 1500) / max(len(data) - 1500, 1) * 0.999)))
-        scene = scene.subset(np.arange(keep))
+        scene = full.subset(np.sort(order[:keep]))
         data = encode(scene)
     return scene, data
 
 
-def trimmed(result: CompressResult, limit: int) -> CompressResult | None:
-    """``result`` (a .exgs in significance order, e.g. a refined file) re-encoded with its
-    own header after dropping the least significant Gaussians until it is at most ``limit``
-    bytes — how a refined file makes room for a painter section without refining again;
-    ``result`` itself when it already fits; None when nothing fits."""
+def trimmed(result: CompressResult, limit: int,
+            order: np.ndarray | None = None) -> CompressResult | None:
+    """``result`` (e.g. a refined file) re-encoded with its own header after dropping its
+    least significant Gaussians (``order``: indices into ``result.scene``, most significant
+    first, :func:`survivor_order`; None: the file's own order) until it is at most
+    ``limit`` bytes — how a refined file makes room for a painter section without refining
+    again; ``result`` itself when it already fits; None when nothing fits."""
     from ..io.exgs import decode_exgs, encode_exgs
 
     if len(result.data) <= limit:
@@ -72,7 +89,7 @@ def trimmed(result: CompressResult, limit: int) -> CompressResult | None:
         return encode_exgs(sc, position_bits=bits, zstd_level=level, source=h.get("source"),
                            settings=settings, stats=st)
 
-    scene, data = fit_tail(result.scene, encode, limit)
+    scene, data = fit_tail(result.scene, encode, limit, order=order)
     if len(data) > limit:
         return None
     decoded = decode_exgs(data)
@@ -118,7 +135,11 @@ def refine_result(full_scene, result: CompressResult, options: RefineOptions | N
         return attach_sections(data, extra) if extra else data
 
     n0 = len(scene)
-    scene, data = fit_tail(scene, encode, limit)
+    data = encode(scene)
+    if len(data) > limit:  # drop the least significant after refinement (module doc)
+        teach, _, _ = plan_views(full_scene, cameras, opt)
+        scene, data = fit_tail(scene, encode, limit,
+                               order=survivor_order(scene, teach, opt.device))
     dropped = n0 - len(scene)
     decoded = decode_exgs(data)
     if len(data) > limit or dropped:
