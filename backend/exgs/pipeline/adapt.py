@@ -133,7 +133,8 @@ def trimmer(result: CompressResult, cameras, device: str = "cpu") -> Callable:
 def _fit(budget, data_of, current, shrink):
     """(result, data) with ``data_of(result)`` ≤ ``budget``: ``current`` when it fits and
     leaves ≤ REFILL_BYTES unused, else ``shrink(budget − the section's real size)`` (the
-    kept count searched again, or a refined file's tail dropped); None when nothing fits."""
+    kept count searched again, or a refined file's least significant survivors dropped);
+    None when nothing fits."""
     data = data_of(current)
     if budget is None or (len(data) <= budget and budget - len(data) <= REFILL_BYTES):
         return current, data
@@ -208,10 +209,10 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
             schedule = (verdict["tune"]["gate_bias"], verdict["tune"]["detail_scale"])
         else:
             schedule = (CLOSED_GATE_BIAS, 0.0)
-            if cfg.form == AUTO_FORM:
+            if cfg.form == AUTO_FORM and forms:
                 forms = [(f, r) for f, r in forms if f == "detail"]
-            why = why or "switched off: a refined file restored with nothing trains only a " \
-                         "detail delta, and none fits the budget"
+                why = why or ("" if forms else "switched off: a refined file restored with "
+                              "nothing trains only a detail delta, and none fits the budget")
     results = []  # (form, candidate CompressResult, AdaptResult)
     shares = [AUTO_TIME_SHARE.get(f, 1.0) for f, _ in forms]
     for i, (form, reserve) in enumerate(forms):
