@@ -295,7 +295,7 @@ def test_training_free_file_keeps_the_painter_when_it_helps(scene):
     assert X.exgs_section_from_bytes(res.data, X.DELTA_SECTION) is None
 
 
-def test_trimmed_drops_the_least_significant_tail_to_fit(big_scene):
+def test_trimmed_drops_the_least_significant_survivors_to_fit(big_scene):
     """A refined file makes room for a painter section by dropping its least significant
     survivors (their own significance after refinement): the result is the most significant
     subset, fits the limit and decodes."""
