@@ -342,3 +342,33 @@ def test_adaptation_trains_the_gate_inference_uses(form):
             got = tail.forward(tail.cache_view(rgb, alpha, rgb))
             want = shipped(rgb, alpha, kept_fraction=keep)
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_render_pairs_shares_full_scene_renders_through_the_cache(monkeypatch):
+    """One compression renders the same views of the (expensive) full scene for its verdict
+    and every delta candidate: with a shared cache each view of the full scene is rendered
+    once, and the pairs are identical to uncached ones."""
+    import exgs.render as R
+    from exgs.cameras import orbit_for_scene
+    from exgs.painter.adapt_views import render_pairs
+    from exgs.synth import demo_scene
+
+    full = demo_scene(n=600, sh_degree=1, seed=8)
+    pruned = full.subset(np.arange(0, 600, 7))
+    cams = orbit_for_scene(full, 3, 48, 32, seed=1)
+    plain = render_pairs(full, pruned, cams)
+    calls = []
+    real = R.render
+
+    def counting(scene, cam, **kw):
+        calls.append(scene is full)
+        return real(scene, cam, **kw)
+    monkeypatch.setattr(R, "render", counting)
+    cache = {}
+    a = render_pairs(full, pruned, cams, clean_cache=cache)
+    b = render_pairs(full, pruned, cams[1:], clean_cache=cache)  # a second candidate
+    assert sum(calls) == len(cams) and len(cache) == len(cams)
+    assert len(calls) == len(cams) * 2 + 2  # the pruned scene is rendered every time
+    for x, y in zip(plain, a):
+        assert all(np.array_equal(x[k], y[k]) for k in x)
+    assert all(np.array_equal(plain[1][k], b[0][k]) for k in plain[1])

@@ -153,7 +153,8 @@ def gate_bias_for(net, kept_fraction: float | None):
 def adapt(full_scene, pruned_scene, *, net=None, cameras=None, baseline_scene=None,
           config: AdaptConfig | None = None, progress: Callable | None = None,
           pairs: list[dict] | None = None, refined: bool = False,
-          schedule: tuple[float, float] | None = None) -> AdaptResult:
+          schedule: tuple[float, float] | None = None,
+          clean_cache: dict | None = None) -> AdaptResult:
     """Fine-tune a ``config.form`` delta of ``net`` (default: the shipped painter) for
     restoring renders of ``pruned_scene`` towards renders of ``full_scene``.
 
@@ -168,6 +169,8 @@ def adapt(full_scene, pruned_scene, *, net=None, cameras=None, baseline_scene=No
     (gate bias, detail scale) is given: then it is trained at that fixed setting and the
     delta carries it (its ``schedule`` entry, applied by :func:`exgs.painter.delta.
     apply_delta`) — how a refined file's delta starts from the file as its readers see it.
+    ``clean_cache``: full-scene renders shared between calls
+    (:func:`.adapt_views.render_pairs`).
     Returns :class:`AdaptResult` (``delta`` None when switched off; ``stats`` always).
     """
     import torch
@@ -183,7 +186,7 @@ def adapt(full_scene, pruned_scene, *, net=None, cameras=None, baseline_scene=No
     torch.set_num_threads(max(1, int(cfg.threads)))
     try:
         return _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress,
-                      pairs, t_start, deadline, refined, schedule)
+                      pairs, t_start, deadline, refined, schedule, clean_cache)
     finally:
         torch.set_num_threads(old_threads)
 
@@ -194,7 +197,7 @@ def _emit(progress, frac, msg):
 
 
 def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress, pairs,
-           t_start, deadline, refined=False, schedule=None) -> AdaptResult:
+           t_start, deadline, refined=False, schedule=None, clean_cache=None) -> AdaptResult:
     import copy
 
     import torch
@@ -218,12 +221,13 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
         # held-out views first; training views until 30 % of the budget is spent (≥ 4)
         cams = adaptation_cameras(full_scene, cfg, cameras)
         hold_c, train_c = judging_cameras(cams[-cfg.holdout:], cfg), cams[:-cfg.holdout]
-        pairs_h = render_pairs(full_scene, pruned_scene, hold_c, baseline_scene)
+        pairs_h = render_pairs(full_scene, pruned_scene, hold_c, baseline_scene,
+                               clean_cache=clean_cache)
         pairs = []
         for i, cam in enumerate(train_c):
             if i >= MIN_TRAIN_VIEWS and time.perf_counter() > t_start + 0.3 * cfg.seconds:
                 break
-            pairs += render_pairs(full_scene, pruned_scene, [cam])
+            pairs += render_pairs(full_scene, pruned_scene, [cam], clean_cache=clean_cache)
             _emit(progress, 0.15 * (i + 1) / len(train_c),
                   f"adapt: rendering view {i + 1}/{len(train_c)}")
         pairs += pairs_h

@@ -68,7 +68,8 @@ def choose(adapted_db: float | None, none_db: float, generic_db: float,
 
 
 def judge_scene(full_scene, scene, net, cfg, cameras=None, kept_fraction=None,
-                refined: bool = False, tune: bool = True) -> dict:
+                refined: bool = False, tune: bool = True,
+                clean_cache: dict | None = None) -> dict:
     """Without training anything: render ``cfg.holdout`` held-out views (the same cameras
     :func:`.adapt.adapt` would hold out) of ``full_scene`` and ``scene`` and score the
     unrestored vs generic restoration of ``scene``. Returns :func:`choose` (no delta) plus
@@ -81,11 +82,13 @@ def judge_scene(full_scene, scene, net, cfg, cameras=None, kept_fraction=None,
     both the unrestored and the generic restoration by :data:`exgs.painter.tune.MARGIN_DB`
     (``heldout_tuned_db``; otherwise ``out["tune"]["choice"]`` reads "unconfirmed"; the
     sweep scores whole frames, readers restore in tiles); "none" when no
-    setting, the tables included, passes the do-no-harm rule; otherwise as without it."""
+    setting, the tables included, passes the do-no-harm rule; otherwise as without it.
+    ``clean_cache``: full-scene renders shared with the delta candidates
+    (:func:`.adapt_views.render_pairs`)."""
     from .adapt_views import adaptation_cameras, judging_cameras, render_pairs
 
     cams = judging_cameras(adaptation_cameras(full_scene, cfg, cameras)[-cfg.holdout:], cfg)
-    hold = render_pairs(full_scene, scene, cams)
+    hold = render_pairs(full_scene, scene, cams, clean_cache=clean_cache)
     if kept_fraction is None:
         kept_fraction = min(1.0, len(scene) / max(len(full_scene), 1))
     s = score_without_delta(net, hold, kept_fraction, refined)

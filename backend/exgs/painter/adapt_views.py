@@ -88,17 +88,33 @@ def judging_cameras(cams, cfg) -> list:
     return out
 
 
+def camera_key(cam) -> tuple:
+    """Hashable identity of a camera's image (size, intrinsics, pose)."""
+    return (cam.width, cam.height, float(cam.fx), float(cam.fy), float(cam.cx), float(cam.cy),
+            np.asarray(cam.world_to_camera, np.float64).tobytes())
+
+
 def render_pairs(full_scene, pruned_scene, cameras, baseline_scene=None, progress=None,
-                 frac=(0.0, 1.0)) -> list[dict]:
+                 frac=(0.0, 1.0), clean_cache: dict | None = None) -> list[dict]:
     """Per camera: clean (full scene) and degraded (pruned scene) renders over black, and the
-    baseline scene's render when given. Arrays: rgb [H,W,3] float32, alpha [H,W]."""
+    baseline scene's render when given. Arrays: rgb [H,W,3] float32, alpha [H,W].
+    ``clean_cache``: {:func:`camera_key`: (rgb, alpha)} of full-scene renders, read and
+    filled (one compression renders the same views of the full scene for its verdict and
+    every delta candidate; the full scene is what is expensive to render)."""
     from ..render import render
 
     out = []
     for i, cam in enumerate(cameras):
-        c = render(full_scene, cam, device="cpu")
+        key = camera_key(cam) if clean_cache is not None else None
+        if key is not None and key in clean_cache:
+            c_rgb, c_alpha = clean_cache[key]
+        else:
+            c = render(full_scene, cam, device="cpu")
+            c_rgb, c_alpha = c.rgb.astype(np.float32), c.alpha.astype(np.float32)
+            if key is not None:
+                clean_cache[key] = (c_rgb, c_alpha)
         d = render(pruned_scene, cam, device="cpu")
-        item = {"clean": c.rgb.astype(np.float32), "clean_alpha": c.alpha.astype(np.float32),
+        item = {"clean": c_rgb, "clean_alpha": c_alpha,
                 "rgb": d.rgb.astype(np.float32), "alpha": d.alpha.astype(np.float32)}
         if baseline_scene is not None:
             b = render(baseline_scene, cam, device="cpu")

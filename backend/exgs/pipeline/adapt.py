@@ -197,10 +197,12 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
     # delta must beat too (deltas train on the tables: measured better than training on the
     # setting, on massa+shell at 300x +0.40 vs -0.33 dB over the setting alone)
     verdict = None
+    clean = {}  # full-scene renders: the same views for the verdict and every candidate
     if tune and forms:
         _emit(progress, 0.15, "judging the painter's own setting on held-out views")
         verdict = judge_scene(scene, base.scene, net, replace(cfg, form="last"),
-                              ugc_kw.get("cameras"), refined=refined, tune=True)
+                              ugc_kw.get("cameras"), refined=refined, tune=True,
+                              clean_cache=clean)
     tuned_db = (verdict["heldout_tuned_db"] if verdict is not None
                 and verdict.get("choice") == "tune" else None)
     schedule = None
@@ -229,12 +231,13 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
                        detail_width=detail_width(net, cfg, budget, form))
         res = adapt(scene, cand.scene, net=net, cameras=ugc_kw.get("cameras"),
                     baseline_scene=base.scene if cand is not base else None, config=fcfg,
-                    progress=sub(a + 0.05 * (b - a), b), refined=refined, schedule=schedule)
+                    progress=sub(a + 0.05 * (b - a), b), refined=refined, schedule=schedule,
+                    clean_cache=clean)
         if tuned_db is not None:
             _against_setting(res, tuned_db, cfg.min_gain_db)
         results.append((form, cand, res))
     cands = {f: {k: r.stats.get(k) for k in ("heldout_adapted_db", "gain_db", "bytes",
-                                             "bytes_if_kept", "steps", "enabled")}
+                                             "bytes_if_kept", "steps", "train_views", "enabled")}
              for f, _, r in results}
     kept = [t for t in results if t[2].delta is not None]
     if kept:
