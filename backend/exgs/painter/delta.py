@@ -23,8 +23,10 @@ JSON descriptor::
                   "kind": "diff" | "lora_a" | "lora_b", "scale": float (int8 only),
                   "offset": byte offset in the payload, "length": bytes}],
      "stats": {...},   # informative only (training time, held-out gain, ...)
-     "detail": {"fresh": bool, "width": int, "dilations": [int], "scale": float}}
+     "detail": {"fresh": bool, "width": int, "dilations": [int], "scale": float},
                        # form "detail" only (see below)
+     "schedule": {"gate_bias": b, "detail_scale": s}}
+                       # optional (see below)
 
 A delta of form ``"none"`` has no tensors (and base ``""``): it is the compressor's verdict
 that *no* restoration renders this scene best (held-out views: the unrestored render beat
@@ -45,6 +47,13 @@ true the base net has no head, and the reader first builds a head of ``width`` c
 ``dilations`` whose parameters are all 0, then adds the tensors (the full weights). The
 adapted head runs at ``scale`` for every kept fraction < 1 (``PainterConfig.
 detail_scale_by_keep``); at an unknown or ≥ 1 kept fraction it is not applied.
+
+A trained delta (any form with tensors) restores at the training-free gate schedule (the
+weights' ``gate_bias_by_keep`` / ``detail_scale_by_keep``), refined files too: it was trained
+there. With a ``schedule`` entry (a delta trained after refinement, :mod:`exgs.pipeline.adapt`)
+it restores at that fixed gate bias and detail scale instead, at every kept fraction < 1
+(a ``"detail"`` delta's head at its own ``scale``). Readers that predate the entry restore a
+refined file's delta through the weights' refined tables (off: unrestored).
 
 ``diff`` tensors have the target parameter's shape and are added to it. A ``lora_a``
 [r, fan_in] / ``lora_b`` [out, r] pair with the same ``name`` adds ``(B @ A).reshape(shape)``.

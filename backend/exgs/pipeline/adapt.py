@@ -27,6 +27,11 @@ With a byte budget the *whole file* (scene + delta) fits in it:
 With a ``keep_target`` the kept count is fixed and the delta adds to the size (``auto``
 means ``last`` there); it is kept if it beats the better of generic / none on the same
 scene by ``min_gain_db``.
+
+After refinement (``exgs compress --refine --adapt``, :func:`exgs.pipeline.compress.
+compress_scene`) the baseline is the refined file: candidates make room by dropping its
+least significant survivors (:func:`trimmer`), and the delta starts from the file as its
+readers see it (its own setting, else a closed gate: :data:`CLOSED_GATE_BIAS`).
 """
 
 from __future__ import annotations
