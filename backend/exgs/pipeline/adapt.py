@@ -168,10 +168,9 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
     ``base``: the file without a delta when it is already made — a refined file
     (``refined=True``, :func:`exgs.ugc.refine_file.refine_result`): the delta is then trained
     *after* refinement, on the refined survivors; room for it is made by ``shrink(limit)``
-    (:func:`trimmer`: the refined file's least significant Gaussians dropped; default: by
-    their significance on the scoring cameras) instead of searching the kept count again,
-    and every judgement restores the refined file as its readers do (the painter's refined
-    tables for "generic")."""
+    (required: :func:`trimmer`, the refined file's least significant Gaussians dropped)
+    instead of searching the kept count again, and every judgement restores the refined
+    file as its readers do (the painter's refined tables for "generic")."""
     from ..io.exgs import DELTA_SECTION, attach_sections
     from ..painter.adapt import AUTO_FORM, adapt
     from ..painter.adapt_judge import judge_scene
@@ -191,10 +190,8 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
                         progress=sub(0.0, 0.15), **ugc_kw)
     kw = dict(ugc_kw, score=base.score)
     if refined and shrink is None:
-        from ..ugc.significance import default_views
-
-        shrink = trimmer(base, ugc_kw.get("cameras") or default_views(
-            scene, 24, up=ugc_kw.get("up", "-y")))
+        raise ValueError("a refined base needs its shrink (pipeline.adapt.trimmer): searching "
+                         "the kept count again would drop the refinement")
     shrink_of = (lambda p: shrink) if shrink is not None else (lambda p: searcher(scene, kw, p))
     src = base.stats["source_bytes"]
     forms, why = candidate_forms(net, cfg, budget)

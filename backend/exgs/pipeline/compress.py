@@ -179,17 +179,17 @@ def _refine_then_adapt(scene, options, adapt, refine, budget, kw, progress, net)
     res = compress(scene, budget_bytes=budget, keep_target=options.keep_target,
                    progress=sub(0.0, 0.2), **kw)
     res.stats["requested_ratio"] = options.ratio
+    refine = replace(refine, up=options.up)
     if refine.progress is None and progress is not None:
         refine = replace(refine, progress=sub(0.2, 0.6))
-    res = refine_result(scene, res, replace(refine, up=options.up), options.cameras)
+    res = refine_result(scene, res, refine, options.cameras)
     refined = not res.stats["refine"]["switched_off"]
     shrink = None
     if refined:
         if budget is not None:
             budget = max(budget, len(res.data))  # (refine_result's own budget: never below)
         # room for the delta: drop what matters least after refinement, on its teacher views
-        teach = plan_views(scene, options.cameras, replace(refine, up=options.up))[0]
-        shrink = trimmer(res, teach, refine.device)
+        shrink = trimmer(res, plan_views(scene, options.cameras, refine)[0], refine.device)
     out = compress_adapted(scene, budget, options.keep_target, adapt, kw,
                            progress=sub(0.6, 1.0), net=net, tune=options.painter_tune,
                            base=res, refined=refined, shrink=shrink)

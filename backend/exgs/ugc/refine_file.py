@@ -49,15 +49,35 @@ def survivor_order(scene, cameras, device: str = "cpu") -> np.ndarray:
     return np.argsort(-significance(scene, cameras, device=device), kind="stable")
 
 
+def header_encoder(h: dict, settings: dict, stats: dict | None = None,
+                   sections: dict | None = None, position_bits: int = 16) -> Callable:
+    """``encode(scene)`` → .exgs bytes written with header ``h``'s source and stats (plus
+    ``stats`` and the scene's ``kept`` count), ``settings`` and the extra ``sections``;
+    position bits and zstd level as ``settings`` record them (else ``position_bits``, 19)."""
+    from ..io.exgs import attach_sections, encode_exgs
+
+    bits = int(settings.get("position_bits", position_bits))
+    level = int(settings.get("zstd_level", 19))
+
+    def encode(sc):
+        st = dict(h.get("stats", {}), kept=len(sc))
+        st.update(stats or {})
+        data = encode_exgs(sc, position_bits=bits, zstd_level=level, source=h.get("source"),
+                           settings=settings, stats=st)
+        return attach_sections(data, sections) if sections else data
+    return encode
+
+
 def fit_tail(scene, encode: Callable, limit: int, tries: int = 6,
-             order: np.ndarray | None = None):
+             order: np.ndarray | None = None, data: bytes | None = None):
     """(scene, data): ``scene`` with its least significant Gaussians dropped until
     ``encode(scene)`` → bytes fits in ``limit`` (at most ``tries`` re-encodings; the last
     try's bytes are returned even when they still do not fit). ``order``: indices, most
-    significant first (:func:`survivor_order`); None: the scene's own order."""
+    significant first (:func:`survivor_order`); None: the scene's own order. ``data``:
+    ``encode(scene)`` when the caller already has it."""
     full = scene
     order = np.arange(len(full)) if order is None else np.asarray(order)
-    data = encode(scene)
+    data = encode(scene) if data is None else data
     for _ in range(tries):
         if len(data) <= limit:
             break
@@ -75,21 +95,13 @@ def trimmed(result: CompressResult, limit: int,
     first, :func:`survivor_order`; None: the file's own order) until it is at most
     ``limit`` bytes — how a refined file makes room for a painter section without refining
     again; ``result`` itself when it already fits; None when nothing fits."""
-    from ..io.exgs import decode_exgs, encode_exgs
+    from ..io.exgs import decode_exgs
 
     if len(result.data) <= limit:
         return result
     h = _header(result.data)
-    settings = h.get("settings", {})
-    bits = int(settings.get("position_bits", 16))
-    level = int(settings.get("zstd_level", 19))
-
-    def encode(sc):
-        st = dict(h.get("stats", {}), kept=len(sc))
-        return encode_exgs(sc, position_bits=bits, zstd_level=level, source=h.get("source"),
-                           settings=settings, stats=st)
-
-    scene, data = fit_tail(result.scene, encode, limit, order=order)
+    encode = header_encoder(h, h.get("settings", {}))
+    scene, data = fit_tail(result.scene, encode, limit, order=order, data=result.data)
     if len(data) > limit:
         return None
     decoded = decode_exgs(data)
@@ -106,7 +118,7 @@ def refine_result(full_scene, result: CompressResult, options: RefineOptions | N
     switch-off rule keeps the training-free survivors). ``sections_for(refined_scene)`` →
     (extra .exgs sections, stats) stored with the refined file, inside its byte budget
     (the pipeline's painter verdict); None: no extra sections."""
-    from ..io.exgs import attach_sections, decode_exgs, encode_exgs
+    from ..io.exgs import decode_exgs
 
     opt = options or RefineOptions()
     # keep time for re-encoding (zstd 19: ≈ 10 µs per Gaussian here) up to 3 times
@@ -122,29 +134,19 @@ def refine_result(full_scene, result: CompressResult, options: RefineOptions | N
     settings = dict(h.get("settings", {}))
     settings["refine"] = {"seconds": opt.seconds, "steps": report["steps"],
                           "resolution": opt.resolution, "chosen": report["chosen"]}
-    bits = int(settings.get("position_bits", opt.position_bits))
-    level = int(settings.get("zstd_level", 19))
-
     extra, extra_stats = sections_for(scene) if sections_for else ({}, {})
-
-    def encode(sc):
-        st = dict(h.get("stats", {}))
-        st.update({"kept": len(sc), "refined": True})
-        data = encode_exgs(sc, position_bits=bits, zstd_level=level, source=h.get("source"),
-                           settings=settings, stats=st)
-        return attach_sections(data, extra) if extra else data
+    encode = header_encoder(h, settings, {"refined": True}, extra, opt.position_bits)
 
     n0 = len(scene)
     data = encode(scene)
     if len(data) > limit:  # drop the least significant after refinement (module doc)
-        teach, _, _ = plan_views(full_scene, cameras, opt)
-        scene, data = fit_tail(scene, encode, limit,
+        teach, dec, _ = plan_views(full_scene, cameras, opt)
+        scene, data = fit_tail(scene, encode, limit, data=data,
                                order=survivor_order(scene, teach, opt.device))
     dropped = n0 - len(scene)
     decoded = decode_exgs(data)
     if len(data) > limit or dropped:
-        # re-decide on the decoded file (the tail was dropped, or it still does not fit)
-        _, dec, _ = plan_views(full_scene, cameras, opt)
+        # re-decide on the decoded file (survivors were dropped, or it still does not fit)
         from ..render import render_many
 
         targets = [r.rgb for r in render_many(full_scene, dec, device=opt.device)]
