@@ -213,6 +213,20 @@ def _dim(v, what: str) -> int:
     return int(v)
 
 
+def fit_cameras(cameras, long_side: int) -> list:
+    """``cameras`` with their long side reduced to ``long_side`` px (never enlarged; the
+    same pose and field of view)."""
+    out = []
+    for c in cameras:
+        m = max(c.width, c.height)
+        if m <= long_side:
+            out.append(c)
+        else:
+            f = long_side / m
+            out.append(c.resized(max(1, round(c.width * f)), max(1, round(c.height * f))))
+    return out
+
+
 def read_cameras_json(path: str | os.PathLike) -> list[Camera]:
     """Read INRIA ``cameras.json`` (list of {id, img_name, width, height, position,
     rotation, fx, fy}). ``rotation`` is camera-to-world (columns = camera axes in the scene

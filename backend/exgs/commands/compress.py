@@ -79,6 +79,10 @@ def register(sub) -> None:
     p.add_argument("--sh-degree", type=int, choices=[0, 1, 2, 3], default=0,
                    help="SH degree stored (default 0)")
     p.add_argument("--cameras", help="INRIA cameras.json: score over these training views")
+    p.add_argument("--shot", metavar="CAMERAS_JSON",
+                   help="INRIA cameras.json of the frames the file will be rendered from (a "
+                        "camera path): scored and refined as well, and the painter is judged "
+                        "on them (at most 32, evenly spread)")
     p.add_argument("--views", type=int, default=24, help="orbit scoring views (default 24)")
     p.add_argument("--view-size", type=parse_size, default=(320, 240),
                    help="scoring view size WxH (default 320x240)")
@@ -154,6 +158,7 @@ def run(args) -> int:
     with profiling.stage("read"):
         scene = read_scene(src).validate(src)
     cams = read_cameras_json(args.cameras) if args.cameras else None
+    shot = read_cameras_json(args.shot) if args.shot else None
     if src.is_dir():
         src_bytes = sum(f.stat().st_size for f in src.rglob("*") if f.is_file())
     else:
@@ -173,7 +178,8 @@ def run(args) -> int:
 
     options = CompressOptions(
         ratio=args.ratio, keep_target=args.keep, source_bytes=src_bytes,
-        sh_degree=args.sh_degree, cameras=cams, views=args.views, view_size=args.view_size,
+        sh_degree=args.sh_degree, cameras=cams, shot=shot, views=args.views,
+        view_size=args.view_size,
         up=args.up, volume_beta=args.volume_beta, voxel=not args.no_voxel,
         voxel_size=args.voxel_size, voxel_mass_share=args.voxel_mass_share,
         amplify=not args.no_amplify, distill=not args.no_distill,
@@ -207,6 +213,10 @@ def run(args) -> int:
     print(f"  size {human_bytes(st['file_bytes'])} ({st['bytes_per_gaussian']:.2f} B/Gaussian), "
           f"ratio {st['ratio']:.1f}x vs the {human_bytes(src_bytes)} input, "
           f"time {st['seconds_total']:.1f} s")
+    if st.get("shot_views"):
+        taught = ", refinement taught" if st.get("refine") else ""
+        print(f"  shot: {st['shot_views']} of its {len(shot)} cameras scored{taught}; the "
+              "painter judged on its frames")
     rf = st.get("refine")
     if rf:
         d = rf["decision_psnr"]

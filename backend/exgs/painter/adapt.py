@@ -68,7 +68,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .adapt_judge import baseline_keys, choose, mean_psnr, restore_views, score_without_delta
-from .adapt_views import adaptation_cameras, judging_cameras, render_pairs
+from .adapt_views import adaptation_cameras, held_out_views, render_pairs
 from .delta import base_fingerprint
 from .adapt_tails import _cat, _crop, _detail_setup, _DetailTail, _pad8, _Tail, _to_t  # noqa: F401
 from .delta_forms import (DETAIL_FORM, FORMS, delta_param_count, detail_spec, export,
@@ -154,7 +154,7 @@ def adapt(full_scene, pruned_scene, *, net=None, cameras=None, baseline_scene=No
           config: AdaptConfig | None = None, progress: Callable | None = None,
           pairs: list[dict] | None = None, refined: bool = False,
           schedule: tuple[float, float] | None = None,
-          clean_cache: dict | None = None) -> AdaptResult:
+          clean_cache: dict | None = None, shot=None) -> AdaptResult:
     """Fine-tune a ``config.form`` delta of ``net`` (default: the shipped painter) for
     restoring renders of ``pruned_scene`` towards renders of ``full_scene``.
 
@@ -170,7 +170,8 @@ def adapt(full_scene, pruned_scene, *, net=None, cameras=None, baseline_scene=No
     delta carries it (its ``schedule`` entry, applied by :func:`exgs.painter.delta.
     apply_delta`) — how a refined file's delta starts from the file as its readers see it.
     ``clean_cache``: full-scene renders shared between calls
-    (:func:`.adapt_views.render_pairs`).
+    (:func:`.adapt_views.render_pairs`). ``shot``: the cameras the file will be rendered
+    from; its frames are the held-out views then (:func:`.adapt_views.held_out_views`).
     Returns :class:`AdaptResult` (``delta`` None when switched off; ``stats`` always).
     """
     import torch
@@ -186,7 +187,7 @@ def adapt(full_scene, pruned_scene, *, net=None, cameras=None, baseline_scene=No
     torch.set_num_threads(max(1, int(cfg.threads)))
     try:
         return _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress,
-                      pairs, t_start, deadline, refined, schedule, clean_cache)
+                      pairs, t_start, deadline, refined, schedule, clean_cache, shot)
     finally:
         torch.set_num_threads(old_threads)
 
@@ -197,7 +198,8 @@ def _emit(progress, frac, msg):
 
 
 def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress, pairs,
-           t_start, deadline, refined=False, schedule=None, clean_cache=None) -> AdaptResult:
+           t_start, deadline, refined=False, schedule=None, clean_cache=None,
+           shot=None) -> AdaptResult:
     import copy
 
     import torch
@@ -219,8 +221,7 @@ def _adapt(full_scene, pruned_scene, net, cameras, baseline_scene, cfg, progress
     # ---- views
     if pairs is None:
         # held-out views first; training views until 30 % of the budget is spent (≥ 4)
-        cams = adaptation_cameras(full_scene, cfg, cameras)
-        hold_c, train_c = judging_cameras(cams[-cfg.holdout:], cfg), cams[:-cfg.holdout]
+        hold_c, train_c = held_out_views(full_scene, cfg, cameras, shot)
         pairs_h = render_pairs(full_scene, pruned_scene, hold_c, baseline_scene,
                                clean_cache=clean_cache)
         pairs = []

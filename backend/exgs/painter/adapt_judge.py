@@ -69,7 +69,7 @@ def choose(adapted_db: float | None, none_db: float, generic_db: float,
 
 def judge_scene(full_scene, scene, net, cfg, cameras=None, kept_fraction=None,
                 refined: bool = False, tune: bool = True,
-                clean_cache: dict | None = None) -> dict:
+                clean_cache: dict | None = None, shot=None) -> dict:
     """Without training anything: render ``cfg.holdout`` held-out views (the same cameras
     :func:`.adapt.adapt` would hold out) of ``full_scene`` and ``scene`` and score the
     unrestored vs generic restoration of ``scene``. Returns :func:`choose` (no delta) plus
@@ -84,10 +84,11 @@ def judge_scene(full_scene, scene, net, cfg, cameras=None, kept_fraction=None,
     sweep scores whole frames, readers restore in tiles); "none" when no
     setting, the tables included, passes the do-no-harm rule; otherwise as without it.
     ``clean_cache``: full-scene renders shared with the delta candidates
-    (:func:`.adapt_views.render_pairs`)."""
-    from .adapt_views import adaptation_cameras, judging_cameras, render_pairs
+    (:func:`.adapt_views.render_pairs`). ``shot``: judge on frames of the cameras the file
+    will be rendered from instead (:func:`.adapt_views.held_out_views`)."""
+    from .adapt_views import held_out_views, render_pairs
 
-    cams = judging_cameras(adaptation_cameras(full_scene, cfg, cameras)[-cfg.holdout:], cfg)
+    cams, _ = held_out_views(full_scene, cfg, cameras, shot)
     hold = render_pairs(full_scene, scene, cams, clean_cache=clean_cache)
     if kept_fraction is None:
         kept_fraction = min(1.0, len(scene) / max(len(full_scene), 1))

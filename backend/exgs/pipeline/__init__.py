@@ -19,8 +19,8 @@ Lower layers never import this package: ``io`` ← ``ugc``/``painter``/``render`
 
 from __future__ import annotations
 
-from .compress import (AdaptOptions, CompressOptions, CompressResult, adapt_options,
-                       byte_budget, compress_scene)
+from .compress import (MAX_SHOT_VIEWS, AdaptOptions, CompressOptions, CompressResult,
+                       adapt_options, byte_budget, compress_scene)
 from .device import painter_device, resolve_device
 from .facts import SceneFacts, check_kept_fraction, facts_of_bytes, facts_of_file
 from .render import Progress, render_frames
@@ -28,7 +28,8 @@ from .restore import PainterCache, Restorer, RestoreOptions, restorer_for
 from .sequence import RestoreMemo, render_stable
 
 __all__ = ["resolve_device", "painter_device", "CompressOptions", "AdaptOptions",
-           "CompressResult", "compress_scene", "byte_budget", "adapt_options", "SceneFacts",
+           "CompressResult", "compress_scene", "byte_budget", "adapt_options",
+           "MAX_SHOT_VIEWS", "SceneFacts",
            "facts_of_file", "facts_of_bytes", "check_kept_fraction", "Progress",
            "render_frames", "RestoreOptions", "Restorer", "PainterCache", "restorer_for",
            "RestoreMemo", "render_stable"]

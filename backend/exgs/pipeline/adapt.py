@@ -204,7 +204,7 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
         _emit(progress, 0.15, "judging the painter's own setting on held-out views")
         verdict = judge_scene(scene, base.scene, net, replace(cfg, form="last"),
                               ugc_kw.get("cameras"), refined=refined, tune=True,
-                              clean_cache=clean)
+                              clean_cache=clean, shot=ugc_kw.get("shot"))
     tuned_db = (verdict["heldout_tuned_db"] if verdict is not None
                 and verdict.get("choice") == "tune" else None)
     schedule = None
@@ -234,7 +234,7 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
         res = adapt(scene, cand.scene, net=net, cameras=ugc_kw.get("cameras"),
                     baseline_scene=base.scene if cand is not base else None, config=fcfg,
                     progress=sub(a + 0.05 * (b - a), b), refined=refined, schedule=schedule,
-                    clean_cache=clean)
+                    clean_cache=clean, shot=ugc_kw.get("shot"))
         if tuned_db is not None:
             _against_setting(res, tuned_db, cfg.min_gain_db)
         results.append((form, cand, res))
@@ -273,7 +273,8 @@ def compress_adapted(scene, budget: float | None, keep_target, cfg, ugc_kw: dict
     else:
         if verdict is None:  # (already judged above when there were forms to train)
             verdict = judge_scene(scene, base.scene, net, replace(cfg, form="last"),
-                                  ugc_kw.get("cameras"), refined=refined, tune=tune)
+                                  ugc_kw.get("cameras"), refined=refined, tune=tune,
+                                  shot=ugc_kw.get("shot"))
         info = {"enabled": False, "bytes": 0, "form": cfg.form, "reason": why, **verdict}
     info["candidates"] = cands
     return mark_verdict(base, budget, info, shrink_of(sub(0.98, 0.99)), progress)
@@ -350,10 +351,11 @@ def mark_verdict(base, budget, info: dict, shrink: Callable,
 
 
 def judge_generic(full_scene, scene, net=None, up: str = "-y", cameras=None,
-                  refined: bool = False, tune: bool = True) -> dict:
+                  refined: bool = False, tune: bool = True, shot=None) -> dict:
     """:func:`exgs.painter.adapt_judge.judge_scene` of the generic painter (``net``, default
     the shipped one) on ``scene`` against ``full_scene``, with the adapt path's held-out views
-    for ``up`` / ``cameras`` (``--profile`` stage ``painter_verdict``)."""
+    for ``up`` / ``cameras``, or frames of the ``shot`` (``--profile`` stage
+    ``painter_verdict``)."""
     from ..painter.adapt import AdaptConfig
     from ..painter.adapt_judge import judge_scene
     from ..profiling import stage
@@ -364,7 +366,7 @@ def judge_generic(full_scene, scene, net=None, up: str = "-y", cameras=None,
         net = load_net()
     with stage("painter_verdict"):
         return judge_scene(full_scene, scene, net, AdaptConfig(up=up).validate(), cameras,
-                           refined=refined, tune=tune)
+                           refined=refined, tune=tune, shot=shot)
 
 
 def judge_training_free(scene, base, budget, ugc_kw: dict, up: str = "-y", net=None,
@@ -376,7 +378,8 @@ def judge_training_free(scene, base, budget, ugc_kw: dict, up: str = "-y", net=N
     (:func:`mark_verdict`). ``net``: the painter readers restore with (default: the
     shipped one)."""
     _emit(progress, 0.97, "judging the painter on held-out views")
-    verdict = judge_generic(scene, base.scene, net, up, ugc_kw.get("cameras"), tune=tune)
+    verdict = judge_generic(scene, base.scene, net, up, ugc_kw.get("cameras"), tune=tune,
+                            shot=ugc_kw.get("shot"))
     info = {"enabled": False, "bytes": 0, **verdict,
             "reason": "training-free file: generic painter vs no restoration vs its own "
                       "setting on held-out views"}

@@ -20,7 +20,9 @@ from ..painter.adapt import AdaptConfig as AdaptOptions
 from ..ugc.compress import CompressResult
 
 __all__ = ["CompressOptions", "AdaptOptions", "CompressResult", "compress_scene",
-           "byte_budget", "adapt_options"]
+           "byte_budget", "adapt_options", "MAX_SHOT_VIEWS"]
+MAX_SHOT_VIEWS = 32  #: frames of a shot used (evenly spread): each is rendered of the full
+#: scene for scoring, refinement and judging
 
 
 @dataclass
@@ -31,6 +33,10 @@ class CompressOptions:
     fraction in (0, 1] or a count ≥ 1), not both; neither keeps 10 %. ``source_bytes``:
     the source's size (the CLI passes the input file's size; default: the scene as an INRIA
     PLY). ``cameras``: scoring views (else ``views`` orbits of ``view_size`` with ``up``).
+    ``shot``: the cameras the file will be rendered from (an artist's camera path, any
+    size; at most :data:`MAX_SHOT_VIEWS` of them, evenly spread, are used): scored as well,
+    taught by refinement as well, and the painter's do-no-harm verdict, the file's own
+    setting and a delta's switch-off are judged on its frames.
     ``ugc``: further keywords of :func:`exgs.ugc.compress` (``method``, ``zstd_level``,
     ``score``, ``amplify_strength``, ...)."""
 
@@ -39,6 +45,7 @@ class CompressOptions:
     source_bytes: int | None = None
     sh_degree: int = 0
     cameras: list | None = None
+    shot: list | None = None
     views: int = 24
     view_size: tuple[int, int] = (320, 240)
     up: str = "-y"
@@ -60,9 +67,17 @@ class CompressOptions:
     painter_tune: bool = True
     ugc: dict = field(default_factory=dict)
 
+    def shot_cameras(self) -> list | None:
+        """The shot's cameras used: at most :data:`MAX_SHOT_VIEWS`, evenly spread."""
+        if not self.shot:
+            return None
+        from ..painter.adapt_views import even_pick
+
+        return even_pick(self.shot, MAX_SHOT_VIEWS)
+
     def ugc_keywords(self) -> dict:
         """Keywords of :func:`exgs.ugc.compress` other than the size goal."""
-        return dict(sh_degree=self.sh_degree, cameras=self.cameras,
+        return dict(sh_degree=self.sh_degree, cameras=self.cameras, shot=self.shot_cameras(),
                     source_bytes=self.source_bytes, views=self.views,
                     view_size=tuple(self.view_size), up=self.up,
                     volume_beta=self.volume_beta, voxel=self.voxel,
@@ -151,7 +166,7 @@ def compress_scene(scene, options: CompressOptions, adapt: AdaptOptions | None =
 
         if refine.progress is None and progress is not None:
             refine = replace(refine, progress=progress)
-        res = refine_result(scene, res, replace(refine, up=options.up), options.cameras,
+        res = refine_result(scene, res, _refine_for(refine, options), options.cameras,
                             sections_for=lambda sc: painter_verdict(scene, sc, options, net))
     if adapt is None and options.painter_verdict and "painter_delta" not in res.stats:
         from .adapt import judge_training_free  # refinement off, or none asked for
@@ -179,7 +194,7 @@ def _refine_then_adapt(scene, options, adapt, refine, budget, kw, progress, net)
     res = compress(scene, budget_bytes=budget, keep_target=options.keep_target,
                    progress=sub(0.0, 0.2), **kw)
     res.stats["requested_ratio"] = options.ratio
-    refine = replace(refine, up=options.up)
+    refine = _refine_for(refine, options)
     if refine.progress is None and progress is not None:
         refine = replace(refine, progress=sub(0.2, 0.6))
     res = refine_result(scene, res, refine, options.cameras)
@@ -198,6 +213,13 @@ def _refine_then_adapt(scene, options, adapt, refine, budget, kw, progress, net)
     return out
 
 
+def _refine_for(refine, options: CompressOptions):
+    """``refine`` with the compression's up axis and shot."""
+    from dataclasses import replace
+
+    return replace(refine, up=options.up, shot=tuple(options.shot_cameras() or ()))
+
+
 def painter_verdict(full_scene, refined, options: CompressOptions, net=None):
     """(sections, stats) for a refined file: the generic painter (``net``, default the
     shipped one) against no restoration on held-out views of ``refined`` (the views a
@@ -212,7 +234,7 @@ def painter_verdict(full_scene, refined, options: CompressOptions, net=None):
     from .adapt import judge_generic, verdict_delta
 
     verdict = judge_generic(full_scene, refined, net, options.up, options.cameras, refined=True,
-                            tune=options.painter_tune)
+                            tune=options.painter_tune, shot=options.shot_cameras())
     info = {"enabled": False, "bytes": 0, **verdict,
             "reason": "refined file: generic painter vs no restoration vs its own setting "
                       "on held-out views"}

@@ -89,6 +89,10 @@ class CompressRequest(BaseModel):
     sh_degree: int = Field(0, ge=0, le=3)
     cameras: Optional[Annotated[list[AnyCamera], Field(max_length=4096)]] = Field(
         None, description="training/significance views (default: chosen by the compressor)")
+    shot: Optional[Annotated[list[AnyCamera], Field(max_length=4096)]] = Field(
+        None, description="the cameras the file will be rendered from (a camera path): scored "
+                          "and refined as well, and the painter is judged on their frames "
+                          "(at most 32 used, evenly spread)")
     adapt: Optional[Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]] = Field(
         None, description="seconds to fine-tune a per-scene GaussPainter delta stored in the "
                           ".exgs (counted in the ratio; left out when it does not pay)")

@@ -90,7 +90,8 @@ def compress(scene: GaussianScene, *, budget_bytes: float | None = None,
              amplify_strength: float | None = None,
              colour_strength: float = 0.5, distill: bool = True,
              position_bits: int = 16, zstd_level: int = 19, device: str = "auto",
-             score: np.ndarray | None = None, seed: int = 0) -> CompressResult:
+             score: np.ndarray | None = None, seed: int = 0,
+             shot: list | None = None) -> CompressResult:
     """Compress ``scene`` into a progressive .exgs (see :mod:`exgs.ugc`).
 
     Give ``budget_bytes`` (the file is the largest kept count whose bytes fit in it; a ratio
@@ -98,11 +99,15 @@ def compress(scene: GaussianScene, *, budget_bytes: float | None = None,
     or ``keep_target`` (how much to keep: a fraction in (0, 1] or a count ≥ 1); neither →
     keep 10 %. ``cameras`` — scoring views (training cameras, scored with their long side
     reduced to ``max(view_size)``); default ``views`` orbit views of ``view_size`` around
-    the scene with ``up``. ``score`` — precomputed significance [N] (skips rendering).
+    the scene with ``up``. ``shot`` — the cameras the file will be rendered from (an artist's
+    camera path): scored *in addition* to those views, at the same reduced resolution, so
+    what the shot sees keeps its share of the budget. ``score`` — precomputed significance
+    [N] (skips rendering).
     ``progress(fraction, message)`` is called along the way. Refinement of the survivors
     runs after this, on the chosen file (:func:`exgs.ugc.refine_file.refine_result`).
     """
     from ..io.exgs import decode_exgs, encode_exgs, resolve_count
+    from ..cameras import fit_cameras
     from .amplify import amplify as amplify_fn
     from .sh import reduce_sh
     from .significance import default_views, significance
@@ -131,17 +136,13 @@ def compress(scene: GaussianScene, *, budget_bytes: float | None = None,
 
     # ---- significance
     t0 = time.perf_counter()
-    if cameras is None:
-        cameras = default_views(scene, views, view_size, up=up)
-    else:
-        # training cameras are scored at reduced resolution (long side ≤ max(view_size)):
-        # the ranking barely changes and 200 full-HD views would take long on a CPU
-        cap = max(view_size)
-        cameras = [c if max(c.width, c.height) <= cap else
-                   c.resized(max(1, round(c.width * cap / max(c.width, c.height))),
-                             max(1, round(c.height * cap / max(c.width, c.height))))
-                   for c in cameras]
-    cameras = list(cameras)
+    # training cameras (and the shot) are scored at reduced resolution (long side ≤
+    # max(view_size)): the ranking barely changes and 200 full-HD views would take long
+    cap = max(view_size)
+    cameras = (default_views(scene, views, view_size, up=up) if cameras is None
+               else fit_cameras(cameras, cap))
+    shot = fit_cameras(shot or [], cap)
+    cameras = list(cameras) + shot
     if not cameras:
         raise UsageError("no scoring cameras")
     if score is None:
@@ -170,6 +171,8 @@ def compress(scene: GaussianScene, *, budget_bytes: float | None = None,
                 "distill": bool(distill), "volume_beta": volume_beta,
                 "score_views": len(cameras), "position_bits": position_bits,
                 "zstd_level": zstd_level, "score": "mean alpha*T over all pixels of all views"}
+    if shot:
+        settings["shot_views"] = len(shot)
     source = {"bytes": src_bytes, "bytes_kind": src_kind, "gaussians": n,
               "sh_degree": scene.sh_degree}
     trials: list[tuple[int, int]] = []
@@ -213,6 +216,7 @@ def compress(scene: GaussianScene, *, budget_bytes: float | None = None,
              "source_bytes": src_bytes, "source_bytes_kind": src_kind,
              "ratio": src_bytes / size, "budget_bytes": budget_bytes,
              "requested_keep": keep_target, "method": method, "score_views": len(cameras),
+             "shot_views": len(shot),
              "score_seconds": t_score, "build_seconds": t_build,
              "seconds": time.perf_counter() - t_start, "encode_trials": len(trials),
              "voxel": info.get("voxel", {}), "amplify": info.get("amplify", {})}

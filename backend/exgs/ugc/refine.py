@@ -35,11 +35,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..cameras import fit_cameras
 from ..errors import UsageError
 from ..scene import GaussianScene, logit
 from .fakequant import codec_roundtrip, fake_quant
-from .refine_views import (decision_views, fit_cameras, mean_psnr, ssim_target_stats,
-                           ssim_torch, teacher_views)
+from .refine_views import (decision_views, mean_psnr, ssim_target_stats, ssim_torch,
+                           teacher_views)
 
 __all__ = ["RefineOptions", "refine", "check_budget"]
 
@@ -72,6 +73,9 @@ class RefineOptions:
     seed: int = 0
     threads: int | None = None
     device: str = "cpu"
+    #: the cameras the file will be rendered from (an artist's camera path): extra teacher
+    #: views, at ``resolution``, beside the orbits or training cameras
+    shot: tuple = field(default=(), repr=False)
     progress: Callable[[float, str], None] | None = field(default=None, repr=False)
     cancel: Any = field(default=None, repr=False)
 
@@ -178,7 +182,9 @@ def plan_views(full: GaussianScene, teacher_cameras, opt: RefineOptions):
     """(teacher cameras, decision cameras, kind). With training cameras: every 8th one is a
     decision view (when there are ≥ 8), the others teach; long sides reduced to
     ``resolution`` (teachers) and ``decision_resolution`` (decision). Otherwise orbits
-    (:func:`~exgs.ugc.refine_views.teacher_views`, :func:`~.decision_views`)."""
+    (:func:`~exgs.ugc.refine_views.teacher_views`, :func:`~.decision_views`). The shot's
+    cameras (``opt.shot``) teach as well."""
+    shot = fit_cameras(opt.shot or (), opt.resolution)
     if teacher_cameras:
         all_cams = list(teacher_cameras)
         if len(all_cams) >= 8:
@@ -187,8 +193,8 @@ def plan_views(full: GaussianScene, teacher_cameras, opt: RefineOptions):
         else:
             dec = decision_views(full, opt.decision_views, opt.decision_resolution, opt.up,
                                  opt.elevation)
-        return fit_cameras(all_cams, opt.resolution), dec, "training cameras"
-    return (teacher_views(full, opt.views, opt.resolution, opt.up, opt.elevation),
+        return fit_cameras(all_cams, opt.resolution) + shot, dec, "training cameras"
+    return (teacher_views(full, opt.views, opt.resolution, opt.up, opt.elevation) + shot,
             decision_views(full, opt.decision_views, opt.decision_resolution, opt.up,
                            opt.elevation), "orbits")
 

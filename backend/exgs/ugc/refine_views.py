@@ -43,19 +43,6 @@ def teacher_views(scene, count: int, size: int, up="-y", elevation=None) -> list
     return cams
 
 
-def fit_cameras(cameras, long_side: int) -> list:
-    """Training cameras with their long side reduced to ``long_side`` (never enlarged)."""
-    out = []
-    for c in cameras:
-        m = max(c.width, c.height)
-        if m <= long_side:
-            out.append(c)
-        else:
-            f = long_side / m
-            out.append(c.resized(max(1, round(c.width * f)), max(1, round(c.height * f))))
-    return out
-
-
 def decision_views(scene, count: int, size: int, up="-y", elevation=None) -> list:
     """Switch-off views: an orbit at distance 0.8 (elevation 10–40° unless given)."""
     from ..cameras import orbit_for_scene

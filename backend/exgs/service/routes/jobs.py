@@ -72,13 +72,14 @@ def router(state) -> APIRouter:
             raise ApiError(422, f"keep={body.keep} exceeds the scene's "
                                 f"{e.summary.get('gaussians', 0)} Gaussians")
         cams = request_cameras(body.cameras, limits) if body.cameras else None
+        shot = request_cameras(body.shot, limits) if body.shot else None
         adapt = None
         if body.adapt is not None:
             engines.check_painter()
             adapt = adapt_options(body.adapt, form=body.adapt_form,
                                   min_gain_db=body.adapt_min_gain)
         options = CompressOptions(ratio=body.ratio, keep_target=body.keep,
-                                  sh_degree=body.sh_degree, cameras=cams,
+                                  sh_degree=body.sh_degree, cameras=cams, shot=shot,
                                   source_bytes=e.file_bytes, device=device)
         stem = Path(e.name).stem or "scene"
 
