@@ -239,7 +239,7 @@ class Connection:
         return out
 
     def compress(self, sid, *, ratio=None, keep=None, sh_degree=0, adapt=None,
-                 adapt_min_gain=None, refine=None, progress=None, cancel=None):
+                 adapt_min_gain=None, refine=None, shot=None, progress=None, cancel=None):
         """UGC in the backend → (.exgs bytes, stats dict, compressed scene id). With
         ``adapt`` seconds the stats hold ``painter_delta`` (figures, and ``data_b64`` when
         a delta was stored in the file)."""
@@ -248,6 +248,8 @@ class Connection:
             kw["refine"] = float(refine)
         if adapt and adapt_min_gain is not None:
             kw["adapt_min_gain"] = float(adapt_min_gain)
+        if shot:
+            kw["shot"] = list(shot)
         res = self.api.compress(sid, ratio=ratio, keep=keep, sh_degree=sh_degree,
                                 progress=progress, cancel=cancel, **kw)
         new = res.get("scene_id")
@@ -361,16 +363,18 @@ def exgs_file_extras(path: str) -> dict:
 
 
 def compress(ply_path: str, digest: str, *, ratio=None, keep=None, sh_degree=0,
-             adapt=None, adapt_min_gain=None, refine=None, progress=None,
+             adapt=None, adapt_min_gain=None, refine=None, shot=None, progress=None,
              cancel=None) -> tuple[bytes, dict, str]:
     """Compress a scene in the backend → (.exgs bytes, stats, compressed scene id);
     ``adapt``: seconds to fine-tune a per-scene painter delta (stored in the .exgs);
-    ``refine``: seconds to distil the survivors against the full scene (no extra bytes)."""
+    ``refine``: seconds to distil the survivors against the full scene (no extra bytes);
+    ``shot``: request cameras of the frames the file will be rendered from
+    (:func:`.render_core.shot_cameras`)."""
     conn = connection()
     sid = conn.scene_for(ply_path, digest)
     return conn.compress(sid, ratio=ratio, keep=keep, sh_degree=sh_degree, adapt=adapt,
-                         adapt_min_gain=adapt_min_gain, refine=refine, progress=progress,
-                         cancel=cancel)
+                         adapt_min_gain=adapt_min_gain, refine=refine, shot=shot,
+                         progress=progress, cancel=cancel)
 
 
 def run_convert(src: str, dst: str) -> None:

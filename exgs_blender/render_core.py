@@ -49,6 +49,37 @@ def blender_camera(scene, cam_obj) -> dict:
     }
 
 
+SHOT_FRAMES = 16  #: frames of the shot a compression is fitted to (evenly spread)
+
+
+def shot_frame_numbers(start: int, end: int, step: int = 1, count: int = SHOT_FRAMES) -> list:
+    """At most ``count`` frame numbers of ``range(start, end + 1, step)``, evenly spread,
+    first and last included."""
+    frames = list(range(int(start), int(end) + 1, max(1, int(step))))
+    if len(frames) <= count:
+        return frames
+    idx = np.linspace(0, len(frames) - 1, count).round().astype(int)
+    return [frames[int(i)] for i in idx]
+
+
+def shot_cameras(scene, obj, count: int = SHOT_FRAMES) -> list[dict]:
+    """The scene camera over the frame range as the backend's request cameras, each with
+    ``obj``'s ``matrix_world`` at that frame (the compressed Gaussians are ``obj``'s mesh, in
+    its own frame): the shot a compression is fitted to. Main thread; the current frame is
+    restored. RenderError when the scene has no (perspective) camera."""
+    blender_camera(scene, scene.camera)  # fail early: no camera, or not perspective
+    current, sub = scene.frame_current, scene.frame_subframe
+    out = []
+    try:
+        for f in shot_frame_numbers(scene.frame_start, scene.frame_end, scene.frame_step, count):
+            scene.frame_set(f)
+            out.append(dict(blender_camera(scene, scene.camera),
+                            object_matrix_world=_mat(obj.matrix_world)))
+    finally:
+        scene.frame_set(current, subframe=sub)
+    return out
+
+
 def output_size(scene) -> tuple[int, int]:
     r = scene.render
     return (max(1, r.resolution_x * r.resolution_percentage // 100),

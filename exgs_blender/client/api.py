@@ -179,9 +179,10 @@ class ExgsClient(HttpClient):
     # ------------------------------------------------------------------ compress
     def submit_compress(self, scene_id: str, *, ratio=None, keep=None, sh_degree: int = 0,
                         cameras=None, adapt=None, adapt_form=None,
-                        adapt_min_gain=None, refine=None) -> dict:
+                        adapt_min_gain=None, refine=None, shot=None) -> dict:
         """``keep``: the target (fraction of Gaussians to keep, or a count); ``refine``:
-        seconds to distil the survivors against the full scene (no extra bytes)."""
+        seconds to distil the survivors against the full scene (no extra bytes); ``shot``:
+        the cameras the file will be rendered from (scored, refined and judged on)."""
         body = {"sh_degree": int(sh_degree)}
         if refine is not None:
             body["refine"] = float(refine)
@@ -197,17 +198,19 @@ class ExgsClient(HttpClient):
             body["keep"] = keep
         if cameras:
             body["cameras"] = [camera_dict(c) for c in cameras]
+        if shot:
+            body["shot"] = [camera_dict(c) for c in shot]
         return self._request("POST", f"/v1/scenes/{quote(scene_id)}/compress", json_body=body)
 
     def compress(self, scene_id: str, *, ratio=None, keep=None, sh_degree: int = 0,
                  cameras=None, adapt=None, adapt_form=None, adapt_min_gain=None,
-                 refine=None, progress=None, cancel=None) -> dict:
+                 refine=None, shot=None, progress=None, cancel=None) -> dict:
         """UGC compression in the backend → ``{"scene_id", "stats", "file_bytes", ...}``;
         the .exgs is ``download(result["scene_id"])``. ``adapt``: seconds to fine-tune a
         per-scene painter delta stored in the file."""
         job = self.submit_compress(scene_id, ratio=ratio, keep=keep, sh_degree=sh_degree,
                                    cameras=cameras, adapt=adapt, adapt_form=adapt_form,
-                                   adapt_min_gain=adapt_min_gain, refine=refine)
+                                   adapt_min_gain=adapt_min_gain, refine=refine, shot=shot)
         jid = _job_id(job)
         try:
             info = self.wait(jid, progress=progress, cancel=cancel)

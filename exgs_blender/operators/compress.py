@@ -11,25 +11,33 @@ in the .blend. ``exgs.restore_original`` undoes a compression later, outside the
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
 from .. import backend, errors, gaussians, meshfill, paths, render_core, shot
+from ..errors import RenderError
 from ..splat import SplatObject
 
+FIT_SHOT_HELP = ("Also score, refine and judge GaussPainter on the scene camera's frames "
+                 "(frame range, up to 16 frames): what the shot sees keeps more detail at "
+                 "the same size; other views may lose a little. Off, or no scene camera: "
+                 "orbits only")
 RESULT_ITEMS = [("MIRROR", "New object", "A new object that mirrors the original (parent, "
                  "animation, materials, collections, properties); the original is hidden"),
                 ("REPLACE", "Replace mesh data", "Give the same object the compressed mesh: every "
                  "reference from other objects and drivers keeps working; the old mesh is kept")]
 
 
-def _compress_job(ply, digest, ratio, keep, sh_degree, out_exgs, adapt=None, refine=None):
+def _compress_job(ply, digest, ratio, keep, sh_degree, out_exgs, adapt=None, refine=None,
+                  shot=None):
     def run(progress, cancel):
         data, stats, _sid = backend.compress(ply, digest, ratio=ratio, keep=keep,
                                              sh_degree=sh_degree, adapt=adapt, refine=refine,
-                                             progress=progress, cancel=cancel)
+                                             shot=shot, progress=progress, cancel=cancel)
         if cancel.is_set():
             raise errors.Cancelled("compression cancelled")
         tmp = out_exgs + ".part"
@@ -69,6 +77,7 @@ class EXGS_OT_compress(bpy.types.Operator):
                                      "bytes; kept only when held-out views improve)")
     refine_seconds: FloatProperty(name="Refine time (s)", default=60.0, min=1.0, max=3600.0,
                                   description="Wall-clock seconds spent refining")
+    fit_shot: BoolProperty(name="Fit to shot", default=True, description=FIT_SHOT_HELP)
     result: EnumProperty(name="Result", items=RESULT_ITEMS, default="MIRROR")
 
     _timer = None
@@ -83,6 +92,7 @@ class EXGS_OT_compress(bpy.types.Operator):
         self.mode, self.ratio, self.keep, self.sh_degree = s.mode, s.ratio, s.keep, s.sh_degree
         self.adapt, self.adapt_seconds = s.adapt, s.adapt_seconds
         self.refine, self.refine_seconds = s.refine, s.refine_seconds
+        self.fit_shot = s.fit_shot
         self.result = s.result
         return self.execute(context)
 
@@ -99,12 +109,15 @@ class EXGS_OT_compress(bpy.types.Operator):
         keep = self.keep / 100.0 if self.mode == "KEEP" else None
         adapt = float(self.adapt_seconds) if self.adapt else None
         refine = float(self.refine_seconds) if self.refine else None
+        shot = self._shot(context, obj)
         tag = (f"-adapt{adapt:g}" if adapt else "") + (f"-refine{refine:g}" if refine else "")
+        if shot:
+            tag += "-shot" + hashlib.sha256(json.dumps(shot).encode()).hexdigest()[:10]
         self._exgs = os.path.join(paths.cache_dir(), f"{digest}-{self.mode}-"
                                   f"{ratio or keep:g}-sh{self.sh_degree}{tag}.exgs")
         self._worker = render_core.Worker(_compress_job(ply, digest, ratio, keep,
                                                         self.sh_degree, self._exgs, adapt,
-                                                        refine))
+                                                        refine, shot))
         wm = context.window_manager
         if bpy.app.background or context.window is None:  # background: run to completion
             try:
@@ -117,6 +130,19 @@ class EXGS_OT_compress(bpy.types.Operator):
         wm.modal_handler_add(self)
         wm.progress_begin(0, 100)
         return {"RUNNING_MODAL"}
+
+    def _shot(self, context, obj):
+        """The scene camera's frames as request cameras (:func:`render_core.shot_cameras`),
+        or None: *Fit to shot* off, or no usable scene camera (then a warning)."""
+        if not self.fit_shot:
+            return None
+        if context.scene.camera is None:
+            return None
+        try:
+            return render_core.shot_cameras(context.scene, obj)
+        except RenderError as e:
+            self.report({"WARNING"}, f"ExGS: not fitted to the shot: {e}")
+            return None
 
     def _cleanup(self, context):
         wm = context.window_manager
@@ -171,8 +197,10 @@ class EXGS_OT_compress(bpy.types.Operator):
         context.view_layer.objects.active = new
         so = SplatObject(mesh)
         ratio = orig_bytes / max(1, so.source_bytes) if orig_bytes else 0
+        fitted = (stats or {}).get("shot_views")
+        shot_note = f", fitted to the shot ({fitted} frames)" if fitted else ""
         self.report({"INFO"}, f"ExGS: {so.count:,} Gaussians kept, "
-                              f"{so.source_bytes:,} bytes ({ratio:.0f}×){extra}")
+                              f"{so.source_bytes:,} bytes ({ratio:.0f}×){shot_note}{extra}")
         return {"FINISHED"}
 
     def _store_facts(self, so: SplatObject, stats, orig_bytes: int) -> str:
@@ -237,6 +265,7 @@ class ExgsToolSettings(bpy.types.PropertyGroup):
                                      "bytes; kept only when held-out views improve)")
     refine_seconds: FloatProperty(name="Refine time (s)", default=60.0, min=1.0, max=3600.0,
                                   description="Wall-clock seconds spent refining")
+    fit_shot: BoolProperty(name="Fit to shot", default=True, description=FIT_SHOT_HELP)
     result: EnumProperty(name="Result", items=RESULT_ITEMS, default="MIRROR")
 
 

@@ -82,6 +82,9 @@ class EXGS_PT_sidebar(bpy.types.Panel):
             sub = row.row(align=True)
             sub.enabled = tools.adapt
             sub.prop(tools, "adapt_seconds", text="")
+            row = box.row()
+            row.enabled = context.scene.camera is not None
+            row.prop(tools, "fit_shot")
             box.prop(tools, "result", text="")
             box.operator("exgs.compress", icon="PLAY")
             if SplatObject(obj).compressed_from:

@@ -131,3 +131,67 @@ def test_compress_adapt_to_scene_keeps_the_delta_and_renders_with_it(run_bpy, tm
     stored = read_exgs_delta(res["src"])
     assert res["has"] == (stored is not None)
     assert res["magic"] == "EXPD" and res["frame"][:2] == [32, 48]
+
+
+def test_compress_fits_the_scene_cameras_shot(run_bpy, tmp_path):
+    """*Fit to shot* (on by default): the scene camera over the frame range (≤ 16 frames,
+    each with the object's matrix at that frame) goes to the backend as the shot; the file
+    records it; the current frame is restored. Off, or an orthographic camera: no shot."""
+    from exgs.io.ply import write_ply
+    from exgs.synth import demo_scene
+
+    ply = str(tmp_path / "demo.ply")
+    write_ply(demo_scene(3000, sh_degree=0, seed=6), ply)
+    res = run_bpy(f"""
+        from bl_ext.user_default.exgs import io_import, render_core
+        bpy.ops.wm.read_homefile(use_empty=True)
+        scene = bpy.context.scene
+        obj, _ = io_import.import_file(bpy.context, {ply!r})
+        bpy.context.view_layer.objects.active = obj
+        cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+        scene.collection.objects.link(cam)
+        scene.camera = cam
+        scene.render.resolution_x, scene.render.resolution_y = 64, 48
+        scene.frame_start, scene.frame_end = 1, 40
+        for f, x in ((1, -3.0), (40, 3.0)):
+            cam.location = (x, -10, 1); cam.rotation_euler = (1.5, 0, 0)
+            cam.keyframe_insert("location", frame=f)
+        obj.location = (0, 0, 0); obj.keyframe_insert("location", frame=1)
+        obj.location = (0, 0, 2); obj.keyframe_insert("location", frame=40)
+        scene.frame_set(7)
+        shot = render_core.shot_cameras(scene, obj)
+        info = dict(n=len(shot), frame=scene.frame_current,
+                    first_x=shot[0]["camera_matrix_world"][0][3],
+                    last_x=shot[-1]["camera_matrix_world"][0][3],
+                    last_obj_z=shot[-1]["object_matrix_world"][2][3],
+                    numbers=render_core.shot_frame_numbers(1, 40),
+                    short=render_core.shot_frame_numbers(3, 9, 2))
+        t = scene.exgs_tools
+        info["default"] = t.fit_shot
+        t.refine = False
+        r1 = list(bpy.ops.exgs.compress(mode="KEEP", keep=5.0, refine=False))
+        info["fitted"] = bpy.data.objects["demo (ExGS)"].data["exgs_source"]
+        bpy.context.view_layer.objects.active = obj
+        r2 = list(bpy.ops.exgs.compress(mode="KEEP", keep=5.0, refine=False, fit_shot=False))
+        info["plain"] = bpy.data.objects["demo (ExGS).001"].data["exgs_source"]
+        cam.data.type = "ORTHO"
+        bpy.context.view_layer.objects.active = obj
+        r3 = list(bpy.ops.exgs.compress(mode="KEEP", keep=5.0, refine=False))
+        info["ortho"] = bpy.data.objects["demo (ExGS).002"].data["exgs_source"]
+        info["frame_after"] = scene.frame_current
+        from bl_ext.user_default.exgs import backend
+        backend.stop_local()
+        RESULT = dict(info, r=[r1, r2, r3])
+    """, timeout=400)
+    from exgs.io.exgs_format import read_exgs_header
+
+    assert res["r"] == [["FINISHED"]] * 3
+    assert res["n"] == 16 and res["frame"] == 7 and res["frame_after"] == 7
+    assert res["numbers"][0] == 1 and res["numbers"][-1] == 40 and len(res["numbers"]) == 16
+    assert res["short"] == [3, 5, 7, 9]
+    assert abs(res["first_x"] + 3.0) < 1e-4 and abs(res["last_x"] - 3.0) < 1e-4
+    assert abs(res["last_obj_z"] - 2.0) < 1e-4  # the object's matrix at that frame
+    assert res["default"] is True
+    assert read_exgs_header(res["fitted"])["settings"]["shot_views"] == 16
+    assert "shot_views" not in read_exgs_header(res["plain"])["settings"]
+    assert "shot_views" not in read_exgs_header(res["ortho"])["settings"]

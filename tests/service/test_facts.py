@@ -162,6 +162,26 @@ def test_compressed_scene_carries_its_facts(svc, files):
     assert not new["facts"]["has_painter_delta"]
 
 
+def test_compress_job_fits_the_shot(svc, files):
+    """``shot``: the cameras the file will be rendered from reach the compressor (scored
+    beside the orbits, the painter judged on them); a bad one is a 422 naming it."""
+    _, ply, _, _, _ = files
+    sid = _upload(svc, ply)["id"]
+    scene = random_scene(50, sh_degree=0, seed=1)
+    shot = [c.to_dict() for c in orbit_for_scene(scene, 3, 48, 32, seed=5)]
+    r = svc.post(f"/v1/scenes/{sid}/compress", json={"keep": 0.1, "shot": shot}, headers=HDR)
+    job = r.json()
+    t0 = time.monotonic()
+    while job["state"] in ("queued", "running") and time.monotonic() - t0 < 120:
+        job = svc.get(f"/v1/jobs/{job['id']}?wait=10&since={job['version']}",
+                      headers=HDR).json()
+    assert job["state"] == "done", job
+    assert job["result"]["stats"]["shot_views"] == 3
+    bad = dict(shot[0], fx=-1.0)
+    r = svc.post(f"/v1/scenes/{sid}/compress", json={"keep": 0.1, "shot": [bad]}, headers=HDR)
+    assert r.status_code == 422 and "fx" in r.text, r.text
+
+
 def test_poisoned_exgs_upload_is_refused_and_the_list_survives(svc, tmp_path):
     """Issue 19 item 1: a digest-valid .exgs whose ranges decode to Inf is a 400 (one line),
     is never registered, and GET /v1/scenes keeps answering."""
