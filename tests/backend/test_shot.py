@@ -140,3 +140,35 @@ def test_cli_shot(scene, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("exgs: error:") and "bad.json" in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_delta_is_held_out_on_the_shot_too(scene, monkeypatch):
+    """With ``--adapt`` the verdict and every delta candidate are judged on the same frames
+    of the shot (the delta must beat the file's own setting on the very views it was
+    measured on)."""
+    import exgs.painter.adapt_views as views
+    from exgs.painter.adapt import AdaptConfig
+    from exgs.painter.adapt_views import camera_key, held_out_views
+    from exgs.pipeline import CompressOptions, compress_scene
+
+    calls = []
+    real = views.render_pairs
+
+    def spy(full, pruned, cams, *a, **kw):
+        calls.append([camera_key(c) for c in cams])
+        return real(full, pruned, cams, *a, **kw)
+
+    import exgs.painter.adapt as adapt_mod
+
+    monkeypatch.setattr(views, "render_pairs", spy)
+    monkeypatch.setattr(adapt_mod, "render_pairs", spy)
+    cfg = AdaptConfig(form="last", views=5, holdout=2, size=64, crop=32, batch=2, steps=4,
+                      seconds=600)
+    shot = close_up_shot(scene, n=5)
+    res = compress_scene(scene, CompressOptions(keep_target=0.1, device="cpu", shot=shot,
+                                                **FAST), adapt=cfg)
+    hold = [camera_key(c) for c in held_out_views(scene, cfg.validate(), None, shot)[0]]
+    assert calls[0] == hold and calls[1] == hold  # the verdict, then the delta's held-out
+    assert all(k not in hold for c in calls[2:] for k in c)  # training views: orbits
+    assert "heldout_adapted_db" in res.stats["painter_delta"] or \
+        res.stats["painter_delta"]["choice"] in ("none", "generic", "tune")
