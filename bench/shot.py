@@ -80,9 +80,11 @@ def bench_scene(spec, ratios, shots, frames, size, refine_steps, scenes_dir, cac
                                    significance_views)
     from exgs.pipeline import CompressOptions, compress_scene
     from exgs.render import render
+    from exgs.ugc import inria_ply_bytes
     from exgs.ugc.refine import RefineOptions
 
     scene = load_scene(spec, scenes_dir)
+    src = inria_ply_bytes(len(scene), 3)  # ratios of the SH-3 INRIA PLY, as bench/adapt.py
     frame = scene_frame(spec, scene)
     score_cams = significance_views(frame) if spec.endswith("+shell") else None
     other = frame_views(frame, 8, size, seed=_seed(4242, spec) % (1 << 31))
@@ -97,7 +99,8 @@ def bench_scene(spec, ratios, shots, frames, size, refine_steps, scenes_dir, cac
                 t = time.time()
                 refine = RefineOptions(seconds=None, steps=refine_steps) if refine_steps else None
                 res = compress_scene(scene, CompressOptions(
-                    ratio=ratio, device="cpu", up=frame["up"], cameras=score_cams, shot=shot),
+                    ratio=ratio, source_bytes=src, device="cpu", up=frame["up"],
+                    cameras=score_cams, shot=shot),
                     refine=refine)
                 pd = res.stats.get("painter_delta") or {}
                 row = {"scene": spec, "kind": "real" if spec.startswith("real:") else "proc",

@@ -213,6 +213,15 @@ def _dim(v, what: str) -> int:
     return int(v)
 
 
+def even_pick(cams, k: int) -> list:
+    """``k`` of ``cams`` evenly spread over the list, first and last included (all of them
+    when there are ≤ ``k``)."""
+    cams = list(cams)
+    if len(cams) <= k:
+        return cams
+    return [cams[int(i)] for i in np.linspace(0, len(cams) - 1, k).round().astype(int)]
+
+
 def fit_cameras(cameras, long_side: int) -> list:
     """``cameras`` with their long side reduced to ``long_side`` px (never enlarged; the
     same pose and field of view)."""

@@ -88,15 +88,6 @@ def judging_cameras(cams, cfg) -> list:
     return out
 
 
-def even_pick(cams, k: int) -> list:
-    """``k`` of ``cams`` evenly spread over the list, first and last included (all of them
-    when there are ≤ ``k``)."""
-    cams = list(cams)
-    if len(cams) <= k:
-        return cams
-    return [cams[int(i)] for i in np.linspace(0, len(cams) - 1, k).round().astype(int)]
-
-
 def held_out_views(full_scene, cfg, cameras=None, shot=None) -> tuple[list, list]:
     """(held-out cameras at the judging size, training cameras) of a delta or a verdict:
     the last ``cfg.holdout`` of :func:`adaptation_cameras` hold out and the others train —
@@ -104,6 +95,8 @@ def held_out_views(full_scene, cfg, cameras=None, shot=None) -> tuple[list, list
     given: then ``cfg.holdout`` frames spread evenly over the shot are judged instead, so
     the do-no-harm verdict, the file's own setting and a delta's switch-off are decided on
     the frames that will be rendered."""
+    from ..cameras import even_pick
+
     cams = adaptation_cameras(full_scene, cfg, cameras)
     hold = even_pick(shot, cfg.holdout) if shot else cams[-cfg.holdout:]
     return judging_cameras(hold, cfg), cams[:-cfg.holdout]

@@ -71,7 +71,7 @@ class CompressOptions:
         """The shot's cameras used: at most :data:`MAX_SHOT_VIEWS`, evenly spread."""
         if not self.shot:
             return None
-        from ..painter.adapt_views import even_pick
+        from ..cameras import even_pick
 
         return even_pick(self.shot, MAX_SHOT_VIEWS)
 
