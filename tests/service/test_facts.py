@@ -60,15 +60,20 @@ def _upload(tc, path) -> dict:
     return r.json()
 
 
-def _frames(tc, sid, body) -> list:
-    r = tc.post(f"/v1/scenes/{sid}/render", json=body, headers=HDR)
-    assert r.status_code == 202, r.text
-    job = r.json()
+def _finished(tc, job) -> dict:
+    """The job (a submit answer) once it is done (asserted)."""
     t0 = time.monotonic()
     while job["state"] in ("queued", "running") and time.monotonic() - t0 < 120:
         job = tc.get(f"/v1/jobs/{job['id']}?wait=10&since={job['version']}",
                      headers=HDR).json()
     assert job["state"] == "done", job
+    return job
+
+
+def _frames(tc, sid, body) -> list:
+    r = tc.post(f"/v1/scenes/{sid}/render", json=body, headers=HDR)
+    assert r.status_code == 202, r.text
+    job = _finished(tc, r.json())
     return [decode_f32(tc.get(f"/v1/jobs/{job['id']}/frames/{i}", headers=HDR).content)[2]["rgb"]
             for i in range(job["result"]["frames"])], job["result"]
 
@@ -151,12 +156,7 @@ def test_compressed_scene_carries_its_facts(svc, files):
     _, ply, _, _, _ = files
     sid = _upload(svc, ply)["id"]
     r = svc.post(f"/v1/scenes/{sid}/compress", json={"keep": 0.1}, headers=HDR)
-    job = r.json()
-    t0 = time.monotonic()
-    while job["state"] in ("queued", "running") and time.monotonic() - t0 < 120:
-        job = svc.get(f"/v1/jobs/{job['id']}?wait=10&since={job['version']}",
-                      headers=HDR).json()
-    assert job["state"] == "done", job
+    job = _finished(svc, r.json())
     new = svc.get(f"/v1/scenes/{job['result']['scene_id']}", headers=HDR).json()
     assert abs(new["facts"]["kept_fraction"] - job["result"]["stats"]["kept_fraction"]) < 1e-12
     assert not new["facts"]["has_painter_delta"]
@@ -170,12 +170,7 @@ def test_compress_job_fits_the_shot(svc, files):
     scene = random_scene(50, sh_degree=0, seed=1)
     shot = [c.to_dict() for c in orbit_for_scene(scene, 3, 48, 32, seed=5)]
     r = svc.post(f"/v1/scenes/{sid}/compress", json={"keep": 0.1, "shot": shot}, headers=HDR)
-    job = r.json()
-    t0 = time.monotonic()
-    while job["state"] in ("queued", "running") and time.monotonic() - t0 < 120:
-        job = svc.get(f"/v1/jobs/{job['id']}?wait=10&since={job['version']}",
-                      headers=HDR).json()
-    assert job["state"] == "done", job
+    job = _finished(svc, r.json())
     assert job["result"]["stats"]["shot_views"] == 3
     bad = dict(shot[0], fx=-1.0)
     r = svc.post(f"/v1/scenes/{sid}/compress", json={"keep": 0.1, "shot": [bad]}, headers=HDR)
