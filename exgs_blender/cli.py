@@ -2,7 +2,7 @@
 
     blender -c exgs import IN.ply OUT.blend [--axis Y_DOWN]
     blender -c exgs compress IN.ply OUT.exgs [--ratio 100 | --keep 0.1] [--sh-degree 0]
-        [--adapt SECONDS]
+        [--refine SECONDS] [--adapt SECONDS]
     blender -c exgs render FILE.blend [-s START] [-e END] [-o //frames/####] [--restore]
 
 Exit codes: 0 success, 1 failed (backend/render error, message on stderr), 2 bad usage.
@@ -38,6 +38,9 @@ def _parser():
     g.add_argument("--ratio", type=float)
     g.add_argument("--keep", type=float, help="fraction (0..1] or count of Gaussians kept")
     c.add_argument("--sh-degree", type=int, default=0)
+    c.add_argument("--refine", type=float, default=None, metavar="SECONDS",
+                   help="distil the kept Gaussians against the full scene for SECONDS (no "
+                        "extra bytes; kept only when held-out views improve)")
     c.add_argument("--adapt", type=float, default=None, metavar="SECONDS",
                    help="fine-tune a per-scene painter delta for SECONDS, stored in the file")
     r = sub.add_parser("render", help="render a .blend's frame range with the ExGS engine")
@@ -65,6 +68,12 @@ def main(argv) -> int:
             _err(str(e.code))
             return 2
         return 0
+    if args.cmd == "compress":
+        for name, top in (("adapt", 86400), ("refine", 3600)):
+            v = getattr(args, name)
+            if v is not None and not 0 < v <= top:  # (NaN fails too)
+                _err(f"--{name} must be a number of seconds in (0, {top}], got {v}")
+                return 2
     try:
         backend.prime()
         if args.cmd == "import":
@@ -82,16 +91,18 @@ def main(argv) -> int:
                 plyio.write_ply(ply, v)
             keep = args.keep
             ratio = args.ratio if (args.ratio or keep is not None) else 100.0
-            if args.adapt is not None and not 0 < args.adapt <= 86400:
-                _err(f"--adapt must be a number of seconds in (0, 86400], got {args.adapt}")
-                return 2
             data, stats, _sid = backend.compress(ply, digest, ratio=ratio, keep=keep,
-                                                 sh_degree=args.sh_degree, adapt=args.adapt)
+                                                 sh_degree=args.sh_degree, adapt=args.adapt,
+                                                 refine=args.refine)
             tmp = args.output + ".part"
             with open(tmp, "wb") as f:
                 f.write(data)
             os.replace(tmp, args.output)
-            print(f"exgs: wrote {args.output} ({len(data)} bytes)")
+            rf = stats.get("refine") or {}
+            how = (f"; refined {rf.get('steps', 0)} steps"
+                   f"{' (switched off: no gain on held-out views)' if rf.get('switched_off') else ''}"
+                   if rf else "")
+            print(f"exgs: wrote {args.output} ({len(data)} bytes){how}")
             return 0
         if args.cmd == "render":
             if not os.path.exists(args.blend):

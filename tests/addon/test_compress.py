@@ -52,7 +52,10 @@ def test_compress_operator_cli_and_cancel(run_bpy, tmp_path):
         info["ratio"] = gaussians.object_stats(new)["ratio"]
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
-            rc = cli.main(["compress", {ply!r}, {out!r}, "--ratio", "20"])
+            out_txt = io.StringIO()
+            with contextlib.redirect_stdout(out_txt):
+                rc = cli.main(["compress", {ply!r}, {out!r}, "--ratio", "20",
+                               "--refine", "2"])
         # cancel: an already-set event stops the job and raises a cancel
         ply_path, digest, _ = render_core.export_mesh_ply(obj.data)
         ev = threading.Event(); ev.set()
@@ -62,7 +65,8 @@ def test_compress_operator_cli_and_cancel(run_bpy, tmp_path):
         except Exception as e:
             cancelled = errors.is_cancel(e)
         backend.stop_local()
-        RESULT = dict(r=r, info=info, rc=rc, err=err.getvalue(), cancelled=cancelled)
+        RESULT = dict(r=r, info=info, rc=rc, err=err.getvalue(), cancelled=cancelled,
+                      out=out_txt.getvalue())
     """, timeout=300)
     info = res["info"]
     assert res["r"] == ["FINISHED"]
@@ -72,6 +76,7 @@ def test_compress_operator_cli_and_cancel(run_bpy, tmp_path):
     assert info["axis"][1][2] == 1.0  # the original's axis change carried over
     assert info["exported_same"] and info["ratio"] > 1.0
     assert res["rc"] == 0 and open(out, "rb").read(4) == b"EXGS", res["err"]
+    assert "; refined " in res["out"] and " steps" in res["out"]  # --refine reached the backend
     assert res["cancelled"]
 
 

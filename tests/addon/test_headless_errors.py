@@ -23,9 +23,14 @@ def test_cli_import_then_render_without_backend(run_bpy, small_ply, tmp_path):
             rc_render = cli.main(["render", {blend!r}, "-s", "1", "-e", "2",
                                   "-o", {str(tmp_path / "out_####")!r}])
             rc_missing = cli.main(["render", {str(tmp_path / "nope.blend")!r}])
-        RESULT = dict(rc=[rc_usage, rc_import, rc_render, rc_missing], n=n, err=err.getvalue())
+            rc_refine = cli.main(["compress", {path!r}, {str(tmp_path / "o.exgs")!r},
+                                  "--refine", "0"])
+        RESULT = dict(rc=[rc_usage, rc_import, rc_render, rc_missing, rc_refine], n=n,
+                      err=err.getvalue())
     """, EXGS_PYTHON=str(tmp_path / "no-such-python"), timeout=120)
-    assert res["rc"] == [2, 0, 1, 2]
+    assert res["rc"] == [2, 0, 1, 2, 2]
+    assert "exgs: error: --refine must be a number of seconds in (0, 3600], got 0.0" in res["err"]
+    assert not os.path.exists(tmp_path / "o.exgs")
     assert res["n"] == len(scene)
     lines = [ln for ln in res["err"].splitlines() if ln.startswith("exgs: error:")]
     assert any("backend Python not found" in ln and "no-such-python" in ln for ln in lines), res["err"]
