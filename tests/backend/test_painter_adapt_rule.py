@@ -421,3 +421,29 @@ def test_refined_detail_delta_starts_from_the_file_as_readers_see_it(big_scene):
                        extra={"schedule": {"gate_bias": -1e9, "detail_scale": 0.0}})
     with pytest.raises(DeltaError):
         decode_delta(bad)
+
+
+def test_switched_off_refinement_keeps_its_report_through_the_verdict(scene, harmful_net,
+                                                                    monkeypatch):
+    """A refinement that switched itself off leaves the training-free file; when the verdict
+    then has to make room for its section (the kept count searched again), the file's stats
+    still carry the refinement's report and the requested ratio."""
+    import exgs.ugc.refine_file as rf
+    from exgs.ugc import inria_ply_bytes
+    from exgs.ugc.refine import RefineOptions
+
+    report = {"switched_off": True, "steps": 3, "seconds": 0.1, "cancelled": False,
+              "decision_psnr": {"training-free": 20.0}, "chosen": "training-free"}
+
+    def switched_off(full, result, *a, **kw):
+        stats = dict(result.stats, refine=dict(report))
+        return type(result)(scene=result.scene, data=result.data, stats=stats,
+                            score=result.score)
+
+    monkeypatch.setattr(rf, "refine_result", switched_off)
+    src = inria_ply_bytes(len(scene), 3)
+    res = compress_scene(scene, CompressOptions(ratio=25.0, source_bytes=src, device="cpu",
+                                                **FAST),
+                         refine=RefineOptions(seconds=5.0), net=harmful_net)
+    assert res.stats["painter_delta"]["choice"] == "none"
+    assert res.stats["refine"] == report and res.stats["requested_ratio"] == 25.0

@@ -171,8 +171,11 @@ def compress_scene(scene, options: CompressOptions, adapt: AdaptOptions | None =
     if adapt is None and options.painter_verdict and "painter_delta" not in res.stats:
         from .adapt import judge_training_free  # refinement off, or none asked for
 
+        kept = {k: res.stats[k] for k in ("refine", "requested_ratio") if k in res.stats}
         res = judge_training_free(scene, res, budget, kw, options.up, net, progress,
                                   tune=options.painter_tune)
+        for k, v in kept.items():  # (a re-searched file for the verdict's section has fresh
+            res.stats.setdefault(k, v)  # stats: keep the switched-off refinement's report)
     return res
 
 
