@@ -10,6 +10,34 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = os.path.join(ROOT, ".venv", "bin", "python")
 
 
+#: Functions for the bpy scripts of the Blender benchmarks (prepended to them): the EXR render
+#: settings and reading a rendered frame range back as [N, H, W, 4] float32 (rows top first).
+BPY_HELPERS = r'''
+import numpy as _np
+
+
+def exr_settings(sc, size):
+    sc.render.resolution_x = sc.render.resolution_y = size
+    sc.render.resolution_percentage = 100
+    sc.render.film_transparent = True
+    sc.render.use_compositing = False
+    sc.render.image_settings.file_format = "OPEN_EXR"
+    sc.render.image_settings.color_depth = "32"
+    sc.render.image_settings.color_mode = "RGBA"
+
+
+def read_exr_frames(folder, frames, size):
+    out = []
+    for f in range(1, frames + 1):
+        img = bpy.data.images.load(os.path.join(folder, f"{f:04d}.exr"))
+        px = _np.empty(size * size * 4, _np.float32)
+        img.pixels.foreach_get(px)
+        bpy.data.images.remove(img)
+        out.append(px.reshape(size, size, 4)[::-1])
+    return _np.stack(out)
+'''
+
+
 def sh(cmd, **kw) -> str:
     """Run ``cmd``; its stdout, or exit with the tail of its output when it fails."""
     r = subprocess.run(cmd, capture_output=True, text=True, **kw)

@@ -44,7 +44,7 @@ PY = os.path.join(ROOT, ".venv", "bin", "python")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "backend"))
-from blender_env import install_extension, sh, start_server  # noqa: E402
+from blender_env import BPY_HELPERS, install_extension, sh, start_server  # noqa: E402
 
 MODES = ("full", "unrestored", "per_frame", "stable")
 
@@ -75,13 +75,7 @@ for f, m in enumerate(A["c2w"], start=1):
     cam.keyframe_insert("location", frame=f)
     cam.keyframe_insert("rotation_euler", frame=f)
 sc.render.engine = "EXGS"
-sc.render.resolution_x = sc.render.resolution_y = A["size"]
-sc.render.resolution_percentage = 100
-sc.render.film_transparent = True
-sc.render.use_compositing = False
-sc.render.image_settings.file_format = "OPEN_EXR"
-sc.render.image_settings.color_depth = "32"
-sc.render.image_settings.color_mode = "RGBA"
+exr_settings(sc, A["size"])
 sc.frame_start, sc.frame_end = 1, A["frames"]
 stamps = []
 bpy.app.handlers.render_post.append(lambda *a: stamps.append(time.monotonic()))
@@ -96,14 +90,8 @@ for mode in ("full", "unrestored", "per_frame", "stable"):
     t0 = time.monotonic()
     bpy.ops.render.render(animation=True)
     out["seconds"][mode] = np.diff([t0] + stamps).tolist()
-    frames = []
-    for f in range(1, A["frames"] + 1):
-        img = bpy.data.images.load(os.path.join(A["out"], mode, f"{f:04d}.exr"))
-        px = np.empty(A["size"] * A["size"] * 4, np.float32)
-        img.pixels.foreach_get(px)
-        bpy.data.images.remove(img)
-        frames.append(px.reshape(A["size"], A["size"], 4)[::-1])
-    np.save(os.path.join(A["out"], mode + ".npy"), np.stack(frames))
+    np.save(os.path.join(A["out"], mode + ".npy"),
+            read_exr_frames(os.path.join(A["out"], mode), A["frames"], A["size"]))
 out["errors"] = final.ERRORS
 print("@@" + json.dumps(out))
 '''
@@ -177,7 +165,8 @@ def main(argv=None) -> int:
                 out = os.path.join(prep["dir"], f"k{k:g}")
                 a = {"full": prep["full"], "exgs": prep["exgs"][k], "c2w": prep["c2w"],
                      "fx": prep["fx"], "size": args.size, "frames": args.frames, "out": out}
-                txt = sh([args.bpy_python, "-c", BPY, "--", json.dumps(a)], env=env)
+                txt = sh([args.bpy_python, "-c", BPY_HELPERS + BPY, "--", json.dumps(a)],
+                         env=env)
                 info = json.loads([ln for ln in txt.splitlines() if ln.startswith("@@")][-1][2:])
                 if info["errors"]:
                     raise SystemExit(f"{spec} {k}: {info['errors']}")

@@ -35,7 +35,7 @@ PY = os.path.join(ROOT, ".venv", "bin", "python")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "backend"))
-from blender_env import install_extension, sh, start_server  # noqa: E402
+from blender_env import BPY_HELPERS, install_extension, sh, start_server  # noqa: E402
 
 BPY = r'''
 import bpy, json, os, sys, time, addon_utils
@@ -81,24 +81,14 @@ for name, fit in (("fitted", True), ("plain", False)):
     out[name + "_bytes"] = objs[name].data["exgs_source_bytes"]
 sc.render.engine = "EXGS"
 sc.exgs_render.restore = False
-sc.render.film_transparent = True
-sc.render.use_compositing = False
-sc.render.image_settings.file_format = "OPEN_EXR"
-sc.render.image_settings.color_depth = "32"
-sc.render.image_settings.color_mode = "RGBA"
+exr_settings(sc, A["size"])
 for name, o in objs.items():
     for other in objs.values():
         other.hide_render = other is not o
     sc.render.filepath = os.path.join(A["out"], name, "")
     bpy.ops.render.render(animation=True)
-    frames = []
-    for f in range(1, A["frames"] + 1):
-        img = bpy.data.images.load(os.path.join(A["out"], name, f"{f:04d}.exr"))
-        px = np.empty(A["size"] * A["size"] * 4, np.float32)
-        img.pixels.foreach_get(px)
-        bpy.data.images.remove(img)
-        frames.append(px.reshape(A["size"], A["size"], 4)[::-1])
-    np.save(os.path.join(A["out"], name + ".npy"), np.stack(frames))
+    np.save(os.path.join(A["out"], name + ".npy"),
+            read_exr_frames(os.path.join(A["out"], name), A["frames"], A["size"]))
 out["errors"] = final.ERRORS
 print("@@" + json.dumps(out))
 '''
@@ -136,6 +126,9 @@ def main(argv=None) -> int:
     ap.add_argument("--bpy-python", default=PY)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "blender_shot.json"))
     args = ap.parse_args(argv)
+    if args.frames < 2 * 16:
+        ap.error("--frames must be ≥ 32: the add-on fits to 16 frames of the range and the "
+                 "frames between them measure it")
     tmp = tempfile.mkdtemp(prefix="exgs-bench-shot-")
     home = install_extension(tmp, args.bpy_python)
     srv, url, token_file = start_server(tmp)
@@ -150,7 +143,8 @@ def main(argv=None) -> int:
             a = {"full": prep["full"], "c2w": prep["c2w"], "fx": prep["fx"], "size": args.size,
                  "frames": args.frames, "out": out, "ratio": args.ratio,
                  "refine": args.refine}
-            txt = sh([args.bpy_python, "-c", BPY, "--", json.dumps(a)], env=env)
+            txt = sh([args.bpy_python, "-c", BPY_HELPERS + BPY, "--", json.dumps(a)],
+                     env=env)
             info = json.loads([ln for ln in txt.splitlines() if ln.startswith("@@")][-1][2:])
             if info["errors"]:
                 raise SystemExit(f"{spec}: {info['errors']}")
@@ -169,8 +163,9 @@ def main(argv=None) -> int:
                           "given_psnr": float(np.mean([psnr(seq[m][f - 1], seq["full"][f - 1])
                                                        for f in sorted(given)]))}
             res["rows"].append(row)
-            print(f"{spec:26s} plain {row['plain']['held_out_psnr']:.2f} dB ({row['plain']['kept']:,}"
-                  f" kept, {row['plain']['file_bytes']:,} B) → fitted "
+            pl = row["plain"]
+            print(f"{spec:26s} plain {pl['held_out_psnr']:.2f} dB ({pl['kept']:,} kept,"
+                  f" {row['plain']['file_bytes']:,} B) → fitted "
                   f"{row['fitted']['held_out_psnr']:.2f} dB ({row['fitted']['kept']:,} kept, "
                   f"{row['fitted']['file_bytes']:,} B) on {len(held)} frames never given; "
                   f"compress {row['plain']['compress_seconds']:.0f} / "
